@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Creates .venv with aidp and its development tools. Idempotent; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export UV_COMPILE_BYTECODE=1
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check uv
+fi
+[[ -x .venv/bin/python ]] || uv venv --quiet --python 3.11 .venv 2>/dev/null || uv venv --quiet .venv
+uv pip install --quiet --python .venv/bin/python -e '.[dev,postgres]'

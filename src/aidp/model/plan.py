@@ -1,0 +1,56 @@
+"""The validated plan of one run: what the engine executes and what a run row stores."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aidp.model.workstream import Step, Workstream
+
+__all__ = ["Plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Validated workstreams in file order, self-contained (``prompt_file`` already read into
+    ``prompt``), so a run can be resumed even when the files changed or vanished.
+
+    ``sources`` maps a workstream id to ``"file:line"`` where it was declared.
+    """
+
+    workstreams: tuple[Workstream, ...]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def workstream(self, ws_id: str) -> Workstream:
+        for ws in self.workstreams:
+            if ws.id == ws_id:
+                return ws
+        raise KeyError(ws_id)
+
+    def step(self, ws_id: str, step_id: str) -> Step:
+        for step in self.workstream(ws_id).steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(f"{ws_id}/{step_id}")
+
+    @property
+    def step_count(self) -> int:
+        return sum(len(ws.steps) for ws in self.workstreams)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "workstreams": [ws.model_dump(mode="json") for ws in self.workstreams],
+                "sources": self.sources,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            workstreams=tuple(Workstream.model_validate(w) for w in data["workstreams"]),
+            sources=dict(data.get("sources", {})),
+        )

@@ -1,0 +1,162 @@
+"""Pydantic models of workstream files: the single source of truth for their shape.
+
+``schema/workstream.schema.json`` is exported from :class:`WorkstreamFile` (``python -m
+aidp.model.schema``) and a test keeps the two in sync. Semantic checks that span several objects
+(unknown dependencies, cycles, scope conflicts, paths, branch names) live in
+:mod:`aidp.model.validate`.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+__all__ = [
+    "Check",
+    "Duration",
+    "MergeSpec",
+    "MergeStrategy",
+    "RetryPolicy",
+    "Step",
+    "Workstream",
+    "WorkstreamFile",
+    "parse_duration",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Turn ``30``, ``1.5``, ``"500ms"``, ``"30s"``, ``"10m"`` or ``"1h"`` into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '30s', '10m'")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use seconds or '500ms', '30s', '10m', '1h')")
+        return float(match.group(1)) * _UNIT_S[match.group(2)]
+    return value
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": _DURATION_RE.pattern},
+            ],
+            "description": "seconds, or a string such as '500ms', '30s', '10m', '1h'",
+        }
+    ),
+]
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+Command = Annotated[
+    str | list[str],
+    Field(
+        description="a command template run by /bin/sh -c (placeholders are shell-quoted), "
+        "or an argv list (placeholders substituted per element)"
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MergeStrategy(str, Enum):
+    """How a finished workstream's branch reaches its merge target."""
+
+    NONE = "none"
+    MERGE = "merge"
+    SQUASH = "squash"
+
+
+class RetryPolicy(_Model):
+    """When and how often a failed step is tried again (delays in seconds)."""
+
+    max_attempts: int = Field(1, ge=1, le=100, description="total attempts, the first included")
+    initial_delay: Duration = Field(1.0, description="delay before the second attempt")
+    factor: float = Field(2.0, ge=1.0, le=100.0, description="delay multiplier per attempt")
+    max_delay: Duration = Field(60.0, description="upper bound of one delay")
+    jitter: float = Field(0.0, ge=0.0, le=1.0, description="± fraction of randomness per delay")
+
+
+class Check(_Model):
+    """An acceptance check: a command run in the worktree after the tool; it must exit 0."""
+
+    run: Command
+    name: str | None = None
+    timeout: Duration = 600.0
+
+
+class MergeSpec(_Model):
+    """Where a finished workstream's branch goes: ``into`` a branch, with ``strategy``."""
+
+    into: str = Field(min_length=1)
+    strategy: MergeStrategy = MergeStrategy.MERGE
+
+
+class Step(_Model):
+    """One tool invocation (or human gate) plus its acceptance checks."""
+
+    id: Id
+    title: str | None = None
+    depends_on: list[Id] = Field(default_factory=list)
+    tool: str = Field("shell", description="a tool profile name (built in: shell)")
+    run: Command | None = Field(None, description="the command for the shell adapter")
+    prompt: str | None = None
+    prompt_file: str | None = Field(None, description="path relative to the workstream file")
+    context: list[str] = Field(default_factory=list, description="read-only context files")
+    checks: list[Check | str] = Field(default_factory=list)
+    timeout: Duration = 600.0
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    env: list[EnvName] = Field(default_factory=list, description="environment variable names")
+    requires_change: bool = Field(
+        False, description="fail with outcome no_change when the step changes no file"
+    )
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> Step:
+        if self.prompt is not None and self.prompt_file is not None:
+            raise ValueError("give either prompt or prompt_file, not both")
+        return self
+
+    def check_list(self) -> list[Check]:
+        """The acceptance checks, with plain strings turned into :class:`Check`."""
+        return [Check(run=c) if isinstance(c, str) else c for c in self.checks]
+
+
+class Workstream(_Model):
+    """A unit of isolation: one branch, one worktree, a DAG of steps."""
+
+    id: Id
+    title: str | None = None
+    base: str = Field("HEAD", description="branch or ref the workstream starts from")
+    depends_on: list[Id] = Field(default_factory=list)
+    scope: list[str] = Field(
+        default_factory=lambda: ["**"],
+        description="globs of the files the steps may change (gitignore-style: * stays in one "
+        "directory, ** crosses directories)",
+    )
+    conflicts_with: list[Id] = Field(default_factory=list)
+    merge: MergeSpec | None = None
+    env: list[EnvName] = Field(default_factory=list, description="names passed to every step")
+    steps: list[Step] = Field(min_length=1)
+
+
+class WorkstreamFile(_Model):
+    """A versioned workstream file holding one or more workstreams."""
+
+    version: Literal[1]
+    workstreams: list[Workstream] = Field(min_length=1)
