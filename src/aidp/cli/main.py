@@ -1,0 +1,84 @@
+"""The ``aidp`` command: a click group whose subcommands are imported only when invoked.
+
+Keeping imports lazy keeps ``aidp --help`` fast: it must not import SQLAlchemy, pygit2 or the web
+stack (a test pins the imported modules). Every :class:`~aidp.exceptions.AidpError` is turned
+into one readable line plus a hint and its exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from aidp import __version__
+from aidp.exceptions import AidpError
+
+__all__ = ["cli", "main"]
+
+# command name -> (module, attribute, one-line help shown by `aidp --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": ("aidp.cli.init", "init", "Write a commented aidp.toml and an example workstream."),
+    "validate": ("aidp.cli.plan", "validate", "Check workstream files; exit 2 on any problem."),
+    "plan": ("aidp.cli.plan", "plan", "Show waves, critical path and useful parallelism."),
+    "run": ("aidp.cli.run", "run", "Run workstreams in worktrees, checkpointing every step."),
+    "resume": ("aidp.cli.run", "resume", "Finish an interrupted run without redoing steps."),
+    "status": ("aidp.cli.inspect", "status", "Show a run's workstreams and steps."),
+    "runs": ("aidp.cli.inspect", "runs", "List runs."),
+    "logs": ("aidp.cli.inspect", "logs", "Print (or follow) the log of a step's attempt."),
+    "cancel": ("aidp.cli.control", "cancel", "Cancel a run."),
+    "rollback": ("aidp.cli.control", "rollback", "Move a workstream back to a checkpoint."),
+    "worktrees": ("aidp.cli.worktrees", "worktrees", "List or prune pooled worktrees."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr, _ = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aidp")
+def cli() -> None:
+    """aidp, the AI Development Pipeline: run workstreams of AI coding steps in git worktrees,
+    with acceptance checks, checkpoints and resume."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI, turning aidp errors into one line and an exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="aidp", standalone_mode=False)
+    except AidpError as exc:
+        click.secho(f"error: {exc.message}", fg="red", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    if isinstance(result, int):
+        sys.exit(result)
+    return result
