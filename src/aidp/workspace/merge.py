@@ -1,0 +1,205 @@
+"""Merging workstream branches: dependencies into a worktree, results into their target branch.
+
+* :func:`merge_into_worktree` -- a workstream depending on several others starts at the first
+  dependency's head and merges the rest with ``git merge --no-ff``; all or nothing.
+* :func:`merge_into_target` -- a finished workstream lands on its target branch without any
+  worktree: ``git merge-tree --write-tree`` computes the result, ``git commit-tree`` records it,
+  ``git update-ref NEW OLD`` moves the branch only if nobody else moved it meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from aidp.exceptions import GitError, InputError, MergeConflictError, StateError
+from aidp.workspace.checkpoint import format_message
+from aidp.workspace.git import git_identity_env, rev_parse, run_git
+from aidp.workspace.worktrees import Worktree
+
+__all__ = [
+    "checked_out_branches",
+    "is_merged",
+    "merge_into_target",
+    "merge_into_worktree",
+]
+
+
+def merge_into_worktree(
+    wt: Worktree, branches: Sequence[str], *, message: str, trailers: Mapping[str, str]
+) -> str:
+    """Merge ``branches`` one by one into the worktree's HEAD; return the resulting HEAD sha.
+
+    Every merge makes a merge commit (``--no-ff``) whose message is ``message`` plus
+    ``trailers``. All or nothing: when any merge conflicts, the merge is aborted, HEAD goes back
+    to where it was before the first merge, and nothing is left staged or half-merged.
+
+    Raises:
+        MergeConflictError: with the branch that conflicted and the conflicting files.
+        GitError: git failed for another reason (for example untracked files in the way).
+    """
+    text = format_message(message, None, trailers)
+    env = git_identity_env(wt.path)
+    original = run_git(["rev-parse", "HEAD"], wt.path).stdout.strip()
+    for branch in branches:
+        done = run_git(
+            ["merge", "--no-ff", "--no-edit", "--no-verify", "-q", "-m", text, branch],
+            wt.path,
+            check=False,
+            env=env,
+        )
+        if done.returncode == 0:
+            continue
+        in_merge = rev_parse(wt.path, "MERGE_HEAD") is not None
+        files: list[str] = []
+        if in_merge:
+            diff = run_git(["diff", "--name-only", "-z", "--diff-filter=U"], wt.path)
+            files = sorted(name for name in diff.stdout.split("\0") if name)
+            run_git(["merge", "--abort"], wt.path)
+        run_git(["reset", "--hard", "-q", original], wt.path)
+        if in_merge:
+            raise MergeConflictError(into=wt.branch, branch=branch, files=files)
+        raise GitError(["merge", branch], done.returncode, done.stderr + done.stdout, cwd=wt.path)
+    return run_git(["rev-parse", "HEAD"], wt.path).stdout.strip()
+
+
+def checked_out_branches(repo: Path) -> dict[str, Path]:
+    """Branches checked out in any worktree of ``repo`` (the main one included), to the path."""
+    out = run_git(["worktree", "list", "--porcelain"], repo).stdout
+    result: dict[str, Path] = {}
+    for block in out.split("\n\n"):
+        path: Path | None = None
+        for line in block.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "worktree":
+                path = Path(value)
+            elif key == "branch" and path is not None:
+                result[value.removeprefix("refs/heads/")] = path
+    return result
+
+
+def _merge_tree(repo: Path, ours: str, theirs: str) -> tuple[str, list[str] | None]:
+    """Return (tree, None) for a clean merge, or (tree, conflicting files)."""
+    done = run_git(
+        ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", ours, theirs],
+        repo,
+        check=False,
+    )
+    if done.returncode not in (0, 1):
+        raise GitError(["merge-tree", ours, theirs], done.returncode, done.stderr, cwd=repo)
+    tree, *rest = done.stdout.split("\0")
+    if done.returncode == 0:
+        return tree.strip(), None
+    return tree.strip(), sorted({name for name in rest if name})
+
+
+def merge_into_target(
+    repo: Path,
+    source: str,
+    target: str,
+    *,
+    strategy: Literal["merge", "squash"],
+    message: str,
+    trailers: Mapping[str, str],
+    create_from: str,
+) -> str:
+    """Land branch ``source`` on branch ``target`` without touching any worktree.
+
+    ``"merge"`` always records a two-parent merge commit (never a fast-forward, so the
+    workstream stays visible in history and the commit carries the trailers); ``"squash"``
+    records a one-parent commit with the merged tree. When ``source`` is already contained in
+    ``target`` (merge) or the merged tree equals the target's (squash) nothing is committed and
+    the current target sha is returned. A missing ``target`` is created from ``create_from``;
+    the branch is created or moved with one compare-and-swap ``update-ref``.
+
+    Returns:
+        the new (or unchanged) sha of ``target``.
+
+    Raises:
+        StateError: ``target`` is checked out in a worktree, or moved while merging.
+        InputError: ``source`` or ``create_from`` names no commit; unknown strategy.
+        MergeConflictError: the merge conflicts (files named).
+    """
+    if strategy not in ("merge", "squash"):
+        raise InputError(f"unknown merge strategy {strategy!r} (expected merge or squash)")
+    holders = checked_out_branches(repo)
+    if target in holders:
+        raise StateError(
+            f"branch {target} is checked out in {holders[target]}; "
+            "aidp will not move a checked-out branch",
+            hint=f"check out another branch in {holders[target]} (or merge there yourself)",
+        )
+    source_sha = rev_parse(repo, f"refs/heads/{source}^{{commit}}") or rev_parse(
+        repo, f"{source}^{{commit}}"
+    )
+    if source_sha is None:
+        raise InputError(f"cannot merge {source!r}: no such branch or commit")
+    old = rev_parse(repo, f"refs/heads/{target}")
+    if old is None:
+        base = rev_parse(repo, f"{create_from}^{{commit}}")
+        if base is None:
+            raise InputError(f"cannot create branch {target} from {create_from!r}: no such commit")
+    else:
+        base = old
+    if strategy == "merge" and _is_ancestor(repo, source_sha, base):
+        new = base
+    else:
+        tree, conflicts = _merge_tree(repo, base, source_sha)
+        if conflicts is not None:
+            raise MergeConflictError(into=target, branch=source, files=conflicts)
+        base_tree = run_git(["rev-parse", f"{base}^{{tree}}"], repo).stdout.strip()
+        if strategy == "squash" and tree == base_tree:
+            new = base
+        else:
+            parents = ["-p", base] + (["-p", source_sha] if strategy == "merge" else [])
+            new = run_git(
+                ["commit-tree", tree, *parents, "-F", "-"],
+                repo,
+                input=format_message(message, None, trailers),
+                env=git_identity_env(repo),
+            ).stdout.strip()
+    if new == old:
+        return new
+    done = run_git(
+        ["update-ref", "-m", f"aidp: {strategy} {source}", f"refs/heads/{target}", new, old or ""],
+        repo,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise StateError(
+            f"branch {target} moved while {source} was being merged into it",
+            hint="run the merge again",
+        )
+    return new
+
+
+def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    done = run_git(["merge-base", "--is-ancestor", ancestor, descendant], repo, check=False)
+    if done.returncode not in (0, 1):
+        raise GitError(
+            ["merge-base", "--is-ancestor", ancestor, descendant],
+            done.returncode,
+            done.stderr,
+            cwd=repo,
+        )
+    return done.returncode == 0
+
+
+def is_merged(repo: Path, branch: str, into: str) -> bool:
+    """Whether everything on ``branch`` is already in ``into``.
+
+    True when ``branch`` is an ancestor of ``into`` (merged or fast-forwarded), or when merging it
+    would not change ``into``'s tree (squash-merged or cherry-picked). False when either branch
+    is missing.
+    """
+    branch_sha = rev_parse(repo, f"refs/heads/{branch}")
+    into_sha = rev_parse(repo, f"refs/heads/{into}")
+    if branch_sha is None or into_sha is None:
+        return False
+    if _is_ancestor(repo, branch_sha, into_sha):
+        return True
+    tree, conflicts = _merge_tree(repo, into_sha, branch_sha)
+    if conflicts is not None:
+        return False
+    return tree == run_git(["rev-parse", f"{into_sha}^{{tree}}"], repo).stdout.strip()

@@ -1,0 +1,354 @@
+"""A pool of reusable git worktrees under ``<repo>/.aidp/worktrees/``.
+
+Creating a worktree costs seconds on a large repository (every file is written), while
+re-pointing an existing one at another branch touches only the files that differ. So finished
+worktrees are kept, detached, and handed to the next workstream.
+
+Ownership is decided by ``flock`` on ``<slot>.lock`` next to each slot directory ``pool-<n>``:
+a slot is idle when its lock can be taken without waiting. The lock is held for as long as the
+:class:`Worktree` is in use and the kernel drops it when the holding process dies, so a crashed
+run never leaves a worktree stuck "in use". Slot directories are created only while holding the
+slot's lock, which makes picking a new name atomic across threads and processes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import fcntl
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aidp.exceptions import GitError, InputError, StateError
+from aidp.workspace.git import (
+    Identity,
+    ensure_excluded,
+    repo_root,
+    resolve_identity,
+    rev_parse,
+    run_git,
+)
+
+if TYPE_CHECKING:
+    import pygit2
+
+__all__ = ["Worktree", "WorktreeInfo", "WorktreePool", "reset_worktree"]
+
+_SLOT = re.compile(r"pool-(\d+)")
+
+
+class Worktree:
+    """A pooled worktree checked out on ``branch``, owned by this process until released.
+
+    Holds the slot's lock (an open file descriptor) and, lazily, an open ``pygit2.Repository``
+    for the checkpoint hot path. Not thread-safe: one workstream uses one worktree at a time.
+    """
+
+    __slots__ = ("_identity", "_lock_fd", "_pygit", "branch", "path", "repo")
+
+    def __init__(self, path: Path, branch: str, repo: Path, lock_fd: int) -> None:
+        self.path = path
+        self.branch = branch
+        self.repo = repo
+        self._lock_fd: int | None = lock_fd
+        self._pygit: pygit2.Repository | None = None
+        self._identity: Identity | None = None
+
+    @property
+    def released(self) -> bool:
+        """True once :meth:`WorktreePool.release` gave the worktree back."""
+        return self._lock_fd is None
+
+    @property
+    def pygit(self) -> pygit2.Repository:
+        """The worktree opened with pygit2 (opened on first use, then reused)."""
+        if self._lock_fd is None:
+            raise StateError(f"worktree {self.path} was released")
+        if self._pygit is None:
+            import pygit2
+
+            self._pygit = pygit2.Repository(str(self.path))
+        return self._pygit
+
+    @property
+    def identity(self) -> Identity:
+        """Who commits here (resolved once, the way git would; see :func:`resolve_identity`)."""
+        if self._identity is None:
+            self._identity = resolve_identity(self.path)
+        return self._identity
+
+    def _close(self) -> None:
+        if self._pygit is not None:
+            self._pygit.free()
+            self._pygit = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+    def __repr__(self) -> str:
+        return f"Worktree(path={str(self.path)!r}, branch={self.branch!r})"
+
+
+@dataclass(frozen=True)
+class WorktreeInfo:
+    """One pooled worktree as seen by :meth:`WorktreePool.list`."""
+
+    path: Path
+    branch: str | None
+    head: str | None
+    in_use: bool
+    dirty: bool
+
+
+def _try_lock(lock_path: Path) -> int | None:
+    """Take ``lock_path`` exclusively without waiting; return the descriptor or None."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # prune() unlinks lock files of removed slots while holding them; if that happened
+        # between our open and flock we hold an orphan inode, so look again.
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
+def _is_worktree_dir(path: Path) -> bool:
+    """Whether ``path`` is a worktree whose admin directory still exists."""
+    dotgit = path / ".git"
+    try:
+        text = dotgit.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False
+    if not text.startswith("gitdir:"):
+        return False
+    gitdir = Path(text[len("gitdir:") :].strip())
+    if not gitdir.is_absolute():
+        gitdir = path / gitdir
+    return (gitdir / "HEAD").exists()
+
+
+def _checked_out_elsewhere(exc: GitError) -> bool:
+    return "already checked out at" in exc.stderr or "is already used by worktree" in exc.stderr
+
+
+class WorktreePool:
+    """Hands out worktrees of ``repo``; slots live under ``root`` (``<repo>/.aidp/worktrees``).
+
+    Safe to use from several threads and processes at once: two pools never hand out the same
+    worktree.
+    """
+
+    def __init__(self, repo: Path, root: Path | None = None) -> None:
+        self.repo = repo_root(repo).resolve()
+        self.root = (root if root is not None else self.repo / ".aidp" / "worktrees").resolve()
+        self._prepared = False
+
+    # -- acquire / release -------------------------------------------------------------------
+
+    def acquire(
+        self, branch: str, start_point: str | None, *, prefer: Path | None = None
+    ) -> Worktree:
+        """Take an idle worktree (or create one) and check ``branch`` out in it, clean.
+
+        Args:
+            branch: branch to check out.
+            start_point: when given, the branch is (re)set to it (``checkout -f -B``); when
+                None, the existing branch is checked out as it is (resume).
+            prefer: a slot path to try first (the worktree the workstream had before).
+
+        Raises:
+            InputError: ``start_point`` is None and ``branch`` does not exist.
+            StateError: ``branch`` is checked out in another worktree.
+            GitError: git failed.
+        """
+        if start_point is None:
+            if rev_parse(self.repo, f"refs/heads/{branch}") is None:
+                raise InputError(f"branch {branch} does not exist")
+            commit = None
+        else:
+            # Resolved here, in the main repository: "HEAD" must not mean the slot's old HEAD.
+            commit = rev_parse(self.repo, f"{start_point}^{{commit}}")
+            if commit is None:
+                raise InputError(f"cannot start branch {branch} at {start_point!r}: no such commit")
+        self._prepare_root()
+        path, fd = self._claim_slot(prefer)
+        try:
+            self._materialise(path, commit if commit is not None else f"refs/heads/{branch}")
+            self._switch(path, branch, commit)
+        except BaseException:
+            os.close(fd)
+            raise
+        return Worktree(path, branch, self.repo, fd)
+
+    def release(self, wt: Worktree) -> None:
+        """Detach HEAD (freeing the branch for use elsewhere), keep the directory, unlock."""
+        if wt.released:
+            return
+        try:
+            if wt.path.exists():
+                run_git(["checkout", "-q", "--detach"], wt.path)
+        finally:
+            wt._close()
+
+    # -- inspection / cleanup ----------------------------------------------------------------
+
+    def list(self) -> builtins.list[WorktreeInfo]:
+        """Describe every pooled worktree: branch, head, whether in use, whether dirty."""
+        registered = self._registered()
+        infos = []
+        for path in self._slot_dirs():
+            if path not in registered:
+                continue
+            fd = _try_lock(self._lock_path(path))
+            if fd is not None:
+                os.close(fd)
+            branch, head = registered[path]
+            infos.append(
+                WorktreeInfo(
+                    path=path, branch=branch, head=head, in_use=fd is None, dirty=_is_dirty(path)
+                )
+            )
+        return infos
+
+    def prune(self, *, force: bool = False) -> builtins.list[Path]:
+        """Remove idle pooled worktrees; return the paths removed.
+
+        A dirty idle worktree (uncommitted or untracked, non-ignored files) is kept unless
+        ``force``; worktrees in use are never touched.
+        """
+        removed: builtins.list[Path] = []
+        for path in self._slot_dirs():
+            lock_path = self._lock_path(path)
+            fd = _try_lock(lock_path)
+            if fd is None:
+                continue
+            try:
+                if _is_worktree_dir(path):
+                    if _is_dirty(path) and not force:
+                        continue
+                    run_git(["worktree", "remove", "--force", str(path)], self.repo)
+                if path.exists():  # a half-created slot left by a crash
+                    shutil.rmtree(path)
+                lock_path.unlink(missing_ok=True)
+                removed.append(path)
+            finally:
+                os.close(fd)
+        run_git(["worktree", "prune"], self.repo)
+        return removed
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _prepare_root(self) -> None:
+        if self._prepared:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.is_relative_to(self.repo / ".aidp"):
+            ensure_excluded(self.repo, "/.aidp/")
+        self._prepared = True
+
+    def _lock_path(self, path: Path) -> Path:
+        return path.with_name(path.name + ".lock")
+
+    def _slot_dirs(self) -> builtins.list[Path]:
+        """Existing slot directories, by number."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for entry in self.root.iterdir():
+            match = _SLOT.fullmatch(entry.name)
+            if match and entry.is_dir():
+                found.append((int(match.group(1)), entry))
+        return [entry for _, entry in sorted(found)]
+
+    def _claim_slot(self, prefer: Path | None) -> tuple[Path, int]:
+        """Lock a slot: the preferred one, else an idle existing one, else a new one."""
+        candidates: builtins.list[Path] = []
+        if prefer is not None:
+            prefer = prefer.resolve()
+            if prefer.parent == self.root and _SLOT.fullmatch(prefer.name):
+                candidates.append(prefer)
+        candidates.extend(p for p in self._slot_dirs() if _is_worktree_dir(p))
+        for path in candidates:
+            fd = _try_lock(self._lock_path(path))
+            if fd is not None:
+                return path, fd
+        number = 0
+        while True:  # first free number; the lock, not the directory, decides who owns it
+            path = self.root / f"pool-{number}"
+            fd = _try_lock(self._lock_path(path))
+            if fd is not None:
+                return path, fd
+            number += 1
+
+    def _materialise(self, path: Path, commitish: str) -> None:
+        """Make sure the locked slot ``path`` is a registered worktree (create it if needed)."""
+        if _is_worktree_dir(path):
+            return
+        if path.exists():  # debris of a crash between mkdir and registration
+            shutil.rmtree(path)
+        # --no-checkout: the checkout below writes every file once, instead of twice.
+        run_git(
+            ["worktree", "add", "--force", "--detach", "--no-checkout", str(path), commitish],
+            self.repo,
+        )
+
+    def _switch(self, path: Path, branch: str, start_point: str | None) -> None:
+        if start_point is None:
+            args = ["checkout", "-q", "-f", branch, "--"]
+        else:
+            args = ["checkout", "-q", "-f", "-B", branch, start_point, "--"]
+        try:
+            run_git(args, path)
+        except GitError as exc:
+            if _checked_out_elsewhere(exc):
+                raise StateError(
+                    f"branch {branch} is checked out in another worktree",
+                    hint="release that worktree first (or run `git worktree list`)",
+                ) from exc
+            raise
+        run_git(["clean", "-q", "-ffdx"], path)
+
+    def _registered(self) -> dict[Path, tuple[str | None, str | None]]:
+        """Worktrees git knows about, by resolved path: (branch, head)."""
+        out = run_git(["worktree", "list", "--porcelain"], self.repo).stdout
+        result: dict[Path, tuple[str | None, str | None]] = {}
+        for block in out.split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in block.splitlines():
+                key, _, value = line.partition(" ")
+                fields[key] = value
+            if "worktree" not in fields:
+                continue
+            branch = fields.get("branch")
+            if branch is not None:
+                branch = branch.removeprefix("refs/heads/")
+            result[Path(fields["worktree"]).resolve()] = (branch, fields.get("HEAD"))
+        return result
+
+
+def _is_dirty(path: Path) -> bool:
+    """Uncommitted changes or untracked (non-ignored) files."""
+    out = run_git(["status", "--porcelain", "--untracked-files=normal"], path).stdout
+    return bool(out.strip())
+
+
+def reset_worktree(wt: Worktree, *, remove_ignored: bool = True) -> None:
+    """Bring ``wt`` back to its branch head: discard changes, remove untracked files.
+
+    Ignored files are removed too unless ``remove_ignored`` is False (keeps build caches).
+    """
+    run_git(["reset", "--hard", "-q"], wt.path)
+    run_git(["clean", "-q", "-ffdx" if remove_ignored else "-ffd"], wt.path)
