@@ -1,0 +1,268 @@
+"""File scopes: gitignore-like globs over repo-relative POSIX paths, and their overlap.
+
+Semantics (the same for :func:`compile_scope` and :func:`globs_overlap`, which a property test
+keeps in agreement):
+
+- patterns are anchored at the repository root: ``*.md`` names Markdown files at the top level
+  only, ``**/*.md`` names them at any depth;
+- ``*``, ``?`` and ``[...]`` (``[!...]`` or ``[^...]`` negates) stay within one path segment;
+  ``\\`` escapes the next character;
+- a segment that is exactly ``**`` matches zero or more whole segments; ``**`` inside a
+  segment (``a**b``) is an ordinary ``*``;
+- a pattern also matches everything below what it names: ``docs`` and ``docs/`` match
+  ``docs/a.md``, ``src/**`` matches ``src/a/b.py``.
+
+Patterns are compiled to one regular expression per scope, so matching a changed file costs one
+``re.match`` call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = ["ScopeMatcher", "compile_scope", "glob_literal_prefix", "globs_overlap"]
+
+_MAX_CHAR = 0x10FFFF
+_SLASH = ord("/")
+
+
+@dataclass(frozen=True)
+class _CharSet:
+    """One character position: ``ranges`` of code points, or their complement if ``negated``."""
+
+    negated: bool
+    ranges: tuple[tuple[int, int], ...]
+
+    def contains(self, code: int) -> bool:
+        inside = any(lo <= code <= hi for lo, hi in self.ranges)
+        return code != _SLASH and inside != self.negated
+
+
+class _Star:
+    """``*``: any run of characters other than ``/``."""
+
+
+_STAR = _Star()
+_ANY = _CharSet(negated=True, ranges=())
+_Token = _CharSet | _Star
+_Segment = tuple[_Token, ...]
+_GLOBSTAR: None = None  # a segment that is exactly ``**``
+
+
+def _parse_class(seg: str, start: int) -> tuple[_CharSet, int] | None:
+    """Parse ``[...]`` starting at ``seg[start] == '['``; None when it is not closed."""
+    i = start + 1
+    negated = i < len(seg) and seg[i] in "!^"
+    if negated:
+        i += 1
+    ranges: list[tuple[int, int]] = []
+    first = True
+    while i < len(seg):
+        char = seg[i]
+        if char == "]" and not first:
+            return _CharSet(negated, tuple(ranges)), i + 1
+        first = False
+        if char == "\\" and i + 1 < len(seg):
+            i += 1
+            char = seg[i]
+        low = ord(char)
+        if i + 2 < len(seg) and seg[i + 1] == "-" and seg[i + 2] != "]":
+            high = ord(seg[i + 2])
+            if low <= high:
+                ranges.append((low, high))
+            i += 3
+        else:
+            ranges.append((low, low))
+            i += 1
+    return None
+
+
+def _parse_segment(seg: str) -> _Segment | None:
+    """Turn one ``/``-free segment into tokens; None stands for a ``**`` segment."""
+    if seg == "**":
+        return _GLOBSTAR
+    tokens: list[_Token] = []
+    i = 0
+    while i < len(seg):
+        char = seg[i]
+        if char == "*":
+            if not tokens or tokens[-1] is not _STAR:
+                tokens.append(_STAR)
+            i += 1
+        elif char == "?":
+            tokens.append(_ANY)
+            i += 1
+        elif char == "[" and (parsed := _parse_class(seg, i)) is not None:
+            tokens.append(parsed[0])
+            i = parsed[1]
+        else:
+            if char == "\\" and i + 1 < len(seg):
+                i += 1
+                char = seg[i]
+            tokens.append(_CharSet(False, ((ord(char), ord(char)),)))
+            i += 1
+    return tuple(tokens)
+
+
+@lru_cache(maxsize=4096)
+def _parse(pattern: str) -> tuple[_Segment | None, ...]:
+    """Split a pattern into segments; the implicit "and everything below" is a final ``**``."""
+    text = pattern.strip()
+    while text.startswith("./"):
+        text = text[2:]
+    segments = [_parse_segment(s) for s in text.split("/") if s not in ("", ".")]
+    if not segments or segments[-1] is not _GLOBSTAR:
+        segments.append(_GLOBSTAR)
+    return tuple(segments)
+
+
+def _token_regex(token: _Token) -> str:
+    if isinstance(token, _Star):
+        return "[^/]*"
+    if not token.negated and len(token.ranges) == 1 and token.ranges[0][0] == token.ranges[0][1]:
+        return re.escape(chr(token.ranges[0][0]))
+    body = "".join(
+        re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
+        for lo, hi in token.ranges
+    )
+    if token.negated:
+        return f"[^/{body}]"
+    return f"(?!/)[{body}]" if body else "(?!)"
+
+
+def _pattern_regex(pattern: str) -> str:
+    """Regex matching ``path + "/"`` when ``path`` is matched by ``pattern``."""
+    parts = []
+    for segment in _parse(pattern):
+        if segment is _GLOBSTAR:
+            parts.append("(?:[^/]+/)*")
+        else:
+            parts.append("".join(_token_regex(t) for t in segment) + "/")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class ScopeMatcher:
+    """Compiled scope globs; :meth:`matches` tells whether a path lies in the scope."""
+
+    globs: tuple[str, ...]
+    _regex: re.Pattern[str] | None
+
+    def matches(self, path: str) -> bool:
+        """Return whether the repo-relative POSIX ``path`` (``src/a.py``) is in the scope."""
+        if self._regex is None:
+            return False
+        while path.startswith("./"):
+            path = path[2:]
+        return self._regex.fullmatch(path.rstrip("/") + "/") is not None
+
+
+def compile_scope(globs: Iterable[str]) -> ScopeMatcher:
+    """Compile scope globs once into a matcher.
+
+    Args:
+        globs: gitignore-like patterns (see the module docstring); an empty list matches nothing.
+
+    Returns:
+        A :class:`ScopeMatcher` whose ``matches(path)`` is one regular-expression match.
+    """
+    globs = tuple(globs)
+    if not globs:
+        return ScopeMatcher(globs, None)
+    alternatives = "|".join(f"(?:{_pattern_regex(g)})" for g in globs)
+    return ScopeMatcher(globs, re.compile(alternatives, re.DOTALL))
+
+
+def _charsets_meet(a: _CharSet, b: _CharSet) -> bool:
+    """Whether some character other than ``/`` belongs to both sets (exact)."""
+    # The smallest member of the intersection, if any, is 0, '/'+1, or a boundary of a range.
+    candidates = {0, _SLASH + 1}
+    for lo, hi in a.ranges + b.ranges:
+        candidates.add(lo)
+        if hi < _MAX_CHAR:
+            candidates.add(hi + 1)
+    return any(a.contains(c) and b.contains(c) for c in candidates)
+
+
+def _segments_meet(a: _Segment, b: _Segment) -> bool:
+    """Whether some non-empty ``/``-free string matches both segment globs (exact)."""
+    memo: dict[tuple[int, int], bool] = {}
+
+    def meet(i: int, j: int) -> bool:
+        key = (i, j)
+        if key in memo:
+            return memo[key]
+        memo[key] = False
+        if i == len(a) or j == len(b):
+            rest = a[i:] if j == len(b) else b[j:]
+            result = all(t is _STAR for t in rest)
+        else:
+            ta, tb = a[i], b[j]
+            if isinstance(ta, _Star):
+                result = meet(i + 1, j) or meet(i, j + 1)
+            elif isinstance(tb, _Star):
+                result = meet(i, j + 1) or meet(i + 1, j)
+            else:
+                result = _charsets_meet(ta, tb) and meet(i + 1, j + 1)
+        memo[key] = result
+        return result
+
+    # Both all-star segments also match a non-empty string, so the empty witness is harmless.
+    return meet(0, 0)
+
+
+def globs_overlap(a: str, b: str) -> bool:
+    """Tell whether some path could match both globs.
+
+    Exact at the level of path segments and characters, except that a character class is
+    assumed to be satisfiable; so a False answer is sound: no path matches both.
+
+    Args:
+        a: a scope glob.
+        b: another scope glob.
+
+    Returns:
+        True when the globs may name a common file (``src/**`` and ``src/b/x.py``), False when
+        they cannot (``src/a/**`` and ``src/b/**``; ``*.md`` and ``docs/**``).
+    """
+    sa, sb = _parse(a), _parse(b)
+    memo: dict[tuple[int, int], bool] = {}
+
+    def meet(i: int, j: int) -> bool:
+        key = (i, j)
+        if key in memo:
+            return memo[key]
+        memo[key] = False
+        if i == len(sa) or j == len(sb):
+            rest = sa[i:] if j == len(sb) else sb[j:]
+            result = all(s is _GLOBSTAR for s in rest)
+        else:
+            seg_a, seg_b = sa[i], sb[j]
+            if seg_a is _GLOBSTAR:
+                result = meet(i + 1, j) or meet(i, j + 1)
+            elif seg_b is _GLOBSTAR:
+                result = meet(i, j + 1) or meet(i + 1, j)
+            else:
+                result = _segments_meet(seg_a, seg_b) and meet(i + 1, j + 1)
+        memo[key] = result
+        return result
+
+    return meet(0, 0)
+
+
+_MAGIC = re.compile(r"[*?\[\\]")
+
+
+def glob_literal_prefix(pattern: str) -> str:
+    """The directory part of ``pattern`` before its first wildcard (``src/a`` for ``src/a/*.py``).
+
+    Used to check that a scope cannot point outside the repository through a symlink.
+    """
+    match = _MAGIC.search(pattern)
+    if match is None:
+        return pattern.rstrip("/")
+    head = pattern[: match.start()]
+    return head.rsplit("/", 1)[0] if "/" in head else ""
