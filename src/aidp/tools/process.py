@@ -165,7 +165,7 @@ class SecretMasker:
         pos = 0
         start, end = spans[0]
         for s, e in [*spans[1:], (len(buf) + 1, len(buf) + 1)]:
-            if s <= end:
+            if s < end:  # overlapping occurrences merge; adjacent ones stay apart
                 end = max(end, e)
                 continue
             if start >= cut:
