@@ -1,0 +1,114 @@
+"""What every CLI command shares: finding the repository, settings, the store, JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from aidp.exceptions import InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from aidp.config import Settings
+    from aidp.state.store import Store
+
+__all__ = ["Context", "echo_json", "repo_options", "resolve_repo"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def repo_options(func: F) -> F:
+    """Add ``--repo`` and ``--config`` to a command."""
+    func = click.option(
+        "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+        help="aidp.toml to use (default: the repository's).",
+    )(func)
+    func = click.option(
+        "--repo", type=click.Path(path_type=Path, file_okay=False),
+        help="Target git repository (default: the one containing the current directory).",
+    )(func)
+    return func
+
+
+def resolve_repo(repo: Path | None) -> Path:
+    """The top level of ``repo`` (or of the current directory); InputError if not a repo."""
+    where = (repo or Path.cwd()).resolve()
+    if not where.is_dir():
+        raise InputError(f"not a directory: {where}")
+    proc = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, check=False,
+    )
+    if proc.returncode != 0:
+        raise InputError(f"not a git repository: {where}",
+                         hint="run aidp inside a git repository or pass --repo PATH")
+    return Path(proc.stdout.strip()).resolve()
+
+
+class Context:
+    """Repository, settings and (lazily) the store of one CLI invocation."""
+
+    def __init__(self, repo: Path | None, config_path: Path | None) -> None:
+        from aidp.config import load_settings
+
+        self.repo = resolve_repo(repo)
+        self.settings: Settings = load_settings(self.repo, config_path)
+        self._store: Store | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url(self.repo)
+
+    def store(self, *, create: bool = False) -> Store:
+        """Open the store; ``create`` makes the database (and ``.aidp/``) if missing."""
+        if self._store is None:
+            from aidp.state.store import Store
+
+            url = self.database_url
+            if url.startswith("sqlite") and url.endswith("/.aidp/aidp.db"):
+                db_file = self.repo / ".aidp" / "aidp.db"
+                if not db_file.exists():
+                    if not create:
+                        raise NotFoundError(f"no aidp database in {self.repo}",
+                                            hint="start a run with `aidp run FILE`")
+                    self.ensure_aidp_dir()
+            self._store = Store(url)
+        return self._store
+
+    def ensure_aidp_dir(self) -> None:
+        """Create ``.aidp/`` and keep it out of git (``.git/info/exclude``)."""
+        from aidp.workspace.git import ensure_excluded
+
+        (self.repo / ".aidp").mkdir(exist_ok=True)
+        ensure_excluded(self.repo, ".aidp/")
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def split_step_ref(ref: str, known: list[tuple[str, str]]) -> tuple[str, str]:
+    """``ws/step`` or a step id unique in the run, resolved against ``known`` (ws, step) pairs."""
+    if "/" in ref:
+        ws_id, step_id = ref.split("/", 1)
+        if (ws_id, step_id) in known:
+            return ws_id, step_id
+        raise NotFoundError(f"no step {ref!r} in this run")
+    matches = [pair for pair in known if pair[1] == ref]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFoundError(f"no step {ref!r} in this run")
+    raise NotFoundError(f"step id {ref!r} is ambiguous",
+                        hint="use WORKSTREAM/STEP: " + ", ".join(f"{w}/{s}" for w, s in matches))

@@ -1,0 +1,105 @@
+"""Progress views for ``aidp run`` / ``resume``: a live rich table on a TTY, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import time
+from typing import IO, Any
+
+__all__ = ["LiveReporter", "PlainReporter", "render_summary"]
+
+_ICONS = {
+    "completed": "✔", "failed": "✘", "timeout": "⏱", "skipped": "↷", "cancelled": "■",
+    "running": "▶", "retrying": "↻", "pending": "·", "validating": "✓?",
+}
+
+
+class PlainReporter:
+    """One line per event, for logs and CI (no colours, no cursor movement)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.t0 = time.monotonic()
+
+    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
+              ) -> None:
+        if kind == "run.finished":
+            return
+        where = "/".join(p for p in (ws_id, step_id) if p)
+        details = []
+        for key in ("attempt", "outcome", "reason", "branch", "adopted"):
+            if data.get(key) not in (None, "", 0):
+                details.append(f"{key}={data[key]}")
+        if data.get("sha"):
+            details.append(f"checkpoint={str(data['sha'])[:10]}")
+        if data.get("next_attempt_at"):
+            details.append(f"next attempt in {max(0.0, data['next_attempt_at'] - time.time()):.1f}s")
+        line = f"[{time.monotonic() - self.t0:7.2f}s] {kind:<22} {where} {' '.join(details)}"
+        self.stream.write(line.rstrip() + "\n")
+        self.stream.flush()
+
+
+class LiveReporter:
+    """A rich table of workstreams that refreshes in place while the run goes on."""
+
+    def __init__(self, console: Any, workstreams: list[tuple[str, int]]) -> None:
+        from rich.live import Live
+
+        self.console = console
+        self.rows: dict[str, dict[str, Any]] = {
+            ws_id: {"status": "pending", "step": "", "done": 0, "total": total, "note": ""}
+            for ws_id, total in workstreams
+        }
+        self.t0 = time.monotonic()
+        self.live = Live(self._table(), console=console, refresh_per_second=8, transient=False)
+        self.live.start()
+
+    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
+              ) -> None:
+        row = self.rows.get(ws_id or "")
+        if row is not None:
+            noun, _, verb = kind.partition(".")
+            if noun == "workstream":
+                row["status"] = verb
+                row["note"] = data.get("reason") or ""
+                if verb == "completed":
+                    row["step"] = ""
+            elif noun == "step":
+                row["step"] = f"{step_id} {_ICONS.get(verb, '')} {verb}"
+                if verb == "started":
+                    row["status"] = "running"
+                    row["step"] = f"{step_id} ▶ attempt {data.get('attempt', 1)}"
+                if verb == "completed":
+                    row["done"] += 1
+                if data.get("reason"):
+                    row["note"] = str(data["reason"])
+        if kind == "run.finished":
+            self.live.update(self._table())
+            self.live.stop()
+        else:
+            self.live.update(self._table())
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"aidp run  {time.monotonic() - self.t0:6.1f}s", expand=False)
+        for name in ("workstream", "status", "steps", "current step", "note"):
+            table.add_column(name)
+        for ws_id, row in self.rows.items():
+            status = row["status"]
+            table.add_row(ws_id, f"{_ICONS.get(status, '')} {status}",
+                          f"{row['done']}/{row['total']}", row["step"], row["note"][:60])
+        return table
+
+
+def render_summary(summary: dict[str, Any], stream: IO[str]) -> None:
+    """The final summary: one line per workstream and the run's verdict."""
+    for ws in summary["workstreams"]:
+        steps = ws["steps"]
+        done = sum(1 for s in steps.values() if s == "completed")
+        line = (f"  {_ICONS.get(ws['status'], ' ')} {ws['id']:<24} {ws['status']:<10} "
+                f"{done}/{len(steps)} steps  {ws['branch']}")
+        if ws.get("reason"):
+            line += f"\n      {ws['reason']}"
+        stream.write(line + "\n")
+    stream.write(f"run {summary['run_id']} {summary['status']} in {summary['duration_s']:.2f}s\n")
+    stream.flush()

@@ -1,0 +1,102 @@
+"""``aidp run`` and ``aidp resume``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aidp.cli.common import Context, echo_json, repo_options
+
+__all__ = ["resume", "run"]
+
+
+def _reporter(ctx: Context, workstreams: list[tuple[str, int]], as_json: bool) -> Any:
+    from aidp.cli.progress import LiveReporter, PlainReporter
+
+    if as_json:
+        return PlainReporter(sys.stderr)
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        return LiveReporter(Console(), workstreams)
+    return PlainReporter(sys.stdout)
+
+
+def _ask(sr: Any, report: Any) -> str:
+    """--interactive: ask what to do about a failed step."""
+    click.echo(f"\nstep {sr.key} {report.state.value}: {report.reason}", err=True)
+    return str(click.prompt("retry, skip or abort?", type=click.Choice(["retry", "skip", "abort"]),
+                            default="abort", err=True))
+
+
+def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
+           interactive: bool) -> int:
+    from aidp.cli.progress import render_summary
+    from aidp.engine.orchestrator import drive_run
+    from aidp.model.plan import Plan
+
+    store = ctx.store()
+    plan = Plan.from_json(store.run(run_id).plan_json)
+    reporter = _reporter(ctx, [(ws.id, len(ws.steps)) for ws in plan.workstreams], as_json)
+    summary = drive_run(store, ctx.repo, run_id, ctx.settings, reporter=reporter,
+                        decide=_ask if interactive else None,  # type: ignore[arg-type]
+                        parallel=parallel)
+    if as_json:
+        echo_json(summary.to_dict())
+    else:
+        render_summary(summary.to_dict(), sys.stdout)
+    return 0 if summary.ok else 1
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@repo_options
+@click.option("--parallel", "-p", type=click.IntRange(1, 256), help="Steps running at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--interactive", is_flag=True, help="Ask whether to retry, skip or abort a failed step.")
+def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
+        parallel: int | None, as_json: bool, interactive: bool) -> int:
+    """Validate FILES, then run every workstream in its own worktree and branch.
+
+    Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input.
+    """
+    from aidp.cli.plan import _load as load_or_exit
+    from aidp.engine.orchestrator import create_run
+
+    ctx = Context(repo, config_path)
+    plan = load_or_exit(files, ctx.repo, as_json)
+    parallel = parallel or ctx.settings.run.parallel
+    try:
+        run_id = create_run(ctx.store(create=True), ctx.repo, plan, parallel=parallel)
+        if not as_json:
+            click.echo(f"run {run_id}: {len(plan.workstreams)} workstreams, {plan.step_count} "
+                       f"steps, parallel {parallel}")
+        return _drive(ctx, run_id, parallel=parallel, as_json=as_json, interactive=interactive)
+    finally:
+        ctx.close()
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN", required=False)
+@repo_options
+@click.option("--parallel", "-p", type=click.IntRange(1, 256), help="Steps running at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--interactive", is_flag=True, help="Ask whether to retry, skip or abort a failed step.")
+def resume(run_ref: str | None, repo: Path | None, config_path: Path | None,
+           parallel: int | None, as_json: bool, interactive: bool) -> int:
+    """Finish RUN (default: the newest) without redoing completed steps.
+
+    Steps whose checkpoint commit exists in git but not in the database are adopted; failed
+    steps are tried again; a live run (its orchestrator still holds the lease) is refused.
+    """
+    ctx = Context(repo, config_path)
+    try:
+        run_id = ctx.store().resolve_run(run_ref)
+        if not as_json:
+            click.echo(f"resuming run {run_id}")
+        return _drive(ctx, run_id, parallel=parallel, as_json=as_json, interactive=interactive)
+    finally:
+        ctx.close()

@@ -1,0 +1,569 @@
+"""The orchestrator: a run's lifecycle, from its row in the store to its final status.
+
+One orchestrator drives a run at a time (it holds the run's lease and renews it from a heartbeat
+thread). It loads the run from the store -- the store is the single source of truth, so starting
+and resuming are the same code -- recovers what a crash left behind, then loops: ask the
+scheduler for ready steps, hand them to worker threads (the executor), and act on each finished
+attempt: the next step, a retry, skipping dependants, finishing a workstream and merging it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from aidp.config import Settings
+from aidp.engine.dag import descendants, step_order
+from aidp.engine.executor import (
+    AttemptReport,
+    Executor,
+    StepRuntime,
+    WorkstreamRuntime,
+    branch_name,
+)
+from aidp.engine.scheduler import chain_ranks, conflict_map, pick_ready
+from aidp.engine.states import (
+    RUN_TRANSITIONS,
+    STEP_TRANSITIONS,
+    WORKSTREAM_TRANSITIONS,
+    AttemptOutcome,
+    RunState,
+    StepState,
+    WorkstreamState,
+    check,
+)
+from aidp.exceptions import AidpError, InputError, LeaseLostError, StateError
+from aidp.model.plan import Plan
+from aidp.model.scope import compile_scope
+from aidp.model.workstream import MergeStrategy
+from aidp.state.lease import LEASE_TTL_S, acquire_lease, release_lease, renew_lease
+from aidp.state.store import Fence, Store
+from aidp.tools.process import kill_by_token
+from aidp.workspace.checkpoint import list_checkpoints
+from aidp.workspace.git import rev_parse
+from aidp.workspace.merge import merge_into_target
+from aidp.workspace.worktrees import WorktreePool
+
+__all__ = ["Decision", "Reporter", "RunSummary", "create_run", "drive_run", "new_run_id"]
+
+Decision = Literal["retry", "skip", "abort"]
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32 (sortable)."""
+    import os
+
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+class Reporter(Protocol):
+    """Receives progress as it happens (the CLI's live view). Called on the main thread."""
+
+    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
+              ) -> None: ...
+
+
+class _Silent:
+    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
+              ) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The outcome of driving a run, for the CLI's summary and ``--json``."""
+
+    run_id: str
+    state: RunState
+    workstreams: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.state is RunState.COMPLETED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.state.value,
+            "ok": self.ok,
+            "duration_s": round(self.duration_s, 3),
+            "workstreams": self.workstreams,
+        }
+
+
+def create_run(
+    store: Store, repo: Path, plan: Plan, *, parallel: int, run_id: str | None = None
+) -> str:
+    """Record a new run of ``plan`` (status pending) and return its id.
+
+    Resolves every workstream's base ref first and checks that every declared environment
+    variable is set: bad input is rejected before anything is written.
+    """
+    import os
+
+    problems: list[str] = []
+    bases: dict[str, str] = {}
+    for ws in plan.workstreams:
+        sha = rev_parse(repo, f"{ws.base}^{{commit}}")
+        if sha is None:
+            problems.append(f"{plan.sources.get(ws.id, '?')}: [{ws.id}] base {ws.base!r} "
+                            "is not a commit in the repository")
+        else:
+            bases[ws.id] = sha
+        for step in ws.steps:
+            for name in [*ws.env, *step.env]:
+                if name not in os.environ:
+                    problems.append(f"{plan.sources.get(ws.id, '?')}: [{ws.id}/{step.id}] "
+                                    f"environment variable {name} is not set")
+    if problems:
+        raise InputError("; ".join(problems), hint="fix the workstream file or the environment")
+    run_id = run_id or new_run_id()
+    with store.write() as tx:
+        tx.insert_run(id=run_id, status=RunState.PENDING.value, repo=str(repo),
+                      plan_json=plan.to_json(), options_json=json.dumps({"parallel": parallel}),
+                      sources=json.dumps(plan.sources))
+        tx.insert_workstreams([
+            dict(run_id=run_id, ws_id=ws.id, position=i, status=WorkstreamState.PENDING.value,
+                 branch=branch_name(run_id, ws.id), base_ref=bases[ws.id])
+            for i, ws in enumerate(plan.workstreams)
+        ])
+        tx.insert_steps([
+            dict(run_id=run_id, ws_id=ws.id, step_id=step.id, position=j,
+                 status=StepState.PENDING.value)
+            for ws in plan.workstreams for j, step in enumerate(ws.steps)
+        ])
+        tx.event(run_id, "run.created", workstreams=len(plan.workstreams),
+                 steps=plan.step_count, parallel=parallel)
+    return run_id
+
+
+def drive_run(
+    store: Store,
+    repo: Path,
+    run_id: str,
+    settings: Settings,
+    *,
+    reporter: Reporter | None = None,
+    decide: Callable[[StepRuntime, AttemptReport], Decision] | None = None,
+    parallel: int | None = None,
+) -> RunSummary:
+    """Drive ``run_id`` until every workstream is finished (this is also ``aidp resume``)."""
+    return _Orchestrator(store, repo, run_id, settings, reporter or _Silent(), decide,
+                         parallel).run()
+
+
+class _Orchestrator:
+    def __init__(
+        self,
+        store: Store,
+        repo: Path,
+        run_id: str,
+        settings: Settings,
+        reporter: Reporter,
+        decide: Callable[[StepRuntime, AttemptReport], Decision] | None,
+        parallel: int | None,
+    ) -> None:
+        self.store = store
+        self.repo = repo
+        self.run_id = run_id
+        self.settings = settings
+        self.reporter = reporter
+        self.decide = decide
+        self.parallel_override = parallel
+        self.cancel = threading.Event()
+        self.lease_lost: LeaseLostError | None = None
+        self.user_skipped: set[str] = set()
+        self.started = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        row = self.store.run(self.run_id)
+        if RunState(row.status) is RunState.CANCELLED:
+            raise StateError(f"run {self.run_id} was cancelled; start a new run")
+        self.fence: Fence = acquire_lease(self.store, self.run_id)
+        stop_heartbeat = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,),
+                                     name="aidp-lease", daemon=True)
+        heartbeat.start()
+        self.pool = WorktreePool(self.repo)
+        try:
+            self._load(row)
+            self.executor = Executor(store=self.store, fence=self.fence, repo=self.repo,
+                                     settings=self.settings, pool=self.pool, cancel=self.cancel)
+            self._recover()
+            self._loop()
+            return self._finish()
+        finally:
+            stop_heartbeat.set()
+            self.cancel.set()
+            for wsr in self.ws.values():
+                if wsr.worktree is not None:
+                    self._release(wsr)
+            heartbeat.join(timeout=5)
+            if self.lease_lost is None:
+                release_lease(self.store, self.fence)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(LEASE_TTL_S / 3):
+            try:
+                renew_lease(self.store, self.fence)
+            except LeaseLostError as exc:
+                self.lease_lost = exc
+                self.cancel.set()
+                return
+            except Exception:  # a database hiccup: try again at the next beat, before expiry
+                continue
+
+    def _load(self, row: Any) -> None:
+        plan = Plan.from_json(row.plan_json)
+        options = json.loads(row.options_json or "{}")
+        self.parallel = self.parallel_override or int(options.get("parallel") or
+                                                      self.settings.run.parallel)
+        self.run_state = RunState(row.status)
+        ws_rows = {r.ws_id: r for r in self.store.workstreams(self.run_id)}
+        step_rows = {(r.ws_id, r.step_id): r for r in self.store.steps(self.run_id)}
+        self.attempt_rows = self.store.attempts(self.run_id)
+        last_numbers: Counter[tuple[str, str]] = Counter()
+        for a in self.attempt_rows:
+            key = (a.ws_id, a.step_id)
+            last_numbers[key] = max(last_numbers[key], a.number)
+        self.ws: dict[str, WorkstreamRuntime] = {}
+        self.steps: dict[str, StepRuntime] = {}
+        for ws in plan.workstreams:
+            r = ws_rows[ws.id]
+            self.ws[ws.id] = WorkstreamRuntime(
+                ws=ws, state=WorkstreamState(r.status), branch=r.branch, base_ref=r.base_ref,
+                scope=compile_scope(ws.scope), base_sha=r.base_sha, head_sha=r.head_sha,
+                worktree_path=r.worktree, reason=r.reason, step_order=step_order(ws),
+            )
+            for step in ws.steps:
+                s = step_rows[(ws.id, step.id)]
+                self.steps[f"{ws.id}/{step.id}"] = StepRuntime(
+                    ws_id=ws.id, step=step, state=StepState(s.status), attempts=s.attempts,
+                    last_number=last_numbers[(ws.id, step.id)],
+                    next_attempt_at=s.next_attempt_at, checkpoint_sha=s.checkpoint_sha,
+                    reason=s.reason,
+                )
+        self.ranks = chain_ranks(self.ws)
+        self.conflicts = conflict_map(self.ws)
+        edges = {ws_id: list(wsr.ws.depends_on) for ws_id, wsr in self.ws.items()}
+        self.dependants = {ws_id: descendants(edges, ws_id) for ws_id in self.ws}
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Make the run consistent after a crash or for a resume of a failed run."""
+        in_flight = [a for a in self.attempt_rows if a.outcome is None]
+        for attempt in in_flight:  # the dead orchestrator's tools may still be running
+            if attempt.token:
+                kill_by_token(attempt.token, pid_hint=attempt.pid)
+        with self.store.write(self.fence) as tx:
+            for attempt in in_flight:
+                tx.update_attempt(attempt.id, outcome=AttemptOutcome.CRASHED.value,
+                                  interrupted=True, finished_at=tx.now,
+                                  error="interrupted: the orchestrator stopped")
+                tx.event(self.run_id, "attempt.interrupted", attempt.ws_id, attempt.step_id,
+                         attempt=attempt.number)
+        adopted = self._adopt_checkpoints()
+        with self.store.write(self.fence) as tx:
+            for sr in self.steps.values():
+                if sr.state in (StepState.RUNNING, StepState.VALIDATING):
+                    self._set_step(tx, sr, StepState.PENDING, reason=None)
+                elif sr.state in (StepState.FAILED, StepState.TIMEOUT, StepState.SKIPPED):
+                    self._set_step(tx, sr, StepState.PENDING, reason=None, attempts=0)
+            for wsr in self.ws.values():
+                if wsr.state in (WorkstreamState.FAILED, WorkstreamState.SKIPPED):
+                    self._set_ws(tx, wsr, WorkstreamState.PENDING, reason=None)
+            resumed = self.run_state is not RunState.PENDING
+            self.run_state = check(RUN_TRANSITIONS, self.run_state, RunState.RUNNING)
+            tx.update_run(self.run_id, status=RunState.RUNNING.value, reason=None,
+                          finished_at=None,
+                          **({} if resumed else {"started_at": tx.now}))
+            tx.event(self.run_id, "run.resumed" if resumed else "run.started",
+                     parallel=self.parallel, adopted=adopted,
+                     interrupted=len(in_flight), holder_token=self.fence.token)
+        self.reporter.event("run.resumed" if resumed else "run.started", None, None,
+                            {"parallel": self.parallel, "adopted": adopted,
+                             "workstreams": len(self.ws), "steps": len(self.steps)})
+
+    def _adopt_checkpoints(self) -> int:
+        """Record checkpoint commits that exist in git but not in the store."""
+        adopted = 0
+        for wsr in self.ws.values():
+            if wsr.base_sha is None or rev_parse(self.repo, wsr.branch) is None:
+                continue
+            commits = list_checkpoints(self.repo, wsr.branch, run_id=self.run_id,
+                                       base=wsr.base_sha)
+            missing = [c for c in commits
+                       if c.workstream == wsr.ws.id and f"{wsr.ws.id}/{c.step}" in self.steps
+                       and self.steps[f"{wsr.ws.id}/{c.step}"].state is not StepState.COMPLETED]
+            head = rev_parse(self.repo, wsr.branch)
+            with self.store.write(self.fence) as tx:
+                for commit in missing:
+                    sr = self.steps[f"{wsr.ws.id}/{commit.step}"]
+                    self._set_step(tx, sr, StepState.COMPLETED, checkpoint_sha=commit.sha,
+                                   reason=None, finished_at=tx.now)
+                    tx.insert_checkpoint(run_id=self.run_id, ws_id=wsr.ws.id,
+                                         step_id=commit.step, attempt=int(commit.attempt or 0),
+                                         sha=commit.sha, adopted=True)
+                    tx.event(self.run_id, "step.adopted", wsr.ws.id, commit.step,
+                             sha=commit.sha, attempt=commit.attempt)
+                    adopted += 1
+                if head != wsr.head_sha:
+                    wsr.head_sha = head
+                    tx.update_ws(self.run_id, wsr.ws.id, head_sha=head)
+        return adopted
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        running: dict[Future[AttemptReport], tuple[WorkstreamRuntime, StepRuntime]] = {}
+        busy: set[str] = set()
+        tools: Counter[str] = Counter()
+        limits = {name: p.concurrency for name, p in self.settings.tools.items()}
+        cancelling = False
+        next_cancel_poll = 0.0
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="aidp-step") as pool:
+            while True:
+                if self.lease_lost is not None:
+                    raise self.lease_lost
+                now = time.time()
+                if not cancelling and now >= next_cancel_poll:
+                    next_cancel_poll = now + 0.5
+                    if self.store.cancel_requested(self.run_id):
+                        cancelling = True
+                        self.cancel.set()
+                        self.reporter.event("run.cancelling", None, None, {})
+                if not cancelling:
+                    for wsr, sr in pick_ready(
+                        self.ws, self.steps, busy=busy, running_tools=tools,
+                        tool_limits=limits, slots=self.parallel - len(running), now=now,
+                        ranks=self.ranks, conflicts=self.conflicts,
+                    ):
+                        if wsr.state is WorkstreamState.PENDING:
+                            self._start_ws(wsr)
+                        sr.state = check(STEP_TRANSITIONS, sr.state, StepState.RUNNING)
+                        busy.add(wsr.ws.id)
+                        tools[sr.step.tool] += 1
+                        deps = [(d, self.ws[d].head_sha or "") for d in wsr.ws.depends_on]
+                        future = pool.submit(self.executor.run_attempt, wsr, sr, deps)
+                        running[future] = (wsr, sr)
+                        self.reporter.event("step.started", wsr.ws.id, sr.step.id,
+                                            {"attempt": sr.last_number + 1})
+                if not running:
+                    if cancelling or not self._waiting():
+                        break
+                timeout = 0.5 if cancelling else self._wait_timeout(now)
+                done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in done:
+                    wsr, sr = running.pop(future)
+                    busy.discard(wsr.ws.id)
+                    tools[sr.step.tool] -= 1
+                    report = future.result()  # an exception here is a bug: let it surface
+                    self._on_report(wsr, sr, report)
+        if cancelling:
+            self._cancel_rest()
+
+    def _waiting(self) -> bool:
+        """True while some step may still start (pending or retrying in a live workstream)."""
+        return any(
+            sr.state in (StepState.PENDING, StepState.RETRYING)
+            and self.ws[sr.ws_id].state in (WorkstreamState.PENDING, WorkstreamState.RUNNING)
+            for sr in self.steps.values()
+        )
+
+    def _wait_timeout(self, now: float) -> float:
+        due = [sr.next_attempt_at for sr in self.steps.values()
+               if sr.state is StepState.RETRYING and sr.next_attempt_at is not None]
+        return max(0.0, min([0.5, *[at - now for at in due]]))
+
+    def _start_ws(self, wsr: WorkstreamRuntime) -> None:
+        with self.store.write(self.fence) as tx:
+            self._set_ws(tx, wsr, WorkstreamState.RUNNING, started_at=tx.now)
+            tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
+        self.reporter.event("workstream.started", wsr.ws.id, None, {"branch": wsr.branch})
+
+    def _on_report(self, wsr: WorkstreamRuntime, sr: StepRuntime, report: AttemptReport) -> None:
+        if report.prepare_error is not None:
+            self._fail_ws(wsr, f"could not prepare the worktree: {report.prepare_error}")
+            return
+        sr.state = check(STEP_TRANSITIONS, sr.state, report.state)
+        sr.attempts = report.counted
+        sr.last_number = report.number
+        sr.reason = report.reason
+        sr.next_attempt_at = report.next_attempt_at
+        if report.checkpoint_sha:
+            sr.checkpoint_sha = report.checkpoint_sha
+        self.reporter.event(f"step.{report.state.value}", wsr.ws.id, sr.step.id, {
+            "attempt": report.number, "outcome": report.outcome.value if report.outcome else None,
+            "reason": report.reason, "sha": report.checkpoint_sha,
+            "next_attempt_at": report.next_attempt_at,
+        })
+        if report.state in (StepState.FAILED, StepState.TIMEOUT):
+            choice = self.decide(sr, report) if self.decide is not None else None
+            if choice == "retry":
+                with self.store.write(self.fence) as tx:
+                    self._set_step(tx, sr, StepState.PENDING, attempts=0, reason=None)
+                    tx.event(self.run_id, "step.retry_requested", wsr.ws.id, sr.step.id)
+                return
+            if choice == "skip":
+                self.user_skipped.add(sr.key)
+                with self.store.write(self.fence) as tx:
+                    self._set_step(tx, sr, StepState.SKIPPED, reason="skipped by the user")
+                    tx.event(self.run_id, "step.skipped", wsr.ws.id, sr.step.id,
+                             reason="skipped by the user")
+            elif choice == "abort":
+                with self.store.write() as tx:
+                    tx.update_run(self.run_id, cancel_requested=True)
+                    tx.event(self.run_id, "run.cancel_requested", by="interactive abort")
+            else:
+                self._skip_step_dependants(wsr, sr)
+        if all(self.steps[f"{wsr.ws.id}/{s}"].state.terminal for s in wsr.step_order):
+            self._finish_ws(wsr)
+
+    def _skip_step_dependants(self, wsr: WorkstreamRuntime, failed: StepRuntime) -> None:
+        doomed = descendants({s.id: s.depends_on for s in wsr.ws.steps}, failed.step.id)
+        reason = f"dependency {failed.step.id} {failed.state.value}"
+        with self.store.write(self.fence) as tx:
+            for step_id in sorted(doomed):
+                sr = self.steps[f"{wsr.ws.id}/{step_id}"]
+                if not sr.state.terminal:
+                    self._set_step(tx, sr, StepState.SKIPPED, reason=reason, finished_at=tx.now)
+                    tx.event(self.run_id, "step.skipped", wsr.ws.id, step_id, reason=reason)
+                    self.reporter.event("step.skipped", wsr.ws.id, step_id, {"reason": reason})
+
+    def _finish_ws(self, wsr: WorkstreamRuntime) -> None:
+        steps = [self.steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order]
+        failed = [sr for sr in steps
+                  if sr.state is not StepState.COMPLETED and sr.key not in self.user_skipped]
+        if failed:
+            first = failed[0]
+            self._fail_ws(wsr, f"step {first.step.id} {first.state.value}: {first.reason}")
+            return
+        merged_sha = None
+        if wsr.ws.merge is not None and wsr.ws.merge.strategy is not MergeStrategy.NONE:
+            try:
+                merged_sha = merge_into_target(
+                    self.repo, wsr.head_sha or wsr.branch, wsr.ws.merge.into,
+                    strategy=wsr.ws.merge.strategy.value,  # type: ignore[arg-type]
+                    message=f"aidp: {wsr.ws.merge.strategy.value} {wsr.ws.id} "
+                    f"({wsr.ws.title or wsr.branch})",
+                    trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
+                    create_from=wsr.base_ref,
+                )
+            except AidpError as exc:
+                self._fail_ws(wsr, f"merge into {wsr.ws.merge.into} failed: {exc.message}")
+                return
+        self._release(wsr)
+        with self.store.write(self.fence) as tx:
+            self._set_ws(tx, wsr, WorkstreamState.COMPLETED, finished_at=tx.now,
+                         head_sha=wsr.head_sha, merged_sha=merged_sha, reason=None)
+            tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=wsr.head_sha,
+                     merged_sha=merged_sha)
+        self.reporter.event("workstream.completed", wsr.ws.id, None,
+                            {"head": wsr.head_sha, "merged_sha": merged_sha})
+
+    def _fail_ws(self, wsr: WorkstreamRuntime, reason: str) -> None:
+        self._release(wsr)
+        with self.store.write(self.fence) as tx:
+            for step_id in wsr.step_order:
+                sr = self.steps[f"{wsr.ws.id}/{step_id}"]
+                if not sr.state.terminal:
+                    self._set_step(tx, sr, StepState.SKIPPED, reason=reason, finished_at=tx.now)
+            self._set_ws(tx, wsr, WorkstreamState.FAILED, finished_at=tx.now, reason=reason,
+                         head_sha=wsr.head_sha)
+            tx.event(self.run_id, "workstream.failed", wsr.ws.id, reason=reason)
+            skip_reason = f"dependency {wsr.ws.id} failed"
+            for ws_id in sorted(self.dependants[wsr.ws.id]):
+                other = self.ws[ws_id]
+                if other.state is WorkstreamState.PENDING:
+                    self._set_ws(tx, other, WorkstreamState.SKIPPED, reason=skip_reason,
+                                 finished_at=tx.now)
+                    for step_id in other.step_order:
+                        sr = self.steps[f"{ws_id}/{step_id}"]
+                        if not sr.state.terminal:
+                            self._set_step(tx, sr, StepState.SKIPPED, reason=skip_reason)
+                    tx.event(self.run_id, "workstream.skipped", ws_id, reason=skip_reason)
+        self.reporter.event("workstream.failed", wsr.ws.id, None, {"reason": reason})
+        for ws_id in sorted(self.dependants[wsr.ws.id]):
+            if self.ws[ws_id].state is WorkstreamState.SKIPPED:
+                self.reporter.event("workstream.skipped", ws_id, None,
+                                    {"reason": f"dependency {wsr.ws.id} failed"})
+
+    def _cancel_rest(self) -> None:
+        with self.store.write(self.fence) as tx:
+            for sr in self.steps.values():
+                if not sr.state.terminal:
+                    self._set_step(tx, sr, StepState.CANCELLED, reason="run cancelled",
+                                   finished_at=tx.now)
+            for wsr in self.ws.values():
+                if not wsr.state.terminal:
+                    self._set_ws(tx, wsr, WorkstreamState.CANCELLED, reason="run cancelled",
+                                 finished_at=tx.now)
+        for wsr in self.ws.values():
+            if wsr.worktree is not None:
+                self._release(wsr)
+
+    def _finish(self) -> RunSummary:
+        states = [wsr.state for wsr in self.ws.values()]
+        if any(s is WorkstreamState.CANCELLED for s in states):
+            final = RunState.CANCELLED
+        elif all(s is WorkstreamState.COMPLETED for s in states):
+            final = RunState.COMPLETED
+        else:
+            final = RunState.FAILED
+        with self.store.write(self.fence) as tx:
+            self.run_state = check(RUN_TRANSITIONS, self.run_state, final)
+            tx.update_run(self.run_id, status=final.value, finished_at=tx.now)
+            tx.event(self.run_id, "run.finished", status=final.value)
+        summary = RunSummary(self.run_id, final, [
+            {
+                "id": wsr.ws.id, "status": wsr.state.value, "branch": wsr.branch,
+                "head": wsr.head_sha, "reason": wsr.reason,
+                "steps": {s: self.steps[f"{wsr.ws.id}/{s}"].state.value for s in wsr.step_order},
+            }
+            for wsr in self.ws.values()
+        ], time.monotonic() - self.started)
+        self.reporter.event("run.finished", None, None, summary.to_dict())
+        return summary
+
+    # -- state changes: memory and store together ---------------------------------------------
+
+    def _set_step(self, tx: Any, sr: StepRuntime, state: StepState, **values: Any) -> None:
+        sr.state = check(STEP_TRANSITIONS, sr.state, state)
+        if "attempts" in values:
+            sr.attempts = values["attempts"]
+        if "reason" in values:
+            sr.reason = values["reason"]
+        if "checkpoint_sha" in values:
+            sr.checkpoint_sha = values["checkpoint_sha"]
+        if state is not StepState.RETRYING:
+            sr.next_attempt_at = None
+            values.setdefault("next_attempt_at", None)
+        tx.update_step(self.run_id, sr.ws_id, sr.step.id, status=state.value, **values)
+
+    def _set_ws(self, tx: Any, wsr: WorkstreamRuntime, state: WorkstreamState, **values: Any
+                ) -> None:
+        wsr.state = check(WORKSTREAM_TRANSITIONS, wsr.state, state)
+        if "reason" in values:
+            wsr.reason = values["reason"]
+        tx.update_ws(self.run_id, wsr.ws.id, status=state.value, **values)
+
+    def _release(self, wsr: WorkstreamRuntime) -> None:
+        if wsr.worktree is not None:
+            try:
+                self.pool.release(wsr.worktree)
+            finally:
+                wsr.worktree = None

@@ -1,0 +1,147 @@
+"""State enums of runs, workstreams and steps, the attempt outcome enum, and their transition
+tables. Pure data: every state change in the engine and the store goes through :func:`check`.
+
+A table maps each state to the set of states it may move to; anything else is a bug and raises
+:class:`IllegalTransition`. Tests cover every (from, to) pair of every table.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar
+
+__all__ = [
+    "ATTEMPT_TRANSITIONS",
+    "AttemptOutcome",
+    "IllegalTransition",
+    "RUN_TRANSITIONS",
+    "RunState",
+    "STEP_TRANSITIONS",
+    "StepState",
+    "WORKSTREAM_TRANSITIONS",
+    "WorkstreamState",
+    "check",
+]
+
+
+class RunState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED)
+
+
+class WorkstreamState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (WorkstreamState.PENDING, WorkstreamState.RUNNING)
+
+
+class StepState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    VALIDATING = "validating"  # the tool finished; acceptance checks are running
+    RETRYING = "retrying"  # waiting for the next attempt (next_attempt_at is set)
+    AWAITING_APPROVAL = "awaiting_approval"  # a human gate (manual adapter)
+    CIRCUIT_OPEN = "circuit_open"  # waiting for its tool's circuit breaker
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"  # the last attempt ran out of time and no attempt is left
+    SKIPPED = "skipped"  # a dependency failed, or the user chose to skip it
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _STEP_TERMINAL
+
+    @property
+    def succeeded(self) -> bool:
+        return self is StepState.COMPLETED
+
+
+_STEP_TERMINAL = frozenset(
+    {StepState.COMPLETED, StepState.FAILED, StepState.TIMEOUT, StepState.SKIPPED,
+     StepState.CANCELLED}
+)
+
+
+class AttemptOutcome(str, Enum):
+    """How one attempt ended. ``None`` (no outcome yet) means the attempt is in flight."""
+
+    SUCCEEDED = "succeeded"
+    FAILED_TRANSIENT = "failed_transient"
+    FAILED_PERMANENT = "failed_permanent"
+    TIMED_OUT = "timed_out"
+    CRASHED = "crashed"
+    CANCELLED = "cancelled"
+    NO_CHANGE = "no_change"
+
+
+R, W, S = RunState, WorkstreamState, StepState
+
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    R.PENDING: frozenset({R.RUNNING, R.CANCELLED}),
+    R.RUNNING: frozenset({R.COMPLETED, R.FAILED, R.CANCELLED}),
+    # `aidp resume` of a failed run retries what failed; `rollback` reopens a completed one.
+    R.FAILED: frozenset({R.RUNNING}),
+    R.COMPLETED: frozenset({R.RUNNING}),
+    R.CANCELLED: frozenset(),
+}
+
+WORKSTREAM_TRANSITIONS: dict[WorkstreamState, frozenset[WorkstreamState]] = {
+    W.PENDING: frozenset({W.RUNNING, W.SKIPPED, W.CANCELLED}),
+    W.RUNNING: frozenset({W.COMPLETED, W.FAILED, W.CANCELLED, W.PENDING}),
+    W.FAILED: frozenset({W.PENDING}),  # resume retries it
+    W.SKIPPED: frozenset({W.PENDING}),  # resume retries what its failed dependency blocked
+    W.COMPLETED: frozenset({W.PENDING}),  # rollback
+    W.CANCELLED: frozenset(),
+}
+
+STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
+    S.PENDING: frozenset({S.RUNNING, S.SKIPPED, S.CANCELLED, S.CIRCUIT_OPEN,
+                          S.AWAITING_APPROVAL, S.COMPLETED}),  # COMPLETED: adopted on resume
+    S.RUNNING: frozenset({S.VALIDATING, S.COMPLETED, S.FAILED, S.TIMEOUT, S.RETRYING,
+                          S.CANCELLED, S.AWAITING_APPROVAL, S.PENDING, S.SKIPPED}),
+    S.VALIDATING: frozenset({S.COMPLETED, S.FAILED, S.RETRYING, S.CANCELLED, S.PENDING,
+                             S.TIMEOUT, S.SKIPPED}),
+    S.RETRYING: frozenset({S.RUNNING, S.CANCELLED, S.CIRCUIT_OPEN, S.PENDING}),
+    S.CIRCUIT_OPEN: frozenset({S.RUNNING, S.CANCELLED, S.PENDING, S.FAILED}),
+    S.AWAITING_APPROVAL: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING}),
+    S.COMPLETED: frozenset({S.PENDING}),  # rollback
+    S.FAILED: frozenset({S.PENDING}),  # resume / interactive retry
+    S.TIMEOUT: frozenset({S.PENDING}),
+    S.SKIPPED: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset(),
+}
+
+# An attempt starts without an outcome (None) and gets exactly one; outcomes are final.
+ATTEMPT_TRANSITIONS: dict[AttemptOutcome | None, frozenset[AttemptOutcome]] = {
+    None: frozenset(AttemptOutcome),
+    **{outcome: frozenset() for outcome in AttemptOutcome},
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A state change that the transition table forbids: a bug, never a user error."""
+
+
+E = TypeVar("E", RunState, WorkstreamState, StepState)
+
+
+def check(table: dict[E, frozenset[E]], current: E, new: E) -> E:
+    """Return ``new`` if ``current -> new`` is allowed by ``table``; staying put is allowed."""
+    if current is not new and new not in table[current]:
+        raise IllegalTransition(f"{type(current).__name__}: {current.value} -> {new.value}")
+    return new

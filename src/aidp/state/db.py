@@ -1,0 +1,103 @@
+"""Database engines and migrations.
+
+SQLite (the default, in ``<repo>/.aidp/aidp.db``) runs in WAL mode with a busy timeout, and every
+write transaction starts with ``BEGIN IMMEDIATE``: a deferred read-then-write transaction fails at
+once under two writers despite the busy timeout. Read-only work uses :func:`read_engine`, whose
+transactions start with a plain ``BEGIN`` so readers never wait for the write lock.
+
+Any SQLAlchemy URL works (``postgresql+psycopg://...``); the schema is created and upgraded with
+Alembic. Importing Alembic costs ~100 ms, so it is imported only when the schema is not at
+:data:`HEAD_REVISION` already.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+
+from aidp.exceptions import ConfigError
+
+__all__ = ["HEAD_REVISION", "make_engine", "migrate", "read_engine", "sqlite_url"]
+
+HEAD_REVISION = "0001"  # a test proves it equals the newest migration's revision
+BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite database file."""
+    return f"sqlite+pysqlite:///{path}"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE``."""
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url)
+            _configure_sqlite(engine)
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    except Exception as exc:  # bad URLs and missing drivers surface as many exception types
+        raise ConfigError(
+            f"cannot use database URL {_redact(url)}: {exc}",
+            hint="set AIDP_DATABASE_URL or [database] url in aidp.toml; PostgreSQL needs the "
+            "'postgres' extra (psycopg)",
+        ) from exc
+
+
+def read_engine(engine: Engine) -> Engine:
+    """The same engine, but its transactions never take SQLite's write lock."""
+    return engine.execution_options(aidp_readonly=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy (not pysqlite) issue BEGIN, so that we can choose IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get("aidp_readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or None for an empty database."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to :data:`HEAD_REVISION` (creating it on an empty database)."""
+    if current_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL: show no part of it that could hold a secret
+        return "<unparseable URL>"

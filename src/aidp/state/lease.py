@@ -1,0 +1,90 @@
+"""Run leases: only one orchestrator drives a run at a time.
+
+A lease names its holder (host, pid and the pid's start time) and carries a fencing token that
+grows by one at every acquisition. The holder renews it well before ``expires_at``. Another
+orchestrator may take the lease over when it expired, was released, or -- on the same host --
+when the holder process is gone (``kill -9`` leaves a valid-looking lease; waiting for it to
+expire would be pointless). Every write of the holder checks its token (see
+:meth:`aidp.state.store.Store.write`), so a deposed holder cannot corrupt the run.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+
+from aidp.exceptions import LeaseHeldError
+from aidp.procfs import is_alive, self_identity
+from aidp.state.store import Fence, Store
+from aidp.state.tables import leases
+
+__all__ = ["LEASE_TTL_S", "acquire_lease", "lease_is_live", "release_lease", "renew_lease"]
+
+LEASE_TTL_S = 30.0
+
+
+def lease_is_live(row: Row[Any] | None, now: float | None = None) -> bool:
+    """True while the lease in ``row`` protects its holder."""
+    if row is None or row.released:
+        return False
+    if (now if now is not None else time.time()) >= row.expires_at:
+        return False
+    if row.host == socket.gethostname():
+        return is_alive(row.pid, row.pid_start)
+    return True
+
+
+def acquire_lease(store: Store, run_id: str, *, ttl_s: float = LEASE_TTL_S) -> Fence:
+    """Take the lease on ``run_id``; raises LeaseHeldError naming a live holder."""
+    pid, pid_start = self_identity()
+    host = socket.gethostname()
+    holder = f"pid {pid} on {host}"
+    with store.write() as tx:
+        query = select(leases).where(leases.c.run_id == run_id)
+        if tx.conn.dialect.name != "sqlite":
+            query = query.with_for_update()
+        row = tx.conn.execute(query).first()
+        if row is not None and lease_is_live(row, tx.now):
+            raise LeaseHeldError(run_id, row.holder, row.expires_at - tx.now)
+        token = 1 if row is None else int(row.token) + 1
+        values = dict(
+            holder=holder,
+            host=host,
+            pid=pid,
+            pid_start=pid_start,
+            token=token,
+            acquired_at=tx.now,
+            renewed_at=tx.now,
+            expires_at=tx.now + ttl_s,
+            released=False,
+        )
+        if row is None:
+            tx.conn.execute(insert(leases).values(run_id=run_id, **values))
+        else:
+            tx.conn.execute(update(leases).where(leases.c.run_id == run_id).values(**values))
+        tx.event(run_id, "lease.acquired", holder=holder, token=token,
+                 previous=None if row is None else row.holder)
+    return Fence(run_id, token)
+
+
+def renew_lease(store: Store, fence: Fence, *, ttl_s: float = LEASE_TTL_S) -> None:
+    """Extend our lease; raises LeaseLostError if it was taken over."""
+    with store.write(fence) as tx:
+        tx.conn.execute(
+            update(leases)
+            .where(leases.c.run_id == fence.run_id)
+            .values(renewed_at=tx.now, expires_at=tx.now + ttl_s)
+        )
+
+
+def release_lease(store: Store, fence: Fence) -> None:
+    """Give the lease up (a no-op if it was already taken over)."""
+    with store.write() as tx:
+        tx.conn.execute(
+            update(leases)
+            .where(leases.c.run_id == fence.run_id, leases.c.token == fence.token)
+            .values(released=True, expires_at=tx.now)
+        )

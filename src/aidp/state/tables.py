@@ -1,0 +1,175 @@
+"""SQLAlchemy Core tables: runs, workstreams, steps, attempts, checkpoints, events, leases.
+
+Times are UNIX epoch seconds (float). Enum columns hold the ``value`` of the enums in
+:mod:`aidp.engine.states`. The event journal is append-only: rows are inserted, never updated.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+
+__all__ = [
+    "attempts",
+    "checkpoints",
+    "events",
+    "leases",
+    "metadata",
+    "runs",
+    "steps",
+    "workstreams",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+# BIGINT on PostgreSQL, INTEGER on SQLite (so that it is an alias of the rowid).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("repo", Text, nullable=False),
+    Column("plan_json", Text, nullable=False),
+    Column("options_json", Text, nullable=False, server_default="{}"),
+    Column("sources", Text, nullable=False, server_default=""),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("reason", Text),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("updated_at", Float, nullable=False),
+)
+
+workstreams = Table(
+    "workstreams",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("ws_id", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("branch", String(255), nullable=False),
+    Column("base_ref", String(255), nullable=False),
+    Column("base_sha", String(64)),
+    Column("worktree", Text),
+    Column("head_sha", String(64)),
+    Column("merged_sha", String(64)),
+    Column("reason", Text),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("ws_id", String(64), primary_key=True),
+    Column("step_id", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=false()),
+    Column("reason", Text),
+    Column("next_attempt_at", Float),
+    Column("checkpoint_sha", String(64)),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    ForeignKeyConstraint(
+        ["run_id", "ws_id"], ["workstreams.run_id", "workstreams.ws_id"], ondelete="CASCADE"
+    ),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("ws_id", String(64), nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("outcome", String(24)),
+    Column("interrupted", Boolean, nullable=False, server_default=false()),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("token", String(64)),
+    Column("exit_code", Integer),
+    Column("signal", Integer),
+    Column("log_path", Text),
+    Column("output_bytes", BigInteger),
+    Column("changed_files", Text),
+    Column("error", Text),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    UniqueConstraint("run_id", "ws_id", "step_id", "number"),
+    ForeignKeyConstraint(
+        ["run_id", "ws_id", "step_id"],
+        ["steps.run_id", "steps.ws_id", "steps.step_id"],
+        ondelete="CASCADE",
+    ),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("ws_id", String(64), primary_key=True),
+    Column("step_id", String(64), primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("sha", String(64), nullable=False),
+    Column("adopted", Boolean, nullable=False, server_default=false()),
+    Column("created_at", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["run_id", "ws_id", "step_id"],
+        ["steps.run_id", "steps.ws_id", "steps.step_id"],
+        ondelete="CASCADE",
+    ),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(48), nullable=False),
+    Column("ws_id", String(64)),
+    Column("step_id", String(64)),
+    Column("data", Text, nullable=False, server_default="{}"),
+)
+Index("ix_events_run_id_id", events.c.run_id, events.c.id)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pid_start", BigInteger),
+    Column("token", BigInteger, nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("renewed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("released", Boolean, nullable=False, server_default=false()),
+)
