@@ -1,4 +1,4 @@
-"""A size-capped, append-only log file shared by one attempt.
+"""What reaches an attempt's log: a size-capped, append-only file, and secret masking.
 
 One attempt writes everything into one file: the tool's output, then a header and the output of
 each acceptance check. The file keeps the *beginning* of the output up to ``cap_bytes``; past the
@@ -12,17 +12,27 @@ A truncated file looks like::
     <first cap_bytes bytes of output>
     --- [aidp] output truncated: 1073676288 bytes omitted ---
     <last tail_bytes bytes of output>
+
+:class:`SecretMasker` replaces secret values by ``***`` in the output stream before it reaches the
+log (or any other consumer), including values split across reads.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["CappedLog"]
+__all__ = ["CARRY_LIMIT", "MIN_SECRET_LEN", "CappedLog", "SecretMasker"]
+
+#: An unfinished output line longer than this is passed on without waiting for its newline.
+CARRY_LIMIT = 64 * 2**10
+#: Secrets shorter than this are not masked (they would mask ordinary text).
+MIN_SECRET_LEN = 4
+_MASK = b"***"
 
 #: A note is one line; longer texts are cut to this many characters.
 MAX_NOTE_CHARS = 1000
@@ -183,3 +193,69 @@ class CappedLog:
         self._emit(self._tail)
         self._tail = bytearray()
         self._tail_seen = 0
+
+
+# -- masking: what reaches the log -------------------------------------------------------------------------------------
+
+
+class SecretMasker:
+    """Replace secret values by ``***`` in a byte stream cut into arbitrary chunks.
+
+    Output is passed on line by line: :meth:`feed` returns the masked complete lines and keeps the
+    unfinished one; once that exceeds ``CARRY_LIMIT`` it is passed on too, except its last
+    ``len(longest secret) - 1`` bytes, so a secret spanning any chunk boundary is still caught.
+    Overlapping occurrences of different secrets are masked as their union.
+    """
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        values = {s.encode() for s in secrets if len(s) >= MIN_SECRET_LEN}
+        self._secrets = sorted(values, key=len, reverse=True)
+        self._holdback = max((len(s) for s in self._secrets), default=1) - 1
+        self._multiline = any(b"\n" in s for s in self._secrets)
+        self._carry = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the next chunk; return what can be passed on, masked (possibly ``b""``)."""
+        buf = self._carry + data if self._carry else data
+        cut = buf.rfind(b"\n") + 1
+        if self._multiline:
+            cut = max(0, min(cut, len(buf) - self._holdback))
+        if len(buf) - cut > CARRY_LIMIT:
+            cut = len(buf) - min(self._holdback, CARRY_LIMIT)
+        out, self._carry = self._mask(buf, cut)
+        return out
+
+    def flush(self) -> bytes:
+        """Return whatever is held back, masked (at the end of the stream)."""
+        out, _ = self._mask(self._carry, len(self._carry))
+        self._carry = b""
+        return out
+
+    def _mask(self, buf: bytes, cut: int) -> tuple[bytes, bytes]:
+        """Split ``buf`` at ``cut`` (moved past any secret spanning it); mask the first part."""
+        if not self._secrets:
+            return buf[:cut], buf[cut:]
+        spans: list[tuple[int, int]] = []
+        for secret in self._secrets:
+            at = buf.find(secret)
+            while at >= 0:
+                spans.append((at, at + len(secret)))
+                at = buf.find(secret, at + 1)
+        if not spans:
+            return buf[:cut], buf[cut:]
+        spans.sort()
+        pieces: list[bytes] = []
+        pos = 0
+        start, end = spans[0]
+        for s, e in [*spans[1:], (len(buf) + 1, len(buf) + 1)]:
+            if s < end:  # overlapping occurrences merge; adjacent ones stay apart
+                end = max(end, e)
+                continue
+            if start >= cut:
+                break
+            pieces += (buf[pos:start], _MASK)
+            pos = end
+            cut = max(cut, end)
+            start, end = s, e
+        pieces.append(buf[pos:cut])
+        return b"".join(pieces), buf[cut:]

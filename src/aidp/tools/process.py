@@ -31,9 +31,11 @@ from pathlib import Path
 from secrets import token_hex
 
 from aidp.exceptions import ToolError
-from aidp.tools.capped_log import CappedLog
+from aidp.tools.capped_log import CARRY_LIMIT, MIN_SECRET_LEN, CappedLog, SecretMasker
 
 __all__ = [
+    "CARRY_LIMIT",
+    "MIN_SECRET_LEN",
     "TOKEN_ENV",
     "CappedLog",
     "ProcessResult",
@@ -50,10 +52,6 @@ __all__ = [
 TOKEN_ENV = "AIDP_PROCESS_TOKEN"
 #: Bytes per read from the output pipe.
 READ_CHUNK = 64 * 2**10
-#: An unfinished output line longer than this is passed on without waiting for its newline.
-CARRY_LIMIT = 64 * 2**10
-#: Secrets shorter than this are not masked (they would mask ordinary text).
-MIN_SECRET_LEN = 4
 #: How often a ``cancel`` event is checked, in seconds.
 CANCEL_POLL_S = 0.1
 #: After a normal exit, how long the output pipe may stay open before descendants are hunted.
@@ -63,7 +61,6 @@ FINAL_DRAIN_S = 1.0
 #: Rounds of /proc scanning when killing by token (a dying process may still fork).
 KILL_ROUNDS = 5
 
-_MASK = b"***"
 _ENV_KEEP = frozenset({"PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ"})
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
@@ -110,72 +107,6 @@ def build_env(
 def new_token() -> str:
     """A fresh random process token (record it before starting, for crash recovery)."""
     return token_hex(16)
-
-
-# -- masking -------------------------------------------------------------------------------------
-
-
-class SecretMasker:
-    """Replace secret values by ``***`` in a byte stream cut into arbitrary chunks.
-
-    Output is passed on line by line: :meth:`feed` returns the masked complete lines and keeps the
-    unfinished one; once that exceeds ``CARRY_LIMIT`` it is passed on too, except its last
-    ``len(longest secret) - 1`` bytes, so a secret spanning any chunk boundary is still caught.
-    Overlapping occurrences of different secrets are masked as their union.
-    """
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        values = {s.encode() for s in secrets if len(s) >= MIN_SECRET_LEN}
-        self._secrets = sorted(values, key=len, reverse=True)
-        self._holdback = max((len(s) for s in self._secrets), default=1) - 1
-        self._multiline = any(b"\n" in s for s in self._secrets)
-        self._carry = b""
-
-    def feed(self, data: bytes) -> bytes:
-        """Take the next chunk; return what can be passed on, masked (possibly ``b""``)."""
-        buf = self._carry + data if self._carry else data
-        cut = buf.rfind(b"\n") + 1
-        if self._multiline:
-            cut = max(0, min(cut, len(buf) - self._holdback))
-        if len(buf) - cut > CARRY_LIMIT:
-            cut = len(buf) - min(self._holdback, CARRY_LIMIT)
-        out, self._carry = self._mask(buf, cut)
-        return out
-
-    def flush(self) -> bytes:
-        """Return whatever is held back, masked (at the end of the stream)."""
-        out, _ = self._mask(self._carry, len(self._carry))
-        self._carry = b""
-        return out
-
-    def _mask(self, buf: bytes, cut: int) -> tuple[bytes, bytes]:
-        """Split ``buf`` at ``cut`` (moved past any secret spanning it); mask the first part."""
-        if not self._secrets:
-            return buf[:cut], buf[cut:]
-        spans: list[tuple[int, int]] = []
-        for secret in self._secrets:
-            at = buf.find(secret)
-            while at >= 0:
-                spans.append((at, at + len(secret)))
-                at = buf.find(secret, at + 1)
-        if not spans:
-            return buf[:cut], buf[cut:]
-        spans.sort()
-        pieces: list[bytes] = []
-        pos = 0
-        start, end = spans[0]
-        for s, e in [*spans[1:], (len(buf) + 1, len(buf) + 1)]:
-            if s < end:  # overlapping occurrences merge; adjacent ones stay apart
-                end = max(end, e)
-                continue
-            if start >= cut:
-                break
-            pieces += (buf[pos:start], _MASK)
-            pos = end
-            cut = max(cut, end)
-            start, end = s, e
-        pieces.append(buf[pos:cut])
-        return b"".join(pieces), buf[cut:]
 
 
 # -- /proc ---------------------------------------------------------------------------------------
@@ -410,7 +341,8 @@ def run_process(
 
     Returns:
         a :class:`ProcessResult`. After it returns, nothing of the process group is left running,
-        nor any descendant still holding the output pipe.
+        nor any descendant still holding the output pipe (except one that both left the group and
+        cleared its environment; its pipe is then abandoned after a second).
 
     Raises:
         ToolError: the command or the working directory does not exist or cannot be executed.
