@@ -124,6 +124,37 @@ def test_cancel_kills_everything(tmp_path: Path, env: dict[str, str], token: str
     assert wait_until_dead(read_pids(pidfile)) == []
 
 
+def test_timeout_sends_sigterm_first(tmp_path: Path, env: dict[str, str], token: str) -> None:
+    """At the timeout the group gets SIGTERM first: a tool that traps it exits cleanly in grace."""
+    started = time.monotonic()
+    result, output = run(
+        ["sh", "-c", "trap 'echo bye; exit 7' TERM; echo hi; sleep 1000 & wait"],
+        tmp_path,
+        env,
+        token,
+        timeout_s=0.5,
+        grace_s=60.0,
+    )
+    assert result.timed_out and result.exit_code == 7
+    assert output == b"hi\nbye\n"
+    assert time.monotonic() - started < 30.0  # the grace period ended when the tool exited
+
+
+def test_failing_on_start_leaves_nothing_running(
+    tmp_path: Path, env: dict[str, str], token: str
+) -> None:
+    """If on_start raises (say the database write failed), the started process is killed."""
+    pids: list[int] = []
+
+    def on_start(pid: int) -> None:
+        pids.append(pid)
+        raise RuntimeError("cannot record the pid")
+
+    with pytest.raises(RuntimeError, match="cannot record"):
+        run(["sleep", "1000"], tmp_path, env, token, on_start=on_start)
+    assert len(pids) == 1 and wait_until_dead(pids) == []
+
+
 def test_on_start_gets_the_live_pid_before_waiting(
     tmp_path: Path, env: dict[str, str], token: str
 ) -> None:
