@@ -53,6 +53,10 @@ _NO_KEY = object()
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
+def _show_tag(tag: str | None) -> str:
+    return (tag or "").replace(_STD, "!!")
+
+
 class TreeError(Exception):
     """A structural problem met while building a tree, with the partial tree for the ids."""
 
@@ -99,9 +103,7 @@ class _YamlTreeBuilder:
         tag = event.tag if explicit else resolve(yaml.ScalarNode, event.value, event.implicit)
         if tag not in _SCALAR_TAGS:
             if explicit:
-                self.fail(
-                    "yaml-tag", f"tag {event.tag!r} is not allowed (only standard types)", line
-                )
+                self.fail("yaml-tag", f"tag {_show_tag(event.tag)} is not allowed", line)
             return event.value  # implicit timestamps and the like stay strings
         node = yaml.ScalarNode(tag, event.value)
         try:
@@ -163,7 +165,7 @@ class _YamlTreeBuilder:
             self.place(self.scalar(event, line), line, is_scalar=True)
         elif isinstance(event, yaml.CollectionStartEvent):
             if event.tag not in _COLLECTION_TAGS:
-                self.fail("yaml-tag", f"tag {event.tag!r} is not allowed", line)
+                self.fail("yaml-tag", f"tag {_show_tag(event.tag)} is not allowed", line)
             container: dict[str, Any] | list[Any] = (
                 {} if isinstance(event, yaml.MappingStartEvent) else []
             )
@@ -251,8 +253,17 @@ class _JsonLineScanner:
         elif char == '"':
             self.string()
         else:
+            start = self.pos
             while self.pos < len(self.text) and self.text[self.pos] not in ",]} \t\r\n":
                 self.pos += 1
+            if self.text[start : self.pos] in ("NaN", "Infinity", "-Infinity"):
+                raise TreeError(
+                    "invalid-json",
+                    f"invalid JSON: {self.text[start : self.pos]} is not a number in JSON",
+                    self.line_at(start),
+                    None,
+                    path,
+                )
 
 
 def _parse_json(text: str) -> tuple[Any, dict[NodePath, int]]:
@@ -265,8 +276,8 @@ def _parse_json(text: str) -> tuple[Any, dict[NodePath, int]]:
         raise _FileError("invalid-json", f"invalid JSON: {exc.msg}", exc.lineno) from exc
     except RecursionError as exc:
         raise _FileError("too-deep", f"nesting deeper than {MAX_DEPTH} levels") from exc
-    except ValueError as exc:
-        raise _FileError("invalid-json", f"invalid JSON: {exc}") from exc
+    except ValueError:  # NaN or Infinity: the scanner below reports it with its line
+        data = json.loads(text)
     scanner = _JsonLineScanner(text)
     try:
         scanner.value((), 0)
@@ -371,8 +382,9 @@ def _model_problems(
         elif loc == ("version",):
             code, message = "version", f"unsupported version {data.get('version')!r} (use 1)"
         else:
-            where = ".".join(str(p) for p in loc if isinstance(p, str))
-            code, message = "type", f"{where or 'file'}: {err['msg']}"
+            keys = [p for p in loc if isinstance(p, str)]
+            msg = err["msg"].removeprefix("Value error, ")
+            code, message = "type", f"{keys[-1]}: {msg}" if keys else msg
         _, messages = merged.setdefault(loc, (code, []))
         if message not in messages:
             messages.append(message)

@@ -131,7 +131,10 @@ def check_placeholders(template: str) -> list[str]:
         if name is None:
             continue
         if name not in PLACEHOLDERS:
-            problems.append(f"unknown placeholder {{{name}}} (known: {known})")
+            problems.append(
+                f"unknown placeholder {{{name}}} (known: {known}; write {{{{ and }}}} for a "
+                "literal brace)"
+            )
         elif spec or conv:
             problems.append(f"placeholder {{{name}}} takes no conversion or format spec")
     return problems

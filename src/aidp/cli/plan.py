@@ -1,0 +1,140 @@
+"""``aidp validate`` and ``aidp plan``: check workstream files, and show what a run would do.
+
+Both read the files with :func:`aidp.model.loader.load_plan` and never write anything. On
+problems they print every problem (``file:line: [id] message`` on stderr, or a JSON document on
+stdout with ``--json``) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aidp.exceptions import ValidationError
+from aidp.model.loader import SUFFIXES, load_plan
+from aidp.model.plan import Plan
+
+__all__ = ["plan", "validate"]
+
+
+def git_toplevel(cwd: Path | None = None) -> Path | None:
+    """The top-level directory of the git work tree around ``cwd``, or None outside one."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    top = result.stdout.strip()
+    return Path(top) if result.returncode == 0 and top else None
+
+
+def _load(files: tuple[Path, ...], repo: Path | None, as_json: bool) -> Plan:
+    """Load the plan, or print every problem and exit 2."""
+    root = repo if repo is not None else git_toplevel()
+    try:
+        return load_plan(list(files), repo=root)
+    except ValidationError as exc:
+        if as_json:
+            document = {"ok": False, "problems": [p.to_dict() for p in exc.problems]}
+            click.echo(json.dumps(document, indent=2))
+        else:
+            for problem in exc.problems:
+                click.echo(problem.render(), err=True)
+            count = len(exc.problems)
+            click.secho(f"{count} problem{'s' if count != 1 else ''} found", fg="red", err=True)
+        sys.exit(2)
+
+
+def _file_count(files: tuple[Path, ...]) -> int:
+    return sum(
+        sum(1 for p in f.iterdir() if p.suffix in SUFFIXES and p.is_file()) if f.is_dir() else 1
+        for f in files
+    )
+
+
+_files_argument = click.argument(
+    "files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=False)
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+_repo_option = click.option(
+    "--repo",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="Repository root that paths must stay inside (default: git top-level of the cwd).",
+)
+
+
+@click.command()
+@_files_argument
+@_json_option
+@_repo_option
+def validate(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
+    """Check workstream files (and directories of them); exit 2 on any problem."""
+    loaded = _load(files, repo, as_json)
+    ws_count, step_count = len(loaded.workstreams), loaded.step_count
+    if as_json:
+        click.echo(json.dumps({"ok": True, "workstreams": ws_count, "steps": step_count}))
+    else:
+        click.echo(f"ok: {ws_count} workstreams, {step_count} steps in {_file_count(files)} files")
+
+
+@click.command()
+@_files_argument
+@_json_option
+@_repo_option
+def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
+    """Show the waves, the critical path and the useful parallelism of workstream files."""
+    from aidp.engine.dag import analyze
+
+    loaded = _load(files, repo, as_json)
+    analysis = analyze(loaded)
+    if as_json:
+        click.echo(json.dumps({"ok": True, **analysis.to_dict()}, indent=2))
+        return
+    _print_plan(loaded, analysis.to_dict())
+
+
+def _print_plan(loaded: Plan, summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title="plan", show_lines=True)
+    table.add_column("wave", justify="right")
+    table.add_column("workstream")
+    table.add_column("steps", justify="right")
+    table.add_column("step order")
+    table.add_column("depends on")
+    critical = set(summary["critical_path"])
+    for number, wave in enumerate(summary["waves"], start=1):
+        for ws_id in wave:
+            ws = loaded.workstream(ws_id)
+            name = f"[bold]{ws_id}[/bold]" if ws_id in critical else ws_id
+            table.add_row(
+                str(number),
+                name,
+                str(len(ws.steps)),
+                " -> ".join(summary["step_orders"][ws_id]),
+                ", ".join(ws.depends_on) or "-",
+            )
+    console.print(table)
+    console.print(
+        f"critical path: {' -> '.join(summary['critical_path'])} "
+        f"({summary['critical_steps']} steps)"
+    )
+    console.print(
+        f"max useful parallelism: {summary['max_parallelism']} workstreams "
+        f"({summary['workstream_count']} workstreams, {summary['step_count']} steps, "
+        f"{len(summary['waves'])} waves)"
+    )
