@@ -233,7 +233,7 @@ class Executor:
                 wsr.needs_reset = True
         except AidpError as exc:  # git failed under the attempt: record it, never lose the row
             outcome, reason, sha = AttemptOutcome.FAILED_PERMANENT, exc.message, None
-            log.note(f"--- [aidp] {exc.message} ---")
+            log.note(f"[aidp] {exc.message}")
             wsr.needs_reset = True
         finally:
             log.close()
@@ -317,7 +317,7 @@ class Executor:
                 token=token,
             )
         except ToolError as exc:
-            log.note(f"--- [aidp] {exc.message} ---")
+            log.note(f"[aidp] {exc.message}")
             return ToolResult(None, error=exc.message)
         except (KeyError, ValueError, IndexError) as exc:  # a bad placeholder in a profile command
             return ToolResult(None, error=f"bad command template: {exc}")
@@ -336,7 +336,7 @@ class Executor:
         results: list[CheckResult] = []
         for index, check in enumerate(step.check_list(), 1):
             name = check.name or (check.run if isinstance(check.run, str) else " ".join(check.run))
-            log.note(f"--- check {index}: {name} ---")
+            log.note(f"check {index}: {name}")
             try:
                 res = run_process(
                     build_argv(check.run, values), cwd=worktree, env=env, timeout_s=check.timeout,

@@ -95,7 +95,7 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     R.PENDING: frozenset({R.RUNNING, R.CANCELLED}),
     R.RUNNING: frozenset({R.COMPLETED, R.FAILED, R.CANCELLED}),
     # `aidp resume` of a failed run retries what failed; `rollback` reopens a completed one.
-    R.FAILED: frozenset({R.RUNNING}),
+    R.FAILED: frozenset({R.RUNNING, R.CANCELLED}),
     R.COMPLETED: frozenset({R.RUNNING}),
     R.CANCELLED: frozenset(),
 }

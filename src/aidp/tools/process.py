@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_hex
 
+from aidp.procfs import is_alive, process_start_time
 from aidp.exceptions import ToolError
 from aidp.tools.capped_log import CARRY_LIMIT, MIN_SECRET_LEN, CappedLog, SecretMasker
 
@@ -110,31 +111,6 @@ def new_token() -> str:
 
 
 # -- /proc ---------------------------------------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat from field 3 (state) on, or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # The command name (field 2) is parenthesised and may contain spaces and parentheses.
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def is_alive(pid: int, start_time: int | None = None) -> bool:
-    """True if ``pid`` exists and is not a zombie; with ``start_time``, also the same process."""
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] in ("Z", "X", "x"):
-        return False
-    return start_time is None or int(fields[19]) == start_time
-
-
-def process_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks after boot (stat field 22), to tell reused pids apart."""
-    fields = _stat_fields(pid)
-    return None if fields is None else int(fields[19])
 
 
 def _carries_token(pid: int, needle: bytes) -> bool:

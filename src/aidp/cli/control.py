@@ -1,0 +1,68 @@
+"""``aidp cancel`` and ``aidp rollback``: changing a run from outside its orchestrator."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from aidp.cli.common import Context, repo_options, split_step_ref
+
+__all__ = ["cancel", "rollback"]
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN", required=False)
+@repo_options
+@click.option("--wait", "wait_s", default=30.0, show_default=True,
+              help="Seconds to wait for a live run to stop.")
+def cancel(run_ref: str | None, repo: Path | None, config_path: Path | None, wait_s: float
+           ) -> int:
+    """Cancel RUN (default: the newest). A live run stops its tools and ends cancelled."""
+    from aidp.engine.control import cancel_run
+
+    ctx = Context(repo, config_path)
+    try:
+        store = ctx.store()
+        run_id = store.resolve_run(run_ref)
+        live = cancel_run(store, run_id)
+        if live:
+            click.echo(f"cancel requested; waiting for run {run_id} to stop ...")
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                if store.run(run_id).status in ("cancelled", "completed", "failed"):
+                    break
+                time.sleep(0.2)
+        status = store.run(run_id).status
+        click.echo(f"run {run_id} {status}")
+        return 0 if status == "cancelled" else 1
+    finally:
+        ctx.close()
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@repo_options
+@click.option("--to", "to_step", required=True, metavar="STEP",
+              help="The checkpoint to go back to: WORKSTREAM/STEP (or a unique step id).")
+def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step: str) -> None:
+    """Move a workstream of RUN back to the checkpoint of STEP.
+
+    The steps after it become pending again (`aidp resume RUN` runs them); their commits stay
+    reachable in the reflog. Refused while the run is live.
+    """
+    from aidp.engine.control import rollback_run
+
+    ctx = Context(repo, config_path)
+    try:
+        store = ctx.store()
+        run_id = store.resolve_run(run_ref)
+        ws_id, step_id = split_step_ref(to_step, [(s.ws_id, s.step_id)
+                                                  for s in store.steps(run_id)])
+        reopened = rollback_run(store, ctx.repo, run_id, ws_id, step_id)
+    finally:
+        ctx.close()
+    click.echo(f"{ws_id} is back at the checkpoint of {step_id}; pending again: "
+               + (", ".join(reopened) or "nothing"))
+    click.echo(f"run `aidp resume {run_id}` to run them")
