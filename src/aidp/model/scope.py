@@ -9,8 +9,10 @@ keeps in agreement):
   ``\\`` escapes the next character;
 - a segment that is exactly ``**`` matches zero or more whole segments; ``**`` inside a
   segment (``a**b``) is an ordinary ``*``;
-- a pattern also matches everything below what it names: ``docs`` and ``docs/`` match
-  ``docs/a.md``, ``src/**`` matches ``src/a/b.py``.
+- a pattern also matches everything below what it names (``docs`` and ``docs/`` match
+  ``docs/a.md``, ``src/*`` matches ``src/a/b.py``), unless its last segment looks like a file
+  name: one with a ``.`` after its first character (``README.md``, ``*.py``) matches only
+  that name. Write ``v1.0/`` for a directory whose name has a dot.
 
 Patterns are compiled to one regular expression per scope, so matching a changed file costs one
 ``re.match`` call.
@@ -109,12 +111,15 @@ def _parse_segment(seg: str) -> _Segment | None:
 
 @lru_cache(maxsize=4096)
 def _parse(pattern: str) -> tuple[_Segment | None, ...]:
-    """Split a pattern into segments; the implicit "and everything below" is a final ``**``."""
+    """Split a pattern into segments; the implicit "and everything below" is a final ``**``
+    (left out when the last segment looks like a file name)."""
     text = pattern.strip()
     while text.startswith("./"):
         text = text[2:]
-    segments = [_parse_segment(s) for s in text.split("/") if s not in ("", ".")]
-    if not segments or segments[-1] is not _GLOBSTAR:
+    raw = [s for s in text.split("/") if s not in ("", ".")]
+    segments = [_parse_segment(s) for s in raw]
+    names_a_file = bool(raw) and not text.endswith("/") and "." in raw[-1][1:]
+    if not names_a_file and (not segments or segments[-1] is not _GLOBSTAR):
         segments.append(_GLOBSTAR)
     return tuple(segments)
 
