@@ -221,6 +221,24 @@ def test_lock_of_killed_process_is_free_again(pool: WorktreePool, git_repo: Path
     pool.release(wt)
 
 
+def test_branch_left_in_idle_slot_by_dead_process_is_reclaimed(
+    pool: WorktreePool, git_repo: Path
+) -> None:
+    """Resuming without prefer works even though a dead holder left the branch checked out."""
+    blocker = pool.acquire("aidp/r1/blocker", "main")  # takes pool-0, so the holder gets pool-1
+    proc, held_path = _spawn_holder(git_repo, "aidp/r1/crashed")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    pool.release(blocker)
+    wt = pool.acquire("aidp/r1/crashed", None)
+    assert wt.path == blocker.path != held_path
+    assert current_branch(wt.path) == "aidp/r1/crashed"
+    assert current_branch(held_path) is None
+    pool.release(wt)
+
+
 def test_slot_debris_from_crash_is_recreated(pool: WorktreePool) -> None:
     """A slot directory that is not a registered worktree (crash mid-creation) is rebuilt."""
     pool.root.mkdir(parents=True, exist_ok=True)
