@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -181,7 +182,7 @@ def test_critical_path_is_a_dependency_chain(dag: tuple[list[str], dict[str, lis
     plan = Plan(tuple(make_ws(n, steps=1 + int(n[1:]) % 3, depends_on=edges[n]) for n in order))
     analysis = analyze(plan)
     path = analysis.critical_path
-    for earlier, later in zip(path, path[1:], strict=False):
+    for earlier, later in itertools.pairwise(path):
         assert earlier in edges[later]
     assert analysis.critical_steps == sum(len(plan.workstream(n).steps) for n in path)
 
