@@ -134,6 +134,9 @@ class Cli:
                                  f"{proc.stdout}\n{proc.stderr}")
         return result
 
+    def popen_argv(self, *args: str) -> list[str]:
+        return [AIDP, *args]
+
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen([AIDP, *args], cwd=self.cwd, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,

@@ -72,8 +72,14 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     try:
         run_id = create_run(ctx.store(create=True), ctx.repo, plan, parallel=parallel)
         if not as_json:
+            from aidp.engine.dag import analyze
+
+            shape = analyze(plan)
             click.echo(f"run {run_id}: {len(plan.workstreams)} workstreams, {plan.step_count} "
                        f"steps, parallel {parallel}")
+            click.echo(f"plan: {len(shape.waves)} waves; critical path "
+                       f"{' -> '.join(shape.critical_path) or '-'} ({shape.critical_steps} "
+                       f"steps); up to {shape.max_parallelism} workstreams at once")
         return _drive(ctx, run_id, parallel=parallel, as_json=as_json, interactive=interactive)
     finally:
         ctx.close()

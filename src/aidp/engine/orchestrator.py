@@ -184,6 +184,7 @@ class _Orchestrator:
         self.cancel = threading.Event()
         self.lease_lost: LeaseLostError | None = None
         self.user_skipped: set[str] = set()
+        self.aborted = False
         self.started = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -340,9 +341,9 @@ class _Orchestrator:
                 if self.lease_lost is not None:
                     raise self.lease_lost
                 now = time.time()
-                if not cancelling and now >= next_cancel_poll:
+                if not cancelling and (self.aborted or now >= next_cancel_poll):
                     next_cancel_poll = now + 0.5
-                    if self.store.cancel_requested(self.run_id):
+                    if self.aborted or self.store.cancel_requested(self.run_id):
                         cancelling = True
                         self.cancel.set()
                         self.reporter.event("run.cancelling", None, None, {})
@@ -350,7 +351,7 @@ class _Orchestrator:
                     for wsr, sr in pick_ready(
                         self.ws, self.steps, busy=busy, running_tools=tools,
                         tool_limits=limits, slots=self.parallel - len(running), now=now,
-                        ranks=self.ranks, conflicts=self.conflicts,
+                        ranks=self.ranks, conflicts=self.conflicts, waived=self.user_skipped,
                     ):
                         if wsr.state is WorkstreamState.PENDING:
                             self._start_ws(wsr)
@@ -362,9 +363,8 @@ class _Orchestrator:
                         running[future] = (wsr, sr)
                         self.reporter.event("step.started", wsr.ws.id, sr.step.id,
                                             {"attempt": sr.last_number + 1})
-                if not running:
-                    if cancelling or not self._waiting():
-                        break
+                if not running and (cancelling or not self._retry_pending()):
+                    break
                 timeout = 0.5 if cancelling else self._wait_timeout(now)
                 done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -375,11 +375,30 @@ class _Orchestrator:
                     self._on_report(wsr, sr, report)
         if cancelling:
             self._cancel_rest()
+        else:
+            self._skip_unreachable()
 
-    def _waiting(self) -> bool:
-        """True while some step may still start (pending or retrying in a live workstream)."""
+    def _skip_unreachable(self) -> None:
+        """Nothing runs and nothing can start: what is left can never become ready."""
+        for wsr in self.ws.values():
+            if wsr.state in (WorkstreamState.PENDING, WorkstreamState.RUNNING):
+                blocked = [self.steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order
+                           if not self.steps[f"{wsr.ws.id}/{s}"].state.terminal]
+                with self.store.write(self.fence) as tx:
+                    for sr in blocked:
+                        self._set_step(tx, sr, StepState.SKIPPED, finished_at=tx.now,
+                                       reason="its dependencies can no longer complete")
+                if wsr.state is WorkstreamState.RUNNING:
+                    self._finish_ws(wsr)
+                else:
+                    with self.store.write(self.fence) as tx:
+                        self._set_ws(tx, wsr, WorkstreamState.SKIPPED, finished_at=tx.now,
+                                     reason="its dependencies can no longer complete")
+
+    def _retry_pending(self) -> bool:
+        """True while a step of a live workstream waits for its next attempt."""
         return any(
-            sr.state in (StepState.PENDING, StepState.RETRYING)
+            sr.state is StepState.RETRYING
             and self.ws[sr.ws_id].state in (WorkstreamState.PENDING, WorkstreamState.RUNNING)
             for sr in self.steps.values()
         )
@@ -425,6 +444,7 @@ class _Orchestrator:
                     tx.event(self.run_id, "step.skipped", wsr.ws.id, sr.step.id,
                              reason="skipped by the user")
             elif choice == "abort":
+                self.aborted = True
                 with self.store.write() as tx:
                     tx.update_run(self.run_id, cancel_requested=True)
                     tx.event(self.run_id, "run.cancel_requested", by="interactive abort")

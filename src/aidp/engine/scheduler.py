@@ -10,7 +10,7 @@ first (finishing work frees worktrees), then the longest remaining chain (critic
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 from aidp.engine.executor import StepRuntime, WorkstreamRuntime
 from aidp.engine.states import StepState, WorkstreamState
@@ -38,16 +38,20 @@ def chain_ranks(workstreams: Mapping[str, WorkstreamRuntime]) -> dict[str, int]:
     return ranks
 
 
-def next_step(wsr: WorkstreamRuntime, steps: Mapping[str, StepRuntime], now: float
-              ) -> StepRuntime | None:
-    """The first step of ``wsr`` (in topological order) that may start at ``now``."""
+def next_step(wsr: WorkstreamRuntime, steps: Mapping[str, StepRuntime], now: float,
+              waived: Set[str] = frozenset()) -> StepRuntime | None:
+    """The first step of ``wsr`` (in topological order) that may start at ``now``.
+
+    A dependency is satisfied when it completed or its key (``ws/step``) is in ``waived``
+    (skipped by the user).
+    """
     for step_id in wsr.step_order:
         sr = steps[f"{wsr.ws.id}/{step_id}"]
         if sr.state is StepState.PENDING or (
             sr.state is StepState.RETRYING and (sr.next_attempt_at or 0.0) <= now
         ):
-            deps = [steps[f"{wsr.ws.id}/{d}"].state for d in sr.step.depends_on]
-            if all(state is StepState.COMPLETED for state in deps):
+            if all(steps[key].state is StepState.COMPLETED or key in waived
+                   for key in (f"{wsr.ws.id}/{d}" for d in sr.step.depends_on)):
                 return sr
     return None
 
@@ -63,6 +67,7 @@ def pick_ready(
     now: float,
     ranks: Mapping[str, int],
     conflicts: Mapping[str, frozenset[str]],
+    waived: Set[str] = frozenset(),
 ) -> list[tuple[WorkstreamRuntime, StepRuntime]]:
     """Choose up to ``slots`` (workstream, step) pairs to start now.
 
@@ -93,7 +98,7 @@ def pick_ready(
                 continue
             if not conflicts.get(ws_id, frozenset()).isdisjoint(active):
                 continue
-        sr = next_step(wsr, steps, now)
+        sr = next_step(wsr, steps, now, waived)
         if sr is None:
             continue
         limit = tool_limits.get(sr.step.tool, 0)

@@ -120,8 +120,8 @@ STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
     S.CIRCUIT_OPEN: frozenset({S.RUNNING, S.CANCELLED, S.PENDING, S.FAILED}),
     S.AWAITING_APPROVAL: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING}),
     S.COMPLETED: frozenset({S.PENDING}),  # rollback
-    S.FAILED: frozenset({S.PENDING}),  # resume / interactive retry
-    S.TIMEOUT: frozenset({S.PENDING}),
+    S.FAILED: frozenset({S.PENDING, S.SKIPPED}),  # resume / interactive retry or skip
+    S.TIMEOUT: frozenset({S.PENDING, S.SKIPPED}),
     S.SKIPPED: frozenset({S.PENDING}),
     S.CANCELLED: frozenset(),
 }
