@@ -21,7 +21,7 @@ workstreams:
         checks: ["test -f {flag}"]
       - id: after
         depends_on: [flaky]
-        run: "echo y > out/y"
+        run: "mkdir -p out && echo y > out/y"
 """
 
 
