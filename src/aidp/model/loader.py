@@ -27,7 +27,13 @@ import yaml
 
 from aidp.exceptions import Problem, ValidationError
 from aidp.model.plan import Plan
-from aidp.model.validate import SourcedWorkstream, SourceMap, check_plan, check_workstream
+from aidp.model.validate import (
+    SourcedWorkstream,
+    SourceMap,
+    check_path,
+    check_plan,
+    check_workstream,
+)
 from aidp.model.workstream import WorkstreamFile
 
 __all__ = ["MAX_DEPTH", "SUFFIXES", "TreeError", "build_yaml_tree", "load_plan", "parse_file"]
@@ -455,32 +461,29 @@ def _parse_one(
     return model, source
 
 
-def _read_prompt(target: Path, max_file_bytes: int) -> str:
-    if not target.is_file():
-        raise _FileError("missing-file", f"prompt_file {target} does not exist")
-    return _read_text(target, max_file_bytes)
-
-
 def _inline_prompts(
-    item: SourcedWorkstream, max_file_bytes: int, problems: list[Problem]
+    item: SourcedWorkstream, repo: Path | None, max_file_bytes: int, problems: list[Problem]
 ) -> SourcedWorkstream:
+    """Read each safe ``prompt_file`` into ``prompt`` (unsafe ones were reported already)."""
     steps = list(item.ws.steps)
-    changed = False
     for i, step in enumerate(steps):
-        if step.prompt_file is None or item.base_dir is None:
+        name = step.prompt_file
+        if name is None or item.base_dir is None:
             continue
+        if check_path(name, repo=repo, base=item.base_dir) is not None:
+            continue
+        target = item.base_dir / name
         try:
-            text = _read_prompt(item.base_dir / step.prompt_file, max_file_bytes)
+            if not target.is_file():
+                raise _FileError("missing-file", "does not exist")
+            text = _read_text(target, max_file_bytes)
         except _FileError as exc:
-            problems.append(
-                item.problem(
-                    exc.code, exc.message, "steps", i, "prompt_file", id=f"{item.ws.id}/{step.id}"
-                )
-            )
+            ident = f"{item.ws.id}/{step.id}"
+            message = f"prompt_file {name!r} {exc.message}"
+            problems.append(item.problem(exc.code, message, "steps", i, "prompt_file", id=ident))
             continue
         steps[i] = step.model_copy(update={"prompt": text})
-        changed = True
-    if not changed:
+    if steps == list(item.ws.steps):
         return item
     ws = item.ws.model_copy(update={"steps": steps})
     return SourcedWorkstream(ws, item.source, item.index, item.base_dir)
@@ -521,9 +524,10 @@ def load_plan(
         problems += check_workstream(item, repo=repo)
     if all_parsed:  # with a file missing, cross-file problems would be mostly noise
         problems += check_plan(items)
-    if not problems:
-        items = [_inline_prompts(item, max_file_bytes, problems) for item in items]
+    items = [_inline_prompts(item, repo, max_file_bytes, problems) for item in items]
     if problems:
+        file_order = {str(path): i for i, path in enumerate(files)}
+        problems.sort(key=lambda p: (file_order.get(p.file, -1), p.line or 0))
         raise ValidationError(problems)
     return Plan(
         workstreams=tuple(item.ws for item in items),
