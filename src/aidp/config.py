@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         default_factory=lambda: {"shell": ToolProfile(adapter="shell")}
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any,
+        dotenv_settings: Any, file_secret_settings: Any,
+    ) -> tuple[Any, ...]:
+        # The environment overrides aidp.toml (passed as init arguments by load_settings).
+        return (env_settings, init_settings)
+
     def profile(self, name: str) -> ToolProfile | None:
         if name == "shell" and name not in self.tools:
             return ToolProfile(adapter="shell")
