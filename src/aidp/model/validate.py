@@ -253,10 +253,11 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> li
     for i, step in enumerate(ws.steps):
         ident = f"{ws.id}/{step.id}"
         if step.id in seen:
+            first_line = item.line("steps", seen[step.id], "id")
             problems.append(
                 item.problem(
                     "duplicate-id",
-                    f"duplicate step id {step.id!r} (first at line {item.line('steps', seen[step.id], 'id')})",
+                    f"duplicate step id {step.id!r} (first at line {first_line})",
                     "steps",
                     i,
                     "id",
