@@ -64,13 +64,15 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input.
     """
     from aidp.cli.plan import _load as load_or_exit
-    from aidp.engine.orchestrator import create_run
+    from aidp.engine.orchestrator import create_run, preflight
 
     ctx = Context(repo, config_path)
     plan = load_or_exit(files, ctx.repo, as_json)
     parallel = parallel or ctx.settings.run.parallel
+    preflight(ctx.repo, plan, tools=set(ctx.settings.tools))  # before anything is written
     try:
-        run_id = create_run(ctx.store(create=True), ctx.repo, plan, parallel=parallel)
+        run_id = create_run(ctx.store(create=True), ctx.repo, plan, parallel=parallel,
+                            tools=set(ctx.settings.tools))
         if not as_json:
             from aidp.engine.dag import analyze
 

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +51,9 @@ from aidp.workspace.git import rev_parse
 from aidp.workspace.merge import merge_into_target
 from aidp.workspace.worktrees import WorktreePool
 
-__all__ = ["Decision", "Reporter", "RunSummary", "create_run", "drive_run", "new_run_id"]
+__all__ = [
+    "Decision", "Reporter", "RunSummary", "create_run", "drive_run", "new_run_id", "preflight",
+]
 
 Decision = Literal["retry", "skip", "abort"]
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -102,32 +104,51 @@ class RunSummary:
         }
 
 
-def create_run(
-    store: Store, repo: Path, plan: Plan, *, parallel: int, run_id: str | None = None
-) -> str:
-    """Record a new run of ``plan`` (status pending) and return its id.
-
-    Resolves every workstream's base ref first and checks that every declared environment
-    variable is set: bad input is rejected before anything is written.
-    """
+def preflight(repo: Path, plan: Plan, *, tools: Collection[str] = ("shell",)) -> dict[str, str]:
+    """Check what validation of the files alone cannot: every workstream's base is a commit of
+    ``repo``, every step's tool is a configured profile, every declared environment variable is
+    set. Returns the resolved base commit of each workstream; raises InputError listing every
+    problem (nothing is written)."""
     import os
 
     problems: list[str] = []
+    resolved: dict[str, str | None] = {}
     bases: dict[str, str] = {}
     for ws in plan.workstreams:
-        sha = rev_parse(repo, f"{ws.base}^{{commit}}")
+        where = plan.sources.get(ws.id, "?")
+        if ws.base not in resolved:
+            resolved[ws.base] = rev_parse(repo, f"{ws.base}^{{commit}}")
+        sha = resolved[ws.base]
         if sha is None:
-            problems.append(f"{plan.sources.get(ws.id, '?')}: [{ws.id}] base {ws.base!r} "
-                            "is not a commit in the repository")
+            problems.append(f"{where}: [{ws.id}] base {ws.base!r} is not a commit in {repo}")
         else:
             bases[ws.id] = sha
         for step in ws.steps:
+            if step.tool not in tools:
+                problems.append(f"{where}: [{ws.id}/{step.id}] unknown tool profile "
+                                f"{step.tool!r} (known: {', '.join(sorted(tools))})")
             for name in [*ws.env, *step.env]:
                 if name not in os.environ:
-                    problems.append(f"{plan.sources.get(ws.id, '?')}: [{ws.id}/{step.id}] "
-                                    f"environment variable {name} is not set")
+                    problems.append(f"{where}: [{ws.id}/{step.id}] environment variable {name} "
+                                    "is not set")
     if problems:
-        raise InputError("; ".join(problems), hint="fix the workstream file or the environment")
+        raise InputError("; ".join(problems), hint="fix the workstream file, aidp.toml or the "
+                         "environment")
+    return bases
+
+
+def create_run(
+    store: Store,
+    repo: Path,
+    plan: Plan,
+    *,
+    parallel: int,
+    tools: Collection[str] = ("shell",),
+    run_id: str | None = None,
+) -> str:
+    """Record a new run of ``plan`` (status pending) and return its id, after
+    :func:`preflight`."""
+    bases = preflight(repo, plan, tools=tools)
     run_id = run_id or new_run_id()
     with store.write() as tx:
         tx.insert_run(id=run_id, status=RunState.PENDING.value, repo=str(repo),

@@ -482,7 +482,9 @@ def _inline_prompts(
             message = f"prompt_file {name!r} {exc.message}"
             problems.append(item.problem(exc.code, message, "steps", i, "prompt_file", id=ident))
             continue
-        steps[i] = step.model_copy(update={"prompt": text})
+        # The text replaces the reference: the plan is self-contained (see Plan), and a step
+        # carries one prompt.
+        steps[i] = step.model_copy(update={"prompt": text, "prompt_file": None})
     if steps == list(item.ws.steps):
         return item
     ws = item.ws.model_copy(update={"steps": steps})
