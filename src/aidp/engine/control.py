@@ -82,7 +82,7 @@ def rollback_run(store: Store, repo: Path, run_id: str, ws_id: str, step_id: str
                                 hint="`aidp status RUN` shows the checkpoints")
         after = [c.step for c in list_checkpoints(repo, ws.branch, run_id=run_id,
                                                   base=target.sha)
-                 if c.workstream == ws_id]
+                 if c.workstream == ws_id and c.step is not None]
         old_head = ws.head_sha
         run_git(["update-ref", f"refs/heads/{ws.branch}", target.sha], repo)
         steps = {s.step_id: s for s in store.steps(run_id) if s.ws_id == ws_id}

@@ -498,7 +498,7 @@ class _Orchestrator:
             try:
                 merged_sha = merge_into_target(
                     self.repo, wsr.head_sha or wsr.branch, wsr.ws.merge.into,
-                    strategy=wsr.ws.merge.strategy.value,  # type: ignore[arg-type]
+                    strategy=wsr.ws.merge.strategy.value,
                     message=f"aidp: {wsr.ws.merge.strategy.value} {wsr.ws.id} "
                     f"({wsr.ws.title or wsr.branch})",
                     trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
