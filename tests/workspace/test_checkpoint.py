@@ -225,3 +225,26 @@ def test_list_checkpoints_filters_by_workstream(wt: Worktree, git_repo: Path) ->
     _checkpoint(wt, "R1", "impl", 1, ws="db")
     found = list_checkpoints(git_repo, "aidp/R1/api", run_id="R1", base="main", workstream="api")
     assert [c.sha for c in found] == [mine]
+
+
+def test_stage_all_applies_clean_filters_like_git(wt: Worktree) -> None:
+    """Paths with a filter attribute (git-lfs style) are staged through git, filter applied."""
+    git(wt.path, "config", "filter.upper.clean", "tr a-z A-Z")
+    git(wt.path, "config", "filter.upper.smudge", "cat")
+    write(wt.path / ".gitattributes", "*.up filter=upper\n")
+    write(wt.path / "shout.up", "hello\n")
+    write(wt.path / "plain.txt", "hello\n")
+    assert stage_all(wt) == [".gitattributes", "plain.txt", "shout.up"]
+    sha = commit_staged(wt, message="filtered", trailers=TRAILERS)
+    assert git(wt.path, "show", f"{sha}:shout.up") == "HELLO\n"
+    assert git(wt.path, "show", f"{sha}:plain.txt") == "hello\n"
+    assert git(wt.path, "status", "--porcelain") == ""
+
+
+def test_discard_unstaged_drops_staged_new_file(wt: Worktree) -> None:
+    """A new file that was staged but not committed is removed from index and disk."""
+    write(wt.path / "staged.txt", "x\n")
+    stage_all(wt)
+    discard_unstaged(wt)
+    assert not (wt.path / "staged.txt").exists()
+    assert git(wt.path, "status", "--porcelain", "--untracked-files=all") == ""

@@ -79,6 +79,14 @@ def test_acquire_unknown_start_point_is_input_error(pool: WorktreePool) -> None:
         pool.acquire("aidp/r1/a", "no-such-ref")
 
 
+@pytest.mark.parametrize("branch", ["a..b", "-x", "a b", "ends.lock", "a/"])
+def test_invalid_branch_name_is_input_error(pool: WorktreePool, branch: str) -> None:
+    """Branch names git would reject are refused before any slot is taken."""
+    with pytest.raises(InputError, match="invalid branch name"):
+        pool.acquire(branch, "main")
+    assert pool.list() == []
+
+
 def test_start_point_resets_existing_branch(pool: WorktreePool, git_repo: Path) -> None:
     """With a start point, an existing branch is reset to it (checkout -B)."""
     wt = pool.acquire("aidp/r1/a", "main")
@@ -162,6 +170,52 @@ def test_concurrent_acquire_from_two_pools_never_shares(git_repo: Path) -> None:
     assert len(set(paths)) == 6
     for wt in held:
         pools[0].release(wt)
+
+
+_RACER = """
+import sys, time
+from pathlib import Path
+from aidp.workspace import WorktreePool
+repo, name, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+pool = WorktreePool(repo)
+while not go.exists():
+    time.sleep(0.005)
+held = [pool.acquire(f"aidp/race/{name}-{i}", "main") for i in range(3)]
+print(" ".join(str(wt.path) for wt in held), flush=True)
+sys.stdin.read()  # hold until the parent closes our stdin
+"""
+
+
+def test_concurrent_acquire_from_two_processes_never_shares(
+    pool: WorktreePool, git_repo: Path, tmp_path: Path
+) -> None:
+    """Two processes acquiring at once never hand out the same worktree."""
+    for wt in [pool.acquire(f"aidp/warm/{i}", "main") for i in range(2)]:
+        pool.release(wt)
+    go = tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(git_repo), name, str(go)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("p", "q")
+    ]
+    go.touch()
+    paths: list[str] = []
+    for proc in racers:
+        assert proc.stdout is not None and proc.stdin is not None
+        paths.extend(proc.stdout.readline().split())
+    try:
+        assert len(paths) == 6
+        assert len(set(paths)) == 6
+    finally:
+        for proc in racers:
+            assert proc.stdout is not None and proc.stdin is not None
+            proc.stdin.close()
+            proc.wait()
+            proc.stdout.close()
 
 
 _HOLDER = """

@@ -70,18 +70,7 @@ def _head_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
     return repo.head.peel(pygit2.Commit).tree
 
 
-def stage_all(wt: Worktree) -> list[str]:
-    """Stage every change in ``wt`` (like ``git add -A``) and return the changed paths.
-
-    New, modified and deleted files are staged, ignored files are not. The result lists the
-    repository-relative POSIX paths whose index entry differs from HEAD (both sides of a rename,
-    mode changes included), sorted; empty when the step changed nothing.
-    """
-    repo = wt.pygit
-    index = repo.index
-    index.read(False)  # pick up index writes made by git subprocesses since the last call
-    index.add_all()
-    index.write()
+def _changed_paths(repo: pygit2.Repository, index: pygit2.Index) -> list[str]:
     tree = _head_tree(repo)
     if tree is None:
         return sorted(entry.path for entry in index)
@@ -90,6 +79,43 @@ def stage_all(wt: Worktree) -> list[str]:
         paths.add(delta.old_file.path)
         paths.add(delta.new_file.path)
     return sorted(paths)
+
+
+# libgit2 does not run external filter drivers (git-lfs, git-crypt, custom clean commands) nor
+# re-encode working-tree-encoding files: it would commit the raw working-tree bytes.
+_CLI_ONLY_ATTRIBUTES = ("filter", "working-tree-encoding")
+
+
+def _needs_git_cli(repo: pygit2.Repository, paths: list[str]) -> bool:
+    for path in paths:
+        for name in _CLI_ONLY_ATTRIBUTES:
+            if isinstance(repo.get_attr(path, name), str):
+                return True
+    return False
+
+
+def stage_all(wt: Worktree) -> list[str]:
+    """Stage every change in ``wt`` (like ``git add -A``) and return the changed paths.
+
+    New, modified and deleted files are staged, ignored files are not. The result lists the
+    repository-relative POSIX paths whose index entry differs from HEAD (both sides of a rename,
+    mode changes included), sorted; empty when the step changed nothing.
+
+    Staging runs in-process through libgit2; when a changed path carries a ``filter`` or
+    ``working-tree-encoding`` attribute (git-lfs, for example), which libgit2 cannot apply,
+    staging is redone with ``git add -A`` so the committed content is what git would commit.
+    """
+    repo = wt.pygit
+    index = repo.index
+    index.read(False)  # pick up index writes made by git subprocesses since the last call
+    index.add_all()
+    changed = _changed_paths(repo, index)
+    if _needs_git_cli(repo, changed):
+        run_git(["add", "-A"], wt.path)
+        index.read(True)
+        return _changed_paths(repo, index)
+    index.write()
+    return changed
 
 
 def format_message(subject: str, body: str | None, trailers: Mapping[str, str]) -> str:

@@ -170,10 +170,15 @@ class WorktreePool:
             prefer: a slot path to try first (the worktree the workstream had before).
 
         Raises:
-            InputError: ``start_point`` is None and ``branch`` does not exist.
+            InputError: invalid branch name; ``start_point`` names no commit; or it is None and
+                ``branch`` does not exist.
             StateError: ``branch`` is checked out in another worktree.
             GitError: git failed.
         """
+        import pygit2
+
+        if branch.startswith("-") or not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
+            raise InputError(f"invalid branch name {branch!r}")
         if start_point is None:
             if rev_parse(self.repo, f"refs/heads/{branch}") is None:
                 raise InputError(f"branch {branch} does not exist")
