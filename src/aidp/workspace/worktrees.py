@@ -269,7 +269,7 @@ class WorktreePool:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         if self.root.is_relative_to(self.repo / ".aidp"):
-            ensure_excluded(self.repo, "/.aidp/")
+            ensure_excluded(self.repo, ".aidp/")
         self._prepared = True
 
     def _lock_path(self, path: Path) -> Path:
