@@ -744,3 +744,53 @@ def test_worker_threads_create_worktrees_at_once(tmp_path: Path) -> None:
         if errors:
             break
     assert errors == []
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: resume never retries the merge of a workstream whose "
+                   "steps all completed; orchestrator._skip_unreachable skips it instead")
+def test_resume_retries_a_failed_merge(cli: Cli, tmp_path: Path) -> None:
+    """After a merge into the target failed and the target was fixed, resume merges and
+    completes the workstream (its steps are not redone)."""
+    text = """
+version: 1
+workstreams:
+  - id: w
+    merge: {into: integration}
+    steps: [{id: s, run: "echo mine > shared.txt"}]
+"""
+    repo = cli.cwd
+    git(repo, "branch", "integration")
+    git(repo, "checkout", "-q", "integration")
+    (repo / "shared.txt").write_text("theirs\n")
+    git(repo, "add", "shared.txt")
+    git(repo, "commit", "-q", "-m", "a conflicting change on the target")
+    git(repo, "checkout", "-q", "main")
+    result, summary = run_json(cli, plan_file(tmp_path, text))
+    assert result.returncode == 1
+    run_id = summary["run_id"]
+    data = status(cli, run_id)
+    assert wss(data)["w"]["status"] == "failed" and "shared.txt" in wss(data)["w"]["reason"]
+    checkpoint = steps_of(data, "w")["s"]["checkpoint"]
+    git(repo, "branch", "-f", "integration", "main")  # the user clears the conflict
+    resumed = cli("resume", "--json", run_id)
+    data = status(cli, run_id)
+    assert (resumed.returncode, data["status"], wss(data)["w"]["status"]) == (
+        0, "completed", "completed"), json.dumps(data, indent=1)
+    assert steps_of(data, "w")["s"]["checkpoint"] == checkpoint
+    assert git(repo, "show", "integration:shared.txt") == "mine\n"
+
+
+@SQLITE_ONLY
+@pytest.mark.xfail(strict=True, reason="BUG: after rollback to the last step the workstream is "
+                   "pending with every step completed; resume skips it and the run fails")
+def test_rollback_to_the_last_step_then_resume(cli: Cli, tmp_path: Path) -> None:
+    """Rolling back to the last checkpoint reopens nothing, and resume completes the run."""
+    result, summary = run_json(cli, plan_file(tmp_path, CHAIN))
+    assert result.returncode == 0, result.stderr
+    run_id = summary["run_id"]
+    back = cli("rollback", run_id, "--to", "w/s3")
+    assert back.returncode == 0 and "nothing" in back.stdout
+    resumed = cli("resume", "--json", run_id)
+    data = status(cli, run_id)
+    assert (resumed.returncode, data["status"], wss(data)["w"]["status"]) == (
+        0, "completed", "completed"), json.dumps(data, indent=1)
