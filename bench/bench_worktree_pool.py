@@ -126,7 +126,7 @@ def main() -> None:
                 "checkout_f_B_one_file_differs": round(checkout_s, 3),
                 "clean_ffdx": round(clean_s, 3),
                 "status_porcelain": round(status_s, 3),
-                "release_checkout_detach": round(release_s, 3),
+                "release_detach_via_update_ref": round(release_s, 3),
             },
         },
         sys.stdout,
