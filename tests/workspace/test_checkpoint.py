@@ -59,6 +59,15 @@ def _ignored(path: Path) -> None:
     write(path / "build" / "out.o", "ignored\n")
 
 
+def _symlink(path: Path) -> None:
+    (path / "link").symlink_to("README.md")
+
+
+def _file_to_directory(path: Path) -> None:
+    (path / "README.md").unlink()
+    write(path / "README.md" / "inner.md", "now a directory\n")
+
+
 def _mixed(path: Path) -> None:
     _modify(path)
     _ignored(path)
@@ -74,6 +83,8 @@ CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("mode", _chmod, ["src/app.py"]),
     ("new-subdirectory", _new_subdir, ["pkg/deep/mod.py"]),
     ("ignored-only", _ignored, []),
+    ("symlink", _symlink, ["link"]),
+    ("file-to-directory", _file_to_directory, ["README.md", "README.md/inner.md"]),
     ("mixed", _mixed, ["README.md", "pkg/deep/mod.py", "src/app.py"]),
 ]
 
@@ -248,3 +259,17 @@ def test_discard_unstaged_drops_staged_new_file(wt: Worktree) -> None:
     discard_unstaged(wt)
     assert not (wt.path / "staged.txt").exists()
     assert git(wt.path, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_symlink_and_executable_bit_are_committed_as_git_would(wt: Worktree) -> None:
+    """A symlink is stored as a link (120000) and a chmod +x as mode 100755."""
+    _symlink(wt.path)
+    _chmod(wt.path)
+    stage_all(wt)
+    sha = commit_staged(wt, message="modes", trailers=TRAILERS)
+    modes = {
+        line.split("\t")[1]: line.split()[0]
+        for line in git(wt.path, "ls-tree", "-r", sha).splitlines()
+    }
+    assert modes["link"] == "120000"
+    assert modes["src/app.py"] == "100755"
