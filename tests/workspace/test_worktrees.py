@@ -354,6 +354,7 @@ def test_prune_keeps_dirty_and_in_use_worktrees(pool: WorktreePool, git_repo: Pa
     pool.release(busy)
     assert pool.prune() == [busy.path]
     assert pool.list() == []
+    assert list(pool.root.iterdir()) == []  # lock files went with their slots
 
 
 def test_reset_worktree_returns_to_branch_head(pool: WorktreePool) -> None:

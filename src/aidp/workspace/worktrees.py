@@ -259,6 +259,14 @@ class WorktreePool:
                 removed.append(path)
             finally:
                 os.close(fd)
+        for lock_path in self.root.glob("pool-*.lock") if self.root.is_dir() else []:
+            slot = lock_path.with_name(lock_path.name.removesuffix(".lock"))
+            if slot.exists() or not _SLOT.fullmatch(slot.name):
+                continue
+            fd = _try_lock(lock_path)  # a lock file without a slot: an acquire that failed early
+            if fd is not None:
+                lock_path.unlink(missing_ok=True)
+                os.close(fd)
         run_git(["worktree", "prune"], self.repo)
         return removed
 
