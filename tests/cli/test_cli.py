@@ -31,7 +31,7 @@ print("\\nMODULES=" + json.dumps({"code": code, "modules": sorted(sys.modules)})
 
 def _modules_after(*args: str) -> tuple[int, list[str], str]:
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+                          timeout=60, stdin=subprocess.DEVNULL, check=False)
     out, _, tail = proc.stdout.rpartition("\nMODULES=")
     data = json.loads(tail)
     return data["code"], data["modules"], out
@@ -59,7 +59,7 @@ def test_help_lists_every_command() -> None:
 def test_version() -> None:
     """aidp --version prints the package version."""
     proc = subprocess.run([AIDP, "--version"], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"aidp, version {__version__}"
 

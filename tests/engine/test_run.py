@@ -6,6 +6,7 @@ Workstream files live outside the repository (in tmp_path) so that they never di
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import signal
@@ -45,7 +46,8 @@ def run_json(cli: Cli, *args: str, timeout: float = 90) -> tuple[CliResult, dict
 
 
 def status(cli: Cli, run_id: str) -> dict[str, Any]:
-    return json.loads(cli("status", "--json", run_id, check=True).stdout)
+    data: dict[str, Any] = json.loads(cli("status", "--json", run_id, check=True).stdout)
+    return data
 
 
 def wss(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -84,7 +86,7 @@ def events(cli: Cli, run_id: str) -> list[Any]:
 def disjoint(intervals: list[tuple[float, float]]) -> bool:
     """True if no two [start, end] intervals overlap."""
     ordered = sorted(intervals)
-    return all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:]))
+    return all(a[1] <= b[0] for a, b in itertools.pairwise(ordered))
 
 
 def ws_intervals(cli: Cli, run_id: str) -> dict[str, tuple[float, float]]:
@@ -628,7 +630,7 @@ def test_rollback_then_resume(cli: Cli, tmp_path: Path) -> None:
     assert all(s["status"] == "completed" for s in wss(data)["w"]["steps"])
     assert git(repo, "show", f"{branch}:log.txt") == "1\n2\n3\n"
     shas = git(repo, "log", "--format=%H", f"{wss(data)['w']['base']}..{branch}").split()
-    steps = [trailers(repo, sha).get("Aidp-Step") for sha in shas]
+    steps = [trailers(repo, sha).get("Aidp-Step", "") for sha in shas]
     assert sorted(steps) == ["s1", "s2", "s3"]
     assert steps_of(data, "w")["s1"]["checkpoint"] == before["s1"]["checkpoint"]
     assert steps_of(data, "w")["s3"]["checkpoint"] == rev(repo, branch)
@@ -733,7 +735,7 @@ def test_worker_threads_create_worktrees_at_once(tmp_path: Path) -> None:
             barrier.wait()
             try:
                 pool.release(pool.acquire(f"aidp/R/w{i}", "HEAD"))
-            except Exception as exc:  # collected: the assertion below names it
+            except Exception as exc:  # noqa: BLE001 -- collected: the assertion names it
                 errors.append(str(exc))
 
         threads = [threading.Thread(target=start, args=(i,)) for i in range(16)]

@@ -35,9 +35,9 @@ class World:
                 self.steps[f"{ws.id}/{step.id}"] = StepRuntime(ws.id, step, StepState.PENDING)
 
     def pick(self, **kw: Any) -> list[str]:
-        args: dict[str, Any] = dict(busy=set(), running_tools=Counter(), tool_limits={},
-                                    slots=8, now=NOW, ranks=chain_ranks(self.ws),
-                                    conflicts=conflict_map(self.ws))
+        args: dict[str, Any] = {"busy": set(), "running_tools": Counter(), "tool_limits": {},
+                                    "slots": 8, "now": NOW, "ranks": chain_ranks(self.ws),
+                                    "conflicts": conflict_map(self.ws)}
         args.update(kw)
         return [sr.key for _, sr in pick_ready(self.ws, self.steps, **args)]
 
@@ -138,7 +138,7 @@ def test_tool_concurrency_limit() -> None:
     world = World(*[ws(f"w{i}", {"id": "s", "run": "true", "tool": "slow"}) for i in range(4)],
                   ws("x"))
     picked = world.pick(tool_limits={"slow": 2})
-    assert sorted(picked)[-1] == "x/s" and len(picked) == 3
+    assert max(picked) == "x/s" and len(picked) == 3
     picked = world.pick(tool_limits={"slow": 2}, running_tools=Counter({"slow": 1}))
     assert len([k for k in picked if k.startswith("w")]) == 1
     assert len(world.pick(tool_limits={"slow": 0})) == 5  # 0 means no limit
@@ -198,7 +198,7 @@ def test_pick_ready_invariants(n: int, conflicts: set[tuple[int, int]], running:
                         conflicts_with=others))
     world = World(*specs)
     cmap = conflict_map(world.ws)
-    busy = set()
+    busy: set[str] = set()
     for i in sorted(running):
         wid = f"w{i}"
         if i < n and cmap[wid].isdisjoint(busy):

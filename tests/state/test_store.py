@@ -7,12 +7,14 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, insert, select, update
+from sqlalchemy import insert, inspect, select, update
 
 from aidp.exceptions import LeaseHeldError, LeaseLostError
 from aidp.state import db
@@ -25,10 +27,16 @@ TABLES = {"runs", "workstreams", "steps", "attempts", "checkpoints", "events", "
 
 
 @pytest.fixture
-def store(db_url: str) -> Store:
+def store(db_url: str) -> Iterator[Store]:
     s = Store(db_url)
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
+
+
+def lease_row(store: Store, run_id: str) -> Any:
+    row = store.lease(run_id)
+    assert row is not None
+    return row
 
 
 def _revisions() -> dict[str, str | None]:
@@ -116,9 +124,8 @@ def test_fenced_write_fails_after_takeover_of_a_released_lease(store: Store) -> 
     old = acquire_lease(store, "R1")
     release_lease(store, old)
     assert not lease_is_live(store.lease("R1"))
-    with pytest.raises(LeaseLostError):
-        with store.write(old):
-            pass
+    with pytest.raises(LeaseLostError), store.write(old):
+        pass
     new = acquire_lease(store, "R1")
     with store.write(new):
         pass
@@ -128,9 +135,8 @@ def test_fenced_write_fails_after_takeover_of_a_released_lease(store: Store) -> 
 
 def test_fenced_write_without_lease_fails(store: Store) -> None:
     """A fence for a run that has no lease row is refused."""
-    with pytest.raises(LeaseLostError):
-        with store.write(Fence("NOPE", 1)):
-            pass
+    with pytest.raises(LeaseLostError), store.write(Fence("NOPE", 1)):
+        pass
 
 
 def test_acquire_while_live_names_the_holder(store: Store) -> None:
@@ -138,7 +144,7 @@ def test_acquire_while_live_names_the_holder(store: Store) -> None:
     fence = acquire_lease(store, "R1")
     with pytest.raises(LeaseHeldError) as info:
         acquire_lease(store, "R1")
-    holder = store.lease("R1").holder
+    holder = lease_row(store, "R1").holder
     assert holder == f"pid {__import__('os').getpid()} on {socket.gethostname()}"
     assert info.value.holder == holder and holder in info.value.message
     assert info.value.exit_code == 4
@@ -158,7 +164,7 @@ def test_lease_of_dead_pid_on_this_host_is_taken_over(store: Store) -> None:
             acquired_at=tx.now, renewed_at=tx.now, expires_at=tx.now + 3600, released=False))
     fence = acquire_lease(store, "R1")
     assert fence.token == 8
-    lease = store.lease("R1")
+    lease = lease_row(store, "R1")
     assert lease.pid != dead_pid and not lease.released
 
 
@@ -190,9 +196,9 @@ def test_fencing_token_increments(store: Store) -> None:
 def test_renew_extends_expiry(store: Store) -> None:
     """renew_lease moves expires_at forward for the holder."""
     fence = acquire_lease(store, "R1", ttl_s=5)
-    before = store.lease("R1").expires_at
+    before = lease_row(store, "R1").expires_at
     renew_lease(store, fence, ttl_s=100)
-    assert store.lease("R1").expires_at > before + 90
+    assert lease_row(store, "R1").expires_at > before + 90
 
 
 def test_events_are_appended_in_order(store: Store) -> None:
@@ -243,7 +249,7 @@ def test_two_threads_write_concurrently_on_sqlite(db_url: str) -> None:
                     count = tx.conn.execute(select(events.c.id).where(
                         events.c.run_id == "R1")).all()
                     tx.event("R1", "tick", name, None, i=i, seen=len(count))
-        except BaseException as exc:  # collected and re-raised on the main thread
+        except BaseException as exc:  # noqa: BLE001 -- collected, asserted on the main thread
             errors.append(exc)
         finally:
             store.close()
