@@ -18,6 +18,8 @@ import fcntl
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 from aidp.exceptions import GitError, InputError, StateError
 from aidp.workspace.git import (
     Identity,
+    common_dir,
     ensure_excluded,
     repo_root,
     resolve_identity,
@@ -252,7 +255,8 @@ class WorktreePool:
                 if _is_worktree_dir(path):
                     if _is_dirty(path) and not force:
                         continue
-                    run_git(["worktree", "remove", "--force", str(path)], self.repo)
+                    with self._admin_lock():
+                        run_git(["worktree", "remove", "--force", str(path)], self.repo)
                 if path.exists():  # a half-created slot left by a crash
                     shutil.rmtree(path)
                 lock_path.unlink(missing_ok=True)
@@ -267,7 +271,8 @@ class WorktreePool:
             if fd is not None:
                 lock_path.unlink(missing_ok=True)
                 os.close(fd)
-        run_git(["worktree", "prune"], self.repo)
+        with self._admin_lock():
+            run_git(["worktree", "prune"], self.repo)
         return removed
 
     # -- internals ---------------------------------------------------------------------------
@@ -314,6 +319,19 @@ class WorktreePool:
                 return path, fd
             number += 1
 
+    @contextmanager
+    def _admin_lock(self) -> Iterator[None]:
+        """Serialise git's worktree administration (add, remove, prune, list) across threads and
+        processes: concurrent `git worktree add` calls read each other's half-written
+        `.git/worktrees/<name>/` ("failed to read .../commondir")."""
+        lock_path = common_dir(self.repo) / "aidp-worktree-admin.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def _materialise(self, path: Path, commitish: str) -> None:
         """Make sure the locked slot ``path`` is a registered worktree (create it if needed)."""
         if _is_worktree_dir(path):
@@ -321,10 +339,11 @@ class WorktreePool:
         if path.exists():  # debris of a crash between mkdir and registration
             shutil.rmtree(path)
         # --no-checkout: the checkout below writes every file once, instead of twice.
-        run_git(
-            ["worktree", "add", "--force", "--detach", "--no-checkout", str(path), commitish],
-            self.repo,
-        )
+        with self._admin_lock():
+            run_git(
+                ["worktree", "add", "--force", "--detach", "--no-checkout", str(path), commitish],
+                self.repo,
+            )
 
     def _switch(self, path: Path, branch: str, start_point: str | None) -> None:
         if start_point is None:
@@ -366,7 +385,8 @@ class WorktreePool:
 
     def _registered(self) -> dict[Path, tuple[str | None, str | None]]:
         """Worktrees git knows about, by resolved path: (branch, head)."""
-        out = run_git(["worktree", "list", "--porcelain"], self.repo).stdout
+        with self._admin_lock():
+            out = run_git(["worktree", "list", "--porcelain"], self.repo).stdout
         result: dict[Path, tuple[str | None, str | None]] = {}
         for block in out.split("\n\n"):
             fields: dict[str, str] = {}
