@@ -316,6 +316,11 @@ class _Orchestrator:
             tx.event(self.run_id, "run.resumed" if resumed else "run.started",
                      parallel=self.parallel, adopted=adopted,
                      interrupted=len(in_flight), holder_token=self.fence.token)
+        self.to_settle = {
+            ws_id for ws_id, wsr in self.ws.items()
+            if not wsr.state.terminal
+            and all(self.steps[f"{ws_id}/{s}"].state.terminal for s in wsr.step_order)
+        }
         self.reporter.event("run.resumed" if resumed else "run.started", None, None,
                             {"parallel": self.parallel, "adopted": adopted,
                              "workstreams": len(self.ws), "steps": len(self.steps)})
@@ -369,6 +374,7 @@ class _Orchestrator:
                         self.cancel.set()
                         self.reporter.event("run.cancelling", None, None, {})
                 if not cancelling:
+                    self._settle()
                     for wsr, sr in pick_ready(
                         self.ws, self.steps, busy=busy, running_tools=tools,
                         tool_limits=limits, slots=self.parallel - len(running), now=now,
@@ -415,6 +421,22 @@ class _Orchestrator:
                     with self.store.write(self.fence) as tx:
                         self._set_ws(tx, wsr, WorkstreamState.SKIPPED, finished_at=tx.now,
                                      reason="its dependencies can no longer complete")
+
+    def _settle(self) -> None:
+        """Finish workstreams whose steps all ended before this orchestrator started (a resume
+        after a failed merge, a crash between the last step and the workstream's end, or a
+        rollback to the last step), once their dependencies completed."""
+        for ws_id in sorted(self.to_settle):
+            wsr = self.ws[ws_id]
+            if wsr.state.terminal:
+                self.to_settle.discard(ws_id)
+                continue
+            if any(self.ws[d].state is not WorkstreamState.COMPLETED for d in wsr.ws.depends_on):
+                continue
+            self.to_settle.discard(ws_id)
+            if wsr.state is WorkstreamState.PENDING:
+                self._start_ws(wsr)
+            self._finish_ws(wsr)
 
     def _retry_pending(self) -> bool:
         """True while a step of a live workstream waits for its next attempt."""
