@@ -789,3 +789,25 @@ def test_rollback_to_the_last_step_then_resume(cli: Cli, tmp_path: Path) -> None
     data = status(cli, run_id)
     assert (resumed.returncode, data["status"], wss(data)["w"]["status"]) == (
         0, "completed", "completed"), json.dumps(data, indent=1)
+
+
+def test_checks_do_not_change_the_checkpoint(cli: Cli, tmp_path: Path) -> None:
+    """Files a check writes or changes are not committed; the next step does not see them."""
+    text = """
+version: 1
+workstreams:
+  - id: w
+    scope: ["out/**"]
+    steps:
+      - id: make
+        run: "mkdir -p out && echo tool > out/a"
+        checks: ["echo check > out/a && echo junk > out/junk && echo x > outside.txt"]
+      - {id: next, depends_on: [make], run: "test ! -e out/junk && cat out/a > out/b"}
+"""
+    result, summary = run_json(cli, plan_file(tmp_path, text))
+    assert result.returncode == 0, result.stderr
+    data = status(cli, summary["run_id"])
+    make = steps_of(data, "w")["make"]["checkpoint"]
+    assert git(cli.cwd, "ls-tree", "-r", "--name-only", make).split() == ["README.md", "out/a"]
+    assert git(cli.cwd, "show", f"{make}:out/a") == "tool\n"
+    assert git(cli.cwd, "show", f"{wss(data)['w']['branch']}:out/b") == "tool\n"
