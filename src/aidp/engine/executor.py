@@ -213,7 +213,8 @@ class Executor:
                                        status=StepState.VALIDATING.value)
                         tx.event(self.run_id, "step.validating", wsr.ws.id, step.id,
                                  attempt=number, changed=len(changed))
-                    checks = self._run_checks(step, values, env, secrets, log, worktree)
+                    checks = self._run_checks(step, values, env, secrets, log, worktree,
+                                              token)
             outcome, reason = decide_outcome(
                 tool_result, outside_scope=outside, changed=changed,
                 requires_change=step.requires_change, checks=checks,
@@ -332,6 +333,7 @@ class Executor:
         secrets: list[str],
         log: CappedLog,
         worktree: Path,
+        token: str,
     ) -> list[CheckResult]:
         results: list[CheckResult] = []
         for index, check in enumerate(step.check_list(), 1):
@@ -341,7 +343,7 @@ class Executor:
                 res = run_process(
                     build_argv(check.run, values), cwd=worktree, env=env, timeout_s=check.timeout,
                     log=log, grace_s=self.settings.run.kill_grace, mask=secrets,
-                    cancel=self.cancel,
+                    cancel=self.cancel, token=token,  # resume finds a check by the same token
                 )
             except ToolError as exc:
                 results.append(CheckResult(name, None, error=exc.message))

@@ -298,6 +298,10 @@ class _Orchestrator:
                                   error="interrupted: the orchestrator stopped")
                 tx.event(self.run_id, "attempt.interrupted", attempt.ws_id, attempt.step_id,
                          attempt=attempt.number)
+        # The dead run's worktrees still have its branches checked out: free them before any
+        # workstream claims a slot, or a fresh workstream may take such a slot while the
+        # branch's own workstream tries to check the branch out elsewhere.
+        self.pool.detach_idle([wsr.branch for wsr in self.ws.values()])
         adopted = self._adopt_checkpoints()
         with self.store.write(self.fence) as tx:
             for sr in self.steps.values():

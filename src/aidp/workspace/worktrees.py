@@ -18,7 +18,7 @@ import fcntl
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +218,28 @@ class WorktreePool:
                 )
         finally:
             wt._close()
+
+    def detach_idle(self, branches: Collection[str]) -> builtins.list[Path]:
+        """Detach HEAD in idle pooled worktrees that have one of ``branches`` checked out.
+
+        A process killed while holding a worktree leaves its branch checked out there; a
+        resume calls this first, so that no other workstream's claim of that idle slot can
+        race the branch's own checkout elsewhere. Returns the slots detached.
+        """
+        wanted = set(branches)
+        detached: builtins.list[Path] = []
+        for path, (branch, _head) in self._registered().items():
+            if branch not in wanted or path.parent != self.root:
+                continue
+            fd = _try_lock(self._lock_path(path))
+            if fd is None:
+                continue  # in use by a live process: not ours to touch
+            try:
+                run_git(["update-ref", "--no-deref", "-m", "aidp: recover", "HEAD", "HEAD"], path)
+                detached.append(path)
+            finally:
+                os.close(fd)
+        return detached
 
     # -- inspection / cleanup ----------------------------------------------------------------
 
