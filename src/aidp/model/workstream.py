@@ -159,4 +159,6 @@ class WorkstreamFile(_Model):
     """A versioned workstream file holding one or more workstreams."""
 
     version: Literal[1]
-    workstreams: list[Workstream] = Field(min_length=1)
+    workstreams: list[Workstream] = Field(
+        description="the workstreams; an empty list is a valid plan that does nothing"
+    )

@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("repo", sa.Text(), nullable=False),
         sa.Column("plan_json", sa.Text(), nullable=False),
         sa.Column("options_json", sa.Text(), nullable=False, server_default="{}"),
-        sa.Column("sources", sa.Text(), nullable=False, server_default=""),
+        sa.Column("sources", sa.Text(), nullable=False),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("reason", sa.Text()),
         sa.Column("created_at", sa.Float(), nullable=False),
