@@ -410,21 +410,32 @@ class _Orchestrator:
             self._skip_unreachable()
 
     def _skip_unreachable(self) -> None:
-        """Nothing runs and nothing can start: what is left can never become ready."""
+        """Nothing runs and nothing can start: what is left can never become ready. Each is
+        skipped with the reason: the dependency that did not complete."""
         for wsr in self.ws.values():
-            if wsr.state in (WorkstreamState.PENDING, WorkstreamState.RUNNING):
-                blocked = [self.steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order
-                           if not self.steps[f"{wsr.ws.id}/{s}"].state.terminal]
+            if wsr.state not in (WorkstreamState.PENDING, WorkstreamState.RUNNING):
+                continue
+            blocked = [self.steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order
+                       if not self.steps[f"{wsr.ws.id}/{s}"].state.terminal]
+            deps = [d for d in wsr.ws.depends_on
+                    if self.ws[d].state is not WorkstreamState.COMPLETED]
+            ws_reason = (f"dependency {deps[0]} is {self.ws[deps[0]].state.value}" if deps
+                         else "its steps can no longer complete")
+            with self.store.write(self.fence) as tx:
+                for sr in blocked:
+                    waits = [d for d in sr.step.depends_on
+                             if self.steps[f"{wsr.ws.id}/{d}"].state is not StepState.COMPLETED
+                             and f"{wsr.ws.id}/{d}" not in self.user_skipped]
+                    reason = (f"step {waits[0]} is "
+                              f"{self.steps[f'{wsr.ws.id}/{waits[0]}'].state.value}"
+                              if waits else ws_reason)
+                    self._set_step(tx, sr, StepState.SKIPPED, finished_at=tx.now, reason=reason)
+            if wsr.state is WorkstreamState.RUNNING:
+                self._finish_ws(wsr)
+            else:
                 with self.store.write(self.fence) as tx:
-                    for sr in blocked:
-                        self._set_step(tx, sr, StepState.SKIPPED, finished_at=tx.now,
-                                       reason="its dependencies can no longer complete")
-                if wsr.state is WorkstreamState.RUNNING:
-                    self._finish_ws(wsr)
-                else:
-                    with self.store.write(self.fence) as tx:
-                        self._set_ws(tx, wsr, WorkstreamState.SKIPPED, finished_at=tx.now,
-                                     reason="its dependencies can no longer complete")
+                    self._set_ws(tx, wsr, WorkstreamState.SKIPPED, finished_at=tx.now,
+                                 reason=ws_reason)
 
     def _settle(self) -> None:
         """Finish workstreams whose steps all ended before this orchestrator started (a resume
