@@ -10,13 +10,25 @@ transaction, which keeps a step's bookkeeping to two commits.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from aidp.exceptions import LeaseLostError, NotFoundError
 from aidp.state import db
@@ -31,6 +43,36 @@ class Fence:
 
     run_id: str
     token: int
+
+
+_STATEMENTS: dict[tuple[str, ...], Any] = {}
+
+
+def _update(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """``UPDATE table SET columns... WHERE keys...``, built once per shape and cached (building
+    and cache-keying a fresh statement costs more than executing it)."""
+    cache_key = ("update", table.name, *keys, "|", *columns)
+    stmt = _STATEMENTS.get(cache_key)
+    if stmt is None:
+        stmt = (
+            update(table)
+            .where(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
+            .values({c: bindparam(f"v_{c}") for c in columns})
+        )
+        _STATEMENTS[cache_key] = stmt
+    return stmt
+
+
+def _values(keys: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    params = {f"k_{k}": v for k, v in keys.items()}
+    params.update({f"v_{c}": v for c, v in values.items()})
+    return params
+
+
+_INSERT = {table.name: insert(table) for table in (runs, workstreams, steps, attempts,
+                                                    checkpoints, events)}
+_FENCE = select(leases.c.token, leases.c.released).where(leases.c.run_id == bindparam("run_id"))
+_FENCE_FOR_UPDATE = _FENCE.with_for_update()
 
 
 class Tx:
@@ -49,58 +91,48 @@ class Tx:
         **data: Any,
     ) -> None:
         """Append one event to the journal."""
-        self.conn.execute(
-            insert(events).values(
-                run_id=run_id,
-                ts=self.now,
-                kind=kind,
-                ws_id=ws_id,
-                step_id=step_id,
-                data=json.dumps(data, default=str, sort_keys=True),
-            )
-        )
+        self.conn.execute(_INSERT["events"], {
+            "run_id": run_id, "ts": self.now, "kind": kind, "ws_id": ws_id,
+            "step_id": step_id, "data": json.dumps(data, default=str, sort_keys=True),
+        })
 
     def insert_run(self, **values: Any) -> None:
-        self.conn.execute(insert(runs).values(created_at=self.now, updated_at=self.now, **values))
+        self.conn.execute(_INSERT["runs"],
+                          {"created_at": self.now, "updated_at": self.now, **values})
 
     def insert_workstreams(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            self.conn.execute(insert(workstreams), list(rows))
+            self.conn.execute(_INSERT["workstreams"], list(rows))
 
     def insert_steps(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            self.conn.execute(insert(steps), list(rows))
+            self.conn.execute(_INSERT["steps"], list(rows))
 
     def update_run(self, run_id: str, **values: Any) -> None:
-        self.conn.execute(
-            update(runs).where(runs.c.id == run_id).values(updated_at=self.now, **values)
-        )
+        values["updated_at"] = self.now
+        self.conn.execute(_update(runs, ("id",), tuple(values)),
+                          _values({"id": run_id}, values))
 
     def update_ws(self, run_id: str, ws_id: str, **values: Any) -> None:
-        self.conn.execute(
-            update(workstreams)
-            .where(workstreams.c.run_id == run_id, workstreams.c.ws_id == ws_id)
-            .values(**values)
-        )
+        self.conn.execute(_update(workstreams, ("run_id", "ws_id"), tuple(values)),
+                          _values({"run_id": run_id, "ws_id": ws_id}, values))
 
     def update_step(self, run_id: str, ws_id: str, step_id: str, **values: Any) -> None:
-        self.conn.execute(
-            update(steps)
-            .where(steps.c.run_id == run_id, steps.c.ws_id == ws_id, steps.c.step_id == step_id)
-            .values(**values)
-        )
+        self.conn.execute(_update(steps, ("run_id", "ws_id", "step_id"), tuple(values)),
+                          _values({"run_id": run_id, "ws_id": ws_id, "step_id": step_id}, values))
 
     def insert_attempt(self, **values: Any) -> int:
-        result = self.conn.execute(insert(attempts).values(started_at=self.now, **values))
+        result = self.conn.execute(_INSERT["attempts"], {"started_at": self.now, **values})
         key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
 
     def update_attempt(self, attempt_id: int, **values: Any) -> None:
-        self.conn.execute(update(attempts).where(attempts.c.id == attempt_id).values(**values))
+        self.conn.execute(_update(attempts, ("id",), tuple(values)),
+                          _values({"id": attempt_id}, values))
 
     def insert_checkpoint(self, **values: Any) -> None:
-        self.conn.execute(insert(checkpoints).values(created_at=self.now, **values))
+        self.conn.execute(_INSERT["checkpoints"], {"created_at": self.now, **values})
 
     def delete_checkpoints(self, run_id: str, ws_id: str, step_ids: Sequence[str]) -> None:
         if step_ids:
@@ -120,6 +152,10 @@ class Store:
         self.url = url
         self.engine: Engine = db.make_engine(url)
         self.reader: Engine = db.read_engine(self.engine)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if self._sqlite else nullcontext()
+        )
         if create:
             db.migrate(self.engine)
 
@@ -129,14 +165,12 @@ class Store:
     @contextmanager
     def write(self, fence: Fence | None = None) -> Iterator[Tx]:
         """A write transaction; with ``fence``, only while our lease token is current."""
-        with self.engine.begin() as conn:
+        # SQLite has one writer at a time: threads of this process queue here instead of in
+        # SQLite's busy handler, which sleeps in steps of milliseconds.
+        with self._write_lock, self.engine.begin() as conn:
             if fence is not None:
-                query = select(leases.c.token, leases.c.released).where(
-                    leases.c.run_id == fence.run_id
-                )
-                if conn.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serializes
-                    query = query.with_for_update()
-                row = conn.execute(query).first()
+                query = _FENCE if self._sqlite else _FENCE_FOR_UPDATE
+                row = conn.execute(query, {"run_id": fence.run_id}).first()
                 if row is None or row.token != fence.token or row.released:
                     raise LeaseLostError(fence.run_id, fence.token)
             yield Tx(conn, time.time())
