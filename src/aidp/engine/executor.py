@@ -27,7 +27,6 @@ from aidp.state.store import Fence, Store
 from aidp.tools.process import CappedLog, ProcessResult, build_env, run_process
 from aidp.tools.shell import build_argv
 from aidp.workspace.checkpoint import commit_staged, discard_unstaged, stage_all
-from aidp.workspace.git import rev_parse
 from aidp.workspace.locks import clean_stale_locks
 from aidp.workspace.merge import merge_into_worktree
 from aidp.workspace.worktrees import Worktree, WorktreePool, reset_worktree
@@ -113,6 +112,8 @@ class Executor:
         self.cancel = cancel
         self.run_dir = repo / ".aidp" / "runs" / self.run_id
         self.host = socket.gethostname()
+        self.base_env = dict(os.environ)  # read once: os.environ decodes on every access
+        self._made_dirs: set[Path] = set()
 
     # -- worktree ----------------------------------------------------------------------------
 
@@ -124,7 +125,8 @@ class Executor:
                 wsr.needs_reset = False
             return
         prefer = Path(wsr.worktree_path) if wsr.worktree_path else None
-        if wsr.base_sha is None:
+        fresh = wsr.base_sha is None
+        if fresh:
             start = dep_heads[0][1] if dep_heads else wsr.base_ref
             wt = self.pool.acquire(wsr.branch, start, prefer=prefer)
             wsr.worktree = wt
@@ -136,24 +138,28 @@ class Executor:
                     + ", ".join(ws_id for ws_id, _ in dep_heads),
                     trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
                 )
-            wsr.base_sha = rev_parse(wt.path, "HEAD")
+            wsr.base_sha = str(wt.pygit.head.target)
             wsr.head_sha = wsr.base_sha
         else:
             if prefer is not None and prefer.exists():
                 clean_stale_locks(self.repo, prefer)
             wt = self.pool.acquire(wsr.branch, None, prefer=prefer)
             wsr.worktree = wt
-            wsr.head_sha = rev_parse(wt.path, "HEAD")
+            wsr.head_sha = str(wt.pygit.head.target)
         wsr.worktree_path = str(wsr.worktree.path)
         wsr.needs_reset = False
         with self.store.write(self.fence) as tx:
             tx.update_ws(
                 self.run_id,
                 wsr.ws.id,
+                status=WorkstreamState.RUNNING.value,
                 worktree=wsr.worktree_path,
                 base_sha=wsr.base_sha,
                 head_sha=wsr.head_sha,
+                **({"started_at": tx.now} if fresh else {}),
             )
+            if fresh:
+                tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
             tx.event(self.run_id, "workstream.prepared", wsr.ws.id, worktree=wsr.worktree_path,
                      base_sha=wsr.base_sha)
 
@@ -174,7 +180,7 @@ class Executor:
         number = sr.last_number + 1
         token = uuid.uuid4().hex
         log_path = self.run_dir / "logs" / wsr.ws.id / f"{step.id}.{number}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(log_path.parent)
         with self.store.write(self.fence) as tx:
             attempt_id = tx.insert_attempt(
                 run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
@@ -186,9 +192,9 @@ class Executor:
             tx.event(self.run_id, "step.started", wsr.ws.id, step.id, attempt=number)
 
         names = [*wsr.ws.env, *step.env]
-        secrets = [os.environ[n] for n in names if os.environ.get(n)]
+        secrets = [self.base_env[n] for n in names if self.base_env.get(n)]
         values = self._placeholders(wsr, step, number, worktree)
-        env = build_env(os.environ, names, {
+        env = build_env(self.base_env, names, {
             "AIDP_RUN_ID": self.run_id, "AIDP_WORKSTREAM": wsr.ws.id, "AIDP_STEP": step.id,
             "AIDP_ATTEMPT": str(number), "AIDP_WORKTREE": str(worktree),
             "AIDP_PROMPT_FILE": str(values["prompt_file"]),
@@ -271,13 +277,18 @@ class Executor:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _mkdir(self, path: Path) -> None:
+        if path not in self._made_dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(path)
+
     def _placeholders(
         self, wsr: WorkstreamRuntime, step: Step, number: int, worktree: Path
     ) -> dict[str, str | list[str]]:
         prompt_file = ""
         if step.prompt is not None:
             path = self.run_dir / "prompts" / wsr.ws.id / f"{step.id}.md"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._mkdir(path.parent)
             path.write_text(step.prompt, encoding="utf-8")
             prompt_file = str(path)
         return {

@@ -385,7 +385,7 @@ class _Orchestrator:
                         ranks=self.ranks, conflicts=self.conflicts, waived=self.user_skipped,
                     ):
                         if wsr.state is WorkstreamState.PENDING:
-                            self._start_ws(wsr)
+                            self._start_ws(wsr, record=False)
                         sr.state = check(STEP_TRANSITIONS, sr.state, StepState.RUNNING)
                         busy.add(wsr.ws.id)
                         tools[sr.step.tool] += 1
@@ -450,7 +450,7 @@ class _Orchestrator:
                 continue
             self.to_settle.discard(ws_id)
             if wsr.state is WorkstreamState.PENDING:
-                self._start_ws(wsr)
+                self._start_ws(wsr, record=True)
             self._finish_ws(wsr)
 
     def _retry_pending(self) -> bool:
@@ -466,10 +466,15 @@ class _Orchestrator:
                if sr.state is StepState.RETRYING and sr.next_attempt_at is not None]
         return max(0.0, min([0.5, *[at - now for at in due]]))
 
-    def _start_ws(self, wsr: WorkstreamRuntime) -> None:
-        with self.store.write(self.fence) as tx:
-            self._set_ws(tx, wsr, WorkstreamState.RUNNING, started_at=tx.now)
-            tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
+    def _start_ws(self, wsr: WorkstreamRuntime, *, record: bool) -> None:
+        """Mark ``wsr`` running. Unless ``record``, the store learns it in the same transaction
+        as the worktree (Executor.prepare, on the worker), saving a commit per workstream."""
+        if record:
+            with self.store.write(self.fence) as tx:
+                self._set_ws(tx, wsr, WorkstreamState.RUNNING, started_at=tx.now)
+                tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
+        else:
+            wsr.state = check(WORKSTREAM_TRANSITIONS, wsr.state, WorkstreamState.RUNNING)
         self.reporter.event("workstream.started", wsr.ws.id, None, {"branch": wsr.branch})
 
     def _on_report(self, wsr: WorkstreamRuntime, sr: StepRuntime, report: AttemptReport) -> None:

@@ -65,10 +65,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        # Straight to the driver: this runs for every transaction.
+        driver = conn.connection.driver_connection
         if conn.get_execution_options().get("aidp_readonly"):
-            conn.exec_driver_sql("BEGIN")
+            driver.execute("BEGIN")
         else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            driver.execute("BEGIN IMMEDIATE")
 
 
 def current_revision(engine: Engine) -> str | None:
