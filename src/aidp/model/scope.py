@@ -233,6 +233,17 @@ def globs_overlap(a: str, b: str) -> bool:
         True when the globs may name a common file (``src/**`` and ``src/b/x.py``), False when
         they cannot (``src/a/**`` and ``src/b/**``; ``*.md`` and ``docs/**``).
     """
+    # Fast exit (validation compares every pair of parallel workstreams): paths matching a glob
+    # all start with its literal directory segments, so two globs whose literal segments
+    # disagree somewhere cannot meet.
+    literal_a, literal_b = glob_literal_prefix(a).split("/"), glob_literal_prefix(b).split("/")
+    if any(x != y for x, y in zip(literal_a, literal_b) if x and y):
+        return False
+    return _overlap(a, b)
+
+
+@lru_cache(maxsize=4096)
+def _overlap(a: str, b: str) -> bool:
     sa, sb = _parse(a), _parse(b)
     memo: dict[tuple[int, int], bool] = {}
 
