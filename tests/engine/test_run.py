@@ -732,7 +732,7 @@ def test_worker_threads_create_worktrees_at_once(tmp_path: Path) -> None:
             barrier.wait()
             try:
                 pool.release(pool.acquire(f"aidp/R/w{i}", "HEAD"))
-            except Exception as exc:  # noqa: BLE001 -- collected: the assertion names it
+            except Exception as exc:
                 errors.append(str(exc))
 
         threads = [threading.Thread(target=start, args=(i,)) for i in range(16)]

@@ -139,16 +139,21 @@ def test_commit_uses_repository_identity(wt: Worktree) -> None:
 
 
 def test_commit_falls_back_to_aidp_identity(
-    wt: Worktree, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Without any configured identity, checkpoints are made as aidp <aidp@localhost>."""
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    git(wt.path, "config", "--unset", "user.name")
-    git(wt.path, "config", "--unset", "user.email")
-    sha = commit_staged(wt, message="step", trailers=TRAILERS)
-    assert git(wt.path, "log", "-1", "--format=%an <%ae>", sha).strip() == "aidp <aidp@localhost>"
+    git(git_repo, "config", "--unset", "user.name")
+    git(git_repo, "config", "--unset", "user.email")
+    pool = WorktreePool(git_repo)
+    wt = pool.acquire("aidp/R1/anon", "main")
+    try:
+        sha = commit_staged(wt, message="step", trailers=TRAILERS)
+    finally:
+        pool.release(wt)
+    assert git(git_repo, "log", "-1", "--format=%an <%ae>", sha).strip() == "aidp <aidp@localhost>"
 
 
 def test_empty_checkpoint_commit(wt: Worktree) -> None:

@@ -12,13 +12,13 @@ from typing import TypeVar
 
 __all__ = [
     "ATTEMPT_TRANSITIONS",
+    "RUN_TRANSITIONS",
+    "STEP_TRANSITIONS",
+    "WORKSTREAM_TRANSITIONS",
     "AttemptOutcome",
     "IllegalTransition",
-    "RUN_TRANSITIONS",
     "RunState",
-    "STEP_TRANSITIONS",
     "StepState",
-    "WORKSTREAM_TRANSITIONS",
     "WorkstreamState",
     "check",
 ]

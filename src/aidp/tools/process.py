@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_hex
 
-from aidp.procfs import is_alive, process_start_time
 from aidp.exceptions import ToolError
+from aidp.procfs import is_alive, process_start_time
 from aidp.tools.capped_log import CARRY_LIMIT, MIN_SECRET_LEN, CappedLog, SecretMasker
 
 __all__ = [
