@@ -37,6 +37,9 @@ class PlainReporter:
         self.stream.write(line.rstrip() + "\n")
         self.stream.flush()
 
+    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
+        """Tool output is in the step's log (`aidp logs`), not repeated here."""
+
 
 class LiveReporter:
     """A rich table of workstreams that refreshes in place while the run goes on."""
@@ -46,7 +49,8 @@ class LiveReporter:
 
         self.console = console
         self.rows: dict[str, dict[str, Any]] = {
-            ws_id: {"status": "pending", "step": "", "done": 0, "total": total, "note": ""}
+            ws_id: {"status": "pending", "step": "", "done": 0, "total": total, "note": "",
+                    "output": ""}
             for ws_id, total in workstreams
         }
         self.t0 = time.monotonic()
@@ -78,6 +82,13 @@ class LiveReporter:
         else:
             self.live.update(self._table())
 
+    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
+        """Keep the last non-empty output line of each workstream (shown in the table)."""
+        lines = [ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+        row = self.rows.get(ws_id)
+        if lines and row is not None:
+            row["output"] = lines[-1].strip()[:60]
+
     def _table(self) -> Any:
         from rich.table import Table
 
@@ -87,7 +98,8 @@ class LiveReporter:
         for ws_id, row in self.rows.items():
             status = row["status"]
             table.add_row(ws_id, f"{_ICONS.get(status, '')} {status}",
-                          f"{row['done']}/{row['total']}", row["step"], row["note"][:60])
+                          f"{row['done']}/{row['total']}", row["step"],
+                          (row["note"] or row["output"])[:60])
         return table
 
 

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,8 +103,10 @@ class Executor:
         settings: Settings,
         pool: WorktreePool,
         cancel: threading.Event,
+        on_output: Callable[[str, str, bytes], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_output = on_output
         self.fence = fence
         self.run_id = fence.run_id
         self.repo = repo
@@ -321,12 +324,15 @@ class Executor:
         timeout_s = step.timeout
         if "timeout" not in step.model_fields_set and profile.timeout is not None:
             timeout_s = profile.timeout
+        sink = self.on_output
         try:
             argv = build_argv(command, values)
             result = run_process(
                 argv, cwd=Path(str(values["worktree"])), env=env, timeout_s=timeout_s, log=log,
                 grace_s=self.settings.run.kill_grace, mask=secrets, cancel=self.cancel,
                 token=token,
+                on_output=None if sink is None else (
+                    lambda data: sink(wsr.ws.id, step.id, data)),
             )
         except ToolError as exc:
             log.note(f"[aidp] {exc.message}")

@@ -69,15 +69,25 @@ def new_run_id(now: float | None = None) -> str:
 
 
 class Reporter(Protocol):
-    """Receives progress as it happens (the CLI's live view). Called on the main thread."""
+    """Receives progress as it happens (the CLI's live view).
+
+    ``event`` is called on the orchestrator's thread with what the journal records;
+    ``output`` is called on worker threads with each chunk of a tool's output (already masked
+    and capped by nothing: keep only what you show, and return fast).
+    """
 
     def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
               ) -> None: ...
+
+    def output(self, ws_id: str, step_id: str, data: bytes) -> None: ...
 
 
 class _Silent:
     def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
               ) -> None:
+        return None
+
+    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
         return None
 
 
@@ -223,7 +233,8 @@ class _Orchestrator:
         try:
             self._load(row)
             self.executor = Executor(store=self.store, fence=self.fence, repo=self.repo,
-                                     settings=self.settings, pool=self.pool, cancel=self.cancel)
+                                     settings=self.settings, pool=self.pool, cancel=self.cancel,
+                                     on_output=self.reporter.output)
             self._recover()
             self._loop()
             return self._finish()
