@@ -8,13 +8,16 @@ into ``crash/integration``; ``omega`` follows ``gamma``. Steps sleep 0-50 ms and
 acceptance checks, so kills land while tools run, checks run, checkpoints are committed, the
 database is written, worktrees are prepared and branches are merged.
 
-Branch names carry the run id, so runs are compared by trees and by the ordered ``Aidp-Step``
-trailers of each branch, never by shas. Seeds are fixed and named in every assertion message;
-a seed fixes the kill schedule (the machine's timing does the rest).
+Kills are timed by the run's journal, not by the clock, so that they land inside the run however
+busy the machine: an uninterrupted reference run counts its events, and a trial kills ``aidp run``
+once the journal holds a random number of them, short of the last few; in about a third of the
+trials the first ``aidp resume`` is killed the same way. Every trial asserts that its run was
+killed before it finished, and reports whether its resume was.
 
-Known bugs (``BUG_*`` below) are pinned by deterministic ``xfail(strict=True)`` tests. A random
-trial that meets one of them resumes once more, still checks every other rule, and the test ends
-as xfail naming the bug and the seeds -- any other failure fails it.
+Branch names carry the run id, so runs are compared by trees and by the ordered ``Aidp-Step``
+trailers of each branch, never by shas. Seeds are fixed and named in every failure; a seed fixes
+the kill schedule in events (the machine's timing does the rest). Three trials run by default,
+many more under ``-m slow``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from aidp.state.store import Store
 from aidp.state.tables import attempts, checkpoints, leases, runs, steps, workstreams
@@ -49,34 +52,11 @@ STEPS_PER_WS = 10
 INTEGRATION = "crash/integration"
 PARALLEL = "3"
 CLI_TIMEOUT_S = 180.0
-
-BUG_UNFINISHED_WS = (
-    "BUG: a workstream whose steps all completed before the crash (last checkpoint recorded or "
-    "adopted, workstream not yet marked completed) is only finished after the main loop, so "
-    "the workstreams depending on it are skipped and the resume exits 1 "
-    "(engine/orchestrator.py _recover should finish such workstreams before _loop)"
-)
-BUG_SLOT_RACE = (
-    "BUG: after a crash the dead run's worktrees still have their branches checked out; on "
-    "resume a fresh workstream can claim such an idle slot while the interrupted workstream "
-    "prepares its own branch in another slot, and git refuses (\"branch ... is checked out in "
-    "another worktree\"): the workstream fails and the resume exits 1 "
-    "(engine/orchestrator.py _recover should detach the dead run's idle slots first)"
-)
-BUG_WORKTREE_ADD_RACE = (
-    "BUG: the pool runs `git worktree add` for new slots from several threads at once; git reads "
-    "every .git/worktrees/* entry while adding and dies on one another thread is creating "
-    "(\"fatal: failed to read .git/worktrees/pool-0/commondir\"), so a fresh `aidp run "
-    "--parallel N` fails workstreams now and then (workspace/worktrees.py _materialise should "
-    "serialise `worktree add` with a lock)"
-)
-KNOWN_BUGS = {"unfinished-workstream": BUG_UNFINISHED_WS, "slot-race": BUG_SLOT_RACE,
-              "worktree-add-race": BUG_WORKTREE_ADD_RACE}
-BUG_CHECK_TOKEN = (
-    "BUG: acceptance checks run without the attempt's process token "
-    "(engine/executor.py _run_checks -> run_process(token=None)), so kill_by_token on resume "
-    "cannot find a check left running by a dead orchestrator"
-)
+# A kill is aimed no later than this many events before the end of the journal: the last events
+# come within milliseconds of each other, and the kill lands a poll (and a random delay) late.
+KILL_MARGIN_EVENTS = 6
+POLL_S = 0.01
+KILL_DELAY_MAX_S = 0.02  # after the aimed-at event, so that kills also land between events
 
 
 # -- the plan ------------------------------------------------------------------------------------
@@ -165,7 +145,9 @@ def shape_of(repo: Path, run_id: str) -> Shape:
 
 def run_ids(store: Store, repo: Path) -> list[str]:
     """Ids of the runs made in ``repo`` (several repositories may share one database)."""
-    return [r.id for r in store.runs(1000) if r.repo == str(repo)]
+    with store.engine.connect() as conn:  # cheap: polled while a run is to be killed
+        return list(conn.execute(select(runs.c.id).where(runs.c.repo == str(repo))
+                                 .order_by(runs.c.created_at)).scalars())
 
 
 def committed_steps(store: Store, repo: Path, run_id: str) -> dict[tuple[str, str], str]:
@@ -218,14 +200,6 @@ def kill9(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return proc.communicate(timeout=60)
 
 
-def exited_within(proc: subprocess.Popen[str], timeout_s: float) -> bool:
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
-
-
 def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -269,94 +243,63 @@ def assert_clean_worktrees(repo: Path, context: str) -> None:
 class Reference:
     plan: Path
     shape: Shape
-    startup_s: float  # from the start of `aidp run` until its run row exists
-    duration_s: float  # from the start of `aidp run` until it exited
+    events: int  # the length of an uninterrupted run's journal
 
 
 def make_reference(tmp_path: Path, db_url: str) -> Reference:
-    """Run the plan uninterrupted once and record what it made and how long it took."""
+    """Run the plan uninterrupted once and record what it made and how many events it journalled."""
     plan = write_plan(tmp_path / "plan.yaml")
-    for attempt in range(3):
-        ref = uninterrupted_run(tmp_path / f"reference-{attempt}", db_url, plan)
-        if ref is not None:
-            return ref
-    raise AssertionError("three reference runs failed by known bugs")
-
-
-def uninterrupted_run(repo_path: Path, db_url: str, plan: Path) -> Reference | None:
-    """The reference, or None when the run failed by a known bug (the caller tries again)."""
-    repo = init_repo(repo_path)
-    cli = Cli(repo, db_url)
+    repo = init_repo(tmp_path / "reference")
+    Cli(repo, db_url)("run", "--parallel", PARALLEL, str(plan), timeout=CLI_TIMEOUT_S, check=True)
     store = Store(db_url)
     try:
-        started = time.monotonic()
-        proc = cli.popen("run", "--parallel", PARALLEL, str(plan))
-        startup_s = None
-        while proc.poll() is None:
-            if startup_s is None and run_ids(store, repo):
-                startup_s = time.monotonic() - started
-            time.sleep(0.02)
-        duration_s = time.monotonic() - started
-        out, err = proc.communicate(timeout=60)
         (run_id,) = run_ids(store, repo)
-        if proc.returncode == 1 and known_bug(store, run_id):
-            return None
-        assert proc.returncode == 0, f"reference run failed:\n{out}\n{err}"
+        events = len(store.events(run_id))
     finally:
         store.close()
     shape = shape_of(repo, run_id)
     assert all(s == [f"s{j}" for j in range(STEPS_PER_WS)] for s in shape.steps.values()), shape
     assert shape.integration_merges == 1, shape
-    return Reference(plan, shape, startup_s or 0.0, duration_s)
+    return Reference(plan, shape, events)
+
+
+@dataclass(frozen=True)
+class Kill:
+    live: bool  # the kill landed before the run finished
+    what: str  # where it landed, or why it did not land in a live run
+    output: str  # what the process printed
+
+
+def kill9_after_events(proc: subprocess.Popen[str], store: Store, repo: Path, count: int,
+                       delay_s: float, after_id: int = 0) -> Kill:
+    """kill -9 ``proc`` ``delay_s`` after the run in ``repo`` journalled ``count`` events past
+    ``after_id`` (at once if ``proc`` exits first)."""
+    run_id = None
+    journalled: list[Any] = []
+    while proc.poll() is None and len(journalled) < count:
+        time.sleep(POLL_S)
+        run_id = run_id or next(iter(run_ids(store, repo)), None)
+        if run_id is not None:
+            journalled += store.events(run_id, after_id=journalled[-1].id if journalled
+                                       else after_id)
+    time.sleep(delay_s)
+    out, err = kill9(proc)
+    events = store.events(run_id, after_id=after_id) if run_id else []
+    if proc.returncode != -signal.SIGKILL:
+        return Kill(False, f"exited {proc.returncode} after {len(events)} events", out + err)
+    if any(e.kind == "run.finished" for e in events):
+        return Kill(False, f"finished the run before the kill ({len(events)} events)", out + err)
+    return Kill(True, f"after {count} events (journal at {len(events)})", out + err)
 
 
 @dataclass
 class Trial:
     seed: int
     kills: list[str] = field(default_factory=list)  # what was killed, and when
-    bugs: list[str] = field(default_factory=list)  # known bugs met (each needed a resume more)
+    resume_killed: bool = False  # the first resume was killed too, before it finished
 
     def __str__(self) -> str:
-        bugs = "".join(f"; hit known bug {name}" for name in self.bugs)
-        return f"seed {self.seed} (kills: {', '.join(self.kills) or 'none'}{bugs})"
-
-
-def known_bug(store: Store, run_id: str) -> str | None:
-    """The name of the known bug (KNOWN_BUGS) that made the run fail, and nothing else did.
-
-    unfinished-workstream: no attempt failed; every workstream that did not complete was skipped
-    because "its dependencies can no longer complete", or is running with every step completed.
-    slot-race: a workstream failed because its branch "is checked out in another worktree".
-    worktree-add-race: a workstream failed because `git worktree add` "failed to read" another
-    slot's administrative files.
-    """
-    if any(a.outcome not in ("succeeded", "crashed") for a in store.attempts(run_id)):
-        return None
-    unfinished = {r.ws_id for r in store.steps(run_id) if r.status != "completed"}
-    bad = [w for w in store.workstreams(run_id) if w.status != "completed"]
-    if not bad:
-        return None
-    failed = [w.reason or "" for w in bad if w.status == "failed"]
-    if any("is checked out in another worktree" in r for r in failed):
-        return "slot-race"
-    if any("git worktree add" in r and "failed to read" in r for r in failed):
-        return "worktree-add-race"
-    if all((w.status == "skipped" and "can no longer complete" in (w.reason or ""))
-           or (w.status == "running" and w.ws_id not in unfinished) for w in bad):
-        return "unfinished-workstream"
-    return None
-
-
-def resume_to_the_end(cli: Cli, store: Store, run_id: str, trial: Trial) -> None:
-    """`aidp resume` must finish the run (resumed again while it fails by a known bug)."""
-    for _ in range(3):
-        done = cli("resume", run_id, timeout=CLI_TIMEOUT_S)
-        bug = known_bug(store, run_id) if done.returncode == 1 else None
-        if bug is None:
-            break
-        trial.bugs.append(bug)
-    assert done.returncode == 0, (
-        f"{trial}: resume exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return f"seed {self.seed} (kills: {', '.join(self.kills) or 'none'})"
 
 
 def crash_trial(tmp_path: Path, db_url: str, ref: Reference, seed: int,
@@ -372,53 +315,38 @@ def crash_trial(tmp_path: Path, db_url: str, ref: Reference, seed: int,
     store = Store(db_url)
     run_id: str | None = None
     try:
-        # 1. `aidp run`, killed somewhere between its start and the reference's end.
+        # 1. `aidp run`, killed somewhere between its first event and the last few.
+        run_kill_at = rng.randint(1, ref.events - KILL_MARGIN_EVENTS)
         proc = cli.popen("run", "--parallel", PARALLEL, str(ref.plan))
-        delay = rng.uniform(0.8 * ref.startup_s, ref.duration_s)
-        if not exited_within(proc, delay):
-            trial.kills.append(f"run at {delay:.2f}s")
-            kill9(proc)
-        else:
-            out, err = proc.communicate(timeout=60)
-            if proc.returncode == 1 and known_bug(store, run_ids(store, repo)[0]):
-                trial.bugs.append(str(known_bug(store, run_ids(store, repo)[0])))
-            else:
-                assert proc.returncode == 0, f"{trial}: run exited {proc.returncode}:\n{out}{err}"
+        kill = kill9_after_events(proc, store, repo, run_kill_at,
+                                  rng.uniform(0, KILL_DELAY_MAX_S))
+        trial.kills.append(f"run {kill.what}")
+        assert kill.live, f"{trial}: `aidp run` was not killed while live:\n{kill.output}"
         ids = run_ids(store, repo)
-        if not ids:  # killed before the run was recorded: nothing to resume, run it again
-            assert trial.kills, f"{trial}: `aidp run` exited 0 without recording a run"
-            trial.kills[-1] += " (before the run row)"
-            cli("run", "--parallel", PARALLEL, str(ref.plan), timeout=CLI_TIMEOUT_S, check=True)
-            ids = run_ids(store, repo)
         assert len(ids) == 1, f"{trial}: expected one run, found {ids}"
         run_id = ids[0]
         before = committed_steps(store, repo, run_id)
 
-        # 2. Resume until done; in about a third of the trials the first resume is killed too.
-        if trial.bugs or (trial.kills and not trial.kills[-1].endswith("(before the run row)")):
-            finished = False
-            if trial.kills and rng.random() < 0.35:
-                proc = cli.popen("resume", run_id)
-                delay = rng.uniform(0.8 * ref.startup_s, ref.duration_s)
-                if exited_within(proc, delay):
-                    out, err = proc.communicate(timeout=60)
-                    bug = known_bug(store, run_id) if proc.returncode == 1 else None
-                    if bug is not None:
-                        trial.bugs.append(bug)
-                    else:
-                        assert proc.returncode == 0, (
-                            f"{trial}: resume exited {proc.returncode}:\n{out}\n{err}")
-                        finished = True
-                else:
-                    trial.kills.append(f"resume at {delay:.2f}s")
-                    kill9(proc)
-                    now = committed_steps(store, repo, run_id)
-                    redone = {k: (sha, now.get(k)) for k, sha in before.items()
-                              if now.get(k) != sha}
-                    assert not redone, f"{trial}: the first resume redid or lost {redone}"
-                    before.update(now)
-            if not finished:
-                resume_to_the_end(cli, store, run_id, trial)
+        # 2. Resume to the end; in about a third of the trials the first resume is killed too,
+        # after a random part of what the run had left to journal.
+        resume_kill_at = rng.randint(1, max(1, ref.events - KILL_MARGIN_EVENTS - run_kill_at))
+        if rng.random() < 0.35:
+            last_event = store.events(run_id)[-1].id
+            proc = cli.popen("resume", run_id)
+            kill = kill9_after_events(proc, store, repo, resume_kill_at,
+                                      rng.uniform(0, KILL_DELAY_MAX_S), last_event)
+            trial.kills.append(f"resume {kill.what}")
+            trial.resume_killed = kill.live
+            assert kill.live or proc.returncode in (0, -signal.SIGKILL), (
+                f"{trial}: resume exited {proc.returncode}:\n{kill.output}")
+            now = committed_steps(store, repo, run_id)
+            redone = {k: (sha, now.get(k)) for k, sha in before.items() if now.get(k) != sha}
+            assert not redone, f"{trial}: the first resume redid or lost {redone}"
+            before.update(now)
+        if store.run(run_id).status != "completed":
+            done = cli("resume", run_id, timeout=CLI_TIMEOUT_S)
+            assert done.returncode == 0, (
+                f"{trial}: resume exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
 
         # 3. The rules.
         row = store.run(run_id)
@@ -453,6 +381,9 @@ def crash_trial(tmp_path: Path, db_url: str, ref: Reference, seed: int,
             })
             cli("run", "--parallel", PARALLEL, str(again), timeout=CLI_TIMEOUT_S, check=True)
         return trial
+    except BaseException as exc:  # any failure (a CLI error, a timeout) must name the trial
+        exc.add_note(f"in crash trial {trial}")
+        raise
     finally:
         store.close()
         if run_id is not None:
@@ -460,42 +391,30 @@ def crash_trial(tmp_path: Path, db_url: str, ref: Reference, seed: int,
 
 
 def run_trials(tmp_path: Path, db_url: str, seeds: list[int]) -> None:
-    """Run the reference, then one crash trial per seed; known bugs turn the test into xfail."""
+    """Run the reference, then one crash trial per seed; the first failure fails the test."""
     ref = make_reference(tmp_path, db_url)
-    done = []
-    for index, seed in enumerate(seeds):
-        done.append(crash_trial(tmp_path, db_url, ref, seed, then_run_again=index == 0))
-    print(f"{len(done)} crash trials passed:", *done, sep="\n  ")
-    hit = {bug: [t.seed for t in done if bug in t.bugs] for t in done for bug in t.bugs}
-    if hit:  # every other rule held in every trial; the known bugs needed another resume
-        pytest.xfail(" | ".join(f"{KNOWN_BUGS[name]}; hit with seeds {seeds}"
-                                for name, seeds in hit.items()))
+    done = [crash_trial(tmp_path, db_url, ref, seed, then_run_again=index == 0)
+            for index, seed in enumerate(seeds)]
+    resumes = sum(t.resume_killed for t in done)
+    print(f"{len(done)} crash trials ({ref.events} events uninterrupted): each killed a live run, "
+          f"{resumes} also a live resume", *done, sep="\n  ")
 
 
 # -- random kills ----------------------------------------------------------------------------
-
-
-def skip_unless_slow_selected(request: pytest.FixtureRequest) -> None:
-    """Minutes of trials run only under ``-m slow`` (the README's tier), never by default."""
-    if "slow" not in str(request.config.getoption("markexpr", "")).replace("not slow", ""):
-        pytest.skip("many crash trials: run with -m slow")
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_kill9_at_random_moments_then_resume_quick(tmp_path: Path, db_url: str) -> None:
     """kill -9 of `aidp run` then `aidp resume`: no step lost or doubled, reference branches."""
-    run_trials(tmp_path, db_url, [11, 12, 13])
+    run_trials(tmp_path, db_url, [13, 17, 19])  # runs killed midway, late, early
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_kill9_at_random_moments_then_resume_many_sqlite(
-    request: pytest.FixtureRequest, tmp_path: Path, db_url: str
-) -> None:
+def test_kill9_at_random_moments_then_resume_many_sqlite(tmp_path: Path, db_url: str) -> None:
     """30 random kill -9 trials on SQLite: every rule of crash recovery holds in each."""
-    skip_unless_slow_selected(request)
     run_trials(tmp_path, db_url, list(range(1000, 1030)))
 
 
@@ -503,11 +422,8 @@ def test_kill9_at_random_moments_then_resume_many_sqlite(
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
                          indirect=True)
-def test_kill9_at_random_moments_then_resume_postgres(
-    request: pytest.FixtureRequest, tmp_path: Path, db_url: str
-) -> None:
+def test_kill9_at_random_moments_then_resume_postgres(tmp_path: Path, db_url: str) -> None:
     """Random kill -9 trials on PostgreSQL: every rule of crash recovery holds in each."""
-    skip_unless_slow_selected(request)
     run_trials(tmp_path, db_url, list(range(2000, 2008)))
 
 
@@ -654,7 +570,6 @@ def test_adopted_last_step_finishes_its_workstream(
     rewind_case(cli, repo, tmp_path, db_url, lost="s3")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_UNFINISHED_WS)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_adopted_last_step_lets_dependant_workstreams_run(
     cli: Cli, repo: Path, tmp_path: Path, db_url: str
@@ -663,7 +578,6 @@ def test_adopted_last_step_lets_dependant_workstreams_run(
     rewind_case(cli, repo, tmp_path, db_url, lost="s3", dependant=True)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_UNFINISHED_WS)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_workstream_left_running_with_every_step_done_is_finished_before_its_dependants(
     cli: Cli, repo: Path, tmp_path: Path, db_url: str
@@ -762,16 +676,14 @@ def test_stale_index_lock_of_a_dead_process_does_not_block_resume(
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-@pytest.mark.xfail(strict=True, reason=BUG_SLOT_RACE)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_resume_starts_a_fresh_workstream_beside_an_interrupted_one(
-    request: pytest.FixtureRequest, cli: Cli, repo: Path, tmp_path: Path, db_url: str
+    cli: Cli, repo: Path, tmp_path: Path, db_url: str
 ) -> None:
     """On resume, a fresh workstream and an interrupted one both get their worktrees.
 
-    A race that resume loses now and then (one round in a few here), so it is repeated.
+    The race this guards against was lost one round in a few, so the case is repeated.
     """
-    skip_unless_slow_selected(request)
     store = Store(db_url)
     started: list[str] = []
     try:
@@ -807,7 +719,6 @@ def test_resume_starts_a_fresh_workstream_beside_an_interrupted_one(
             kill_leftovers(run_id)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_CHECK_TOKEN)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_resume_kills_an_acceptance_check_left_running_by_the_dead_run(
     cli: Cli, repo: Path, tmp_path: Path, db_url: str
