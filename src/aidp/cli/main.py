@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> Any:
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # click's form of Ctrl-C (and of EOF at a prompt)
+        click.echo("aborted; `aidp resume` continues an interrupted run", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        click.echo("interrupted; `aidp resume` continues an interrupted run", err=True)
         sys.exit(130)
     if isinstance(result, int):
         sys.exit(result)

@@ -107,6 +107,7 @@ class Executor:
     ) -> None:
         self.store = store
         self.on_output = on_output
+        self.interrupting = False  # set when aidp stops (Ctrl-C) rather than the run cancelled
         self.fence = fence
         self.run_id = fence.run_id
         self.repo = repo
@@ -248,15 +249,18 @@ class Executor:
         finally:
             log.close()
 
-        counted = sr.attempts + 1
+        interrupted = outcome is AttemptOutcome.CANCELLED and self.interrupting
+        counted = sr.attempts + (0 if interrupted else 1)
         retry = outcome is not AttemptOutcome.SUCCEEDED and should_retry(
             step.retry, outcome, counted
         )
-        state = next_step_state(outcome, retry)
+        # Stopped because aidp itself is stopping (Ctrl-C): the step is pending again, and the
+        # attempt does not count, as after a crash; `aidp resume` runs it.
+        state = StepState.PENDING if interrupted else next_step_state(outcome, retry)
         next_at = time.time() + retry_delay(step.retry, counted) if retry else None
         with self.store.write(self.fence) as tx:
             tx.update_attempt(
-                attempt_id, outcome=outcome.value, finished_at=tx.now,
+                attempt_id, outcome=outcome.value, finished_at=tx.now, interrupted=interrupted,
                 exit_code=process.exit_code if process else None,
                 signal=process.signal if process else None,
                 output_bytes=log.bytes_seen, error=reason,

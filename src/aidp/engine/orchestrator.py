@@ -216,6 +216,9 @@ class _Orchestrator:
         self.lease_lost: LeaseLostError | None = None
         self.user_skipped: set[str] = set()
         self.aborted = False
+        self.cancelling = False
+        self.ws: dict[str, WorkstreamRuntime] = {}
+        self.steps: dict[str, StepRuntime] = {}
         self.started = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -272,8 +275,6 @@ class _Orchestrator:
         for a in self.attempt_rows:
             key = (a.ws_id, a.step_id)
             last_numbers[key] = max(last_numbers[key], a.number)
-        self.ws: dict[str, WorkstreamRuntime] = {}
-        self.steps: dict[str, StepRuntime] = {}
         for ws in plan.workstreams:
             r = ws_rows[ws.id]
             self.ws[ws.id] = WorkstreamRuntime(
@@ -371,54 +372,64 @@ class _Orchestrator:
     # -- main loop ---------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="aidp-step") as pool:
+            try:
+                self._schedule(pool)
+            except BaseException:
+                # Ctrl-C or a lost lease: stop the tools now (leaving the `with` waits for the
+                # workers); what they were running becomes pending again for `aidp resume`.
+                self.executor.interrupting = True
+                self.cancel.set()
+                raise
+        if self.cancelling:
+            self._cancel_rest()
+        else:
+            self._skip_unreachable()
+
+    def _schedule(self, pool: ThreadPoolExecutor) -> None:
+        """Start ready steps and act on finished attempts until nothing is left to do."""
         running: dict[Future[AttemptReport], tuple[WorkstreamRuntime, StepRuntime]] = {}
         busy: set[str] = set()
         tools: Counter[str] = Counter()
         limits = {name: p.concurrency for name, p in self.settings.tools.items()}
-        cancelling = False
         next_cancel_poll = 0.0
-        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="aidp-step") as pool:
-            while True:
-                if self.lease_lost is not None:
-                    raise self.lease_lost
-                now = time.time()
-                if not cancelling and (self.aborted or now >= next_cancel_poll):
-                    next_cancel_poll = now + 0.5
-                    if self.aborted or self.store.cancel_requested(self.run_id):
-                        cancelling = True
-                        self.cancel.set()
-                        self.reporter.event("run.cancelling", None, None, {})
-                if not cancelling:
-                    self._settle()
-                    for wsr, sr in pick_ready(
-                        self.ws, self.steps, busy=busy, running_tools=tools,
-                        tool_limits=limits, slots=self.parallel - len(running), now=now,
-                        ranks=self.ranks, conflicts=self.conflicts, waived=self.user_skipped,
-                    ):
-                        if wsr.state is WorkstreamState.PENDING:
-                            self._start_ws(wsr, record=False)
-                        sr.state = check(STEP_TRANSITIONS, sr.state, StepState.RUNNING)
-                        busy.add(wsr.ws.id)
-                        tools[sr.step.tool] += 1
-                        deps = [(d, self.ws[d].head_sha or "") for d in wsr.ws.depends_on]
-                        future = pool.submit(self.executor.run_attempt, wsr, sr, deps)
-                        running[future] = (wsr, sr)
-                        self.reporter.event("step.started", wsr.ws.id, sr.step.id,
-                                            {"attempt": sr.last_number + 1})
-                if not running and (cancelling or not self._retry_pending()):
-                    break
-                timeout = 0.5 if cancelling else self._wait_timeout(now)
-                done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
-                for future in done:
-                    wsr, sr = running.pop(future)
-                    busy.discard(wsr.ws.id)
-                    tools[sr.step.tool] -= 1
-                    report = future.result()  # an exception here is a bug: let it surface
-                    self._on_report(wsr, sr, report)
-        if cancelling:
-            self._cancel_rest()
-        else:
-            self._skip_unreachable()
+        while True:
+            if self.lease_lost is not None:
+                raise self.lease_lost
+            now = time.time()
+            if not self.cancelling and (self.aborted or now >= next_cancel_poll):
+                next_cancel_poll = now + 0.5
+                if self.aborted or self.store.cancel_requested(self.run_id):
+                    self.cancelling = True
+                    self.cancel.set()
+                    self.reporter.event("run.cancelling", None, None, {})
+            if not self.cancelling:
+                self._settle()
+                for wsr, sr in pick_ready(
+                    self.ws, self.steps, busy=busy, running_tools=tools,
+                    tool_limits=limits, slots=self.parallel - len(running), now=now,
+                    ranks=self.ranks, conflicts=self.conflicts, waived=self.user_skipped,
+                ):
+                    if wsr.state is WorkstreamState.PENDING:
+                        self._start_ws(wsr, record=False)
+                    sr.state = check(STEP_TRANSITIONS, sr.state, StepState.RUNNING)
+                    busy.add(wsr.ws.id)
+                    tools[sr.step.tool] += 1
+                    deps = [(d, self.ws[d].head_sha or "") for d in wsr.ws.depends_on]
+                    future = pool.submit(self.executor.run_attempt, wsr, sr, deps)
+                    running[future] = (wsr, sr)
+                    self.reporter.event("step.started", wsr.ws.id, sr.step.id,
+                                        {"attempt": sr.last_number + 1})
+            if not running and (self.cancelling or not self._retry_pending()):
+                return
+            timeout = 0.5 if self.cancelling else self._wait_timeout(now)
+            done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done:
+                wsr, sr = running.pop(future)
+                busy.discard(wsr.ws.id)
+                tools[sr.step.tool] -= 1
+                report = future.result()  # an exception here is a bug: let it surface
+                self._on_report(wsr, sr, report)
 
     def _skip_unreachable(self) -> None:
         """Nothing runs and nothing can start: what is left can never become ready. Each is
