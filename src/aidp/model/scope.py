@@ -21,9 +21,12 @@ Patterns are compiled to one regular expression per scope, so matching a changed
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["ScopeMatcher", "compile_scope", "glob_literal_prefix", "globs_overlap"]
 
@@ -192,8 +195,12 @@ def _charsets_meet(a: _CharSet, b: _CharSet) -> bool:
     return any(a.contains(c) and b.contains(c) for c in candidates)
 
 
-def _segments_meet(a: _Segment, b: _Segment) -> bool:
-    """Whether some non-empty ``/``-free string matches both segment globs (exact)."""
+def _sequences_meet(
+    a: Sequence[T], b: Sequence[T], star: object, pair_meets: Callable[[T, T], bool]
+) -> bool:
+    """Whether the two patterns ``a`` and ``b`` (sequences of items, where ``star`` matches any
+    run of items, including none) accept a common sequence: a memoised walk of the product
+    automaton. Used at two levels: characters within a segment, segments within a path."""
     memo: dict[tuple[int, int], bool] = {}
 
     def meet(i: int, j: int) -> bool:
@@ -203,20 +210,27 @@ def _segments_meet(a: _Segment, b: _Segment) -> bool:
         memo[key] = False
         if i == len(a) or j == len(b):
             rest = a[i:] if j == len(b) else b[j:]
-            result = all(t is _STAR for t in rest)
+            result = all(t is star for t in rest)
         else:
             ta, tb = a[i], b[j]
-            if isinstance(ta, _Star):
+            if ta is star:
                 result = meet(i + 1, j) or meet(i, j + 1)
-            elif isinstance(tb, _Star):
+            elif tb is star:
                 result = meet(i, j + 1) or meet(i + 1, j)
             else:
-                result = _charsets_meet(ta, tb) and meet(i + 1, j + 1)
+                result = pair_meets(ta, tb) and meet(i + 1, j + 1)
         memo[key] = result
         return result
 
-    # Both all-star segments also match a non-empty string, so the empty witness is harmless.
     return meet(0, 0)
+
+
+def _segments_meet(a: _Segment, b: _Segment) -> bool:
+    """Whether some non-empty ``/``-free string matches both segment globs (exact).
+
+    Both all-star segments also match a non-empty string, so the empty witness is harmless.
+    """
+    return _sequences_meet(a, b, _STAR, _charsets_meet)  # type: ignore[arg-type]
 
 
 def globs_overlap(a: str, b: str) -> bool:
@@ -244,29 +258,9 @@ def globs_overlap(a: str, b: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _overlap(a: str, b: str) -> bool:
-    sa, sb = _parse(a), _parse(b)
-    memo: dict[tuple[int, int], bool] = {}
-
-    def meet(i: int, j: int) -> bool:
-        key = (i, j)
-        if key in memo:
-            return memo[key]
-        memo[key] = False
-        if i == len(sa) or j == len(sb):
-            rest = sa[i:] if j == len(sb) else sb[j:]
-            result = all(s is _GLOBSTAR for s in rest)
-        else:
-            seg_a, seg_b = sa[i], sb[j]
-            if seg_a is _GLOBSTAR:
-                result = meet(i + 1, j) or meet(i, j + 1)
-            elif seg_b is _GLOBSTAR:
-                result = meet(i, j + 1) or meet(i + 1, j)
-            else:
-                result = _segments_meet(seg_a, seg_b) and meet(i + 1, j + 1)
-        memo[key] = result
-        return result
-
-    return meet(0, 0)
+    segments_a, segments_b = _parse(a), _parse(b)
+    return _sequences_meet(segments_a, segments_b, _GLOBSTAR,
+                           _segments_meet)  # type: ignore[arg-type]
 
 
 _MAGIC = re.compile(r"[*?\[\\]")
