@@ -207,13 +207,8 @@ class Executor:
         changed: list[str] = []
         outside: list[str] = []
         checks: list[CheckResult] = []
-        process: ProcessResult | None = None
         try:
-            tool = self._run_tool(step, wsr, values, env, secrets, log, token)
-            if isinstance(tool, tuple):
-                tool_result, process = tool
-            else:
-                tool_result = tool
+            tool_result, process = self._run_tool(step, wsr, values, env, secrets, log, token)
             if tool_result.exit_code == 0 and not tool_result.cancelled:
                 changed = stage_all(wsr.worktree)
                 outside = [p for p in changed if not wsr.scope.matches(p)]
@@ -318,13 +313,15 @@ class Executor:
         secrets: list[str],
         log: CappedLog,
         token: str,
-    ) -> ToolResult | tuple[ToolResult, ProcessResult]:
+    ) -> tuple[ToolResult, ProcessResult | None]:
+        """Run the step's tool; the process result is None when it could not start."""
         profile = self.settings.profile(step.tool)
         if profile is None:
-            return ToolResult(None, error=f"unknown tool profile {step.tool!r}")
+            return ToolResult(None, error=f"unknown tool profile {step.tool!r}"), None
         command = step.run if step.run is not None else profile.command
         if command is None:
-            return ToolResult(None, error=f"step has no command and profile {step.tool!r} none")
+            return ToolResult(None, error=f"no command: the step has no `run` and profile "
+                              f"{step.tool!r} no `command`"), None
         timeout_s = step.timeout
         if "timeout" not in step.model_fields_set and profile.timeout is not None:
             timeout_s = profile.timeout
@@ -340,9 +337,9 @@ class Executor:
             )
         except ToolError as exc:
             log.note(f"[aidp] {exc.message}")
-            return ToolResult(None, error=exc.message)
+            return ToolResult(None, error=exc.message), None
         except (KeyError, ValueError, IndexError) as exc:  # a bad placeholder in a profile command
-            return ToolResult(None, error=f"bad command template: {exc}")
+            return ToolResult(None, error=f"bad command template: {exc}"), None
         return ToolResult(result.exit_code, result.signal, result.timed_out,
                           result.cancelled), result
 
