@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from aidp.config import Settings
     from aidp.state.store import Store
 
-__all__ = ["Context", "echo_json", "repo_options", "resolve_repo"]
+__all__ = [
+    "Context", "echo_json", "git_toplevel", "repo_options", "resolve_repo", "split_step_ref",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,19 +37,29 @@ def repo_options(func: F) -> F:
     return func
 
 
+def git_toplevel(cwd: Path | None = None) -> Path | None:
+    """The top-level directory of the git work tree around ``cwd``, or None outside one."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, check=False, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    top = result.stdout.strip()
+    return Path(top).resolve() if result.returncode == 0 and top else None
+
+
 def resolve_repo(repo: Path | None) -> Path:
     """The top level of ``repo`` (or of the current directory); InputError if not a repo."""
     where = (repo or Path.cwd()).resolve()
     if not where.is_dir():
         raise InputError(f"not a directory: {where}")
-    proc = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True, text=True,
-        stdin=subprocess.DEVNULL, check=False,
-    )
-    if proc.returncode != 0:
+    top = git_toplevel(where)
+    if top is None:
         raise InputError(f"not a git repository: {where}",
                          hint="run aidp inside a git repository or pass --repo PATH")
-    return Path(proc.stdout.strip()).resolve()
+    return top
 
 
 class Context:

@@ -8,38 +8,21 @@ stdout with ``--json``) and exit with code 2.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from aidp.cli.common import git_toplevel
 from aidp.exceptions import ValidationError
 from aidp.model.loader import SUFFIXES, load_plan
 from aidp.model.plan import Plan
 
-__all__ = ["plan", "validate"]
+__all__ = ["load_or_exit", "plan", "validate"]
 
 
-def git_toplevel(cwd: Path | None = None) -> Path | None:
-    """The top-level directory of the git work tree around ``cwd``, or None outside one."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    top = result.stdout.strip()
-    return Path(top) if result.returncode == 0 and top else None
-
-
-def _load(files: tuple[Path, ...], repo: Path | None, as_json: bool) -> Plan:
+def load_or_exit(files: tuple[Path, ...], repo: Path | None, as_json: bool) -> Plan:
     """Load the plan, or print every problem and exit 2."""
     root = repo if repo is not None else git_toplevel()
     try:
@@ -81,7 +64,7 @@ _repo_option = click.option(
 @_repo_option
 def validate(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
     """Check workstream files (and directories of them); exit 2 on any problem."""
-    loaded = _load(files, repo, as_json)
+    loaded = load_or_exit(files, repo, as_json)
     ws_count, step_count = len(loaded.workstreams), loaded.step_count
     if as_json:
         click.echo(json.dumps({"ok": True, "workstreams": ws_count, "steps": step_count}))
@@ -97,7 +80,7 @@ def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
     """Show the waves, the critical path and the useful parallelism of workstream files."""
     from aidp.engine.dag import analyze
 
-    loaded = _load(files, repo, as_json)
+    loaded = load_or_exit(files, repo, as_json)
     analysis = analyze(loaded)
     if as_json:
         click.echo(json.dumps({"ok": True, **analysis.to_dict()}, indent=2))
