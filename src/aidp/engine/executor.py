@@ -170,9 +170,19 @@ class Executor:
     # -- one attempt -------------------------------------------------------------------------
 
     def run_attempt(
-        self, wsr: WorkstreamRuntime, sr: StepRuntime, dep_heads: list[tuple[str, str]]
+        self,
+        wsr: WorkstreamRuntime,
+        sr: StepRuntime,
+        dep_heads: list[tuple[str, str]],
+        siblings: list[StepRuntime] | None = None,
     ) -> AttemptReport:
-        """Run one attempt of ``sr``; every effect is recorded before this returns."""
+        """Run one attempt of ``sr``; every effect is recorded before this returns.
+
+        ``siblings``: the workstream's other steps. When they all completed and this attempt
+        succeeds, the workstream's worktree goes back to the pool here, on the worker, instead
+        of on the orchestrator's thread (their states cannot change meanwhile: a workstream
+        runs one step at a time).
+        """
         step = sr.step
         try:
             self.prepare(wsr, dep_heads)
@@ -274,6 +284,11 @@ class Executor:
                      outcome=outcome.value, reason=reason, sha=sha, next_attempt_at=next_at)
         if sha is not None:
             wsr.head_sha = sha
+            if siblings is not None and wsr.worktree is not None and all(
+                other.state is StepState.COMPLETED for other in siblings
+            ):
+                self.pool.release(wsr.worktree)
+                wsr.worktree = None
         return AttemptReport(wsr.ws.id, step.id, number, counted, outcome, state, reason, sha,
                              next_at)
 

@@ -416,7 +416,9 @@ class _Orchestrator:
                     busy.add(wsr.ws.id)
                     tools[sr.step.tool] += 1
                     deps = [(d, self.ws[d].head_sha or "") for d in wsr.ws.depends_on]
-                    future = pool.submit(self.executor.run_attempt, wsr, sr, deps)
+                    siblings = [self.steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order
+                                if s != sr.step.id]
+                    future = pool.submit(self.executor.run_attempt, wsr, sr, deps, siblings)
                     running[future] = (wsr, sr)
                     self.reporter.event("step.started", wsr.ws.id, sr.step.id,
                                         {"attempt": sr.last_number + 1})
