@@ -345,14 +345,18 @@ class _Orchestrator:
         """Record checkpoint commits that exist in git but not in the store."""
         adopted = 0
         for wsr in self.ws.values():
-            if wsr.base_sha is None or rev_parse(self.repo, wsr.branch) is None:
+            if wsr.base_sha is None or wsr.state is WorkstreamState.COMPLETED:
+                continue  # never prepared, or finished: nothing can be missing
+            head = rev_parse(self.repo, f"refs/heads/{wsr.branch}")
+            if head is None:
                 continue
             commits = list_checkpoints(self.repo, wsr.branch, run_id=self.run_id,
-                                       base=wsr.base_sha)
+                                       base=wsr.base_sha, workstream=wsr.ws.id)
             missing = [c for c in commits
-                       if c.workstream == wsr.ws.id and f"{wsr.ws.id}/{c.step}" in self.steps
+                       if f"{wsr.ws.id}/{c.step}" in self.steps
                        and self.steps[f"{wsr.ws.id}/{c.step}"].state is not StepState.COMPLETED]
-            head = rev_parse(self.repo, wsr.branch)
+            if not missing and head == wsr.head_sha:
+                continue
             with self.store.write(self.fence) as tx:
                 for commit in missing:
                     sr = self.steps[f"{wsr.ws.id}/{commit.step}"]
