@@ -92,6 +92,15 @@ class Context:
             self._store = Store(url)
         return self._store
 
+    def resolve_step(self, run_ref: str | None, step_ref: str) -> tuple[str, str, str]:
+        """``(run_id, ws_id, step_id)`` from a run reference and ``WS/STEP`` (or a step id
+        unique in the run); NotFoundError otherwise."""
+        store = self.store()
+        run_id = store.resolve_run(run_ref)
+        ws_id, step_id = split_step_ref(step_ref, [(s.ws_id, s.step_id)
+                                                   for s in store.steps(run_id)])
+        return run_id, ws_id, step_id
+
     def ensure_aidp_dir(self) -> None:
         """Create ``.aidp/`` and keep it out of git (``.git/info/exclude``)."""
         from aidp.workspace.git import ensure_excluded

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from aidp.cli.common import Context, repo_options, split_step_ref
+from aidp.cli.common import Context, repo_options
 
 __all__ = ["cancel", "rollback"]
 
@@ -56,11 +56,8 @@ def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step:
 
     ctx = Context(repo, config_path)
     try:
-        store = ctx.store()
-        run_id = store.resolve_run(run_ref)
-        ws_id, step_id = split_step_ref(to_step, [(s.ws_id, s.step_id)
-                                                  for s in store.steps(run_id)])
-        reopened = rollback_run(store, ctx.repo, run_id, ws_id, step_id)
+        run_id, ws_id, step_id = ctx.resolve_step(run_ref, to_step)
+        reopened = rollback_run(ctx.store(), ctx.repo, run_id, ws_id, step_id)
     finally:
         ctx.close()
     click.echo(f"{ws_id} is back at the checkpoint of {step_id}; pending again: "

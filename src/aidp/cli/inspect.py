@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from aidp.cli.common import Context, echo_json, repo_options, split_step_ref
+from aidp.cli.common import Context, echo_json, repo_options
 
 __all__ = ["logs", "run_status", "runs", "status"]
 
@@ -133,9 +133,7 @@ def logs(run_ref: str, step_ref: str, repo: Path | None, config_path: Path | Non
     ctx = Context(repo, config_path)
     try:
         store = ctx.store()
-        run_id = store.resolve_run(run_ref)
-        ws_id, step_id = split_step_ref(step_ref, [(s.ws_id, s.step_id)
-                                                   for s in store.steps(run_id)])
+        run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
         rows = store.attempts(run_id, ws_id, step_id)
         if attempt is not None:
             rows = [a for a in rows if a.number == attempt]
