@@ -18,9 +18,27 @@ from pydantic import ValidationError as PydanticValidationError
 from aidp.exceptions import ConfigError
 from aidp.model.workstream import Duration
 
-__all__ = ["CONFIG_FILE", "DatabaseSettings", "RunSettings", "Settings", "ToolProfile", "load_settings"]
+__all__ = [
+    "CONFIG_FILE",
+    "BreakerSettings",
+    "DatabaseSettings",
+    "RateLimit",
+    "RunSettings",
+    "Settings",
+    "ToolProfile",
+    "load_settings",
+]
 
 CONFIG_FILE = "aidp.toml"
+BUILTIN_ADAPTERS = ("shell", "manual", "aider", "codex", "openai")
+ADAPTER_ENTRY_POINTS = "aidp.adapters"
+
+
+def known_adapters() -> set[str]:
+    """Built-in adapter names plus those third-party packages register as entry points."""
+    from importlib.metadata import entry_points
+
+    return {*BUILTIN_ADAPTERS, *(ep.name for ep in entry_points(group=ADAPTER_ENTRY_POINTS))}
 
 
 class _Section(BaseModel):
@@ -37,13 +55,46 @@ class RunSettings(_Section):
     kill_grace: Duration = Field(5.0, description="SIGTERM to SIGKILL grace period")
 
 
-class ToolProfile(_Section):
-    """How to run a tool. The foundation ships the ``shell`` adapter."""
+class RateLimit(_Section):
+    """Client-side limits per profile (token buckets); None: unlimited."""
 
-    adapter: Literal["shell"] = "shell"
-    command: str | list[str] | None = Field(None, description="default command template")
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+
+
+class BreakerSettings(_Section):
+    """Circuit breaker of a profile (and of its endpoint)."""
+
+    failure_threshold: int = Field(5, ge=1, description="transient failures in the window")
+    window: Duration = Field(60.0, description="seconds over which failures are counted")
+    cooldown: Duration = Field(30.0, description="OPEN to HALF_OPEN after this long")
+    half_open_probes: int = Field(1, ge=1, description="attempts admitted while HALF_OPEN")
+
+
+class ToolProfile(_Section):
+    """How to run a tool: adapter, command / model / endpoint, limits, matching, fallback.
+
+    Secrets are named, never given: ``api_key_env`` and ``env`` hold environment variable names.
+    """
+
+    adapter: str = Field("shell", description="shell, manual, aider, codex, openai, or a plugin")
+    command: str | list[str] | None = Field(None, description="default command template / binary")
+    model: str | None = None
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint URL (…/v1)")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    env: list[str] = Field(default_factory=list, description="more environment variable names")
     concurrency: int = Field(0, ge=0, description="steps of this profile at once; 0 = no limit")
     timeout: Duration | None = None
+    capabilities: list[str] = Field(default_factory=list, description="code_edit, test_write, ...")
+    languages: list[str] = Field(default_factory=list, description="empty: any language")
+    environments: list[str] = Field(default_factory=list, description="dev, ci, prod; empty: any")
+    priority: int = Field(0, description="higher wins among equal matches")
+    fallback: list[str] = Field(default_factory=list, description="profiles to try when down")
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
+    edit_format: Literal["diff", "whole"] = "diff"
+    args: list[str] = Field(default_factory=list, description="extra command-line arguments")
 
 
 class Settings(_Section):
@@ -109,8 +160,25 @@ def load_settings(repo: Path | None, config_path: Path | None = None) -> Setting
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"{where}: {first['msg']}", path=path) from exc
+    _check_profiles(settings, path)
     if "shell" not in settings.tools:
         settings = settings.model_copy(
             update={"tools": {**settings.tools, "shell": ToolProfile(adapter="shell")}}
         )
     return settings
+
+
+def _check_profiles(settings: Settings, path: Path | None) -> None:
+    """Adapter names must exist and fallback chains must name defined profiles."""
+    adapters: set[str] | None = None
+    for name, profile in settings.tools.items():
+        if profile.adapter not in BUILTIN_ADAPTERS:
+            adapters = adapters if adapters is not None else known_adapters()
+            if profile.adapter not in adapters:
+                raise ConfigError(
+                    f"tools.{name}.adapter: unknown adapter {profile.adapter!r} "
+                    f"(known: {', '.join(sorted(adapters))})", path=path)
+        for other in profile.fallback:
+            if other not in settings.tools and other not in ("shell", "manual"):
+                raise ConfigError(
+                    f"tools.{name}.fallback: no tool profile named {other!r}", path=path)

@@ -113,7 +113,12 @@ class Step(_Model):
     id: Id
     title: str | None = None
     depends_on: list[Id] = Field(default_factory=list)
-    tool: str = Field("shell", description="a tool profile name (built in: shell)")
+    tool: str = Field("shell", description="a tool profile name (built in: shell, manual)")
+    capability: str | None = Field(
+        None, description="instead of naming a profile: the capability wanted (e.g. code_edit); "
+        "the registry picks the best healthy profile that has it"
+    )
+    language: str | None = Field(None, description="with capability: the language of the work")
     run: Command | None = Field(None, description="the command for the shell adapter")
     prompt: str | None = None
     prompt_file: str | None = Field(None, description="path relative to the workstream file")
