@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -42,7 +42,9 @@ from aidp.engine.states import (
 from aidp.exceptions import AidpError, InputError, LeaseLostError, StateError
 from aidp.model.plan import Plan
 from aidp.model.scope import compile_scope
+from aidp.errors.finding import FailureClass, Finding, Severity
 from aidp.model.workstream import MergeStrategy
+from aidp.resilience.recovery import History
 from aidp.state.lease import LEASE_TTL_S, acquire_lease, release_lease, renew_lease
 from aidp.state.store import Fence, Store
 from aidp.tools.process import kill_by_token
@@ -284,12 +286,19 @@ class _Orchestrator:
             )
             for step in ws.steps:
                 s = step_rows[(ws.id, step.id)]
-                self.steps[f"{ws.id}/{step.id}"] = StepRuntime(
+                saved = json.loads(s.history_json) if s.history_json else {}
+                sr = self.steps[f"{ws.id}/{step.id}"] = StepRuntime(
                     ws_id=ws.id, step=step, state=StepState(s.status), attempts=s.attempts,
                     last_number=last_numbers[(ws.id, step.id)],
                     next_attempt_at=s.next_attempt_at, checkpoint_sha=s.checkpoint_sha,
-                    reason=s.reason,
+                    reason=s.reason, history=History.from_dict(saved.get("history")),
+                    profile=s.profile, next_kind=saved.get("next") or "retry",
                 )
+                if sr.next_kind in ("fix", "escalate") and sr.last_number:
+                    # a resumed fix loop feeds back the same findings as before the crash
+                    sr.fix_findings = tuple(
+                        _finding(f) for f in self.store.findings(self.run_id, ws.id, step.id)
+                        if f.attempt == sr.last_number)
         self.ranks = chain_ranks(self.ws)
         self.conflicts = conflict_map(self.ws)
         edges = {ws_id: list(wsr.ws.depends_on) for ws_id, wsr in self.ws.items()}
@@ -315,12 +324,30 @@ class _Orchestrator:
         # branch's own workstream tries to check the branch out elsewhere.
         self.pool.detach_idle([wsr.branch for wsr in self.ws.values()])
         adopted = self._adopt_checkpoints()
+        crashed = Counter(f"{a.ws_id}/{a.step_id}" for a in in_flight)
         with self.store.write(self.fence) as tx:
             for sr in self.steps.values():
                 if sr.state in (StepState.RUNNING, StepState.VALIDATING):
-                    self._set_step(tx, sr, StepState.PENDING, reason=None)
+                    # aidp died under this attempt: a crash, counted apart and capped, so a
+                    # step that kills aidp every time cannot loop through resumes
+                    hist = replace(sr.history, crashes=sr.history.crashes + crashed[sr.key])
+                    sr.history = hist
+                    if hist.crashes >= sr.step.retry.max_crashes:
+                        reason = (f"crashed {hist.crashes} times (max_crashes "
+                                  f"{sr.step.retry.max_crashes}), the last time with aidp")
+                        self._set_step(tx, sr, StepState.FAILED, reason=reason,
+                                       failure_class="crashed", finished_at=tx.now,
+                                       history_json=_history_json(sr))
+                        tx.event(self.run_id, "step.failed", sr.ws_id, sr.step.id,
+                                 reason=reason, failure_class="crashed")
+                    else:
+                        self._set_step(tx, sr, StepState.PENDING, reason=None,
+                                       history_json=_history_json(sr))
                 elif sr.state in (StepState.FAILED, StepState.TIMEOUT, StepState.SKIPPED):
-                    self._set_step(tx, sr, StepState.PENDING, reason=None, attempts=0)
+                    sr.history, sr.profile, sr.next_kind, sr.fix_findings = (
+                        History(), None, "retry", ())
+                    self._set_step(tx, sr, StepState.PENDING, reason=None, attempts=0,
+                                   history_json=None, profile=None, failure_class=None)
             for wsr in self.ws.values():
                 if wsr.state in (WorkstreamState.FAILED, WorkstreamState.SKIPPED):
                     self._set_ws(tx, wsr, WorkstreamState.PENDING, reason=None)
@@ -514,18 +541,26 @@ class _Orchestrator:
         sr.last_number = report.number
         sr.reason = report.reason
         sr.next_attempt_at = report.next_attempt_at
+        sr.history = report.history
+        sr.next_kind = report.next_kind
+        sr.profile = report.profile
+        sr.fix_findings = report.fix_findings
         if report.checkpoint_sha:
             sr.checkpoint_sha = report.checkpoint_sha
         self.reporter.event(f"step.{report.state.value}", wsr.ws.id, sr.step.id, {
             "attempt": report.number, "outcome": report.outcome.value if report.outcome else None,
             "reason": report.reason, "sha": report.checkpoint_sha,
-            "next_attempt_at": report.next_attempt_at,
+            "next_attempt_at": report.next_attempt_at, "failure_class": report.failure_class,
+            "next": report.next_kind if report.next_attempt_at else None,
         })
         if report.state in (StepState.FAILED, StepState.TIMEOUT):
             choice = self.decide(sr, report) if self.decide is not None else None
             if choice == "retry":
+                sr.history, sr.profile, sr.next_kind, sr.fix_findings = (
+                    History(), None, "retry", ())
                 with self.store.write(self.fence) as tx:
-                    self._set_step(tx, sr, StepState.PENDING, attempts=0, reason=None)
+                    self._set_step(tx, sr, StepState.PENDING, attempts=0, reason=None,
+                                   history_json=None, profile=None, failure_class=None)
                     tx.event(self.run_id, "step.retry_requested", wsr.ws.id, sr.step.id)
                 return
             if choice == "skip":
@@ -678,3 +713,16 @@ class _Orchestrator:
                 self.pool.release(wsr.worktree)
             finally:
                 wsr.worktree = None
+
+
+def _history_json(sr: StepRuntime) -> str:
+    return json.dumps({"history": sr.history.to_dict(), "next": sr.next_kind})
+
+
+def _finding(row: Any) -> Finding:
+    return Finding(
+        detector=row.detector, message=row.message,
+        failure_class=FailureClass(row.failure_class), severity=Severity(row.severity),
+        file=row.file, line=row.line, column=row.col, code=row.code,
+        retry_after=row.retry_after, fingerprint=row.fingerprint,
+    )

@@ -123,7 +123,7 @@ class RetryPolicy(_Model):
         3, ge=1, le=100, description="attempts that may crash (signal, aidp died) before failing"
     )
     max_unknown: int = Field(
-        2, ge=1, le=100, description="attempts that may fail for an unknown reason"
+        3, ge=1, le=100, description="attempts that may fail for an unknown reason"
     )
 
 

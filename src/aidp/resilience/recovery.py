@@ -143,8 +143,10 @@ def decide(
     """
     first = history.first_started_at if history.first_started_at is not None else started_at
     history = replace(history, first_started_at=first)
-    if interrupted or kind is None:
+    if interrupted:
         return Verdict(Action.DONE), history
+    if kind is None:  # succeeded or cancelled: it counts as an attempt, nothing to decide
+        return Verdict(Action.DONE), replace(history, counted=history.counted + 1)
 
     def backoff(counted: int, hist: History, why: str) -> tuple[Verdict, History]:
         delay = retry_delay(retry, counted, draw)
