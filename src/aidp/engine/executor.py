@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aidp.config import Settings
+from aidp.engine.clock import Clock, SystemClock
 from aidp.engine.diagnosis import (
     build_fix_prompt,
     check_finding,
@@ -127,8 +128,10 @@ class Executor:
         pool: WorktreePool,
         cancel: threading.Event,
         on_output: Callable[[str, str, bytes], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
+        self.clock: Clock = clock or SystemClock()
         self.on_output = on_output
         self.interrupting = False  # set when aidp stops (Ctrl-C) rather than the run cancelled
         self.fence = fence
@@ -221,7 +224,7 @@ class Executor:
         token = uuid.uuid4().hex
         log_path = self.run_dir / "logs" / wsr.ws.id / f"{step.id}.{number}.log"
         self._mkdir(log_path.parent)
-        started_at = time.time()
+        started_at = self.clock.now()
         with self.store.write(self.fence) as tx:
             attempt_id = tx.insert_attempt(
                 run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
@@ -324,7 +327,7 @@ class Executor:
             explained = {source for source, _ in detected.findings}
             sourced += [(c.name, check_finding(c.name, c.exit_code, c.output))
                         for c in failed_checks if c.name not in explained]
-        unique = {f.fingerprint: (source, f) for source, f in reversed(sourced)}
+        unique = {pair[1].fingerprint: pair for pair in reversed(sourced)}
         sourced = [pair for pair in sourced if unique[pair[1].fingerprint] is pair]
         findings = [f for _, f in sourced]
         detected_class = classify(findings)
@@ -333,7 +336,7 @@ class Executor:
             c.exit_code != 0 for c in checks)
         verdict, history = decide(
             step.retry, step.fix, sr.history, outcome=outcome, kind=failure,
-            started_at=started_at, now=time.time(),
+            started_at=started_at, now=self.clock.now(),
             fingerprints=[f.fingerprint for f in findings],
             retry_after_s=max((f.retry_after for f in findings if f.retry_after), default=None),
             fixable=fixable, interrupted=interrupted,
@@ -351,7 +354,7 @@ class Executor:
                      else StepState.FAILED)
         else:
             state = StepState.RETRYING
-            next_at = time.time() + verdict.delay_s
+            next_at = self.clock.now() + verdict.delay_s
             if verdict.action in (Action.FIX, Action.ESCALATE):
                 next_kind = verdict.action.value
                 fix_findings = tuple(findings)

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aidp.config import Settings
+from aidp.engine.clock import Clock, SystemClock
+from aidp.engine.compensation import run_compensations
 from aidp.engine.dag import descendants, step_order
 from aidp.engine.executor import (
     AttemptReport,
@@ -139,6 +141,10 @@ def preflight(repo: Path, plan: Plan, *, tools: Collection[str] = ("shell",)) ->
             if step.tool not in tools:
                 problems.append(f"{where}: [{ws.id}/{step.id}] unknown tool profile "
                                 f"{step.tool!r} (known: {', '.join(sorted(tools))})")
+            for name in step.fix.escalate:
+                if name not in tools:
+                    problems.append(f"{where}: [{ws.id}/{step.id}] fix.escalate names unknown "
+                                    f"tool profile {name!r}")
             for name in [*ws.env, *step.env]:
                 if name not in os.environ:
                     problems.append(f"{where}: [{ws.id}/{step.id}] environment variable {name} "
@@ -190,10 +196,15 @@ def drive_run(
     reporter: Reporter | None = None,
     decide: Callable[[StepRuntime, AttemptReport], Decision] | None = None,
     parallel: int | None = None,
+    clock: Clock | None = None,
 ) -> RunSummary:
-    """Drive ``run_id`` until every workstream is finished (this is also ``aidp resume``)."""
+    """Drive ``run_id`` until every workstream is finished (this is also ``aidp resume``).
+
+    ``clock``: the time source for retry schedules (tests pass an
+    :class:`~aidp.engine.clock.AutojumpClock` so that backoff waits take no time).
+    """
     return _Orchestrator(store, repo, run_id, settings, reporter or _Silent(), decide,
-                         parallel).run()
+                         parallel, clock or SystemClock()).run()
 
 
 class _Orchestrator:
@@ -206,7 +217,9 @@ class _Orchestrator:
         reporter: Reporter,
         decide: Callable[[StepRuntime, AttemptReport], Decision] | None,
         parallel: int | None,
+        clock: Clock,
     ) -> None:
+        self.clock = clock
         self.store = store
         self.repo = repo
         self.run_id = run_id
@@ -239,7 +252,7 @@ class _Orchestrator:
             self._load(row)
             self.executor = Executor(store=self.store, fence=self.fence, repo=self.repo,
                                      settings=self.settings, pool=self.pool, cancel=self.cancel,
-                                     on_output=self.reporter.output)
+                                     on_output=self.reporter.output, clock=self.clock)
             self._recover()
             self._loop()
             return self._finish()
@@ -427,7 +440,7 @@ class _Orchestrator:
         while True:
             if self.lease_lost is not None:
                 raise self.lease_lost
-            now = time.time()
+            now = self.clock.now()
             if not self.cancelling and (self.aborted or now >= next_cancel_poll):
                 next_cancel_poll = now + 0.5
                 if self.aborted or self.store.cancel_requested(self.run_id):
@@ -455,7 +468,10 @@ class _Orchestrator:
                                         {"attempt": sr.last_number + 1})
             if not running and (self.cancelling or not self._retry_pending()):
                 return
-            timeout = 0.5 if self.cancelling else self._wait_timeout(now)
+            if not running:  # only retries due later: let the clock pass the time
+                self.clock.idle(self._wait_timeout(now), self.cancel)
+                continue
+            timeout = 0.5 if self.cancelling else min(0.5, self._wait_timeout(now))
             done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 wsr, sr = running.pop(future)
@@ -511,15 +527,17 @@ class _Orchestrator:
     def _retry_pending(self) -> bool:
         """True while a step of a live workstream waits for its next attempt."""
         return any(
-            sr.state is StepState.RETRYING
+            sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN)
             and self.ws[sr.ws_id].state in (WorkstreamState.PENDING, WorkstreamState.RUNNING)
             for sr in self.steps.values()
         )
 
     def _wait_timeout(self, now: float) -> float:
+        """Seconds until the next retry is due (0.5 when none is)."""
         due = [sr.next_attempt_at for sr in self.steps.values()
-               if sr.state is StepState.RETRYING and sr.next_attempt_at is not None]
-        return max(0.0, min([0.5, *[at - now for at in due]]))
+               if sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN)
+               and sr.next_attempt_at is not None]
+        return max(0.0, min(at - now for at in due)) if due else 0.5
 
     def _start_ws(self, wsr: WorkstreamRuntime, *, record: bool) -> None:
         """Mark ``wsr`` running. Unless ``record``, the store learns it in the same transaction
@@ -553,6 +571,8 @@ class _Orchestrator:
             "next_attempt_at": report.next_attempt_at, "failure_class": report.failure_class,
             "next": report.next_kind if report.next_attempt_at else None,
         })
+        if report.state in (StepState.FAILED, StepState.TIMEOUT, StepState.CANCELLED):
+            self._compensate(wsr, sr)
         if report.state in (StepState.FAILED, StepState.TIMEOUT):
             choice = self.decide(sr, report) if self.decide is not None else None
             if choice == "retry":
@@ -621,7 +641,27 @@ class _Orchestrator:
         self.reporter.event("workstream.completed", wsr.ws.id, None,
                             {"head": wsr.head_sha, "merged_sha": merged_sha})
 
+    def _compensate(self, wsr: WorkstreamRuntime, sr: StepRuntime | None) -> None:
+        """Run the compensations of a failed or cancelled step (``sr``) or workstream."""
+        actions = sr.step.compensate if sr is not None else wsr.ws.compensate
+        if not actions:
+            return
+        results = run_compensations(
+            actions, store=self.store, fence=self.fence, repo=self.repo, ws_id=wsr.ws.id,
+            step_id=sr.step.id if sr is not None else None, branch=wsr.branch,
+            worktree=wsr.worktree, pool=self.pool,
+            log_dir=self.repo / ".aidp" / "runs" / self.run_id / "logs" / wsr.ws.id,
+            grace_s=self.settings.run.kill_grace, release=lambda: self._release(wsr),
+        )
+        for result in results:
+            self.reporter.event(
+                "compensation.succeeded" if result.ok else "compensation.failed", wsr.ws.id,
+                sr.step.id if sr is not None else None,
+                {"action": result.kind, "detail": result.detail})
+
     def _fail_ws(self, wsr: WorkstreamRuntime, reason: str) -> None:
+        if wsr.base_sha is not None or wsr.worktree is not None:
+            self._compensate(wsr, None)
         self._release(wsr)
         with self.store.write(self.fence) as tx:
             for step_id in wsr.step_order:
@@ -649,6 +689,9 @@ class _Orchestrator:
                                     {"reason": f"dependency {wsr.ws.id} failed"})
 
     def _cancel_rest(self) -> None:
+        for wsr in self.ws.values():
+            if not wsr.state.terminal and (wsr.base_sha is not None or wsr.worktree is not None):
+                self._compensate(wsr, None)
         with self.store.write(self.fence) as tx:
             for sr in self.steps.values():
                 if not sr.state.terminal:

@@ -162,6 +162,11 @@ class Tx:
             self.conn.execute(_INSERT["findings"],
                               [{"created_at": self.now, **row} for row in rows])
 
+    def delete_compensation(self, run_id: str, ws_id: str, step_id: str, position: int) -> None:
+        self.conn.execute(delete(compensations).where(
+            compensations.c.run_id == run_id, compensations.c.ws_id == ws_id,
+            compensations.c.step_id == step_id, compensations.c.position == position))
+
     def insert_compensation(self, **values: Any) -> None:
         self.conn.execute(_INSERT["compensations"], {"created_at": self.now, **values})
 
