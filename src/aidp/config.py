@@ -108,8 +108,8 @@ class Settings(_Section):
     )
 
     def profile(self, name: str) -> ToolProfile | None:
-        if name == "shell" and name not in self.tools:
-            return ToolProfile(adapter="shell")
+        if name in ("shell", "manual") and name not in self.tools:
+            return ToolProfile(adapter=name)
         return self.tools.get(name)
 
     def database_url(self, repo: Path) -> str:
@@ -161,10 +161,10 @@ def load_settings(repo: Path | None, config_path: Path | None = None) -> Setting
         where = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"{where}: {first['msg']}", path=path) from exc
     _check_profiles(settings, path)
-    if "shell" not in settings.tools:
-        settings = settings.model_copy(
-            update={"tools": {**settings.tools, "shell": ToolProfile(adapter="shell")}}
-        )
+    builtin = {name: ToolProfile(adapter=name) for name in ("shell", "manual")
+               if name not in settings.tools}
+    if builtin:
+        settings = settings.model_copy(update={"tools": {**settings.tools, **builtin}})
     return settings
 
 

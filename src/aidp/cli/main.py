@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cancel": ("aidp.cli.control", "cancel", "Cancel a run."),
     "rollback": ("aidp.cli.control", "rollback", "Move a workstream back to a checkpoint."),
     "worktrees": ("aidp.cli.worktrees", "worktrees", "List or prune pooled worktrees."),
+    "approve": ("aidp.cli.control", "approve", "Approve a step waiting at a human gate."),
+    "reject": ("aidp.cli.control", "reject", "Reject a step waiting at a human gate."),
     "findings": ("aidp.cli.diagnose", "findings", "List the findings: why attempts failed."),
     "diagnose": ("aidp.cli.diagnose", "diagnose", "Print a failed attempt's diagnostics."),
 }

@@ -218,9 +218,11 @@ class Executor:
         assert wsr.worktree is not None
         worktree = wsr.worktree.path
         number = sr.last_number + 1
-        kind = sr.next_kind if sr.last_number else "first"
+        kind = sr.next_kind if sr.last_number or sr.next_kind == "approval" else "first"
         profile_name = sr.profile or step.tool
         profile = self.settings.profile(profile_name)
+        if profile is not None and profile.adapter == "manual" and kind != "approval":
+            return self._await_approval(wsr, sr)
         token = uuid.uuid4().hex
         log_path = self.run_dir / "logs" / wsr.ws.id / f"{step.id}.{number}.log"
         self._mkdir(log_path.parent)
@@ -417,6 +419,21 @@ class Executor:
                              next_at, history=history, next_kind=next_kind,
                              profile=next_profile, fix_findings=fix_findings,
                              failure_class=failure_class)
+
+    def _await_approval(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> AttemptReport:
+        """A human gate: the step waits, its worktree prepared, for `aidp approve/reject`."""
+        reason = (f"waiting for a human: aidp approve {self.run_id} {wsr.ws.id}/{sr.step.id} "
+                  f"(or aidp reject ... --reason)")
+        prompt = self._prompt_text(sr.step)
+        with self.store.write(self.fence) as tx:
+            tx.update_step(self.run_id, wsr.ws.id, sr.step.id,
+                           status=StepState.AWAITING_APPROVAL.value, reason=reason,
+                           next_attempt_at=None)
+            tx.event(self.run_id, "step.awaiting_approval", wsr.ws.id, sr.step.id,
+                     worktree=wsr.worktree_path, prompt=(prompt or "")[:2000])
+        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
+                             StepState.AWAITING_APPROVAL, reason, history=sr.history,
+                             next_kind="approval", profile=sr.profile)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ __all__ = ["BUILTIN", "get_adapter"]
 # name -> "module:Class", imported on first use
 BUILTIN = {
     "shell": "aidp.tools.adapters.shell:ShellAdapter",
+    "manual": "aidp.tools.adapters.manual:ManualAdapter",
 }
 
 _cache: dict[str, Adapter] = {}  # adapters are stateless and shared between threads
