@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aidp.exceptions import ConfigError
-from aidp.model.workstream import Duration
+from aidp.model.workstream import Budget, Duration
 
 __all__ = [
     "CONFIG_FILE",
@@ -53,6 +53,7 @@ class RunSettings(_Section):
     parallel: int = Field(4, ge=1, le=256, description="steps running at once")
     log_cap_bytes: int = Field(10 * 2**20, ge=4096, description="per-attempt log size cap")
     kill_grace: Duration = Field(5.0, description="SIGTERM to SIGKILL grace period")
+    budget: Budget | None = Field(None, description="what one run's attempts may spend")
 
 
 class RateLimit(_Section):
@@ -95,6 +96,7 @@ class ToolProfile(_Section):
     sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
     edit_format: Literal["diff", "whole"] = "diff"
     args: list[str] = Field(default_factory=list, description="extra command-line arguments")
+    budget: Budget | None = Field(None, description="what this profile may spend in one run")
 
 
 class Settings(_Section):

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "worktrees": ("aidp.cli.worktrees", "worktrees", "List or prune pooled worktrees."),
     "approve": ("aidp.cli.control", "approve", "Approve a step waiting at a human gate."),
     "reject": ("aidp.cli.control", "reject", "Reject a step waiting at a human gate."),
+    "usage": ("aidp.cli.usage", "usage", "Show tokens and cost per step, workstream, profile."),
     "findings": ("aidp.cli.diagnose", "findings", "List the findings: why attempts failed."),
     "diagnose": ("aidp.cli.diagnose", "diagnose", "Print a failed attempt's diagnostics."),
 }

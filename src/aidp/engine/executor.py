@@ -223,6 +223,9 @@ class Executor:
         profile = self.settings.profile(profile_name)
         if profile is not None and profile.adapter == "manual" and kind != "approval":
             return self._await_approval(wsr, sr)
+        spent = self._budget_spent(wsr, step, profile_name)
+        if spent is not None:
+            return self._stop_for_budget(wsr, sr, number, kind, profile_name, spent)
         token = uuid.uuid4().hex
         log_path = self.run_dir / "logs" / wsr.ws.id / f"{step.id}.{number}.log"
         self._mkdir(log_path.parent)
@@ -419,6 +422,52 @@ class Executor:
                              next_at, history=history, next_kind=next_kind,
                              profile=next_profile, fix_findings=fix_findings,
                              failure_class=failure_class)
+
+    def _budget_spent(self, wsr: WorkstreamRuntime, step: Step, profile_name: str
+                      ) -> str | None:
+        """Which budget (step, workstream, profile, run) is already spent, if any."""
+        profile = self.settings.profile(profile_name)
+        levels = [("step", step.budget), ("workstream", wsr.ws.budget),
+                  (f"profile {profile_name}", profile.budget if profile else None),
+                  ("run", self.settings.run.budget)]
+        if all(budget is None for _, budget in levels):
+            return None
+        rows = self.store.usage(self.run_id)
+        for level, budget in levels:
+            if budget is None:
+                continue
+            mine = [r for r in rows if (
+                level == "run"
+                or (level == "workstream" and r.ws_id == wsr.ws.id)
+                or (level == "step" and (r.ws_id, r.step_id) == (wsr.ws.id, step.id))
+                or (level.startswith("profile") and r.profile == profile_name))]
+            tokens = sum(int(r.input_tokens or 0) + int(r.output_tokens or 0) for r in mine)
+            cost = sum(float(r.cost_usd or 0.0) for r in mine)
+            if budget.tokens is not None and tokens >= budget.tokens:
+                return f"the {level} budget of {budget.tokens} tokens is spent ({tokens})"
+            if budget.cost_usd is not None and cost >= budget.cost_usd:
+                return (f"the {level} budget of ${budget.cost_usd:g} is spent "
+                        f"(${cost:.4f})")
+        return None
+
+    def _stop_for_budget(self, wsr: WorkstreamRuntime, sr: StepRuntime, number: int,
+                         kind: str, profile_name: str, spent: str) -> AttemptReport:
+        """Record an attempt that did not start because a budget is spent; the step fails."""
+        step = sr.step
+        with self.store.write(self.fence) as tx:
+            attempt_id = tx.insert_attempt(
+                run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
+                host=self.host, kind=kind, profile=profile_name)
+            tx.update_attempt(attempt_id, outcome=AttemptOutcome.BUDGET_EXCEEDED.value,
+                              finished_at=tx.now, error=spent, failure_class="budget")
+            tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.FAILED.value,
+                           reason=spent, failure_class="budget", next_attempt_at=None,
+                           finished_at=tx.now)
+            tx.event(self.run_id, "step.failed", wsr.ws.id, step.id, attempt=number,
+                     outcome=AttemptOutcome.BUDGET_EXCEEDED.value, reason=spent)
+        return AttemptReport(wsr.ws.id, step.id, number, sr.attempts,
+                             AttemptOutcome.BUDGET_EXCEEDED, StepState.FAILED, spent,
+                             history=sr.history, failure_class="budget")
 
     def _await_approval(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> AttemptReport:
         """A human gate: the step waits, its worktree prepared, for `aidp approve/reject`."""

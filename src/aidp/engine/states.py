@@ -87,6 +87,7 @@ class AttemptOutcome(str, Enum):
     CRASHED = "crashed"
     CANCELLED = "cancelled"
     NO_CHANGE = "no_change"
+    BUDGET_EXCEEDED = "budget_exceeded"  # a budget was spent: the attempt did not start
 
 
 R, W, S = RunState, WorkstreamState, StepState
