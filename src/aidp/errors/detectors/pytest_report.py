@@ -29,7 +29,8 @@ REPORT_MAX_BYTES = 32 * 1024 * 1024
 _SUMMARY = re.compile(r"^(?P<kind>FAILED|ERROR) (?P<nodeid>\S.*?)(?: - (?P<message>.*))?$", re.M)
 _SECTION = re.compile(r"^_{3,} (?P<title>.+?) _{3,}$", re.M)
 _BANNER = re.compile(r"^={3,} .* ={3,}$", re.M)
-_LOCATION = re.compile(r"^(?P<file>[^\s:][^:\n]*?\.py):(?P<line>\d+): (?P<tail>.*)$", re.M)
+_LOCATION = re.compile(r"^(?P<file>[^\s:][^:\n]*?\.py):(?P<line>\d+): (?P<tail>.*)$"
+                       r'|^\s*File "(?P<nfile>[^"\n]+)", line (?P<nline>\d+)', re.M)
 _E_LINE = re.compile(r"^E {3}(?P<text>.*)$", re.M)
 _EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failed|Interrupt|Warning))"
                   r"(?::|$)")
@@ -45,6 +46,7 @@ class _Where:
     file: str | None
     line: int | None
     exc_type: str | None
+    message: str | None = None  # the first ``E   `` line: the exception as pytest shows it
 
 
 def junit_path(command: str) -> str | None:
@@ -73,17 +75,17 @@ def _exc_type(text: str | None) -> str | None:
 
 def _where_in(body: str, worktree: Path | None) -> _Where:
     """The failure's location and exception type in one section (or JUnit failure text)."""
-    locations = [m for m in _LOCATION.finditer(body)]
-    own = [m for m in locations if inside_worktree(m.group("file"), worktree)] or locations
+    locations = [(m.group("file") or m.group("nfile"), int(m.group("line") or m.group("nline")),
+                  m.group("tail")) for m in _LOCATION.finditer(body)]
+    own = [loc for loc in locations if inside_worktree(loc[0], worktree)] or locations
     file = line = None
     tail_type = None
     if own:
-        last = own[-1]
-        file, line = last.group("file"), int(last.group("line"))
-        tail_type = _exc_type(last.group("tail"))
-    e_lines = [m.group("text") for m in _E_LINE.finditer(body)]
+        file, line, tail = own[-1]
+        tail_type = _exc_type(tail)
+    e_lines = [m.group("text").strip() for m in _E_LINE.finditer(body)]
     exc = next((t for t in (_exc_type(e) for e in e_lines) if t), None) or tail_type
-    return _Where(file, line, exc)
+    return _Where(file, line, exc, e_lines[0] if e_lines else None)
 
 
 def _sections(text: str, worktree: Path | None) -> dict[str, _Where]:
@@ -110,6 +112,7 @@ def _title_of(nodeid: str) -> str:
 def _finding(kind: str, nodeid: str, message: str | None, where: _Where,
              worktree: Path | None) -> Finding:
     module = nodeid.split("::", 1)[0]
+    message = message or where.message
     file = module if module.endswith(".py") else where.file
     line = where.line if where.file is None or file is None or where.file == file or \
         os.path.basename(where.file) == os.path.basename(file) else None
@@ -180,7 +183,7 @@ def _junit_finding(case: ElementTree.Element, problem: ElementTree.Element, tag:
     if tag == "error" and message and message.startswith("failed on setup with "):
         message = message[len("failed on setup with "):].strip('"')
     if where.line is None and (line := case.get("line")) and line.isdigit():
-        where = _Where(where.file, int(line) + 1, where.exc_type)  # JUnit's line is 0-based
+        where = _Where(where.file, int(line) + 1, where.exc_type, where.message)  # JUnit's line is 0-based
     kind = "FAILED" if tag == "failure" else "ERROR"
     return _finding(kind, nodeid, message, where, worktree)
 
