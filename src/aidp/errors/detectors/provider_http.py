@@ -88,10 +88,10 @@ _EXCEPTIONS: tuple[tuple[re.Pattern[str], str, FailureClass], ...] = (
 _GENERIC: tuple[tuple[re.Pattern[str], str, FailureClass], ...] = (
     (re.compile(r"rate[ -]limited|\brate limit (?:reached|exceeded)|rate_limit_exceeded"
                 r"|Too Many Requests", _I), "rate_limit", T),
-    (re.compile(r"servers are down|\boverloaded\b|high demand|Service Unavailable|Bad Gateway",
-                _I), "server_error", T),
     (re.compile(r"\btimed out\b|\btimeout waiting\b|stream disconnected|idle timeout", _I),
      "timeout", T),
+    (re.compile(r"servers are down|\boverloaded\b|high demand|Service Unavailable|Bad Gateway",
+                _I), "server_error", T),
     (re.compile(r"\bConnection error\b|Connection refused|Connection reset|connection failed"
                 r"|error sending request|Failed to connect", _I), "connection_error", T),
 )

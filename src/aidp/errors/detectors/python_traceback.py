@@ -44,7 +44,8 @@ TRANSIENT_TYPES = frozenset({
 UNKNOWN_TYPES = frozenset({"KeyboardInterrupt"})
 _TRANSIENT_MESSAGE = re.compile(
     r"\[Errno (?:28|104|110|111|113|-2|-3)\]|No space left on device|Connection (?:refused|reset)"
-    r"|Temporary failure in name resolution|timed out|Network is unreachable",
+    r"|Temporary failure in name resolution|timed out|Network is unreachable"
+    r"|HTTP Error (?:429|5\d\d)\b|Error code: (?:429|5\d\d)\b",
     re.IGNORECASE,
 )
 _HEADER = re.compile(r"^(?P<prefix>[ \t|+]*)Traceback \(most recent call last\):[ \t]*$", re.M)
