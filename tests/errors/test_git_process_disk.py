@@ -12,10 +12,9 @@ import pytest
 
 from aidp.errors import FailureClass, default_manager
 from aidp.errors.detectors import disk_full, git_conflict, process_exit
-
 from tests.conftest import git, init_repo
-from .conftest import attempt, run_check
 
+from .conftest import attempt, run_check
 
 WRITE_FULL = "with open('/dev/full', 'w') as f:\n    f.write('x' * 10)\n"
 

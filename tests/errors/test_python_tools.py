@@ -64,7 +64,8 @@ def test_ruff_findings_have_file_line_column_code(project: Path, fmt: str) -> No
     found = by_code(ruff_report.aidp_detect_check(ev))
     assert set(found) == {"F401", "I001"}
     unused = [f for f in ruff_report.aidp_detect_check(ev) if f.code == "F401"]
-    assert [(f.file, f.line, f.column) for f in unused] == [("pkg/mod.py", 1, 8), ("pkg/mod.py", 2, 8)]
+    assert [(f.file, f.line, f.column) for f in unused] == [("pkg/mod.py", 1, 8),
+                                                            ("pkg/mod.py", 2, 8)]
     assert all(f.failure_class is FailureClass.PERMANENT for f in found.values())
     assert "`sys` imported but unused" in unused[0].message
 
@@ -99,7 +100,7 @@ def test_mypy_errors_have_file_line_code(project: Path, flags: list[str],
     assert [(f.file, f.line, f.code) for f in found] == [
         ("pkg/typed.py", 2, "return-value"), ("pkg/typed.py", 4, "assignment")]
     assert found[0].column == (12 if column else None)
-    assert 'Incompatible return value type (got "int", expected "str")' == found[0].message
+    assert found[0].message == 'Incompatible return value type (got "int", expected "str")'
     assert all(f.failure_class is FailureClass.PERMANENT for f in found)
 
 
@@ -140,7 +141,7 @@ def test_pytest_text_failures(project: Path, extra: list[str]) -> None:
     lines = {f.code: f.line for f in found}
     if extra != ["--tb=no"]:
         assert lines == {"AssertionError": 10, "ValueError": 15, "RuntimeError": 20}
-    assert any("tests/test_a.py::TestGroup::test_method: ValueError: bad value 42" == f.message
+    assert any(f.message == "tests/test_a.py::TestGroup::test_method: ValueError: bad value 42"
                for f in found), found
     # the traceback detector leaves a pytest session alone, even with --tb=native
     assert python_traceback.aidp_detect_check(ev) == []

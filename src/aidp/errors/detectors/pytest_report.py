@@ -183,7 +183,8 @@ def _junit_finding(case: ElementTree.Element, problem: ElementTree.Element, tag:
     if tag == "error" and message and message.startswith("failed on setup with "):
         message = message[len("failed on setup with "):].strip('"')
     if where.line is None and (line := case.get("line")) and line.isdigit():
-        where = _Where(where.file, int(line) + 1, where.exc_type, where.message)  # JUnit's line is 0-based
+        # pytest writes the JUnit line 0-based
+        where = _Where(where.file, int(line) + 1, where.exc_type, where.message)
     kind = "FAILED" if tag == "failure" else "ERROR"
     return _finding(kind, nodeid, message, where, worktree)
 
