@@ -10,8 +10,8 @@ which keeps the snapshots in the database so that every run and process shares t
     OPEN --(reset by an operator)--> CLOSED
 
 Every admitted call is *in flight* until its result is recorded (:func:`record`), it is released
-unused (:func:`release`: cancelled before it ran) or ``probe_timeout_s`` passes (its process
-died). In flight calls do two jobs:
+unused (:func:`release`: cancelled before it ran) or ``probe_timeout_s`` passes: then its
+process died, and the silence counts as a transient failure. In flight calls do two jobs:
 
 * HALF_OPEN admits at most ``half_open_probes`` probes at once; a probe that never reports frees
   its slot by timing out, and the breaker reopens: a probe can never wedge HALF_OPEN.
@@ -90,8 +90,8 @@ class BreakerPolicy:
     ``failure_threshold`` transient failures within ``window_s`` seconds open it; after
     ``cooldown_s`` seconds (or longer, when the provider asked for it) it admits up to
     ``half_open_probes`` probes at once. An admitted call that reports nothing within
-    ``probe_timeout_s`` seconds no longer holds its slot (and a probe's silence reopens the
-    breaker); set it above the tool's own timeout.
+    ``probe_timeout_s`` seconds counts as a transient failure and no longer holds its slot (a
+    silent probe reopens the breaker); set it above the tool's own timeout.
     """
 
     failure_threshold: int = 5
@@ -268,8 +268,8 @@ def _close(snapshot: BreakerSnapshot, now: float, counters: BreakerCounters) -> 
 
 def advance(snapshot: BreakerSnapshot, policy: BreakerPolicy, now: float) -> BreakerSnapshot:
     """Apply what the passing of time does by ``now``: failures leave the window, OPEN becomes
-    HALF_OPEN at ``reopen_at``, calls silent for ``probe_timeout_s`` expire (a silent probe
-    reopens the breaker). :func:`admit` and :func:`record` start with it; views call it too."""
+    HALF_OPEN at ``reopen_at``, calls silent for ``probe_timeout_s`` expire as transient
+    failures (a silent probe reopens the breaker). :func:`admit` and :func:`record` start with it; views call it too."""
     if snapshot.state is OPEN:
         if snapshot.reopen_at is not None and now < snapshot.reopen_at:
             return snapshot
@@ -281,11 +281,16 @@ def advance(snapshot: BreakerSnapshot, policy: BreakerPolicy, now: float) -> Bre
         if expired:
             return _open(snapshot, policy, now, None, snapshot.counters.add(expired=expired))
         return snapshot
-    failures = tuple(t for t in snapshot.failures if t > now - policy.window_s)
-    if expired or len(failures) != len(snapshot.failures):
-        return replace(snapshot, failures=failures, in_flight=live,
-                       counters=snapshot.counters.add(expired=expired))
-    return snapshot
+    # A call silent for so long had its process die under it: it counts as a transient failure
+    # at the moment it expired, so that lost calls cannot dodge the threshold.
+    died = [c.admitted_at + policy.probe_timeout_s for c in snapshot.in_flight if c not in live]
+    failures = tuple(sorted(t for t in (*snapshot.failures, *died) if t > now - policy.window_s))
+    if not expired and failures == snapshot.failures:
+        return snapshot
+    counters = snapshot.counters.add(expired=expired)
+    if len(failures) >= policy.failure_threshold:
+        return _open(snapshot, policy, now, None, counters)
+    return replace(snapshot, failures=failures, in_flight=live, counters=counters)
 
 
 def admit(
