@@ -269,7 +269,21 @@ def _close(snapshot: BreakerSnapshot, now: float, counters: BreakerCounters) -> 
 def advance(snapshot: BreakerSnapshot, policy: BreakerPolicy, now: float) -> BreakerSnapshot:
     """Apply what the passing of time does by ``now``: failures leave the window, OPEN becomes
     HALF_OPEN at ``reopen_at``, calls silent for ``probe_timeout_s`` expire as transient
-    failures (a silent probe reopens the breaker). :func:`admit` and :func:`record` start with it; views call it too."""
+    failures (a silent probe reopens the breaker). :func:`admit` and :func:`record` start
+    with it; views call it too. Idempotent: ``advance(advance(s, p, t), p, t) == advance(s, p, t)``.
+    """
+    # With a zero cooldown, a breaker that expiry reopens is due again at once: repeat to the
+    # fixed point (at most OPEN -> HALF_OPEN -> OPEN -> HALF_OPEN, as reopening clears probes).
+    for _ in range(4):
+        moved = _advance_once(snapshot, policy, now)
+        if moved is snapshot:
+            return moved
+        snapshot = moved
+    return snapshot
+
+
+def _advance_once(snapshot: BreakerSnapshot, policy: BreakerPolicy,
+                  now: float) -> BreakerSnapshot:
     if snapshot.state is OPEN:
         if snapshot.reopen_at is not None and now < snapshot.reopen_at:
             return snapshot
