@@ -120,7 +120,7 @@ def test_half_open_after_cooldown_admits_exactly_k_probes() -> None:
     third, s = admit(s, POLICY, 32.0)
     assert first.allowed and first.probe and second.allowed and second.probe
     assert not third.allowed and third.state is HALF_OPEN
-    assert third.retry_at == 30.0 + POLICY.probe_timeout_s
+    assert third.retry_at == 32.0 + POLICY.cooldown_s  # a probe may report any moment
     assert [p.call_id for p in s.probes] == [first.call_id, second.call_id]
 
 
@@ -252,7 +252,7 @@ def test_closed_budget_after_a_failure_caps_calls_in_flight() -> None:
     b, s = admit(s, POLICY, 1.0)
     c, s = admit(s, POLICY, 1.0)
     assert a.allowed and b.allowed and not c.allowed
-    assert c.state is CLOSED and c.retry_at == 60.0  # when the failure leaves the window
+    assert c.state is CLOSED and c.retry_at == 1.0 + POLICY.cooldown_s
     s = record(s, POLICY, 2.0, success=False, transient=False, call_id=a.call_id)
     d, s = admit(s, POLICY, 2.0)
     assert d.allowed  # a permanent failure gave its slot back without counting
@@ -324,3 +324,20 @@ def test_policy_rejects_nonsense(bad: dict[str, float]) -> None:
     refused."""
     with pytest.raises(ValueError):
         BreakerPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_refusal_while_waiting_for_calls_names_the_earliest_chance() -> None:
+    """A CLOSED budget refusal names the earliest of: the oldest failure leaving the window, a
+    silent call expiring, or a cooldown from now."""
+    s = fail(BreakerSnapshot(), 0.0)
+    _, s = admit(s, POLICY, 50.0)
+    _, s = admit(s, POLICY, 50.0)
+    refused, s = admit(s, POLICY, 50.0)
+    assert not refused.allowed and refused.retry_at == 60.0
+    expiring = BreakerPolicy(failure_threshold=3, window_s=1000.0, cooldown_s=500.0,
+                             probe_timeout_s=100.0)
+    s = fail(BreakerSnapshot(), 0.0, policy=expiring)
+    _, s = admit(s, expiring, 10.0)
+    _, s = admit(s, expiring, 20.0)
+    refused, s = admit(s, expiring, 30.0)
+    assert refused.retry_at == 110.0

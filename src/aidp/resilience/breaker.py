@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 DEFAULT_PROBE_TIMEOUT_S = 3600.0
+# The longest wait a refusal names is a cooldown, but never less than this.
+MIN_POLL_S = 1.0
 # Added to a profile's own timeout: the tool is killed at its timeout, then its result is written.
 PROBE_TIMEOUT_MARGIN_S = 60.0
 
@@ -237,8 +239,9 @@ def _opt_float(value: Any) -> float | None:
 class Admission:
     """The answer of :func:`admit`. ``allowed``: the call may run now; ``probe``: it is one of
     HALF_OPEN's probes; ``state``: the breaker's state after the decision; ``retry_at``: for a
-    refusal, the time by which asking again makes sense (it may allow sooner, when an in-flight
-    call reports); ``call_id``: pass it back to :func:`record` or :func:`release`."""
+    refusal, when to ask again -- ``reopen_at`` when OPEN; when waiting for calls in flight
+    (HALF_OPEN's probes, or CLOSED's budget after a failure) at most a cooldown from now, as they
+    may report any moment; ``call_id``: pass it back to :func:`record` or :func:`release`."""
 
     allowed: bool
     probe: bool
@@ -330,6 +333,10 @@ def admit(
             min((c.admitted_at + policy.probe_timeout_s for c in s.in_flight),
                 default=float("inf")),
         )
+    if s.state is not OPEN:
+        # Waiting for calls in flight: one may report any moment, so ask again after a
+        # cooldown at the latest rather than after a long probe timeout.
+        retry_at = min(retry_at, now + max(policy.cooldown_s, MIN_POLL_S))
     refused = replace(s, counters=s.counters.add(rejected=1))
     return Admission(False, False, s.state, retry_at), refused
 
