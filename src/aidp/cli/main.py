@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "usage": ("aidp.cli.usage", "usage", "Show tokens and cost per step, workstream, profile."),
     "findings": ("aidp.cli.diagnose", "findings", "List the findings: why attempts failed."),
     "diagnose": ("aidp.cli.diagnose", "diagnose", "Print a failed attempt's diagnostics."),
+    "breakers": ("aidp.cli.breakers", "breakers", "List or reset circuit breakers."),
 }
 
 
