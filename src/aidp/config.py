@@ -70,6 +70,12 @@ class BreakerSettings(_Section):
     window: Duration = Field(60.0, description="seconds over which failures are counted")
     cooldown: Duration = Field(30.0, description="OPEN to HALF_OPEN after this long")
     half_open_probes: int = Field(1, ge=1, description="attempts admitted while HALF_OPEN")
+    enabled: bool | None = Field(
+        None, description="default: on for model tools (aider, codex, openai, plugins), off "
+        "for shell and manual")
+    on_open: Literal["wait", "fail"] = Field(
+        "wait", description="when every profile of the chain is open: wait (circuit_open, "
+        "bounded by the step's retry budget) or fail the step at once")
 
 
 class ToolProfile(_Section):

@@ -6,11 +6,11 @@ import importlib
 import threading
 from typing import Any
 
-from aidp.config import ADAPTER_ENTRY_POINTS
+from aidp.config import ADAPTER_ENTRY_POINTS, Settings
 from aidp.exceptions import ToolError
 from aidp.tools.adapter import Adapter
 
-__all__ = ["BUILTIN", "get_adapter"]
+__all__ = ["BUILTIN", "fallback_chain", "get_adapter"]
 
 # name -> "module:Class", imported on first use
 BUILTIN = {
@@ -47,3 +47,18 @@ def get_adapter(name: str) -> Adapter:
                 raise ToolError(f"adapter {name!r} failed to load: {exc}") from exc
         _cache[name] = adapter
         return _cache[name]
+
+
+def fallback_chain(settings: Settings, name: str) -> list[str]:
+    """``name`` and the profiles its ``fallback`` lists lead to, breadth first, each once."""
+    chain: list[str] = []
+    queue = [name]
+    while queue:
+        current = queue.pop(0)
+        if current in chain:
+            continue
+        chain.append(current)
+        profile = settings.profile(current)
+        if profile is not None:
+            queue.extend(profile.fallback)
+    return chain
