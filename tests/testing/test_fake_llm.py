@@ -291,6 +291,20 @@ def test_unknown_route_is_404_and_bad_json_is_400() -> None:
     assert bad.status_code == 400 and "error" in bad.json()
 
 
+def test_gzip_request_body_is_read() -> None:
+    """A gzip-compressed request body is decoded, recorded and answered."""
+    import gzip
+
+    payload = gzip.compress(json.dumps({"model": "m", "messages": USER}).encode())
+    with FakeLLM(["zipped"]) as llm:
+        with httpx.Client(trust_env=False) as http:
+            answer = http.post(f"{llm.base_url}/chat/completions", content=payload,
+                               headers={"Content-Encoding": "gzip",
+                                        "Content-Type": "application/json"})
+        assert llm.requests[0]["body"]["messages"] == USER
+    assert answer.json()["choices"][0]["message"]["content"] == "zipped"
+
+
 PROXY_PROBE = """
 import sys, urllib.request, openai
 try:
