@@ -291,7 +291,10 @@ class OpenAIAdapter:
         log.note(f"[openai] answered in {elapsed:.2f}s: finish_reason={finish} "
                  f"input_tokens={usage.input_tokens} output_tokens={usage.output_tokens} "
                  f"reply_chars={len(text)}")
-        log.write(mask(text).encode("utf-8", "replace") + (b"" if text.endswith("\n") else b"\n"))
+        shown = mask(text).encode("utf-8", "replace") + (b"" if text.endswith("\n") else b"\n")
+        log.write(shown)
+        if inv.on_output is not None:
+            inv.on_output(shown)
         events: list[ToolEvent] = [ToolEvent("message", {"chars": len(text), "finish": finish}),
                                    ToolEvent("usage", usage.to_dict())]
         in_scope = inv.in_scope
