@@ -340,6 +340,16 @@ def test_proxy_sink_refuses_and_logs_stray_connections() -> None:
     assert paths == ["/v1/chat/completions"]
 
 
+def test_proxied_request_to_itself_is_served() -> None:
+    """A client using the proxy without NO_PROXY still reaches the fake itself; nothing stray."""
+    with FakeLLM(["via proxy"]) as llm:
+        with httpx.Client(proxy=llm.proxy_url, trust_env=False) as http:
+            answer = http.post(f"{llm.base_url}/chat/completions",
+                               json={"model": "m", "messages": USER})
+        assert llm.stray == []
+    assert answer.json()["choices"][0]["message"]["content"] == "via proxy"
+
+
 def test_script_from_file(tmp_path: Path) -> None:
     """FakeLLM accepts the path of a YAML script."""
     path = tmp_path / "script.yaml"

@@ -122,11 +122,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         fake = self.server.fake
-        if self.path.startswith(("http://", "https://")):
-            parts = urlsplit(self.path)
+        target = self.path
+        if target.startswith(("http://", "https://")):
+            parts = urlsplit(target)
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            self._refuse_stray(f"{parts.hostname}:{port}")
-            return
+            if not (parts.scheme == "http" and port == fake.port
+                    and parts.hostname in ("127.0.0.1", "localhost", fake._host)):
+                self._refuse_stray(f"{parts.hostname}:{port}")
+                return
+            # A client sent through the proxy to this very server (NO_PROXY unset): serve it.
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
             raw = self._read_body()
         except ValueError as exc:
@@ -148,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 body = None
-        path = unquote(urlsplit(self.path).path).rstrip("/")
+        path = unquote(urlsplit(target).path).rstrip("/")
         route = path.removeprefix("/v1")
         is_model_call = self.command == "POST" and route in ("/chat/completions", "/responses")
         step_index, step = fake._next_step() if is_model_call else (None, None)
