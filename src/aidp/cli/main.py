@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "findings": ("aidp.cli.diagnose", "findings", "List the findings: why attempts failed."),
     "diagnose": ("aidp.cli.diagnose", "diagnose", "Print a failed attempt's diagnostics."),
     "breakers": ("aidp.cli.breakers", "breakers", "List or reset circuit breakers."),
+    "fake-llm": ("aidp.cli.fake_llm", "fake_llm", "Serve a scripted OpenAI-compatible API."),
 }
 
 
