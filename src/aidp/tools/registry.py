@@ -16,6 +16,7 @@ __all__ = ["BUILTIN", "fallback_chain", "get_adapter"]
 BUILTIN = {
     "shell": "aidp.tools.adapters.shell:ShellAdapter",
     "manual": "aidp.tools.adapters.manual:ManualAdapter",
+    "openai": "aidp.tools.adapters.openai_api:OpenAIAdapter",
 }
 
 _cache: dict[str, Adapter] = {}  # adapters are stateless and shared between threads
