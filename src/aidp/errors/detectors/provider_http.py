@@ -1,6 +1,10 @@
 """Model-provider errors as the openai SDK, litellm, Aider and Codex print them.
 
-The rules (first that matches a line wins; one finding per code, the first line as message):
+The rules, one finding per code (its first line as message, a line with an HTTP status
+preferred). Each line is tried against, in this order: the specific phrases and body codes of
+the first five rows; then its HTTP status; then exception names; then generic phrases
+("rate limited", "timed out", "overloaded", "Connection error"). The first match wins, so a
+429 whose body says ``insufficient_quota`` is permanent, not a rate limit.
 
 =========================  ==========  ======================================================
 code                       class       recognised by
