@@ -1,0 +1,216 @@
+"""``aidp specs``: read, validate, index and resolve OpenSpec specs and changes.
+
+Subcommands find the ``openspec/`` directory at or above ``--repo`` (default: the current
+directory); no git repository or database is needed. ``--format openspec`` prints the JSON the
+``openspec`` CLI prints for the same command; ``--json`` prints aidp's own shape, where every
+issue names its file and line. Bad input is reported as ``file:line: [id] message`` lines and a
+non-zero exit (2 for aidp's formats; 1 for ``--format openspec``, as ``openspec`` exits).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from aidp.cli.common import echo_json
+from aidp.exceptions import InputError, NotFoundError
+
+__all__ = ["specs"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _root_option(func: F) -> F:
+    return click.option(
+        "--repo", type=click.Path(path_type=Path, file_okay=False), default=None,
+        help="Directory holding openspec/ (default: the nearest one above the current directory).",
+    )(func)
+
+
+def _format_option(*choices: str) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        func = click.option("--json", "as_json", is_flag=True,
+                            help="Print aidp's JSON (same as --format json).")(func)
+        return click.option("--format", "output", type=click.Choice(list(choices)),
+                            default="text", show_default=True,
+                            help="text, json (aidp's shape) or openspec (the openspec CLI's).")(func)
+    return decorate
+
+
+def _root(repo: Path | None) -> Path:
+    from aidp.specs.project import find_root
+
+    return find_root(repo if repo is not None else Path.cwd())
+
+
+def _kind_of(root: Path, item: str, wanted: str | None) -> str:
+    """``change`` or ``spec`` for ``item``; NotFoundError / InputError when unknown / ambiguous."""
+    from aidp.specs.project import discover_spec_files
+
+    changes_dir = root / "openspec" / "changes"
+    is_change = (changes_dir / item).is_dir() and item != "archive" and "/" not in item
+    spec_ids = [cap for cap, _ in discover_spec_files(root / "openspec" / "specs")]
+    is_spec = item in spec_ids
+    if wanted == "change" or (wanted is None and is_change and not is_spec):
+        if not is_change:
+            raise NotFoundError(f"no change {item!r} in {changes_dir}")
+        return "change"
+    if wanted == "spec" or (wanted is None and is_spec and not is_change):
+        if not is_spec:
+            raise NotFoundError(f"no spec {item!r} in {root / 'openspec' / 'specs'}")
+        return "spec"
+    if is_change and is_spec:
+        raise InputError(f"{item!r} is both a change and a spec",
+                         hint="pass --type change or --type spec")
+    known = sorted([p.name for p in changes_dir.iterdir() if p.is_dir() and p.name != "archive"]
+                   if changes_dir.is_dir() else []) + spec_ids
+    raise NotFoundError(f"no change or spec {item!r}",
+                        hint=("known: " + ", ".join(known[:10])) if known else None)
+
+
+@click.group()
+def specs() -> None:
+    """Read, validate, index and resolve OpenSpec specs and changes."""
+
+
+@specs.command()
+@click.argument("item", metavar="[ID]", required=False)
+@click.option("--type", "kind", type=click.Choice(["change", "spec"]), default=None,
+              help="What ID names (default: whichever exists).")
+@click.option("--strict", is_flag=True, help="Warnings fail too.")
+@_format_option("text", "json", "openspec")
+@_root_option
+def validate(item: str | None, kind: str | None, strict: bool, output: str, as_json: bool,
+             repo: Path | None) -> None:
+    """Validate one change or spec, or every one, with the rules of `openspec validate`."""
+    from aidp.specs.compat import validation_document
+    from aidp.specs.project import discover_spec_files
+    from aidp.specs.validate import Report, validate_change, validate_spec
+
+    output = "json" if as_json and output == "text" else output
+    root = _root(repo)
+    targets: list[tuple[str, str]] = []
+    if item is not None:
+        targets.append((_kind_of(root, item, kind), item))
+    else:
+        changes_dir = root / "openspec" / "changes"
+        if kind in (None, "change") and changes_dir.is_dir():
+            targets += [("change", p.name) for p in sorted(changes_dir.iterdir())
+                        if p.is_dir() and p.name != "archive" and not p.name.startswith(".")]
+        if kind in (None, "spec"):
+            targets += [("spec", cap) for cap, _ in
+                        discover_spec_files(root / "openspec" / "specs")]
+    reports: list[tuple[Report, int]] = []
+    for target_kind, target in targets:
+        started = time.perf_counter()
+        if target_kind == "change":
+            report = validate_change(target, root / "openspec" / "changes" / target, root,
+                                     strict=strict)
+        else:
+            report = validate_spec(target, root / "openspec" / "specs" / target / "spec.md",
+                                   root, strict=strict)
+        reports.append((report, round((time.perf_counter() - started) * 1000)))
+    valid = all(report.valid for report, _ in reports)
+    if output == "openspec":
+        types = (targets[0][0],) if item is not None else \
+            tuple(t for t in ("change", "spec") if kind in (None, t))
+        echo_json(validation_document(root, reports, types))
+        sys.exit(0 if valid else 1)
+    if output == "json":
+        echo_json({"ok": valid, "items": [
+            {"id": r.id, "type": r.type, "valid": r.valid,
+             "issues": [{"level": i.level.value, "file": i.file, "line": i.line, "path": i.path,
+                         "message": i.message} for i in r.issues]}
+            for r, _ in reports]})
+    else:
+        for report, _ in reports:
+            for issue in report.issues:
+                click.echo(issue.render(), err=True)
+        passed = sum(1 for r, _ in reports if r.valid)
+        line = f"{passed} of {len(reports)} valid" + (" (strict)" if strict else "")
+        click.secho(line, fg="green" if valid else "red", err=not valid)
+    sys.exit(0 if valid else 2)
+
+
+@specs.command()
+@click.argument("item", metavar="ID")
+@click.option("--type", "kind", type=click.Choice(["change", "spec"]), default=None,
+              help="What ID names (default: whichever exists).")
+@_format_option("text", "json", "openspec")
+@_root_option
+def show(item: str, kind: str | None, output: str, as_json: bool, repo: Path | None) -> None:
+    """Show a change or a spec (--format openspec mirrors `openspec show --json`)."""
+    from aidp.specs.compat import show_change, show_spec
+    from aidp.specs.project import load_change, parse_spec, read_text
+
+    output = "json" if as_json and output == "text" else output
+    root = _root(repo)
+    resolved = _kind_of(root, item, kind)
+    if output == "openspec":
+        echo_json(show_change(root, item) if resolved == "change" else show_spec(root, item))
+        return
+    if resolved == "spec":
+        path = root / "openspec" / "specs" / item / "spec.md"
+        spec = parse_spec(item, read_text(path), path.relative_to(root).as_posix())
+        data: dict[str, Any] = {
+            "type": "spec", "id": item, "title": spec.title, "purpose": spec.purpose,
+            "file": spec.position.file,
+            "requirements": [{"key": r.key, "name": r.name, "text": r.text,
+                              "line": r.position.line,
+                              "scenarios": [{"name": s.name, "text": s.text,
+                                             "line": s.position.line} for s in r.scenarios]}
+                             for r in spec.requirements]}
+    else:
+        change = load_change(root / "openspec" / "changes" / item, root)
+        done, total = change.progress
+        data = {
+            "type": "change", "id": item,
+            "title": change.proposal.title if change.proposal else item,
+            "why": change.proposal.why if change.proposal else "",
+            "tasks": {"done": done, "total": total,
+                      "items": [{"number": t.number, "text": t.text, "done": t.done,
+                                 "line": t.position.line} for t in change.tasks]},
+            "deltas": [{"op": d.op.value, "key": d.key, "file": d.position.file,
+                        "line": d.position.line, "renamed_to": d.renamed_to}
+                       for d in change.requirement_deltas]}
+    if output == "json":
+        echo_json(data)
+        return
+    click.echo(f"{data['type']} {item}: {data['title']}")
+    if resolved == "spec":
+        for req in data["requirements"]:
+            click.echo(f"  {req['key']}  ({len(req['scenarios'])} scenarios, line {req['line']})")
+    else:
+        click.echo(f"  tasks {data['tasks']['done']}/{data['tasks']['total']}")
+        for delta in data["deltas"]:
+            extra = f" -> {delta['renamed_to']}" if delta["renamed_to"] else ""
+            click.echo(f"  {delta['op']:<8} {delta['key']}{extra}  "
+                       f"({delta['file']}:{delta['line']})")
+
+
+@specs.command(name="list")
+@click.option("--specs", "list_specs_flag", is_flag=True, help="List specs instead of changes.")
+@_format_option("text", "json", "openspec")
+@_root_option
+def list_command(list_specs_flag: bool, output: str, as_json: bool, repo: Path | None) -> None:
+    """List active changes (or specs); --format openspec mirrors `openspec list --json`."""
+    from aidp.specs.compat import list_changes, list_specs
+
+    output = "json" if as_json and output == "text" else output
+    root = _root(repo)
+    document = list_specs(root) if list_specs_flag else list_changes(root)
+    if output in ("openspec", "json"):
+        echo_json(document)
+        return
+    if list_specs_flag:
+        for spec in document["specs"]:
+            click.echo(f"{spec['id']}  {spec['requirementCount']} requirements")
+    else:
+        for change in document["changes"]:
+            click.echo(f"{change['name']}  {change['completedTasks']}/{change['totalTasks']} "
+                       f"tasks  {change['status']}")
