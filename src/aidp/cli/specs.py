@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from aidp.cli.common import echo_json
-from aidp.exceptions import InputError, NotFoundError
+from aidp.exceptions import AidpError, InputError, NotFoundError
 
 __all__ = ["specs"]
 
@@ -40,6 +40,33 @@ def _format_option(*choices: str) -> Callable[[F], F]:
                             default="text", show_default=True,
                             help="text, json (aidp's shape) or openspec (the openspec CLI's).")(func)
     return decorate
+
+
+def _openspec_errors(output: str) -> Any:
+    """In ``--format openspec``, print an error as the reference CLI does (a ``status`` JSON
+    document on stdout, exit 1); otherwise let the one-line aidp handler report it."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except AidpError as exc:
+            if output != "openspec":
+                raise
+            from aidp.specs.compat import ShowError
+
+            if isinstance(exc, ShowError):
+                code, message = exc.code, exc.reference
+            elif isinstance(exc, NotFoundError):
+                code, message = "unknown_item", exc.message
+            else:
+                code, message = "error", exc.message
+            echo_json({"status": [{"severity": "error", "code": code, "message": message}]})
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+
+    return guard()
 
 
 def _root(repo: Path | None) -> Path:
@@ -96,7 +123,8 @@ def validate(item: str | None, kind: str | None, strict: bool, output: str, as_j
     root = _root(repo)
     targets: list[tuple[str, str]] = []
     if item is not None:
-        targets.append((_kind_of(root, item, kind), item))
+        with _openspec_errors(output):
+            targets.append((_kind_of(root, item, kind), item))
     else:
         changes_dir = root / "openspec" / "changes"
         if kind in (None, "change") and changes_dir.is_dir():
@@ -150,10 +178,11 @@ def show(item: str, kind: str | None, output: str, as_json: bool, repo: Path | N
 
     output = "json" if as_json and output == "text" else output
     root = _root(repo)
-    resolved = _kind_of(root, item, kind)
-    if output == "openspec":
-        echo_json(show_change(root, item) if resolved == "change" else show_spec(root, item))
-        return
+    with _openspec_errors(output):
+        resolved = _kind_of(root, item, kind)
+        if output == "openspec":
+            echo_json(show_change(root, item) if resolved == "change" else show_spec(root, item))
+            return
     if resolved == "spec":
         path = root / "openspec" / "specs" / item / "spec.md"
         spec = parse_spec(item, read_text(path), path.relative_to(root).as_posix())

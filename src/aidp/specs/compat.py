@@ -27,6 +27,7 @@ from aidp.specs.project import TASK_LINE, discover_spec_files, read_text
 from aidp.specs.validate import Report
 
 __all__ = [
+    "ShowError",
     "change_title",
     "list_changes",
     "list_specs",
@@ -35,6 +36,16 @@ __all__ = [
     "show_spec",
     "validation_document",
 ]
+
+
+class ShowError(InputError):
+    """A spec or change the reference CLI also refuses to show; ``reference`` is its message
+    (without aidp's file prefix) and ``code`` its status code."""
+
+    def __init__(self, message: str, reference: str, code: str = "show_error") -> None:
+        super().__init__(message)
+        self.reference = reference
+        self.code = code
 
 
 def root_document(root: Path) -> dict[str, str]:
@@ -68,7 +79,8 @@ def show_spec(root: Path, spec_id: str) -> dict[str, Any]:
     try:
         overview, requirements = _parse_spec_document(read_text(path))
     except InputError as exc:
-        raise InputError(f"{path.relative_to(root).as_posix()}: {exc.message}") from None
+        raise ShowError(f"{path.relative_to(root).as_posix()}: {exc.message}",
+                        exc.message) from None
     return {"id": spec_id, "title": spec_id, "overview": overview,
             "requirementCount": len(requirements), "requirements": requirements,
             "metadata": {"version": "1.0.0", "format": "openspec"},
@@ -124,7 +136,10 @@ def show_change(root: Path, change_id: str) -> dict[str, Any]:
     proposal = change_dir / "proposal.md"
     if "/" in change_id or ".." in change_id or not proposal.is_file():
         if change_dir.is_dir():
-            raise InputError(f'Change "{change_id}" has no proposal.md yet.')
+            raise ShowError(f'{change_dir.relative_to(root).as_posix()}: change "{change_id}" has'
+                            " no proposal.md yet",
+                            f'Change "{change_id}" has no proposal.md yet. Run "openspec status '
+                            f'--change {change_id}" to see which artifact comes next.')
         raise NotFoundError(f'Change "{change_id}" not found at {proposal}')
     content = read_text(proposal)
     lines = content.split("\n")
@@ -133,9 +148,10 @@ def show_change(root: Path, change_id: str) -> dict[str, Any]:
     what = find_section(sections, "What Changes")
     rel = proposal.relative_to(root).as_posix()
     if why is None or not why.content:
-        raise InputError(f"{rel}: Change must have a Why section")
+        raise ShowError(f"{rel}: Change must have a Why section", "Change must have a Why section")
     if what is None or not what.content:
-        raise InputError(f"{rel}: Change must have a What Changes section")
+        raise ShowError(f"{rel}: Change must have a What Changes section",
+                        "Change must have a What Changes section")
     deltas: list[dict[str, Any]] = []
     has_sections = False
     for capability, spec_file in discover_spec_files(change_dir / "specs"):
@@ -168,26 +184,26 @@ def show_change(root: Path, change_id: str) -> dict[str, Any]:
             "deltaCount": len(deltas), "deltas": deltas, "root": root_document(root)}
 
 
-def _last_modified(directory: Path) -> datetime:
-    latest: float | None = None
+def _last_modified_ms(directory: Path) -> int:
+    """The newest file mtime below ``directory`` in whole milliseconds (a JavaScript Date)."""
+    latest: int | None = None
     for path in directory.rglob("*"):
         try:
             if path.is_file():
-                mtime = path.stat().st_mtime
+                mtime = path.stat().st_mtime_ns // 1_000_000
                 latest = mtime if latest is None or mtime > latest else latest
         except OSError:
             continue
-    if latest is None:
-        latest = directory.stat().st_mtime
-    return datetime.fromtimestamp(latest, tz=UTC)
+    return latest if latest is not None else directory.stat().st_mtime_ns // 1_000_000
 
 
 def list_changes(root: Path) -> dict[str, Any]:
     """``openspec list --json``: active changes, most recently modified first."""
     changes_dir = root / "openspec" / "changes"
-    rows: list[tuple[datetime, dict[str, Any]]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     if changes_dir.is_dir():
-        for entry in sorted(changes_dir.iterdir(), key=lambda p: p.name):
+        # Directory order, as the reference reads it: its sort is stable, so ties keep it.
+        for entry in changes_dir.iterdir():
             if not entry.is_dir() or entry.name == "archive":
                 continue
             tasks = entry / "tasks.md"
@@ -195,10 +211,11 @@ def list_changes(root: Path) -> dict[str, Any]:
                      if (m := TASK_LINE.match(line))] if tasks.is_file() else []
             done = sum(1 for mark in marks if mark.lower() == "x")
             total = len(marks)
-            modified = _last_modified(entry)
+            modified_ms = _last_modified_ms(entry)
             status = "no-tasks" if total == 0 else "complete" if done == total else "in-progress"
-            stamp = modified.strftime("%Y-%m-%dT%H:%M:%S.") + f"{modified.microsecond // 1000:03d}Z"
-            rows.append((modified, {"name": entry.name, "completedTasks": done,
+            when = datetime.fromtimestamp(modified_ms // 1000, tz=UTC)
+            stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{modified_ms % 1000:03d}Z"
+            rows.append((modified_ms, {"name": entry.name, "completedTasks": done,
                                     "totalTasks": total, "lastModified": stamp,
                                     "status": status}))
     rows.sort(key=lambda row: row[0], reverse=True)

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "discover_spec_files",
     "find_root",
+    "load_yaml",
     "load_change",
     "load_project",
     "parse_delta_file",
@@ -210,6 +211,39 @@ def parse_tasks(content: str, file: str = "tasks.md") -> tuple[Task, ...]:
     return tuple(tasks)
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """A safe loader whose booleans are YAML 1.2's (``true`` / ``false``), as the reference
+    CLI's ``yaml`` package reads them: ``yes``, ``on`` and ``no`` stay strings."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+
+
+def load_yaml(text: str) -> object:
+    """Parse YAML safely with YAML 1.2 booleans; yaml.YAMLError on bad input."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _js_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
 def _builtin_schemas(openspec_dir: Path) -> set[str]:
     names = {"spec-driven"}
     local = openspec_dir / "schemas"
@@ -226,7 +260,7 @@ def read_metadata(change_dir: Path, openspec_dir: Path) -> ChangeMetadata:
         return ChangeMetadata()
     raw = read_text(meta)
     try:
-        parsed = yaml.safe_load(raw)
+        parsed = load_yaml(raw)
     except yaml.YAMLError:
         mentioned = re.search(r"^\s*(['\"]?)skip_specs\1\s*:", raw, re.MULTILINE)
         return ChangeMetadata(invalid="the file is not valid YAML" if mentioned else None)
@@ -239,9 +273,9 @@ def read_metadata(change_dir: Path, openspec_dir: Path) -> ChangeMetadata:
     if not isinstance(schema, str) or not schema:
         problem = "schema: " + ("schema is required" if isinstance(schema, str)
                                 else "Invalid input: expected string, received "
-                                + ("undefined" if schema is None else type(schema).__name__))
-    elif skip is not None and not isinstance(skip, bool):
-        problem = "skip_specs: Invalid input: expected boolean, received " + type(skip).__name__
+                                + ("undefined" if "schema" not in parsed else _js_type(schema)))
+    elif "skip_specs" in parsed and not isinstance(skip, bool):
+        problem = "skip_specs: Invalid input: expected boolean, received " + _js_type(skip)
     if problem is not None:
         declared = "skip_specs" in parsed and skip is not False
         return ChangeMetadata(schema if isinstance(schema, str) else None,
@@ -282,7 +316,7 @@ def load_project(root: Path) -> Project:
     if (openspec_dir / "config.yaml").is_file():
         layout = "v1"
         try:
-            loaded = yaml.safe_load(read_text(openspec_dir / "config.yaml"))
+            loaded = load_yaml(read_text(openspec_dir / "config.yaml"))
         except yaml.YAMLError:
             loaded = None
         config = loaded if isinstance(loaded, dict) else {}
