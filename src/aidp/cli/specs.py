@@ -243,3 +243,138 @@ def list_command(list_specs_flag: bool, output: str, as_json: bool, repo: Path |
         for change in document["changes"]:
             click.echo(f"{change['name']}  {change['completedTasks']}/{change['totalTasks']} "
                        f"tasks  {change['status']}")
+
+
+@specs.command(name="index")
+@click.option("--rebuild", is_flag=True, help="Forget the index and build it from scratch.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def index_command(rebuild: bool, as_json: bool, repo: Path | None) -> None:
+    """Update the spec index (.aidp/specs-index.db), reparsing only files that changed."""
+    from aidp.specs.index import SpecIndex
+
+    root = _root(repo)
+    started = time.perf_counter()
+    with SpecIndex.for_root(root) as index:
+        stats = index.rebuild(root) if rebuild else index.update(root)
+        counts = index.counts()
+        fts5 = index.fts5
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    data = {"index": str(root / ".aidp" / "specs-index.db"), "files_seen": stats.files_seen,
+            "files_changed": stats.files_changed, "files_removed": stats.files_removed,
+            "rows_written": stats.rows_written, "generation": stats.generation,
+            "fts5": fts5, "elapsed_ms": elapsed_ms, "rows": counts}
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"indexed {stats.files_seen} files: {stats.files_changed} reparsed, "
+               f"{stats.files_removed} dropped, {stats.rows_written} rows written "
+               f"in {elapsed_ms} ms")
+    click.echo("  " + ", ".join(f"{table} {count}" for table, count in counts.items()))
+
+
+@specs.command()
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def search(text: str, limit: int, as_json: bool, repo: Path | None) -> None:
+    """Find requirements by words in their name, text or scenarios (updates the index first)."""
+    from aidp.specs.index import SpecIndex
+
+    root = _root(repo)
+    with SpecIndex.for_root(root) as index:
+        index.update(root)
+        found = [index.requirement(key) for key in index.search(text, limit)]
+    rows = [{"key": r.key, "file": r.file, "line": r.line, "text": r.text}
+            for r in found if r is not None]
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['key']}  ({row['file']}:{row['line']})")
+
+
+@specs.command()
+@click.argument("uri")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def resolve(uri: str, as_json: bool, repo: Path | None) -> None:
+    """Resolve spec://<capability>[/<requirement>][#<scenario>][@<version>]."""
+    from aidp.specs.project import load_project
+    from aidp.specs.resolver import resolve as resolve_uri
+
+    root = _root(repo)
+    found = resolve_uri(load_project(root), uri)
+    req, scen = found.requirement, found.scenario
+    data: dict[str, Any] = {
+        "uri": uri, "capability": found.capability, "version": found.version,
+        "file": found.spec.position.file, "notices": list(found.notices),
+        "requirement": None if req is None else {
+            "key": req.key, "name": req.name, "text": req.text, "line": req.position.line,
+            "scenarios": [{"name": s.name, "text": s.text, "line": s.position.line}
+                          for s in req.scenarios]},
+        "scenario": None if scen is None else {"name": scen.name, "text": scen.text,
+                                               "line": scen.position.line},
+        "requirements": [r.key for r in found.spec.requirements] if req is None else None,
+    }
+    for notice in found.notices:
+        click.echo(f"notice: {notice}", err=True)
+    if as_json:
+        echo_json(data)
+        return
+    if scen is not None:
+        click.echo(f"{req.key if req else ''}#{scen.name} ({found.version})\n{scen.text}")
+    elif req is not None:
+        click.echo(f"{req.key} ({found.version}, {found.spec.position.file}:"
+                   f"{req.position.line})\n{req.text}")
+        for s in req.scenarios:
+            click.echo(f"  #### Scenario: {s.name}")
+    else:
+        click.echo(f"{found.capability} ({found.version}): {len(found.spec.requirements)} "
+                   "requirements")
+        for r in found.spec.requirements:
+            click.echo(f"  {r.key}")
+
+
+@specs.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def conflicts(as_json: bool, repo: Path | None) -> None:
+    """Requirements claimed by two or more active changes; exit 1 when there are any."""
+    from aidp.specs.project import load_project
+    from aidp.specs.resolver import find_conflicts
+
+    found = find_conflicts(load_project(_root(repo)))
+    if as_json:
+        echo_json([{"key": c.key, "claims": [{"change": cl.change, "op": cl.op.value,
+                                              "file": cl.file, "line": cl.line}
+                                             for cl in c.claims]} for c in found])
+    else:
+        for conflict in found:
+            click.echo(conflict.render())
+        if not found:
+            click.echo("no conflicts between active changes")
+    sys.exit(1 if found else 0)
+
+
+@specs.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def refs(as_json: bool, repo: Path | None) -> None:
+    """Resolve every spec:// reference in the specs; exit 2 on missing targets or cycles."""
+    from aidp.specs.project import load_project
+    from aidp.specs.resolver import reference_graph
+
+    graph = reference_graph(load_project(_root(repo)))
+    errors = [p for p in graph.problems if p.code != "notice"]
+    if as_json:
+        echo_json({"ok": not errors, "edges": {k: list(v) for k, v in graph.edges.items() if v},
+                   "problems": [p.to_dict() for p in graph.problems]})
+    else:
+        for source, targets in sorted(graph.edges.items()):
+            for target in targets:
+                click.echo(f"{source} -> {target}")
+        for problem in graph.problems:
+            click.echo(problem.render(), err=True)
+    sys.exit(2 if errors else 0)
