@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 def openspec_binary() -> str | None:
     """The reference CLI's path, or None."""
     candidates = [os.environ.get("AIDP_OPENSPEC"),
-                  str(REPO / ".tools/openspec/node_modules/.bin/openspec"), shutil.which("openspec")]
+                  str(REPO / ".tools/openspec/node_modules/.bin/openspec"),
+                  shutil.which("openspec")]
     return next((c for c in candidates if c and Path(c).is_file()), None)
 
 

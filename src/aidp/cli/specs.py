@@ -38,7 +38,8 @@ def _format_option(*choices: str) -> Callable[[F], F]:
                             help="Print aidp's JSON (same as --format json).")(func)
         return click.option("--format", "output", type=click.Choice(list(choices)),
                             default="text", show_default=True,
-                            help="text, json (aidp's shape) or openspec (the openspec CLI's).")(func)
+                            help="text, json (aidp's shape) or openspec (the openspec CLI's)."
+                            )(func)
     return decorate
 
 

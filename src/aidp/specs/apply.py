@@ -24,7 +24,7 @@ from aidp.specs.markdown import (
     parse_delta_spec,
 )
 
-__all__ = ["ApplyError", "Applied", "apply_delta", "spec_skeleton"]
+__all__ = ["Applied", "ApplyError", "apply_delta", "spec_skeleton"]
 
 PLACEHOLDER_PREFIX = "TBD - created by archiving change "
 PLACEHOLDER_SUFFIX = ". Update Purpose after archive."
@@ -95,10 +95,10 @@ def _precheck(spec: str, delta: str) -> None:
         if name in groups["REMOVED"]:
             conflicts.append((name, "ADDED", "REMOVED"))
     for rename in plan.renamed:
-        fold = next((r for r in groups["REMOVED"]
+        folded = next((r for r in groups["REMOVED"]
                      if fold_requirement_name(r) == fold_requirement_name(rename.from_name)), None)
-        if fold is not None:
-            extra = "" if fold == rename.from_name else f' (REMOVED spells it "{fold}")'
+        if folded is not None:
+            extra = "" if folded == rename.from_name else f' (REMOVED spells it "{folded}")'
             raise ApplyError(f"{spec} validation failed - requirement present in multiple sections"
                              f" (RENAMED and REMOVED) for header {_req(rename.from_name)}{extra}")
         if rename.from_name in groups["MODIFIED"]:
@@ -108,9 +108,9 @@ def _precheck(spec: str, delta: str) -> None:
             raise ApplyError(f"{spec} validation failed - RENAMED TO header collides with ADDED "
                              f'for "### Requirement: {rename.to_name}"')
     if conflicts:
-        name, first, second = conflicts[0]
+        name, one, other = conflicts[0]
         raise ApplyError(f"{spec} validation failed - requirement present in multiple sections "
-                         f"({first} and {second}) for header {_req(name)}")
+                         f"({one} and {other}) for header {_req(name)}")
     if plan.entry_count == 0:
         raise ApplyError(f"Delta parsing found no operations for {spec}. Provide ADDED/MODIFIED/"
                          "REMOVED/RENAMED sections in change spec.")

@@ -347,10 +347,11 @@ class SpecIndex:
                                 "requirements WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        scenarios = tuple(self.conn.execute(
+        scenarios = tuple((str(n), str(t), int(ln)) for n, t, ln in self.conn.execute(
             "SELECT name, text, line FROM scenarios WHERE requirement_key = ? ORDER BY ordinal",
-            (key,)).fetchall())
-        return IndexedRequirement(*row, scenarios=scenarios)
+            (key,)))
+        return IndexedRequirement(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]),
+                                  scenarios)
 
     def requirements_of(self, capability: str) -> list[str]:
         """Keys of a capability's requirements in file order."""
@@ -411,5 +412,5 @@ class SpecIndex:
 
     def rows_of_file(self, rel: str) -> int:
         """How many rows (all tables, the files row included) come from one file."""
-        return 1 + sum(self.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE file = ?",
-                                         (rel,)).fetchone()[0] for table in FILE_TABLES)
+        return 1 + sum(int(self.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE file = ?",
+                                             (rel,)).fetchone()[0]) for table in FILE_TABLES)

@@ -130,7 +130,8 @@ def _scenario_bodies(body_lines: list[str]) -> list[str]:
         if mask[i] or not SCENARIO_HEADER.match(line):
             continue
         end = i + 1
-        while end < len(body_lines) and (mask[end] or not _SCENARIO_BODY_END.match(body_lines[end])):
+        while end < len(body_lines) and (mask[end]
+                                         or not _SCENARIO_BODY_END.match(body_lines[end])):
             end += 1
         bodies.append("\n".join(body_lines[i + 1:end]))
     return bodies

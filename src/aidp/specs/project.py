@@ -17,13 +17,13 @@ import yaml
 
 from aidp.exceptions import NotFoundError
 from aidp.specs.markdown import (
+    SCENARIO_HEADER,
     extract_requirement_body,
     fence_mask,
     find_section,
     normalize_content,
     parse_delta_spec,
     parse_sections,
-    SCENARIO_HEADER,
     scenario_name_of,
 )
 from aidp.specs.model import (
@@ -45,9 +45,9 @@ __all__ = [
     "MAX_FILE_BYTES",
     "discover_spec_files",
     "find_root",
-    "load_yaml",
     "load_change",
     "load_project",
+    "load_yaml",
     "parse_delta_file",
     "parse_proposal",
     "parse_spec",
@@ -58,7 +58,8 @@ __all__ = [
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 _ARCHIVED = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
-TASK_LINE = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s*\[(?:\s*([^\]\s]?)\s*\](?![(\[])|\s+\])\s*(.*)")
+TASK_LINE = re.compile(
+    r"^\s*(?:[-*+]|\d{1,9}[.)])\s*\[(?:\s*([^\]\s]?)\s*\](?![(\[])|\s+\])\s*(.*)")
 _TASK_ID = re.compile(r"^(\d+(?:\.\d+)+(?:[A-Za-z]+)?)(?=\s|$)")
 _GROUP = re.compile(r"^ {0,3}##[ \t]+(\d+)\.(?:[ \t]|$)")
 _LEVEL_TWO = re.compile(r"^ {0,3}##(?!#)(?:[ \t]+|[ \t]*$)")
@@ -227,7 +228,7 @@ _Yaml12Loader.add_implicit_resolver(
 
 def load_yaml(text: str) -> object:
     """Parse YAML safely with YAML 1.2 booleans; yaml.YAMLError on bad input."""
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 def _js_type(value: object) -> str:

@@ -173,8 +173,8 @@ def _generated_placeholder_at(text: str) -> int | None:
 
 _WORD_END = r"(?![^\W_]|_)"
 _SHOUTED = re.compile(rf"^(?:TBD|TODO){_WORD_END}")
-_PUNCTUATED = re.compile(rf"^(?:TBD|TODO){_WORD_END}(?=[ \t]*(?:$|\n|[:\-\u2013\u2014.,;()\[\]{{}}]))",
-                         re.IGNORECASE)
+_PUNCTUATED = re.compile(
+    rf"^(?:TBD|TODO){_WORD_END}(?=[ \t]*(?:$|\n|[:\-\u2013\u2014.,;()\[\]{{}}]))", re.IGNORECASE)
 
 
 def _placeholder_issue(overview: str, content: str) -> tuple[bool, int | None]:
