@@ -13,7 +13,7 @@ Rebuilds are incremental by content hash: each source file's SHA-256 is kept in 
 file whose hash is unchanged is not parsed and its rows are not written. Every row carries the
 ``file`` it came from and the ``gen`` (build generation) that wrote it, so "reindexing touches
 only the changed file's rows" is checkable, and :class:`IndexStats` reports the rows written
-(``sqlite3.Connection.total_changes``).
+(the row counts of aidp's own statements; FTS5's internal shadow tables are not counted).
 """
 
 from __future__ import annotations
@@ -163,7 +163,15 @@ class SpecIndex:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=10000")
         self.fts5 = False
+        self._written = 0
         self._ensure_schema()
+
+    def _write(self, sql: str, args: tuple[object, ...] = ()) -> None:
+        self._written += max(self.conn.execute(sql, args).rowcount, 0)
+
+    def _write_many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        if rows:
+            self._written += max(self.conn.executemany(sql, rows).rowcount, 0)
 
     @classmethod
     def for_root(cls, root: Path) -> SpecIndex:
@@ -229,7 +237,7 @@ class SpecIndex:
             if known.get(rel) != (kind, owner, digest):
                 changed.append((rel, kind, owner, digest, data))
         removed = sorted(set(known) - seen)
-        before = self.conn.total_changes
+        self._written = 0
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             generation = int(self.conn.execute(
@@ -241,20 +249,19 @@ class SpecIndex:
                 generation -= 1
             for rel in removed:
                 self._forget(rel)
-                self.conn.execute("DELETE FROM files WHERE path = ?", (rel,))
+                self._write("DELETE FROM files WHERE path = ?", (rel,))
             for rel, kind, owner, digest, data in changed:
                 self._forget(rel)
                 self._insert(rel, kind, owner, normalize_content(data.decode("utf-8", "replace")),
                              generation)
-                self.conn.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-                                  (rel, kind, owner, digest, generation))
+                self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+                            (rel, kind, owner, digest, generation))
             self._ensure_change_rows(generation)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        return IndexStats(len(seen), len(changed), len(removed),
-                          self.conn.total_changes - before, generation)
+        return IndexStats(len(seen), len(changed), len(removed), self._written, generation)
 
     def rebuild(self, root: Path) -> IndexStats:
         """Forget everything and index ``root`` from scratch."""
@@ -266,31 +273,31 @@ class SpecIndex:
 
     def _forget(self, rel: str) -> None:
         for table in (*FILE_TABLES, "requirements_fts"):
-            self.conn.execute(f"DELETE FROM {table} WHERE file = ?", (rel,))
+            self._write(f"DELETE FROM {table} WHERE file = ?", (rel,))
 
     def _requirement_rows(self, req: Requirement, rel: str, gen: int) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO requirements VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._write("INSERT OR REPLACE INTO requirements VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                           (req.key, req.capability, req.name, req.text, _sha(req.raw), rel,
                            req.position.line, gen))
-        self.conn.executemany(
+        self._write_many(
             "INSERT OR REPLACE INTO scenarios VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(req.key, n, s.name, s.text, rel, s.position.line, gen)
              for n, s in enumerate(req.scenarios)])
-        self.conn.execute("INSERT INTO requirements_fts VALUES (?, ?, ?, ?, ?)",
+        self._write("INSERT INTO requirements_fts VALUES (?, ?, ?, ?, ?)",
                           (req.key, rel, req.name, req.text,
                            "\n".join(f"{s.name}\n{s.text}" for s in req.scenarios)))
         self._reference_rows(req.key, req.raw, req.position.line, rel, gen)
 
     def _reference_rows(self, source: str, text: str, first_line: int, rel: str,
                         gen: int) -> None:
-        self.conn.executemany("INSERT INTO refs VALUES (?, ?, ?, ?, ?)",
+        self._write_many("INSERT INTO refs VALUES (?, ?, ?, ?, ?)",
                               [(source, uri, rel, first_line + offset, gen)
                                for uri, offset in find_references(text)])
 
     def _insert(self, rel: str, kind: str, owner: str, text: str, gen: int) -> None:
         if kind == "spec":
             spec = parse_spec(owner, text, rel)
-            self.conn.execute("INSERT OR REPLACE INTO capabilities VALUES (?, ?, ?, ?, ?)",
+            self._write("INSERT OR REPLACE INTO capabilities VALUES (?, ?, ?, ?, ?)",
                               (owner, rel, spec.title, spec.purpose, gen))
             for req in spec.requirements:
                 self._requirement_rows(req, rel, gen)
@@ -300,7 +307,7 @@ class SpecIndex:
             self._change_row(owner, proposal.title or owner, rel, gen)
             return
         if kind == "tasks":
-            self.conn.executemany(
+            self._write_many(
                 "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(owner, n, t.number, t.text, int(t.done), rel, t.position.line, gen)
                  for n, t in enumerate(parse_tasks(text, rel))])
@@ -309,7 +316,7 @@ class SpecIndex:
         delta_spec = parse_delta_file(capability, text, rel)
         for delta in delta_spec.deltas:
             body = delta.requirement.text if delta.requirement else None
-            self.conn.execute("INSERT INTO deltas VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self._write("INSERT INTO deltas VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                               (change_id, delta.op.value, delta.key, delta.renamed_to, body, rel,
                                delta.position.line, gen))
             if delta.requirement is not None:
@@ -319,7 +326,7 @@ class SpecIndex:
     def _change_row(self, change_id: str, title: str | None, rel: str | None, gen: int) -> None:
         match = _ARCHIVED.match(change_id)
         name, archived_on = (match.group(2), match.group(1)) if match else (change_id, None)
-        self.conn.execute("INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?, ?, ?)",
+        self._write("INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?, ?, ?)",
                           (change_id, name, archived_on, title, rel, gen))
 
     def _ensure_change_rows(self, gen: int) -> None:
@@ -332,7 +339,7 @@ class SpecIndex:
         for change_id in sorted(owners - present):
             self._change_row(change_id, None, None, gen)
         for change_id in sorted(present - owners - with_proposal):
-            self.conn.execute("DELETE FROM changes WHERE id = ? AND file IS NULL", (change_id,))
+            self._write("DELETE FROM changes WHERE id = ? AND file IS NULL", (change_id,))
 
     # -- queries ---------------------------------------------------------------------------
 
