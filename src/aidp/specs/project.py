@@ -9,6 +9,7 @@ or undecodable files load as empty text. Nothing here raises for bad Markdown.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -97,20 +98,21 @@ def discover_spec_files(specs_root: Path) -> list[tuple[str, Path]]:
     skipping dot-entries, sorted by id (the reference CLI's ``discoverSpecFiles``)."""
     found: list[tuple[str, Path]] = []
 
-    def walk(directory: Path, segments: list[str]) -> None:
+    def walk(directory: str, segments: list[str]) -> None:
         try:
-            entries = sorted(directory.iterdir(), key=lambda p: p.name)
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
         except OSError:
             return
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                walk(entry, [*segments, entry.name])
+                walk(entry.path, [*segments, entry.name])
             elif entry.name == "spec.md" and segments and entry.is_file():
-                found.append(("/".join(segments), entry))
+                found.append(("/".join(segments), Path(entry.path)))
 
-    walk(specs_root, [])
+    walk(str(specs_root), [])
     return sorted(found, key=lambda item: item[0])
 
 
