@@ -87,7 +87,7 @@ def test_resolve_at_a_change(project_root: Path) -> None:
     assert after.requirement is not None
     assert after.requirement.text == "The system SHALL let a user log in with a code."
     assert resolve(project, "spec://auth/Two%20factor@add-2fa").requirement is not None
-    with pytest.raises(NotFoundError, match="no requirement 'Two factor' in auth$"):
+    with pytest.raises(NotFoundError, match=r"no requirement 'Two factor' in auth$"):
         resolve(project, "spec://auth/Two factor")
 
 
@@ -167,6 +167,6 @@ def test_reference_graph_missing_targets_and_cycles(tmp_path: Path) -> None:
     assert rendered == [
         "openspec/specs/a/spec.md:15: [a/Lonely] unresolved reference: spec://b/Missing: no "
         "requirement 'Missing' in b",
-        "openspec/specs/c/spec.md:7: [c/Three] reference cycle: a/One -> b/Two -> c/Three -> "
+        "openspec/specs/c/spec.md:8: [c/Three] reference cycle: a/One -> b/Two -> c/Three -> "
         "a/One",
     ]
