@@ -112,7 +112,7 @@ def test_resolve_at_an_archive_date(project_root: Path) -> None:
 
 
 @pytest.mark.parametrize("uri,message", [
-    ("spec://billing", "no capability"),
+    ("spec://billing", "no such capability"),
     ("spec://auth/Nope", "no requirement 'Nope'"),
     ("spec://auth/Login#Nope", "no scenario 'Nope'"),
     ("spec://auth/Login@no-such-change", "unknown version"),

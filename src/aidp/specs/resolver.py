@@ -98,7 +98,7 @@ def _split_path(path: str, capabilities: set[str]) -> tuple[str, str | None]:
         if capability in capabilities:
             rest = "/".join(parts[cut:])
             return capability, rest or None
-    raise NotFoundError(f"no capability for spec://{path}",
+    raise NotFoundError(f"spec://{path}: no such capability",
                         hint="known: " + ", ".join(sorted(capabilities)[:10]))
 
 
