@@ -145,3 +145,53 @@ def test_v0_layout_matches_openspec(tmp_path: Path, reference: Reference) -> Non
     our_code, ours = _aidp(tmp_path, "validate", "--format", "openspec", "--strict")
     assert our_code == ref_code
     assert _items(ours) == _items(ref)
+
+
+ARCHIVABLE = ["add-valid", "modify-valid", "rename-valid", "remove-bullet", "add-new-capability",
+              "nested-delta", "case-insensitive-sections", "crlf-delta"]
+
+
+def _spec_files(root: Path) -> dict[str, bytes]:
+    specs = root / "openspec" / "specs"
+    return {p.relative_to(specs).as_posix(): p.read_bytes() for p in sorted(specs.rglob("*.md"))}
+
+
+@pytest.mark.parametrize("item", ARCHIVABLE, ids=str)
+def test_archive_matches_openspec(corpus: Path, tmp_path: Path, reference: Reference,
+                                  item: str) -> None:
+    """Archiving a change leaves byte-identical specs, the same archive directory name and the
+    same totals as ``openspec archive ID --yes --json``."""
+    import shutil
+
+    ours_root, ref_root = tmp_path / "ours", tmp_path / "ref"
+    shutil.copytree(corpus, ours_root, ignore=shutil.ignore_patterns(".aidp"))
+    shutil.copytree(corpus, ref_root, ignore=shutil.ignore_patterns(".aidp"))
+    ref_code, ref = reference.json(ref_root, "archive", item, "--yes", "--json")
+    our_code, ours = _aidp(ours_root, "archive", item, "--format", "openspec")
+    assert (our_code, ref_code) == (0, 0), (ours, ref)
+    for doc, where in ((ref, ref_root), (ours, ours_root)):
+        doc["archive"]["path"] = Path(doc["archive"]["path"]).relative_to(where).as_posix()
+        doc.pop("root")
+    assert ours == ref
+    assert _spec_files(ours_root) == _spec_files(ref_root)
+    assert not (ours_root / "openspec" / "changes" / item).exists()
+
+
+@pytest.mark.parametrize("item", ["modify-missing", "modify-drops-scenario", "added-exists",
+                                  "rename-target-exists", "modify-via-rename"], ids=str)
+def test_archive_refusals_match_openspec(corpus: Path, tmp_path: Path, reference: Reference,
+                                         item: str) -> None:
+    """Where the reference refuses to archive, aidp refuses too and writes nothing."""
+    import shutil
+
+    ours_root, ref_root = tmp_path / "ours", tmp_path / "ref"
+    shutil.copytree(corpus, ours_root, ignore=shutil.ignore_patterns(".aidp"))
+    shutil.copytree(corpus, ref_root, ignore=shutil.ignore_patterns(".aidp"))
+    ref_code, _ = reference.json(ref_root, "archive", item, "--yes", "--json")
+    before = _spec_files(ours_root)
+    proc = subprocess.run([AIDP, "specs", "archive", item], cwd=ours_root, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert ref_code != 0 and proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: openspec/changes/") and "Traceback" not in proc.stderr
+    assert _spec_files(ours_root) == before == _spec_files(ref_root)
+    assert (ours_root / "openspec" / "changes" / item).is_dir()

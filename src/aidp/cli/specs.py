@@ -379,3 +379,24 @@ def refs(as_json: bool, repo: Path | None) -> None:
         for problem in graph.problems:
             click.echo(problem.render(), err=True)
     sys.exit(2 if errors else 0)
+
+
+@specs.command()
+@click.argument("change_id", metavar="CHANGE")
+@_format_option("text", "json", "openspec")
+@_root_option
+def archive(change_id: str, output: str, as_json: bool, repo: Path | None) -> None:
+    """Merge a change's deltas into the specs and move it to changes/archive/ (as
+    `openspec archive CHANGE --yes`); refuses, writing nothing, if it would not validate."""
+    from aidp.specs.archive import archive_change
+    from aidp.specs.compat import root_document
+
+    output = "json" if as_json and output == "text" else output
+    root = _root(repo)
+    with _openspec_errors(output):
+        result = archive_change(root, change_id)
+    if output in ("openspec", "json"):
+        echo_json({"archive": result.to_openspec(), "root": root_document(root)})
+        return
+    click.echo(f"archived {change_id} as {result.archived_as}: +{result.added} "
+               f"~{result.modified} -{result.removed} renamed {result.renamed}")

@@ -35,13 +35,14 @@ from aidp.specs.markdown import (
     find_section,
     fold_requirement_name,
     main_spec_structure_issues,
+    normalize_content,
     parse_delta_spec,
     parse_requirements,
     parse_sections,
 )
 from aidp.specs.project import TASK_LINE, discover_spec_files, read_metadata, read_text
 
-__all__ = ["Issue", "Level", "Report", "validate_change", "validate_spec"]
+__all__ = ["Issue", "Level", "Report", "validate_change", "validate_spec", "validate_spec_text"]
 
 MIN_PURPOSE_LENGTH = 50
 MAX_REQUIREMENT_TEXT_LENGTH = 500
@@ -209,7 +210,18 @@ def validate_spec(spec_id: str, file: Path, repo: Path, *, strict: bool = False)
     if not file.is_file():
         add(Level.ERROR, "file", f"ENOENT: no such file or directory, open '{file}'")
         return Report(spec_id, "spec", tuple(issues), strict)
-    content = read_text(file)
+    return validate_spec_text(spec_id, read_text(file), rel, strict=strict)
+
+
+def validate_spec_text(spec_id: str, content: str, rel: str, *, strict: bool = False) -> Report:
+    """Validate a main spec's text (``rel`` names its file in issues)."""
+    issues: list[Issue] = []
+
+    def add(level: Level, path: str, message: str, line: int | None = None,
+            printed: bool = False) -> None:
+        issues.append(Issue(level, path, message, line, rel, spec_id, printed))
+
+    content = normalize_content(content)
     lines = content.split("\n")
     sections = parse_sections(lines, fence_mask(lines))
     purpose = find_section(sections, "Purpose")
