@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rollback": ("aidp.cli.control", "rollback", "Move a workstream back to a checkpoint."),
     "worktrees": ("aidp.cli.worktrees", "worktrees", "List or prune pooled worktrees."),
     "specs": ("aidp.cli.specs", "specs", "Validate, index and resolve OpenSpec specs and changes."),
+    "proposals": ("aidp.cli.proposals", "proposals", "Review and approve OpenSpec changes."),
 }
 
 
