@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def test_unknown_change_is_not_found(root: Path) -> None:
 
 def test_plan_then_run_end_to_end(root: Path) -> None:
     """aidp specs plan -o FILE, then aidp run FILE: every task step runs and checkpoints."""
-    env = {**__import__("os").environ, **GIT_ENV}
+    env = {**os.environ, **GIT_ENV}
     env.pop("AIDP_DATABASE_URL", None)
 
     def aidp(*args: str) -> subprocess.CompletedProcess[str]:
