@@ -9,8 +9,11 @@ slug of the task's ``name`` -- and a number is resolved against both file number
 numbers. Each open task becomes one workstream (tasks are CCPM's unit of parallel work) with
 one step whose prompt is the task body (Description, Acceptance Criteria, Technical Details);
 ``depends_on`` and ``conflicts_with`` map onto the workstream fields of the same names, and
-``parallel: false`` makes the task conflict with every other task of the epic. Closed tasks are
-left out and dependencies on them count as met.
+``parallel: false`` makes the task conflict with every other task of the epic. CCPM task files
+name no files, and aidp refuses two parallel workstreams whose scopes overlap, so a task without
+an (optional, aidp-specific) ``scope:`` / ``files:`` list of globs conflicts with every other
+open task: independent tasks may run in any order, one at a time. Closed tasks are left out and
+dependencies on them count as met.
 
 Bad input -- no front matter, bad YAML, a dependency on an unknown task -- is reported as
 :class:`~aidp.exceptions.Problem` lines naming file, line and task.
@@ -51,6 +54,7 @@ class EpicTask:
     file: str
     line: int  # where depends_on is written, else 1
     acceptance: tuple[tuple[str, bool], ...]  # checkbox text, ticked
+    scope: tuple[str, ...] = ()  # globs from an optional ``scope:`` / ``files:`` field
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,8 @@ def load_epic(directory: Path, root: Path) -> Epic:
             _numbers(data.get("depends_on"), file, dep_line, "depends_on", key, problems),
             _numbers(data.get("conflicts_with"), file, where.get("conflicts_with", 1),
                      "conflicts_with", key, problems),
-            data.get("parallel") is not False, text.strip(), file, dep_line, acceptance))
+            data.get("parallel") is not False, text.strip(), file, dep_line, acceptance,
+            _globs(data.get("scope", data.get("files")))))
     by_number = _number_index(tasks)
     for task in tasks:
         for field, numbers in (("depends_on", task.depends_on),
@@ -186,6 +191,14 @@ def load_epic(directory: Path, root: Path) -> Epic:
     return Epic(str(meta.get("name") or directory.name), str(meta.get("status") or "backlog"),
                 rel(epic_file), str(meta["github"]) if meta.get("github") else None,
                 body.strip(), tuple(tasks))
+
+
+def _globs(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v).strip() for v in value if str(v).strip())
 
 
 def _number_index(tasks: list[EpicTask] | tuple[EpicTask, ...]) -> dict[str, EpicTask]:
@@ -220,12 +233,19 @@ def epic_to_workstreams(epic: Epic, *, tool: str = "manual", checks: list[str] |
         if not task.parallel:
             conflicts += [k for k in open_keys if k != task.key]
         conflicts += [k for k in serial if k != task.key]
+        if not task.scope:
+            # No declared files: it may touch anything, so it never runs beside another task.
+            conflicts += [t.key for t in open_tasks if t.key != task.key]
+        else:
+            conflicts += [t.key for t in open_tasks if t.key != task.key and not t.scope]
         step: dict[str, Any] = {"id": "implement", "title": task.name, "tool": tool,
                                 "prompt": _prompt(epic, task), "context": [task.file]}
         if checks:
             step["checks"] = list(checks)
         workstream: dict[str, Any] = {"id": task.key, "title": task.name, "base": base,
                                       "steps": [step]}
+        if task.scope:
+            workstream["scope"] = list(task.scope)
         if depends:
             workstream["depends_on"] = sorted(set(depends))
         unique_conflicts = sorted(set(conflicts) - set(depends))
