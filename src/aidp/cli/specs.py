@@ -490,3 +490,100 @@ def epic_command(name: str, output_file: Path | None, tool: str, run_command: st
         raise InputError(f"epic {epic.name!r} has no open task: nothing to plan")
     _emit_workstreams(document, f"aidp specs epic {name}", epic.file.rsplit("/", 1)[0] + "/",
                       output_file, run_command)
+
+
+@specs.command(name="sync")
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--archive", "do_archive", is_flag=True,
+              help="Archive each change whose run completed and whose tasks are all ticked.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Target git repository (default: the one containing the current directory).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="aidp.toml to use (default: the repository's).")
+def sync_command(run_ref: str | None, do_archive: bool, as_json: bool, repo: Path | None,
+                 config_path: Path | None) -> None:
+    """After a run (default: the newest), tick the tasks.md boxes of its completed steps and
+    close the CCPM tasks of its completed workstreams; --archive then archives finished
+    changes (recording the proposal's moves when it is tracked)."""
+    from aidp.cli.common import Context
+    from aidp.specs.sync import close_epic_tasks, tick_tasks
+
+    ctx = Context(repo, config_path)
+    store = ctx.store()
+    run_id = store.resolve_run(run_ref)
+    run = store.run(run_id)
+    done_steps: dict[str, set[str]] = {}
+    for step in store.steps(run_id):
+        if step.status == "completed":
+            done_steps.setdefault(step.ws_id, set()).add(step.step_id)
+    finished = {w.ws_id for w in store.workstreams(run_id) if w.status == "completed"}
+    edits: list[dict[str, Any]] = []
+    archived: list[str] = []
+    changes_dir = ctx.repo / "openspec" / "changes"
+    epics_dir = ctx.repo / ".claude" / "epics"
+    epic_files: dict[str, tuple[Path, Path]] = {}
+    if epics_dir.is_dir():
+        from aidp.specs.ccpm import load_epic
+
+        for directory in sorted(p for p in epics_dir.iterdir() if (p / "epic.md").is_file()):
+            try:
+                epic = load_epic(directory, ctx.repo)
+            except InputError:
+                continue
+            for task in epic.tasks:
+                epic_files.setdefault(task.key, (directory, ctx.repo / task.file))
+    closing: dict[Path, list[Path]] = {}
+    for ws_id in sorted(set(done_steps) | finished):
+        change_dir = changes_dir / ws_id
+        if change_dir.is_dir() and ws_id != "archive":
+            numbers = {s[len("task-"):] for s in done_steps.get(ws_id, set())
+                       if s.startswith("task-")}
+            tasks_file = change_dir / "tasks.md"
+            for line in tick_tasks(tasks_file, numbers):
+                edits.append({"file": tasks_file.relative_to(ctx.repo).as_posix(), "line": line,
+                              "edit": "ticked"})
+            if do_archive and run.status == "completed" and ws_id in finished:
+                archived += _archive_finished(ctx, ws_id, tasks_file)
+        elif ws_id in finished and ws_id in epic_files:
+            directory, path = epic_files[ws_id]
+            closing.setdefault(directory, []).append(path)
+    for directory, paths in closing.items():
+        for path, line in close_epic_tasks(directory, paths):
+            edits.append({"file": path.relative_to(ctx.repo).as_posix(), "line": line,
+                          "edit": "closed" if path.name != "epic.md" else "progress"})
+    ctx.close()
+    if as_json:
+        echo_json({"run_id": run_id, "edits": edits, "archived": archived})
+        return
+    for edit in edits:
+        click.echo(f"{edit['file']}:{edit['line']}: {edit['edit']}")
+    for name in archived:
+        click.echo(f"archived {name}")
+    if not edits and not archived:
+        click.echo(f"nothing to sync for run {run_id}")
+
+
+def _archive_finished(ctx: Any, change_id: str, tasks_file: Path) -> list[str]:
+    """Archive a change whose tasks are all ticked, moving its tracked proposal along."""
+    from aidp.specs.archive import archive_change
+    from aidp.specs.lifecycle import ProposalAction, ProposalState
+    from aidp.specs.project import parse_tasks, read_text
+    from aidp.specs.proposals import ProposalBook
+
+    if tasks_file.is_file() and not all(t.done for t in parse_tasks(read_text(tasks_file))):
+        return []
+    book = ProposalBook(ctx.store())
+    record = book.get(change_id)
+    if record is not None and record.state not in (ProposalState.APPROVED,
+                                                   ProposalState.IN_PROGRESS,
+                                                   ProposalState.APPLIED):
+        raise InputError(f"proposal {change_id!r} is {record.state.value}, not approved: "
+                         "not archived", hint=f"aidp proposals show {change_id}")
+    result = archive_change(ctx.repo, change_id)
+    if record is not None:
+        steps = {ProposalState.APPROVED: [ProposalAction.START, ProposalAction.APPLY],
+                 ProposalState.IN_PROGRESS: [ProposalAction.APPLY]}.get(record.state, [])
+        for action in [*steps, ProposalAction.ARCHIVE]:
+            book.act(change_id, action, "aidp", f"run finished; archived as {result.archived_as}")
+    return [result.archived_as]
