@@ -301,7 +301,12 @@ def search(text: str, limit: int, as_json: bool, repo: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_root_option
 def resolve(uri: str, as_json: bool, repo: Path | None) -> None:
-    """Resolve spec://<capability>[/<requirement>][#<scenario>][@<version>]."""
+    """Resolve a spec:// URI to a capability, requirement or scenario.
+
+    URI is spec://<capability>[/<requirement>][#<scenario>][@<version>]; version is current,
+    an active change id, or an archive date YYYY-MM-DD. Old names of renamed requirements
+    resolve to the new ones, with a notice on stderr.
+    """
     from aidp.specs.project import load_project
     from aidp.specs.resolver import resolve as resolve_uri
 
