@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aidp.specs.index import SpecIndex  # noqa: E402
-from tests.specs.test_index import many_specs  # noqa: E402
+from aidp.specs.index import SpecIndex
+from tests.specs.test_index import many_specs
 
 
 def _median_ms(samples: list[float]) -> float:
