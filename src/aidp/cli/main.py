@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "diagnose": ("aidp.cli.diagnose", "diagnose", "Print a failed attempt's diagnostics."),
     "breakers": ("aidp.cli.breakers", "breakers", "List or reset circuit breakers."),
     "fake-llm": ("aidp.cli.fake_llm", "fake_llm", "Serve a scripted OpenAI-compatible API."),
+    "specs": ("aidp.cli.specs", "specs", "Validate, index and resolve OpenSpec specs and changes."),
+    "proposals": ("aidp.cli.proposals", "proposals", "Review and approve OpenSpec changes."),
 }
 
 

@@ -1,5 +1,5 @@
 """SQLAlchemy Core tables: runs, workstreams, steps, attempts, checkpoints, events, leases,
-breakers.
+breakers, proposals and their transitions.
 
 Times are UNIX epoch seconds (float). Enum columns hold the ``value`` of the enums in
 :mod:`aidp.engine.states`. The event journal is append-only: rows are inserted, never updated.
@@ -32,6 +32,8 @@ __all__ = [
     "findings",
     "leases",
     "metadata",
+    "proposal_transitions",
+    "proposals",
     "runs",
     "steps",
     "workstreams",
@@ -244,3 +246,30 @@ breakers = Table(
     Column("policy", Text),
     Column("updated_at", Float, nullable=False),
 )
+
+# A change proposal's review state (aidp.specs.lifecycle.ProposalState); keyed by change id.
+proposals = Table(
+    "proposals",
+    metadata,
+    Column("change_id", String(128), primary_key=True),
+    Column("state", String(24), nullable=False),
+    Column("title", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Append-only history: who moved which proposal from where to where, when, and why.
+proposal_transitions = Table(
+    "proposal_transitions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("change_id", String(128), nullable=False),
+    Column("from_state", String(24)),
+    Column("to_state", String(24), nullable=False),
+    Column("action", String(24), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("comment", Text),
+    Column("ts", Float, nullable=False),
+)
+Index("ix_proposal_transitions_change_id_id", proposal_transitions.c.change_id,
+      proposal_transitions.c.id)

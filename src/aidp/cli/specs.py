@@ -1,0 +1,594 @@
+"""``aidp specs``: read, validate, index and resolve OpenSpec specs and changes.
+
+Subcommands find the ``openspec/`` directory at or above ``--repo`` (default: the current
+directory); no git repository or database is needed. ``--format openspec`` prints the JSON the
+``openspec`` CLI prints for the same command; ``--json`` prints aidp's own shape, where every
+issue names its file and line. Bad input is reported as ``file:line: [id] message`` lines and a
+non-zero exit (2 for aidp's formats; 1 for ``--format openspec``, as ``openspec`` exits).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from aidp.cli.common import echo_json
+from aidp.exceptions import AidpError, InputError, NotFoundError
+
+__all__ = ["specs"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _root_option(func: F) -> F:
+    return click.option(
+        "--repo", type=click.Path(path_type=Path, file_okay=False), default=None,
+        help="Directory holding openspec/ (default: the nearest one above the current directory).",
+    )(func)
+
+
+def _format_option(*choices: str) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        func = click.option("--json", "as_json", is_flag=True,
+                            help="Print aidp's JSON (same as --format json).")(func)
+        return click.option("--format", "output", type=click.Choice(list(choices)),
+                            default="text", show_default=True,
+                            help="text, json (aidp's shape) or openspec (the openspec CLI's)."
+                            )(func)
+    return decorate
+
+
+def _openspec_errors(output: str) -> Any:
+    """In ``--format openspec``, print an error as the reference CLI does (a ``status`` JSON
+    document on stdout, exit 1); otherwise let the one-line aidp handler report it."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except AidpError as exc:
+            if output != "openspec":
+                raise
+            from aidp.specs.compat import ShowError
+
+            if isinstance(exc, ShowError):
+                code, message = exc.code, exc.reference
+            elif isinstance(exc, NotFoundError):
+                code, message = "unknown_item", exc.message
+            else:
+                code, message = "error", exc.message
+            echo_json({"status": [{"severity": "error", "code": code, "message": message}]})
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+
+    return guard()
+
+
+def _root(repo: Path | None) -> Path:
+    from aidp.specs.project import find_root
+
+    return find_root(repo if repo is not None else Path.cwd())
+
+
+def _kind_of(root: Path, item: str, wanted: str | None) -> str:
+    """``change`` or ``spec`` for ``item``; NotFoundError / InputError when unknown / ambiguous."""
+    from aidp.specs.project import discover_spec_files
+
+    changes_dir = root / "openspec" / "changes"
+    is_change = (changes_dir / item).is_dir() and item != "archive" and "/" not in item
+    spec_ids = [cap for cap, _ in discover_spec_files(root / "openspec" / "specs")]
+    is_spec = item in spec_ids
+    if wanted == "change" or (wanted is None and is_change and not is_spec):
+        if not is_change:
+            raise NotFoundError(f"no change {item!r} in {changes_dir}")
+        return "change"
+    if wanted == "spec" or (wanted is None and is_spec and not is_change):
+        if not is_spec:
+            raise NotFoundError(f"no spec {item!r} in {root / 'openspec' / 'specs'}")
+        return "spec"
+    if is_change and is_spec:
+        raise InputError(f"{item!r} is both a change and a spec",
+                         hint="pass --type change or --type spec")
+    known = sorted([p.name for p in changes_dir.iterdir() if p.is_dir() and p.name != "archive"]
+                   if changes_dir.is_dir() else []) + spec_ids
+    raise NotFoundError(f"no change or spec {item!r}",
+                        hint=("known: " + ", ".join(known[:10])) if known else None)
+
+
+@click.group()
+def specs() -> None:
+    """Read, validate, index and resolve OpenSpec specs and changes."""
+
+
+@specs.command()
+@click.argument("item", metavar="[ID]", required=False)
+@click.option("--type", "kind", type=click.Choice(["change", "spec"]), default=None,
+              help="What ID names (default: whichever exists).")
+@click.option("--strict", is_flag=True, help="Warnings fail too.")
+@_format_option("text", "json", "openspec")
+@_root_option
+def validate(item: str | None, kind: str | None, strict: bool, output: str, as_json: bool,
+             repo: Path | None) -> None:
+    """Validate one change or spec, or every one, with the rules of `openspec validate`."""
+    from aidp.specs.compat import validation_document
+    from aidp.specs.project import discover_spec_files
+    from aidp.specs.validate import Report, validate_change, validate_spec
+
+    output = "json" if as_json and output == "text" else output
+    root = _root(repo)
+    targets: list[tuple[str, str]] = []
+    if item is not None:
+        with _openspec_errors(output):
+            targets.append((_kind_of(root, item, kind), item))
+    else:
+        changes_dir = root / "openspec" / "changes"
+        if kind in (None, "change") and changes_dir.is_dir():
+            targets += [("change", p.name) for p in sorted(changes_dir.iterdir())
+                        if p.is_dir() and p.name != "archive" and not p.name.startswith(".")]
+        if kind in (None, "spec"):
+            targets += [("spec", cap) for cap, _ in
+                        discover_spec_files(root / "openspec" / "specs")]
+    reports: list[tuple[Report, int]] = []
+    for target_kind, target in targets:
+        started = time.perf_counter()
+        if target_kind == "change":
+            report = validate_change(target, root / "openspec" / "changes" / target, root,
+                                     strict=strict)
+        else:
+            report = validate_spec(target, root / "openspec" / "specs" / target / "spec.md",
+                                   root, strict=strict)
+        reports.append((report, round((time.perf_counter() - started) * 1000)))
+    valid = all(report.valid for report, _ in reports)
+    if output == "openspec":
+        types = (targets[0][0],) if item is not None else \
+            tuple(t for t in ("change", "spec") if kind in (None, t))
+        echo_json(validation_document(root, reports, types))
+        sys.exit(0 if valid else 1)
+    if output == "json":
+        echo_json({"ok": valid, "items": [
+            {"id": r.id, "type": r.type, "valid": r.valid,
+             "issues": [{"level": i.level.value, "file": i.file, "line": i.line, "path": i.path,
+                         "message": i.message} for i in r.issues]}
+            for r, _ in reports]})
+    else:
+        for report, _ in reports:
+            for issue in report.issues:
+                click.echo(issue.render(), err=True)
+        passed = sum(1 for r, _ in reports if r.valid)
+        line = f"{passed} of {len(reports)} valid" + (" (strict)" if strict else "")
+        click.secho(line, fg="green" if valid else "red", err=not valid)
+    sys.exit(0 if valid else 2)
+
+
+@specs.command()
+@click.argument("item", metavar="ID")
+@click.option("--type", "kind", type=click.Choice(["change", "spec"]), default=None,
+              help="What ID names (default: whichever exists).")
+@_format_option("text", "json", "openspec")
+@_root_option
+def show(item: str, kind: str | None, output: str, as_json: bool, repo: Path | None) -> None:
+    """Show a change or a spec (--format openspec mirrors `openspec show --json`)."""
+    from aidp.specs.compat import show_change, show_spec
+    from aidp.specs.project import load_change, parse_spec, read_text
+
+    output = "json" if as_json and output == "text" else output
+    root = _root(repo)
+    with _openspec_errors(output):
+        resolved = _kind_of(root, item, kind)
+        if output == "openspec":
+            echo_json(show_change(root, item) if resolved == "change" else show_spec(root, item))
+            return
+    if resolved == "spec":
+        path = root / "openspec" / "specs" / item / "spec.md"
+        spec = parse_spec(item, read_text(path), path.relative_to(root).as_posix())
+        data: dict[str, Any] = {
+            "type": "spec", "id": item, "title": spec.title, "purpose": spec.purpose,
+            "file": spec.position.file,
+            "requirements": [{"key": r.key, "name": r.name, "text": r.text,
+                              "line": r.position.line,
+                              "scenarios": [{"name": s.name, "text": s.text,
+                                             "line": s.position.line} for s in r.scenarios]}
+                             for r in spec.requirements]}
+    else:
+        change = load_change(root / "openspec" / "changes" / item, root)
+        done, total = change.progress
+        data = {
+            "type": "change", "id": item,
+            "title": change.proposal.title if change.proposal else item,
+            "why": change.proposal.why if change.proposal else "",
+            "tasks": {"done": done, "total": total,
+                      "items": [{"number": t.number, "text": t.text, "done": t.done,
+                                 "line": t.position.line} for t in change.tasks]},
+            "deltas": [{"op": d.op.value, "key": d.key, "file": d.position.file,
+                        "line": d.position.line, "renamed_to": d.renamed_to}
+                       for d in change.requirement_deltas]}
+    if output == "json":
+        echo_json(data)
+        return
+    click.echo(f"{data['type']} {item}: {data['title']}")
+    if resolved == "spec":
+        for req in data["requirements"]:
+            click.echo(f"  {req['key']}  ({len(req['scenarios'])} scenarios, line {req['line']})")
+    else:
+        click.echo(f"  tasks {data['tasks']['done']}/{data['tasks']['total']}")
+        for delta in data["deltas"]:
+            extra = f" -> {delta['renamed_to']}" if delta["renamed_to"] else ""
+            click.echo(f"  {delta['op']:<8} {delta['key']}{extra}  "
+                       f"({delta['file']}:{delta['line']})")
+
+
+@specs.command(name="list")
+@click.option("--specs", "list_specs_flag", is_flag=True, help="List specs instead of changes.")
+@_format_option("text", "json", "openspec")
+@_root_option
+def list_command(list_specs_flag: bool, output: str, as_json: bool, repo: Path | None) -> None:
+    """List active changes (or specs); --format openspec mirrors `openspec list --json`."""
+    from aidp.specs.compat import list_changes, list_specs
+
+    output = "json" if as_json and output == "text" else output
+    root = _root(repo)
+    document = list_specs(root) if list_specs_flag else list_changes(root)
+    if output in ("openspec", "json"):
+        echo_json(document)
+        return
+    if list_specs_flag:
+        for spec in document["specs"]:
+            click.echo(f"{spec['id']}  {spec['requirementCount']} requirements")
+    else:
+        for change in document["changes"]:
+            click.echo(f"{change['name']}  {change['completedTasks']}/{change['totalTasks']} "
+                       f"tasks  {change['status']}")
+
+
+@specs.command(name="index")
+@click.option("--rebuild", is_flag=True, help="Forget the index and build it from scratch.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def index_command(rebuild: bool, as_json: bool, repo: Path | None) -> None:
+    """Update the spec index (.aidp/specs-index.db), reparsing only files that changed."""
+    from aidp.specs.index import SpecIndex
+
+    root = _root(repo)
+    started = time.perf_counter()
+    with SpecIndex.for_root(root) as index:
+        stats = index.rebuild(root) if rebuild else index.update(root)
+        counts = index.counts()
+        fts5 = index.fts5
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    data = {"index": str(root / ".aidp" / "specs-index.db"), "files_seen": stats.files_seen,
+            "files_changed": stats.files_changed, "files_removed": stats.files_removed,
+            "rows_written": stats.rows_written, "generation": stats.generation,
+            "fts5": fts5, "elapsed_ms": elapsed_ms, "rows": counts}
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"indexed {stats.files_seen} files: {stats.files_changed} reparsed, "
+               f"{stats.files_removed} dropped, {stats.rows_written} rows written "
+               f"in {elapsed_ms} ms")
+    click.echo("  " + ", ".join(f"{table} {count}" for table, count in counts.items()))
+
+
+@specs.command()
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def search(text: str, limit: int, as_json: bool, repo: Path | None) -> None:
+    """Find requirements by words in their name, text or scenarios (updates the index first)."""
+    from aidp.specs.index import SpecIndex
+
+    root = _root(repo)
+    with SpecIndex.for_root(root) as index:
+        index.update(root)
+        found = [index.requirement(key) for key in index.search(text, limit)]
+    rows = [{"key": r.key, "file": r.file, "line": r.line, "text": r.text}
+            for r in found if r is not None]
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['key']}  ({row['file']}:{row['line']})")
+
+
+@specs.command()
+@click.argument("uri")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def resolve(uri: str, as_json: bool, repo: Path | None) -> None:
+    """Resolve a spec:// URI to a capability, requirement or scenario.
+
+    URI is spec://<capability>[/<requirement>][#<scenario>][@<version>]; version is current,
+    an active change id, or an archive date YYYY-MM-DD. Old names of renamed requirements
+    resolve to the new ones, with a notice on stderr.
+    """
+    from aidp.specs.project import load_project
+    from aidp.specs.resolver import resolve as resolve_uri
+
+    root = _root(repo)
+    found = resolve_uri(load_project(root), uri)
+    req, scen = found.requirement, found.scenario
+    data: dict[str, Any] = {
+        "uri": uri, "capability": found.capability, "version": found.version,
+        "file": found.spec.position.file, "notices": list(found.notices),
+        "requirement": None if req is None else {
+            "key": req.key, "name": req.name, "text": req.text, "line": req.position.line,
+            "scenarios": [{"name": s.name, "text": s.text, "line": s.position.line}
+                          for s in req.scenarios]},
+        "scenario": None if scen is None else {"name": scen.name, "text": scen.text,
+                                               "line": scen.position.line},
+        "requirements": [r.key for r in found.spec.requirements] if req is None else None,
+    }
+    for notice in found.notices:
+        click.echo(f"notice: {notice}", err=True)
+    if as_json:
+        echo_json(data)
+        return
+    if scen is not None:
+        click.echo(f"{req.key if req else ''}#{scen.name} ({found.version})\n{scen.text}")
+    elif req is not None:
+        click.echo(f"{req.key} ({found.version}, {found.spec.position.file}:"
+                   f"{req.position.line})\n{req.text}")
+        for s in req.scenarios:
+            click.echo(f"  #### Scenario: {s.name}")
+    else:
+        click.echo(f"{found.capability} ({found.version}): {len(found.spec.requirements)} "
+                   "requirements")
+        for r in found.spec.requirements:
+            click.echo(f"  {r.key}")
+
+
+@specs.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def conflicts(as_json: bool, repo: Path | None) -> None:
+    """Requirements claimed by two or more active changes; exit 1 when there are any."""
+    from aidp.specs.project import load_project
+    from aidp.specs.resolver import find_conflicts
+
+    found = find_conflicts(load_project(_root(repo)))
+    if as_json:
+        echo_json([{"key": c.key, "claims": [{"change": cl.change, "op": cl.op.value,
+                                              "file": cl.file, "line": cl.line}
+                                             for cl in c.claims]} for c in found])
+    else:
+        for conflict in found:
+            click.echo(conflict.render())
+        if not found:
+            click.echo("no conflicts between active changes")
+    sys.exit(1 if found else 0)
+
+
+@specs.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_root_option
+def refs(as_json: bool, repo: Path | None) -> None:
+    """Resolve every spec:// reference in the specs; exit 2 on missing targets or cycles."""
+    from aidp.specs.project import load_project
+    from aidp.specs.resolver import reference_graph
+
+    graph = reference_graph(load_project(_root(repo)))
+    errors = [p for p in graph.problems if p.code != "notice"]
+    if as_json:
+        echo_json({"ok": not errors, "edges": {k: list(v) for k, v in graph.edges.items() if v},
+                   "problems": [p.to_dict() for p in graph.problems]})
+    else:
+        for source, targets in sorted(graph.edges.items()):
+            for target in targets:
+                click.echo(f"{source} -> {target}")
+        for problem in graph.problems:
+            click.echo(problem.render(), err=True)
+    sys.exit(2 if errors else 0)
+
+
+@specs.command()
+@click.argument("change_id", metavar="CHANGE")
+@_format_option("text", "json", "openspec")
+@_root_option
+def archive(change_id: str, output: str, as_json: bool, repo: Path | None) -> None:
+    """Merge a change's deltas into the specs and move it to changes/archive/ (as
+    `openspec archive CHANGE --yes`); refuses, writing nothing, if it would not validate."""
+    from aidp.specs.archive import archive_change
+    from aidp.specs.compat import root_document
+
+    output = "json" if as_json and output == "text" else output
+    root = _root(repo)
+    with _openspec_errors(output):
+        result = archive_change(root, change_id)
+    if output in ("openspec", "json"):
+        echo_json({"archive": result.to_openspec(), "root": root_document(root)})
+        return
+    click.echo(f"archived {change_id} as {result.archived_as}: +{result.added} "
+               f"~{result.modified} -{result.removed} renamed {result.renamed}")
+
+
+@specs.command(name="plan")
+@click.argument("change_id", metavar="CHANGE")
+@click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the workstream file here (default: print it).")
+@click.option("--tool", default="manual", show_default=True,
+              help="Tool profile of every step (aider, codex, openai, shell, manual, ...).")
+@click.option("--run", "run_command", help="Command of every step (for --tool shell).")
+@click.option("--check", "checks", multiple=True, help="Acceptance check of every step.")
+@click.option("--include-done", is_flag=True, help="Also make steps of ticked tasks.")
+@click.option("--base", default="HEAD", show_default=True, help="Ref the workstream starts from.")
+@_root_option
+def plan_command(change_id: str, output_file: Path | None, tool: str, run_command: str | None,
+                 checks: tuple[str, ...], include_done: bool, base: str,
+                 repo: Path | None) -> None:
+    """Compile a change into a workstream file: one step per open task, whose prompt carries
+    the requirement text and scenarios (run it with `aidp run FILE`)."""
+    from aidp.specs.bridge import change_to_workstreams
+    from aidp.specs.project import load_project
+
+    root = _root(repo)
+    document = change_to_workstreams(load_project(root), change_id, tool=tool,
+                                     checks=list(checks), include_done=include_done, base=base)
+    if not document["workstreams"]:
+        raise InputError(f"change {change_id!r} has no open task and no delta: nothing to plan")
+    _emit_workstreams(document, f"aidp specs plan {change_id}",
+                      f"openspec/changes/{change_id}/", output_file, run_command)
+
+
+def _emit_workstreams(document: dict[str, Any], command: str, source: str,
+                      output_file: Path | None, run_command: str | None) -> None:
+    """Print or write a generated workstream file (prompts as readable ``|`` blocks)."""
+    import yaml
+
+    if run_command is not None:
+        for workstream in document["workstreams"]:
+            for step in workstream["steps"]:
+                step["run"] = run_command
+
+    class _Literal(yaml.SafeDumper):
+        """Multi-line strings (prompts) as ``|`` blocks."""
+
+    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Literal.add_representer(str, _str)
+    text = yaml.dump(document, Dumper=_Literal, sort_keys=False, allow_unicode=True, width=100)
+    header = f"# Generated by `{command}` from {source}\n"
+    if output_file is None:
+        click.echo(header + text, nl=False)
+        return
+    output_file.write_text(header + text)
+    count = len(document["workstreams"])
+    steps = sum(len(w["steps"]) for w in document["workstreams"])
+    click.echo(f"wrote {output_file}: {count} workstream{'s' if count != 1 else ''}, "
+               f"{steps} steps")
+
+
+@specs.command(name="epic")
+@click.argument("name")
+@click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the workstream file here (default: print it).")
+@click.option("--tool", default="manual", show_default=True, help="Tool profile of every step.")
+@click.option("--run", "run_command", help="Command of every step (for --tool shell).")
+@click.option("--check", "checks", multiple=True, help="Acceptance check of every step.")
+@click.option("--base", default="HEAD", show_default=True, help="Ref the workstreams start from.")
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Repository holding .claude/epics/ (default: the current directory).")
+def epic_command(name: str, output_file: Path | None, tool: str, run_command: str | None,
+                 checks: tuple[str, ...], base: str, repo: Path | None) -> None:
+    """Compile a CCPM epic (.claude/epics/NAME) into workstreams: one per open task, with its
+    depends_on, conflicts_with and parallel flags."""
+    from aidp.exceptions import ValidationError
+    from aidp.specs.ccpm import epic_to_workstreams, find_epic, load_epic
+
+    root = (repo or Path.cwd()).resolve()
+    directory = find_epic(root, name)
+    try:
+        epic = load_epic(directory, root)
+    except ValidationError as exc:
+        for problem in exc.problems:
+            click.echo(problem.render(), err=True)
+        raise
+    document = epic_to_workstreams(epic, tool=tool, checks=list(checks), base=base)
+    if not document["workstreams"]:
+        raise InputError(f"epic {epic.name!r} has no open task: nothing to plan")
+    _emit_workstreams(document, f"aidp specs epic {name}", epic.file.rsplit("/", 1)[0] + "/",
+                      output_file, run_command)
+
+
+@specs.command(name="sync")
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--archive", "do_archive", is_flag=True,
+              help="Archive each change whose run completed and whose tasks are all ticked.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Target git repository (default: the one containing the current directory).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="aidp.toml to use (default: the repository's).")
+def sync_command(run_ref: str | None, do_archive: bool, as_json: bool, repo: Path | None,
+                 config_path: Path | None) -> None:
+    """After a run (default: the newest), tick the tasks.md boxes of its completed steps and
+    close the CCPM tasks of its completed workstreams; --archive then archives finished
+    changes (recording the proposal's moves when it is tracked)."""
+    from aidp.cli.common import Context
+    from aidp.specs.sync import close_epic_tasks, tick_tasks
+
+    ctx = Context(repo, config_path)
+    store = ctx.store()
+    run_id = store.resolve_run(run_ref)
+    run = store.run(run_id)
+    done_steps: dict[str, set[str]] = {}
+    for step in store.steps(run_id):
+        if step.status == "completed":
+            done_steps.setdefault(step.ws_id, set()).add(step.step_id)
+    finished = {w.ws_id for w in store.workstreams(run_id) if w.status == "completed"}
+    edits: list[dict[str, Any]] = []
+    archived: list[str] = []
+    changes_dir = ctx.repo / "openspec" / "changes"
+    epics_dir = ctx.repo / ".claude" / "epics"
+    epic_files: dict[str, tuple[Path, Path]] = {}
+    if epics_dir.is_dir():
+        from aidp.specs.ccpm import load_epic
+
+        for directory in sorted(p for p in epics_dir.iterdir() if (p / "epic.md").is_file()):
+            try:
+                epic = load_epic(directory, ctx.repo)
+            except InputError:
+                continue
+            for task in epic.tasks:
+                epic_files.setdefault(task.key, (directory, ctx.repo / task.file))
+    closing: dict[Path, list[Path]] = {}
+    for ws_id in sorted(set(done_steps) | finished):
+        change_dir = changes_dir / ws_id
+        if change_dir.is_dir() and ws_id != "archive":
+            numbers = {s[len("task-"):] for s in done_steps.get(ws_id, set())
+                       if s.startswith("task-")}
+            tasks_file = change_dir / "tasks.md"
+            for line in tick_tasks(tasks_file, numbers):
+                edits.append({"file": tasks_file.relative_to(ctx.repo).as_posix(), "line": line,
+                              "edit": "ticked"})
+            if do_archive and run.status == "completed" and ws_id in finished:
+                archived += _archive_finished(ctx, ws_id, tasks_file)
+        elif ws_id in finished and ws_id in epic_files:
+            directory, path = epic_files[ws_id]
+            closing.setdefault(directory, []).append(path)
+    for directory, paths in closing.items():
+        for path, line in close_epic_tasks(directory, paths):
+            edits.append({"file": path.relative_to(ctx.repo).as_posix(), "line": line,
+                          "edit": "closed" if path.name != "epic.md" else "progress"})
+    ctx.close()
+    if as_json:
+        echo_json({"run_id": run_id, "edits": edits, "archived": archived})
+        return
+    for edit in edits:
+        click.echo(f"{edit['file']}:{edit['line']}: {edit['edit']}")
+    for name in archived:
+        click.echo(f"archived {name}")
+    if not edits and not archived:
+        click.echo(f"nothing to sync for run {run_id}")
+
+
+def _archive_finished(ctx: Any, change_id: str, tasks_file: Path) -> list[str]:
+    """Archive a change whose tasks are all ticked, moving its tracked proposal along."""
+    from aidp.specs.archive import archive_change
+    from aidp.specs.lifecycle import ProposalAction, ProposalState
+    from aidp.specs.project import parse_tasks, read_text
+    from aidp.specs.proposals import ProposalBook
+
+    if tasks_file.is_file() and not all(t.done for t in parse_tasks(read_text(tasks_file))):
+        return []
+    book = ProposalBook(ctx.store())
+    record = book.get(change_id)
+    if record is not None and record.state not in (ProposalState.APPROVED,
+                                                   ProposalState.IN_PROGRESS,
+                                                   ProposalState.APPLIED):
+        raise InputError(f"proposal {change_id!r} is {record.state.value}, not approved: "
+                         "not archived", hint=f"aidp proposals show {change_id}")
+    result = archive_change(ctx.repo, change_id)
+    if record is not None:
+        steps = {ProposalState.APPROVED: [ProposalAction.START, ProposalAction.APPLY],
+                 ProposalState.IN_PROGRESS: [ProposalAction.APPLY]}.get(record.state, [])
+        for action in [*steps, ProposalAction.ARCHIVE]:
+            book.act(change_id, action, "aidp", f"run finished; archived as {result.archived_as}")
+    return [result.archived_as]

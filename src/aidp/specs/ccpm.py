@@ -1,0 +1,255 @@
+"""CCPM epics (``.claude/epics/<name>/``) read and compiled into workstreams.
+
+An epic is ``epic.md`` plus one Markdown file per task (``001.md``, ... -- or, once synced to
+GitHub, ``<issue number>.md``), each with YAML front matter: ``name``, ``status``
+(open / in-progress / closed), ``depends_on`` and ``conflicts_with`` (task numbers),
+``parallel`` and ``github`` (the issue URL). Sync renames task files to issue numbers and
+rewrites the numbers in ``depends_on``, so tasks are keyed here by a stable id of our own -- a
+slug of the task's ``name`` -- and a number is resolved against both file numbers and issue
+numbers. Each open task becomes one workstream (tasks are CCPM's unit of parallel work) with
+one step whose prompt is the task body (Description, Acceptance Criteria, Technical Details);
+``depends_on`` and ``conflicts_with`` map onto the workstream fields of the same names, and
+``parallel: false`` makes the task conflict with every other task of the epic. CCPM task files
+name no files, and aidp refuses two parallel workstreams whose scopes overlap, so a task without
+an (optional, aidp-specific) ``scope:`` / ``files:`` list of globs conflicts with every other
+open task: independent tasks may run in any order, one at a time. Closed tasks are left out and
+dependencies on them count as met.
+
+Bad input -- no front matter, bad YAML, a dependency on an unknown task -- is reported as
+:class:`~aidp.exceptions.Problem` lines naming file, line and task.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aidp.exceptions import NotFoundError, Problem, ValidationError
+from aidp.specs.bridge import step_id
+from aidp.specs.project import load_yaml, read_text
+
+__all__ = ["Epic", "EpicTask", "epic_to_workstreams", "find_epic", "load_epic"]
+
+_TASK_FILE = re.compile(r"^(\d+)\.md$")
+_ISSUE = re.compile(r"/issues/(\d+)\b")
+
+
+@dataclass(frozen=True)
+class EpicTask:
+    """One task file of an epic."""
+
+    key: str  # stable: slug of the name
+    number: str  # the file's number (001, or the issue number after sync)
+    issue: str | None  # GitHub issue number from ``github``
+    name: str
+    status: str
+    depends_on: tuple[str, ...]
+    conflicts_with: tuple[str, ...]
+    parallel: bool
+    body: str
+    file: str
+    line: int  # where depends_on is written, else 1
+    acceptance: tuple[tuple[str, bool], ...]  # checkbox text, ticked
+    scope: tuple[str, ...] = ()  # globs from an optional ``scope:`` / ``files:`` field
+
+
+@dataclass(frozen=True)
+class Epic:
+    """``epic.md`` and its tasks."""
+
+    name: str
+    status: str
+    file: str
+    github: str | None
+    body: str
+    tasks: tuple[EpicTask, ...]
+
+
+def _front_matter(text: str, rel: str, problems: list[Problem]) -> tuple[dict[str, Any], str,
+                                                                        dict[str, int]]:
+    """(front matter, body, key -> line) of a CCPM Markdown file."""
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        problems.append(Problem(rel, "no YAML front matter (a first line '---')", 1,
+                                code="ccpm-front-matter"))
+        return {}, text, {}
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
+    if end is None:
+        problems.append(Problem(rel, "front matter is not closed by a '---' line", 1,
+                                code="ccpm-front-matter"))
+        return {}, text, {}
+    try:
+        data = load_yaml("\n".join(lines[1:end]))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = 2 + mark.line if mark is not None else 1
+        problems.append(Problem(rel, f"front matter is not valid YAML: "
+                                f"{getattr(exc, 'problem', None) or exc}", line,
+                                code="ccpm-front-matter"))
+        return {}, "\n".join(lines[end + 1:]), {}
+    if not isinstance(data, dict):
+        problems.append(Problem(rel, "front matter must be a mapping", 2,
+                                code="ccpm-front-matter"))
+        return {}, "\n".join(lines[end + 1:]), {}
+    where: dict[str, int] = {}
+    for i in range(1, end):
+        match = re.match(r"^([A-Za-z_][\w-]*)\s*:", lines[i])
+        if match:
+            where.setdefault(match.group(1), i + 1)
+    return data, "\n".join(lines[end + 1:]), where
+
+
+def _numbers(value: Any, rel: str, line: int, field: str, task: str,
+             problems: list[Problem]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        problems.append(Problem(rel, f"{field} must be a list of task numbers", line, task,
+                                "ccpm-field"))
+        return ()
+    out = []
+    for item in value:
+        text = str(item).strip().lstrip("#")
+        if not text.isdigit():
+            problems.append(Problem(rel, f"{field}: {item!r} is not a task number", line, task,
+                                    "ccpm-field"))
+            continue
+        out.append(str(int(text)))
+    return tuple(out)
+
+
+def find_epic(root: Path, name: str) -> Path:
+    """``.claude/epics/<name>`` (or ``archived/<name>``) under ``root``, or ``name`` itself if it
+    is a directory holding ``epic.md``."""
+    direct = Path(name)
+    if (direct / "epic.md").is_file():
+        return direct
+    for candidate in (root / ".claude" / "epics" / name,
+                      root / ".claude" / "epics" / "archived" / name):
+        if (candidate / "epic.md").is_file():
+            return candidate
+    raise NotFoundError(f"no CCPM epic {name!r} (looked for .claude/epics/{name}/epic.md)")
+
+
+def load_epic(directory: Path, root: Path) -> Epic:
+    """Read an epic directory; ValidationError listing every problem."""
+    problems: list[Problem] = []
+
+    def rel(path: Path) -> str:
+        resolved = path.resolve()
+        return resolved.relative_to(root.resolve()).as_posix() \
+            if resolved.is_relative_to(root.resolve()) else path.as_posix()
+
+    epic_file = directory / "epic.md"
+    meta, body, _ = _front_matter(read_text(epic_file), rel(epic_file), problems)
+    tasks: list[EpicTask] = []
+    taken: set[str] = set()
+    for path in sorted(directory.iterdir(), key=lambda p: p.name):
+        match = _TASK_FILE.match(path.name)
+        if not match or not path.is_file():
+            continue
+        file = rel(path)
+        data, text, where = _front_matter(read_text(path), file, problems)
+        if not data and problems and problems[-1].file == file:
+            continue
+        name = str(data.get("name") or "").strip()
+        if not name:
+            problems.append(Problem(file, "task has no name", where.get("name", 2),
+                                    code="ccpm-field"))
+            continue
+        key = step_id(re.sub(r"[^a-z0-9]+", "-", name.lower()), taken)
+        github = data.get("github")
+        issue_match = _ISSUE.search(str(github)) if github else None
+        dep_line = where.get("depends_on", 1)
+        acceptance = tuple((m.group(2).strip(), m.group(1).lower() == "x")
+                           for m in re.finditer(r"^\s*[-*]\s*\[([ xX])\]\s*(.+)$", text,
+                                                re.MULTILINE))
+        tasks.append(EpicTask(
+            key, str(int(match.group(1))), issue_match.group(1) if issue_match else None, name,
+            str(data.get("status") or "open"),
+            _numbers(data.get("depends_on"), file, dep_line, "depends_on", key, problems),
+            _numbers(data.get("conflicts_with"), file, where.get("conflicts_with", 1),
+                     "conflicts_with", key, problems),
+            data.get("parallel") is not False, text.strip(), file, dep_line, acceptance,
+            _globs(data.get("scope", data.get("files")))))
+    by_number = _number_index(tasks)
+    for task in tasks:
+        for field, numbers in (("depends_on", task.depends_on),
+                               ("conflicts_with", task.conflicts_with)):
+            for number in numbers:
+                if number not in by_number:
+                    problems.append(Problem(task.file, f"{field}: no task {number} in this epic",
+                                            task.line, task.key, "ccpm-unknown-task"))
+    if problems:
+        raise ValidationError(problems)
+    return Epic(str(meta.get("name") or directory.name), str(meta.get("status") or "backlog"),
+                rel(epic_file), str(meta["github"]) if meta.get("github") else None,
+                body.strip(), tuple(tasks))
+
+
+def _globs(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def _number_index(tasks: list[EpicTask] | tuple[EpicTask, ...]) -> dict[str, EpicTask]:
+    index: dict[str, EpicTask] = {}
+    for task in tasks:
+        index.setdefault(task.number, task)
+        if task.issue:
+            index.setdefault(task.issue, task)
+    return index
+
+
+def _prompt(epic: Epic, task: EpicTask) -> str:
+    parts = [f"Task: {task.name}", f"Epic: {epic.name}"]
+    if task.issue:
+        parts.append(f"Issue: #{task.issue}")
+    parts += ["", task.body]
+    return "\n".join(parts).strip() + "\n"
+
+
+def epic_to_workstreams(epic: Epic, *, tool: str = "manual", checks: list[str] | None = None,
+                        base: str = "HEAD") -> dict[str, Any]:
+    """The workstream file (as data): one workstream per open task."""
+    by_number = _number_index(epic.tasks)
+    open_tasks = [t for t in epic.tasks if t.status != "closed"]
+    open_keys = {t.key for t in open_tasks}
+    serial = [t.key for t in open_tasks if not t.parallel]
+    workstreams = []
+    for task in open_tasks:
+        depends = [by_number[n].key for n in task.depends_on if by_number[n].key in open_keys]
+        conflicts = [by_number[n].key for n in task.conflicts_with
+                     if by_number[n].key in open_keys]
+        if not task.parallel:
+            conflicts += [k for k in open_keys if k != task.key]
+        conflicts += [k for k in serial if k != task.key]
+        if not task.scope:
+            # No declared files: it may touch anything, so it never runs beside another task.
+            conflicts += [t.key for t in open_tasks if t.key != task.key]
+        else:
+            conflicts += [t.key for t in open_tasks if t.key != task.key and not t.scope]
+        step: dict[str, Any] = {"id": "implement", "title": task.name, "tool": tool,
+                                "prompt": _prompt(epic, task), "context": [task.file]}
+        if checks:
+            step["checks"] = list(checks)
+        workstream: dict[str, Any] = {"id": task.key, "title": task.name, "base": base,
+                                      "steps": [step]}
+        if task.scope:
+            workstream["scope"] = list(task.scope)
+        if depends:
+            workstream["depends_on"] = sorted(set(depends))
+        unique_conflicts = sorted(set(conflicts) - set(depends))
+        if unique_conflicts:
+            workstream["conflicts_with"] = unique_conflicts
+        workstreams.append(workstream)
+    return {"version": 1, "workstreams": workstreams}

@@ -1,0 +1,76 @@
+"""The whole loop through the real CLI: plan a change (or an epic), run it, sync the files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.conftest import Cli, git, init_repo
+from tests.specs.corpus import ADD_OK, LOGIN, proposal, spec
+
+EPIC = "---\nname: auth\nstatus: in-progress\nprogress: 0%\n---\n# Epic: auth\n"
+
+
+def _task(name: str, depends: str = "[]") -> str:
+    return (f"---\nname: {name}\nstatus: open\ncreated: 2026-11-24T18:00:00Z\nupdated: "
+            f"2026-11-24T18:00:00Z\ndepends_on: {depends}\nparallel: true\n---\n"
+            f"## Description\nDo {name}.\n")
+
+
+def _repo(tmp_path: Path) -> Path:
+    return init_repo(tmp_path / "repo", {
+        "openspec/config.yaml": "schema: spec-driven\n",
+        "openspec/specs/auth/spec.md": spec("auth", LOGIN),
+        "openspec/changes/add-2fa/proposal.md": proposal("Add 2FA"),
+        "openspec/changes/add-2fa/tasks.md": "## 1. Impl\n- [ ] 1.1 Table\n- [ ] 1.2 Two factor\n",
+        "openspec/changes/add-2fa/specs/auth/spec.md": ADD_OK,
+        ".claude/epics/auth/epic.md": EPIC,
+        ".claude/epics/auth/001.md": _task("Table"),
+        ".claude/epics/auth/002.md": _task("Endpoint", "[1]"),
+    })
+
+
+def test_change_plan_run_sync_archive(tmp_path: Path) -> None:
+    """plan -> run -> sync --archive: tasks ticked, change archived and merged, the tracked
+    proposal moved approved -> in_progress -> applied -> archived."""
+    repo = _repo(tmp_path)
+    cli = Cli(repo)
+    cli("proposals", "submit", "add-2fa", "--by", "alice", check=True)
+    cli("proposals", "approve", "add-2fa", "--by", "bob", check=True)
+    cli("specs", "plan", "add-2fa", "-o", "ws.yaml", "--tool", "shell", "--run",
+        "echo {step} >> done.txt", check=True)
+    git(repo, "add", "ws.yaml")
+    git(repo, "commit", "-qm", "plan")
+    assert json.loads(cli("run", "ws.yaml", "--json", check=True).stdout)["status"] == "completed"
+    synced = json.loads(cli("specs", "sync", "--archive", "--json", check=True).stdout)
+    assert [(e["file"], e["line"]) for e in synced["edits"]] == [
+        ("openspec/changes/add-2fa/tasks.md", 2), ("openspec/changes/add-2fa/tasks.md", 3)]
+    (archived,) = synced["archived"]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-add-2fa", archived)
+    tasks = (repo / "openspec/changes/archive" / archived / "tasks.md").read_text()
+    assert tasks.count("- [x]") == 2
+    assert "### Requirement: Two factor" in (repo / "openspec/specs/auth/spec.md").read_text()
+    history = json.loads(cli("proposals", "show", "add-2fa", "--json").stdout)["history"]
+    assert [h["action"] for h in history] == ["create", "submit", "approve", "start", "apply",
+                                              "archive"]
+
+
+def test_epic_plan_run_sync(tmp_path: Path) -> None:
+    """epic -> run -> sync: each finished task file gets status closed, the epic 100%."""
+    repo = _repo(tmp_path)
+    cli = Cli(repo)
+    cli("specs", "epic", "auth", "-o", "epic.yaml", "--tool", "shell", "--run",
+        "echo {workstream} >> done.txt", check=True)
+    git(repo, "add", "epic.yaml")
+    git(repo, "commit", "-qm", "plan")
+    assert json.loads(cli("run", "epic.yaml", "--json", check=True).stdout)["status"] == \
+        "completed"
+    synced = json.loads(cli("specs", "sync", "--json", check=True).stdout)
+    assert sorted((e["file"], e["edit"]) for e in synced["edits"]) == [
+        (".claude/epics/auth/001.md", "closed"), (".claude/epics/auth/002.md", "closed"),
+        (".claude/epics/auth/epic.md", "progress")]
+    assert "status: closed" in (repo / ".claude/epics/auth/002.md").read_text()
+    assert "progress: 100%" in (repo / ".claude/epics/auth/epic.md").read_text()
+    again = json.loads(cli("specs", "sync", "--json", check=True).stdout)
+    assert again["edits"] == []
