@@ -25,6 +25,7 @@ __all__ = [
     "RateLimit",
     "RunSettings",
     "Settings",
+    "SpecsSettings",
     "ToolProfile",
     "load_settings",
 ]
@@ -78,6 +79,14 @@ class BreakerSettings(_Section):
         "bounded by the step's retry budget) or fail the step at once")
 
 
+class SpecsSettings(_Section):
+    """``aidp run --change``: how an OpenSpec change becomes a run."""
+
+    require_approval: bool = Field(True, description="only approved proposals run")
+    tool: str = Field("manual", description="tool profile of the compiled steps")
+    checks: list[str] = Field(default_factory=list, description="acceptance checks of each step")
+
+
 class ToolProfile(_Section):
     """How to run a tool: adapter, command / model / endpoint, limits, matching, fallback.
 
@@ -118,6 +127,7 @@ class Settings(_Section):
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     run: RunSettings = Field(default_factory=RunSettings)
+    specs: SpecsSettings = Field(default_factory=SpecsSettings)
     tools: dict[str, ToolProfile] = Field(
         default_factory=lambda: {"shell": ToolProfile(adapter="shell")}
     )

@@ -73,14 +73,34 @@ def validate(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
 
 
 @click.command()
-@_files_argument
+@click.argument("files", nargs=-1, required=False, type=click.Path(path_type=Path))
 @_json_option
 @_repo_option
-def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
+@click.option("--change", "change_id", metavar="ID",
+              help="Plan an OpenSpec change (openspec/changes/ID) instead of FILES.")
+def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
+         change_id: str | None) -> None:
     """Show the waves, the critical path and the useful parallelism of workstream files."""
     from aidp.engine.dag import analyze
+    from aidp.exceptions import InputError
 
-    loaded = load_or_exit(files, repo, as_json)
+    if bool(files) == bool(change_id):
+        raise InputError("give workstream FILES or --change ID (one of the two)")
+    if change_id is not None:
+        import tempfile
+
+        from aidp.cli.change import compile_change
+        from aidp.config import load_settings
+
+        root = repo if repo is not None else git_toplevel()
+        if root is None:
+            raise InputError("not inside a git repository", hint="pass --repo PATH")
+        with tempfile.TemporaryDirectory(prefix="aidp-change-") as tmp:  # plan writes nothing
+            files = (compile_change(root, load_settings(root), change_id, None,
+                                    into=Path(tmp)),)
+            loaded = load_or_exit(files, root, as_json)
+    else:
+        loaded = load_or_exit(files, repo, as_json)
     analysis = analyze(loaded)
     if as_json:
         click.echo(json.dumps({"ok": True, **analysis.to_dict()}, indent=2))

@@ -52,25 +52,42 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=False, type=click.Path(path_type=Path))
 @repo_options
 @click.option("--parallel", "-p", type=click.IntRange(1, 256), help="Steps running at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--interactive", is_flag=True, help="Ask whether to retry, skip or abort a failed step.")
+@click.option("--change", "change_id", metavar="ID",
+              help="Run an approved OpenSpec change (openspec/changes/ID) instead of FILES.")
+@click.option("--tool", "change_tool", metavar="PROFILE",
+              help="With --change: the tool profile of its steps (default: [specs] tool).")
 def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
-        parallel: int | None, as_json: bool, interactive: bool) -> int:
-    """Validate FILES, then run every workstream in its own worktree and branch.
+        parallel: int | None, as_json: bool, interactive: bool, change_id: str | None,
+        change_tool: str | None) -> int:
+    """Validate FILES (or compile --change ID), then run every workstream in its own worktree
+    and branch.
 
     Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input.
     """
     from aidp.cli.plan import load_or_exit
     from aidp.engine.orchestrator import create_run, preflight
+    from aidp.exceptions import InputError
 
     ctx = Context(repo, config_path)
+    if bool(files) == bool(change_id):
+        raise InputError("give workstream FILES or --change ID (one of the two)")
+    if change_id is not None:
+        from aidp.cli.change import compile_change
+
+        files = (compile_change(ctx.repo, ctx.settings, change_id, change_tool),)
     plan = load_or_exit(files, ctx.repo, as_json)
     parallel = parallel or ctx.settings.run.parallel
     preflight(ctx.repo, plan, tools=set(ctx.settings.tools))  # before anything is written
     try:
+        if change_id is not None:
+            from aidp.cli.change import start_change
+
+            start_change(ctx.store(create=True), ctx.settings, change_id)
         run_id = create_run(ctx.store(create=True), ctx.repo, plan, parallel=parallel,
                             tools=set(ctx.settings.tools))
         if not as_json:
@@ -82,7 +99,13 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
             click.echo(f"plan: {len(shape.waves)} waves; critical path "
                        f"{' -> '.join(shape.critical_path) or '-'} ({shape.critical_steps} "
                        f"steps); up to {shape.max_parallelism} workstreams at once")
-        return _drive(ctx, run_id, parallel=parallel, as_json=as_json, interactive=interactive)
+        code = _drive(ctx, run_id, parallel=parallel, as_json=as_json,
+                      interactive=interactive)
+        if code == 0 and change_id is not None:
+            from aidp.cli.change import finish_change
+
+            finish_change(ctx.store(), change_id)
+        return code
     finally:
         ctx.close()
 

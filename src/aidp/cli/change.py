@@ -1,0 +1,80 @@
+"""``--change ID`` of ``aidp plan`` and ``aidp run``: an OpenSpec change as workstreams.
+
+The change is compiled (:func:`aidp.specs.bridge.change_to_workstreams`: one step per open task,
+its prompt carrying the requirement text and scenarios) into ``.aidp/changes/ID.yaml``, which
+then goes through the same validation as any workstream file. ``aidp run --change`` runs only a
+change whose proposal is approved (``[specs] require_approval = false`` lifts that), moves the
+proposal to ``in_progress`` when the run starts and to ``applied`` when it completes.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from pathlib import Path
+
+from aidp.config import Settings
+from aidp.exceptions import StateError
+
+__all__ = ["compile_change", "finish_change", "start_change"]
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def compile_change(repo: Path, settings: Settings, change_id: str, tool: str | None, *,
+                   into: Path | None = None) -> Path:
+    """Write the workstream file of ``change_id`` into ``into`` (default ``.aidp/changes/``)
+    and return its path."""
+    import yaml
+
+    from aidp.specs.bridge import change_to_workstreams
+    from aidp.specs.project import load_project
+
+    document = change_to_workstreams(load_project(repo), change_id,
+                                     tool=tool or settings.specs.tool,
+                                     checks=list(settings.specs.checks))
+    if not document.get("workstreams"):
+        raise StateError(f"change {change_id!r} has no open task and no delta: nothing to run")
+    path = (into or repo / ".aidp" / "changes") / f"{change_id}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# compiled by aidp from openspec/changes/{change_id}/\n"
+                    + yaml.safe_dump(document, sort_keys=False, allow_unicode=True),
+                    encoding="utf-8")
+    return path
+
+
+def start_change(store: object, settings: Settings, change_id: str) -> None:
+    """Refuse an unapproved change (unless configured otherwise); mark it in progress."""
+    from aidp.specs.lifecycle import ProposalAction, ProposalState
+    from aidp.specs.proposals import ProposalBook
+
+    book = ProposalBook(store)  # type: ignore[arg-type]
+    record = book.get(change_id)
+    state = record.state if record is not None else None
+    if state is ProposalState.IN_PROGRESS:
+        return  # a run of it failed before: run it again
+    if state is not ProposalState.APPROVED:
+        if settings.specs.require_approval:
+            raise StateError(
+                f"change {change_id!r} is {state.value if state else 'not proposed'}, "
+                "not approved", hint=f"aidp proposals approve {change_id} (after submit), or "
+                "set [specs] require_approval = false")
+        return
+    book.act(change_id, ProposalAction.START, _actor(), comment="aidp run --change")
+
+
+def finish_change(store: object, change_id: str) -> None:
+    """After a completed run: the proposal is applied (if it was in progress)."""
+    from aidp.specs.lifecycle import ProposalAction, ProposalState
+    from aidp.specs.proposals import ProposalBook
+
+    book = ProposalBook(store)  # type: ignore[arg-type]
+    record = book.get(change_id)
+    if record is not None and record.state is ProposalState.IN_PROGRESS:
+        book.act(change_id, ProposalAction.APPLY, _actor(), comment="run completed")
