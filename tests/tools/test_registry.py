@@ -169,7 +169,8 @@ def test_open_breakers_move_along_the_fallback_chain() -> None:
     choice = choose_profile(trio(), tool="aider", capability=None,
                             health={"aider": OPEN, "codex": OPEN})
     assert choice.profile == "openai"
-    assert choice.reason == "aider: breaker open; codex: breaker open; chose openai (fallback of codex)"
+    assert choice.reason == ("aider: breaker open; codex: breaker open; "
+                             "chose openai (fallback of codex)")
 
 
 def test_all_breakers_open_is_a_retryable_no_profile_error() -> None:
