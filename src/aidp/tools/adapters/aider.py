@@ -38,7 +38,7 @@ from aidp.tools.adapters._common import (
     resolve_command,
     tool_version,
 )
-from aidp.tools.process import run_process
+from aidp.tools.process import kill_by_token, run_process
 
 __all__ = [
     "AiderAdapter",
@@ -255,6 +255,7 @@ class AiderAdapter:
             return AdapterResult(exit_code=None, error=exc.message,
                                  command_line=masked(argv, secrets))
         output.close()
+        kill_by_token(invocation.token)  # anything Aider started outside its group
         if result.timed_out:
             invocation.log.note(f"[aidp] aider timed out after {invocation.timeout_s:g} s")
         return AdapterResult(
