@@ -13,11 +13,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aidp.exceptions import ToolError
+from aidp.tools.adapter import ProbeResult
 from aidp.tools.capped_log import MIN_SECRET_LEN, CappedLog
 from aidp.tools.process import build_env, run_process
+
+if TYPE_CHECKING:
+    from aidp.config import ToolProfile
 
 __all__ = [
     "CANARY_TIMEOUT_S",
@@ -25,6 +30,8 @@ __all__ = [
     "api_key",
     "canary",
     "masked",
+    "not_found",
+    "probe_cli",
     "resolve_command",
     "tool_version",
 ]
@@ -155,3 +162,29 @@ def masked(argv: Sequence[str], secrets: Sequence[str]) -> tuple[str, ...]:
             part = part.replace(value, "***")
         out.append(part)
     return tuple(out)
+
+
+def not_found(tool: str, command: str | Sequence[str] | None) -> str:
+    """Why a tool's binary was not found, and what to do about it."""
+    shown = command if command is not None else tool
+    return (f"{tool} not found: {shown!r} is neither a file nor on PATH"
+            " (install it with scripts/setup_ai_tools.sh, or set command in the profile)")
+
+
+def probe_cli(
+    profile_name: str, profile: ToolProfile, env: Mapping[str, str], tool: str
+) -> ProbeResult:
+    """Probe a CLI tool: its binary, ``--version``, then ``GET {base_url}/models`` if set."""
+    binary = resolve_command(profile.command, tool, env)
+    if binary is None:
+        return ProbeResult(profile_name, ok=False, detail=not_found(tool, profile.command))
+    version, detail = tool_version([*binary, "--version"], env)
+    if version is None:
+        return ProbeResult(profile_name, ok=False, detail=detail)
+    if not profile.base_url:
+        return ProbeResult(profile_name, ok=True, version=version,
+                           detail=f"{binary[0]} {version}")
+    answered, latency, canary_detail = canary(profile.base_url, api_key(profile.api_key_env, env))
+    return ProbeResult(profile_name, ok=answered, version=version,
+                       detail=f"{tool} {version}; {canary_detail}",
+                       canary_ok=answered, latency_s=round(latency, 3))

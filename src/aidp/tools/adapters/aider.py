@@ -33,10 +33,10 @@ from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult, ToolEvent
 from aidp.tools.adapters._common import (
     LineReader,
     api_key,
-    canary,
     masked,
+    not_found,
+    probe_cli,
     resolve_command,
-    tool_version,
 )
 from aidp.tools.process import kill_by_token, run_process
 
@@ -46,6 +46,7 @@ __all__ = [
     "aider_argv",
     "aider_model",
     "model_metadata",
+    "parse_tokens",
     "request_timeout_s",
 ]
 
@@ -202,7 +203,7 @@ class AiderAdapter:
         profile = invocation.profile
         binary = resolve_command(profile.command, "aider", invocation.env)
         if binary is None:
-            return AdapterResult(exit_code=None, error=_not_found(profile))
+            return AdapterResult(exit_code=None, error=not_found("aider", profile.command))
         attempt_dir = invocation.attempt_dir
         home = attempt_dir / "home"
         home.mkdir(parents=True, exist_ok=True)
@@ -267,26 +268,4 @@ class AiderAdapter:
 
     def probe(self, profile_name: str, profile: ToolProfile, env: Mapping[str, str]) -> ProbeResult:
         """``aider --version``, then ``GET {base_url}/models`` when the profile has an endpoint."""
-        binary = resolve_command(profile.command, "aider", env)
-        if binary is None:
-            return ProbeResult(profile_name, ok=False, detail=_not_found(profile))
-        return _probe(profile_name, profile, env, binary)
-
-
-def _probe(
-    profile_name: str, profile: ToolProfile, env: Mapping[str, str], binary: list[str]
-) -> ProbeResult:
-    version, detail = tool_version([*binary, "--version"], env)
-    if version is None:
-        return ProbeResult(profile_name, ok=False, detail=detail)
-    if not profile.base_url:
-        return ProbeResult(profile_name, ok=True, version=version, detail=f"{binary[0]} {version}")
-    answered, latency, canary_detail = canary(profile.base_url, api_key(profile.api_key_env, env))
-    return ProbeResult(profile_name, ok=answered, version=version, detail=canary_detail,
-                       canary_ok=answered, latency_s=round(latency, 3))
-
-
-def _not_found(profile: ToolProfile) -> str:
-    command = profile.command or "aider"
-    return (f"aider not found: {command!r} is not on PATH"
-            " (install it with scripts/setup_ai_tools.sh, or set command in the profile)")
+        return probe_cli(profile_name, profile, env, "aider")

@@ -32,10 +32,10 @@ from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult, ToolEvent
 from aidp.tools.adapters._common import (
     LineReader,
     api_key,
-    canary,
     masked,
+    not_found,
+    probe_cli,
     resolve_command,
-    tool_version,
 )
 from aidp.tools.process import kill_by_token, run_process
 
@@ -207,7 +207,8 @@ class CodexOutput:
                 "output": _text(item.get("aggregated_output"))[-MAX_EVENT_OUTPUT:],
             })
         elif item_type == "file_change":
-            for change in item.get("changes") or ():
+            changes = item.get("changes")
+            for change in changes if isinstance(changes, list) else ():
                 if isinstance(change, dict):
                     self._add("file_change", {"path": self._relative(_text(change.get("path"))),
                                               "kind": _text(change.get("kind"))})
@@ -240,7 +241,7 @@ class CodexAdapter:
         profile = invocation.profile
         binary = resolve_command(profile.command, "codex", invocation.env)
         if binary is None:
-            return AdapterResult(exit_code=None, error=_not_found(profile))
+            return AdapterResult(exit_code=None, error=not_found("codex", profile.command))
         prompt = invocation.prompt
         if prompt is None and invocation.prompt_file is not None:
             prompt = invocation.prompt_file.read_text(encoding="utf-8")
@@ -292,26 +293,8 @@ class CodexAdapter:
 
     def probe(self, profile_name: str, profile: ToolProfile, env: Mapping[str, str]) -> ProbeResult:
         """``codex --version``, then ``GET {base_url}/models`` when the profile has an endpoint."""
-        binary = resolve_command(profile.command, "codex", env)
-        if binary is None:
-            return ProbeResult(profile_name, ok=False, detail=_not_found(profile))
-        version, detail = tool_version([*binary, "--version"], env)
-        if version is None:
-            return ProbeResult(profile_name, ok=False, detail=detail)
-        if not profile.base_url:
-            return ProbeResult(profile_name, ok=True, version=version,
-                               detail=f"{binary[0]} {version}")
-        answered, latency, canary_detail = canary(profile.base_url,
-                                                  api_key(profile.api_key_env, env))
-        return ProbeResult(profile_name, ok=answered, version=version, detail=canary_detail,
-                           canary_ok=answered, latency_s=round(latency, 3))
+        return probe_cli(profile_name, profile, env, "codex")
 
 
 def _short(prompt: str) -> str:
     return prompt if len(prompt) <= 200 else prompt[:197] + "..."
-
-
-def _not_found(profile: ToolProfile) -> str:
-    command = profile.command or "codex"
-    return (f"codex not found: {command!r} is not on PATH"
-            " (install it with scripts/setup_ai_tools.sh, or set command in the profile)")
