@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cancel": ("aidp.cli.control", "cancel", "Cancel a run."),
     "rollback": ("aidp.cli.control", "rollback", "Move a workstream back to a checkpoint."),
     "worktrees": ("aidp.cli.worktrees", "worktrees", "List or prune pooled worktrees."),
+    "tools": ("aidp.cli.tools", "tools", "List tool profiles; check that their tools can run."),
     "fake-llm": ("aidp.cli.fake_llm", "fake_llm", "Serve a scripted OpenAI-compatible API."),
 }
 
