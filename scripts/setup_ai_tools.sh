@@ -13,8 +13,15 @@ mkdir -p "$TOOLS/bin"
 
 aider_site=("$TOOLS"/uv-tools/aider-chat/lib/python3*/site-packages/aider_chat-"$AIDER_VERSION".dist-info)
 if [[ ! -x "$TOOLS/bin/aider" || ! -d "${aider_site[0]}" ]]; then
-  UV_TOOL_DIR="$TOOLS/uv-tools" UV_TOOL_BIN_DIR="$TOOLS/bin" \
-    uv tool install --quiet --force --python 3.11 "aider-chat==$AIDER_VERSION"
+  # aider-chat supports Python 3.10-3.12; use one already on the machine (no downloads).
+  for python in 3.11 3.12 3.10; do
+    if UV_PYTHON_DOWNLOADS=never UV_TOOL_DIR="$TOOLS/uv-tools" UV_TOOL_BIN_DIR="$TOOLS/bin" \
+        uv tool install --quiet --force --python "$python" "aider-chat==$AIDER_VERSION" 2>/dev/null
+    then
+      break
+    fi
+  done
+  [[ -x "$TOOLS/bin/aider" ]] || { echo "setup_ai_tools: could not install aider-chat" >&2; exit 1; }
 fi
 
 codex_pkg="$TOOLS/codex/node_modules/@openai/codex/package.json"
