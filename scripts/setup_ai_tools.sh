@@ -14,14 +14,20 @@ mkdir -p "$TOOLS/bin"
 aider_site=("$TOOLS"/uv-tools/aider-chat/lib/python3*/site-packages/aider_chat-"$AIDER_VERSION".dist-info)
 if [[ ! -x "$TOOLS/bin/aider" || ! -d "${aider_site[0]}" ]]; then
   # aider-chat supports Python 3.10-3.12; use one already on the machine (no downloads).
+  errors="$TOOLS/aider-install.err"
   for python in 3.11 3.12 3.10; do
     if UV_PYTHON_DOWNLOADS=never UV_TOOL_DIR="$TOOLS/uv-tools" UV_TOOL_BIN_DIR="$TOOLS/bin" \
-        uv tool install --quiet --force --python "$python" "aider-chat==$AIDER_VERSION" 2>/dev/null
-    then
+        uv tool install --quiet --force --python "$python" "aider-chat==$AIDER_VERSION" \
+        2>"$errors"; then
       break
     fi
   done
-  [[ -x "$TOOLS/bin/aider" ]] || { echo "setup_ai_tools: could not install aider-chat" >&2; exit 1; }
+  if [[ ! -x "$TOOLS/bin/aider" ]]; then
+    echo "setup_ai_tools: could not install aider-chat==$AIDER_VERSION:" >&2
+    cat "$errors" >&2
+    exit 1
+  fi
+  rm -f "$errors"
 fi
 
 codex_pkg="$TOOLS/codex/node_modules/@openai/codex/package.json"
