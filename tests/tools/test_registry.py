@@ -200,6 +200,12 @@ def test_capability_picks_the_highest_priority_match() -> None:
     assert choice.reason == "chose aider (code_edit, score 2.1)"
 
 
+def test_capability_wins_over_the_default_tool() -> None:
+    """A step asking for a capability gets a match even though its tool defaults to shell."""
+    choice = choose_profile(trio(), tool="shell", capability="code_edit", health={})
+    assert choice.profile == "aider"
+
+
 def test_capability_excludes_profiles_without_it() -> None:
     """Only profiles listing the capability are candidates."""
     choice = choose_profile(trio(), tool=None, capability="review", health={})

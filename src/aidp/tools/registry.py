@@ -11,7 +11,7 @@ each profile (breaker state, recent success rate), which the caller reads from t
 * A step naming ``tool`` gets that profile -- or, when its breaker is open, the first healthy
   profile along its ``fallback`` chain (:func:`fallback_chain`, breadth first, cycle-safe).
 * A step asking for a ``capability`` (optionally a ``language``, in an ``environment``) gets the
-  best-scoring matching profile. A profile matches when it lists the capability and, where it
+  best-scoring matching profile (a capability wins over ``tool``). A profile matches when it lists the capability and, where it
   lists languages / environments at all, the asked one. Score = ``priority`` (an integer, so it
   decides first) + 0.5 if the profile names the language + 0.25 if it names the environment +
   0.2 x recent success rate (0.1 when unknown); ties go by name. If the best one's breaker is
@@ -275,8 +275,10 @@ def choose_profile(
 
     Args:
         settings: the run's settings (its tool profiles).
-        tool: the profile the step names, or None when it asks for a capability.
-        capability: the capability wanted (``code_edit`` ...) when ``tool`` is None.
+        tool: the profile the step names (used when ``capability`` is None).
+        capability: the capability wanted (``code_edit`` ...); when given, it wins over
+            ``tool`` (a workstream step's ``tool`` defaults to ``shell`` even when it asks for
+            a capability).
         language: the language of the work, matched against each profile's ``languages``.
         environment: where aidp runs (``dev``, ``ci``, ``prod``), matched against
             ``environments``.
@@ -293,7 +295,7 @@ def choose_profile(
     """
     notes: list[str] = []
     noted: set[str] = set()
-    if tool is not None:
+    if tool is not None and capability is None:
         resolve_profile(settings, tool)
         chosen = _walk_fallbacks(settings, tool, health, notes, noted)
         candidates: list[Candidate] = [
