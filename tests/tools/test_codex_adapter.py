@@ -24,6 +24,7 @@ from aidp.tools.adapters.codex import (
     CodexOutput,
     codex_argv,
     codex_config,
+    codex_prompt,
     stream_idle_timeout_ms,
 )
 from tests.tools._adapters import KEY_ENV, SECRET, invocation, make_repo
@@ -118,6 +119,13 @@ def test_argv_is_exec_json_strict_ephemeral_in_the_worktree(tmp_path: Path) -> N
         argv = codex_argv(["codex"], inv, "-rf do it")
     assert argv == ["codex", "exec", "--json", "--strict-config", "--ephemeral", "-C", str(repo),
                     "--skip-git-repo-check", "--", "-rf do it"]
+
+
+def test_a_prompt_too_long_for_one_argument_is_read_from_its_file() -> None:
+    """A prompt over the argument limit is replaced by an instruction naming its file."""
+    assert codex_prompt("short", Path("/a/prompt.md")) == "short"
+    instead = codex_prompt("x" * 200_000, Path("/a/prompt.md"))
+    assert "/a/prompt.md" in instead and len(instead) < 200
 
 
 def feed(lines: list[bytes], chunk: int, worktree: Path | None = Path("/w/repo")) -> CodexOutput:

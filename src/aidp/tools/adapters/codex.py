@@ -45,6 +45,7 @@ __all__ = [
     "CodexOutput",
     "codex_argv",
     "codex_config",
+    "codex_prompt",
     "stream_idle_timeout_ms",
 ]
 
@@ -64,6 +65,9 @@ DISABLED_FEATURES = (
 )
 #: Error items Codex emits on every run for a model it does not know (harmless).
 _HARMLESS_ERRORS = ("model metadata",)
+#: Longest prompt passed on the command line (Linux caps one argument at 128 KiB); a longer
+#: one stays in its file and Codex is told to read it.
+MAX_ARGV_PROMPT_BYTES = 100_000
 #: Longest command output kept in a ``command`` event (the log holds all of it).
 MAX_EVENT_OUTPUT = 2000
 
@@ -117,6 +121,15 @@ def codex_config(profile: ToolProfile, *, timeout_s: float) -> str:
         lines += ["", f"[{table}]", "enabled = false"]
     lines += ["", "[features]"] + [f"{name} = false" for name in DISABLED_FEATURES]
     return "\n".join(lines) + "\n"
+
+
+def codex_prompt(prompt: str, prompt_file: Path) -> str:
+    """The prompt argument: the prompt itself, or -- when too long for one argument -- an
+    instruction to read it from ``prompt_file`` (which must then hold it)."""
+    if len(prompt.encode()) <= MAX_ARGV_PROMPT_BYTES:
+        return prompt
+    return (f"Your task is too long to pass here; it is in the file {prompt_file}. Read that "
+            "whole file first, then do what it says.")
 
 
 def codex_argv(binary: list[str], invocation: Invocation, prompt: str) -> list[str]:
@@ -262,7 +275,11 @@ class CodexAdapter:
         if not profile.base_url and key:
             env["OPENAI_API_KEY"] = key  # the built-in provider reads this name
         secrets = [*invocation.secrets, *([key] if key else [])]
-        argv = codex_argv(binary, invocation, prompt)
+        prompt_file = invocation.prompt_file
+        if prompt_file is None or len(prompt.encode()) > MAX_ARGV_PROMPT_BYTES:
+            prompt_file = invocation.attempt_dir / "prompt.md"
+            prompt_file.write_text(prompt, encoding="utf-8")
+        argv = codex_argv(binary, invocation, codex_prompt(prompt, prompt_file))
         shown = masked([*argv[:-1], _short(prompt)], secrets)
         output = CodexOutput(invocation.worktree)
 
