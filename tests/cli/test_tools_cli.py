@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aidp.testing import FakeLLM
+from tests.cli.test_cli import HEAVY, _modules_after
 from tests.conftest import AIDP, GIT_ENV
 from tests.tools._adapters import make_repo
 from tests.tools.test_realtools import require
@@ -49,6 +50,14 @@ def configured(tmp_path: Path, *, aider: str = "/nonexistent/aider",
     repo = make_repo(tmp_path)
     (repo / "aidp.toml").write_text(CONFIG.format(aider=aider, codex=codex, url=url))
     return repo
+
+
+def test_tools_help_imports_nothing_heavy() -> None:
+    """aidp tools --help imports no database, git binding or web module, nor any adapter."""
+    code, modules, out = _modules_after("tools", "--help")
+    assert code == 0 and "check" in out and "list" in out
+    assert [m for m in modules for heavy in (*HEAVY, "aidp.tools.adapters")
+            if m == heavy or m.startswith(heavy + ".")] == []
 
 
 def test_list_shows_each_profile(tmp_path: Path) -> None:

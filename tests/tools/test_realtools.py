@@ -83,6 +83,12 @@ def run_tool(
     return result, inv, repo
 
 
+def authorization(request: dict[str, Any]) -> str | None:
+    """The (masked) Authorization header of a recorded request."""
+    headers = {name.lower(): value for name, value in request["headers"].items()}
+    return headers.get("authorization")
+
+
 def aider_profile(llm: FakeLLM, base_url: str | None = None) -> ToolProfile:
     return ToolProfile(adapter="aider", command=require("aider"), model=llm.model,
                        base_url=base_url or llm.base_url, api_key_env=KEY_ENV)
@@ -113,6 +119,7 @@ def test_aider_diff_edit_changes_the_file_and_commits_nothing(tmp_path: Path) ->
     assert ("file_change", {"path": "hello.py", "kind": "update"}) in [
         (event.kind, event.data) for event in result.events]
     assert len(requests) == 1 and requests[0]["path"] == "/v1/chat/completions"
+    assert authorization(requests[0]) == "Bearer ***"  # a key was sent (the fake masks it)
     assert "hello, world" in str(requests[0]["body"]["messages"])
     assert (inv.attempt_dir / "aider.chat.history.md").is_file()
     assert (inv.attempt_dir / "home" / ".aider").is_dir()
@@ -191,6 +198,7 @@ def test_codex_apply_patch_changes_the_file(tmp_path: Path) -> None:
     assert result.events[-2].data["text"] == "Done: greet() says hello, world."
     assert result.usage.requests == 1 and result.usage.input_tokens > 0
     assert [r["path"] for r in requests] == ["/v1/responses", "/v1/responses"]
+    assert authorization(requests[0]) == "Bearer ***"  # env_key reached Codex
     assert (inv.attempt_dir / "codex-home" / "config.toml").is_file()
 
 
