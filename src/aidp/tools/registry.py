@@ -11,11 +11,12 @@ each profile (breaker state, recent success rate), which the caller reads from t
 * A step naming ``tool`` gets that profile -- or, when its breaker is open, the first healthy
   profile along its ``fallback`` chain (:func:`fallback_chain`, breadth first, cycle-safe).
 * A step asking for a ``capability`` (optionally a ``language``, in an ``environment``) gets the
-  best-scoring matching profile (a capability wins over ``tool``). A profile matches when it lists the capability and, where it
-  lists languages / environments at all, the asked one. Score = ``priority`` (an integer, so it
-  decides first) + 0.5 if the profile names the language + 0.25 if it names the environment +
-  0.2 x recent success rate (0.1 when unknown); ties go by name. If the best one's breaker is
-  open, its fallback chain is tried, then the next candidate.
+  best-scoring matching profile (a capability wins over ``tool``). A profile matches when it
+  lists the capability and, where it lists languages / environments at all, the asked one.
+  Score = ``priority`` (an integer, so it decides first) + 0.5 if the profile names the
+  language + 0.25 if it names the environment + 0.2 x recent success rate (0.1 when unknown);
+  ties go by name. If the best one's breaker is open, its fallback chain is tried, then the
+  next candidate.
 
 Every choice carries a readable reason, e.g.
 ``aider: breaker open; codex: breaker open; chose openai (fallback of codex)``.
@@ -34,6 +35,12 @@ from aidp.exceptions import ToolError
 if TYPE_CHECKING:
     from aidp.config import Settings, ToolProfile
     from aidp.tools.adapter import Adapter
+    from aidp.tools.adapters.aider import AiderAdapter
+    from aidp.tools.adapters.codex import CodexAdapter
+
+    # mypy proves the built-in adapters implement the protocol (nothing runs at import time)
+    _AIDER: Adapter = AiderAdapter()
+    _CODEX: Adapter = CodexAdapter()
 
 __all__ = [
     "BUILTIN_ADAPTER_MODULES",
