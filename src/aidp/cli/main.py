@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "worktrees": ("aidp.cli.worktrees", "worktrees", "List or prune pooled worktrees."),
     "tools": ("aidp.cli.tools", "tools", "List tool profiles; check that their tools can run."),
     "fake-llm": ("aidp.cli.fake_llm", "fake_llm", "Serve a scripted OpenAI-compatible API."),
+    "findings": ("aidp.cli.diagnose", "findings", "List the findings: why attempts failed."),
+    "diagnose": ("aidp.cli.diagnose", "diagnose", "Print a failed attempt's diagnostics."),
 }
 
 

@@ -32,7 +32,17 @@ from sqlalchemy import (
 
 from aidp.exceptions import LeaseLostError, NotFoundError
 from aidp.state import db
-from aidp.state.tables import attempts, checkpoints, events, leases, runs, steps, workstreams
+from aidp.state.tables import (
+    attempts,
+    checkpoints,
+    compensations,
+    events,
+    findings,
+    leases,
+    runs,
+    steps,
+    workstreams,
+)
 
 __all__ = ["Fence", "Store", "Tx"]
 
@@ -70,7 +80,8 @@ def _values(keys: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 
 _INSERT = {table.name: insert(table) for table in (runs, workstreams, steps, attempts,
-                                                    checkpoints, events)}
+                                                    checkpoints, events, findings,
+                                                    compensations)}
 _FENCE = select(leases.c.token, leases.c.released).where(leases.c.run_id == bindparam("run_id"))
 _FENCE_FOR_UPDATE = _FENCE.with_for_update()
 
@@ -143,6 +154,21 @@ class Tx:
                     checkpoints.c.step_id.in_(list(step_ids)),
                 )
             )
+
+
+    def insert_findings(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Findings of one attempt (``created_at`` is filled in)."""
+        if rows:
+            self.conn.execute(_INSERT["findings"],
+                              [{"created_at": self.now, **row} for row in rows])
+
+    def delete_compensation(self, run_id: str, ws_id: str, step_id: str, position: int) -> None:
+        self.conn.execute(delete(compensations).where(
+            compensations.c.run_id == run_id, compensations.c.ws_id == ws_id,
+            compensations.c.step_id == step_id, compensations.c.position == position))
+
+    def insert_compensation(self, **values: Any) -> None:
+        self.conn.execute(_INSERT["compensations"], {"created_at": self.now, **values})
 
 
 class Store:
@@ -266,3 +292,20 @@ class Store:
             return bool(
                 conn.execute(select(runs.c.cancel_requested).where(runs.c.id == run_id)).scalar()
             )
+
+    def findings(
+        self, run_id: str, ws_id: str | None = None, step_id: str | None = None
+    ) -> list[Row[Any]]:
+        query = select(findings).where(findings.c.run_id == run_id)
+        if ws_id is not None:
+            query = query.where(findings.c.ws_id == ws_id)
+        if step_id is not None:
+            query = query.where(findings.c.step_id == step_id)
+        return self._all(query.order_by(findings.c.id))
+
+    def compensations(self, run_id: str) -> list[Row[Any]]:
+        return self._all(
+            select(compensations).where(compensations.c.run_id == run_id).order_by(
+                compensations.c.ws_id, compensations.c.step_id, compensations.c.position
+            )
+        )
