@@ -40,6 +40,10 @@ CODEX_PATCH = (
 )
 #: Seconds a killed tool may take beyond timeout + grace (final drain, reaping, a busy machine).
 SLACK_S = 8.0
+#: Step timeout of the Aider failure tests: Aider retries 429s and dead servers for ~80 s, so
+#: aidp's clock ends them; it must leave room for Aider's start-up (2-4 s, over 10 s on a loaded
+#: 2-core machine) and, for a hang, three requests of 15 % of it each before "timed out".
+AIDER_FAILURE_TIMEOUT_S = 25.0
 
 
 def require(tool: str) -> str:
@@ -127,9 +131,9 @@ def test_aider_diff_edit_changes_the_file_and_commits_nothing(tmp_path: Path) ->
 
 @pytest.mark.parametrize(("script", "dead", "timeout_s", "telltales"), [
     ([{"error": {"status": 429, "message": "Rate limit reached", "retry_after": 1}}], False,
-     10.0, ["RateLimitError", "rate limited"]),
-    ([{"reply": "unused"}], True, 10.0, ["Connection error"]),
-    ([{"hang": 120}], False, 20.0, ["timed out"]),
+     AIDER_FAILURE_TIMEOUT_S, ["RateLimitError", "rate limited"]),
+    ([{"reply": "unused"}], True, AIDER_FAILURE_TIMEOUT_S, ["Connection error"]),
+    ([{"hang": 120}], False, AIDER_FAILURE_TIMEOUT_S, ["timed out"]),
 ], ids=["429-forever", "dead-server", "hang-before-headers"])
 def test_aider_failures_end_in_time_and_say_why(
     tmp_path: Path, script: list[dict[str, Any]], dead: bool, timeout_s: float,
