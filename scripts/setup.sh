@@ -12,3 +12,4 @@ uv pip install --quiet --python .venv/bin/python -e '.[dev,postgres]'
 # without this, every aidp start compiles aidp's own modules again.
 .venv/bin/python -m compileall -q -j 0 src >/dev/null
 bash scripts/setup_ai_tools.sh  # Aider and Codex in their own environments under .tools/
+bash scripts/setup_lint_tools.sh

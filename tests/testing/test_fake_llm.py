@@ -291,6 +291,20 @@ def test_unknown_route_is_404_and_bad_json_is_400() -> None:
     assert bad.status_code == 400 and "error" in bad.json()
 
 
+def test_gzip_request_body_is_read() -> None:
+    """A gzip-compressed request body is decoded, recorded and answered."""
+    import gzip
+
+    payload = gzip.compress(json.dumps({"model": "m", "messages": USER}).encode())
+    with FakeLLM(["zipped"]) as llm:
+        with httpx.Client(trust_env=False) as http:
+            answer = http.post(f"{llm.base_url}/chat/completions", content=payload,
+                               headers={"Content-Encoding": "gzip",
+                                        "Content-Type": "application/json"})
+        assert llm.requests[0]["body"]["messages"] == USER
+    assert answer.json()["choices"][0]["message"]["content"] == "zipped"
+
+
 PROXY_PROBE = """
 import sys, urllib.request, openai
 try:
@@ -324,6 +338,16 @@ def test_proxy_sink_refuses_and_logs_stray_connections() -> None:
     assert stray == ["stray.example.invalid:443", "plain.example.invalid:80"]
     assert seen == stray
     assert paths == ["/v1/chat/completions"]
+
+
+def test_proxied_request_to_itself_is_served() -> None:
+    """A client using the proxy without NO_PROXY still reaches the fake itself; nothing stray."""
+    with FakeLLM(["via proxy"]) as llm:
+        with httpx.Client(proxy=llm.proxy_url, trust_env=False) as http:
+            answer = http.post(f"{llm.base_url}/chat/completions",
+                               json={"model": "m", "messages": USER})
+        assert llm.stray == []
+    assert answer.json()["choices"][0]["message"]["content"] == "via proxy"
 
 
 def test_script_from_file(tmp_path: Path) -> None:

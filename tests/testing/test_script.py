@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aidp.testing import Script, ScriptError, Step, load_script
+from aidp.testing.script import parse_script
 
 
 def test_shorthand_and_full_steps(tmp_path: Path) -> None:
@@ -84,3 +87,21 @@ def test_script_of_python_list() -> None:
     """Script.of takes a list of strings, dicts and Steps."""
     script = Script.of(["a", {"reply": "b"}, Step(drop=True)])
     assert [s.reply for s in script.steps] == ["a", "b", None]
+
+
+_SCALARS = st.none() | st.booleans() | st.integers(-5, 700) | st.floats(allow_nan=False) | \
+    st.sampled_from(["reply", "error", "hang", "drop", "stall", "times", "tool_calls", "status",
+                     "name", "arguments", "x"])
+_DATA = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.sampled_from(["reply", "error", "hang", "drop", "stall", "times", "tool_calls", "usage",
+                     "status", "message", "name", "arguments", "steps", "zzz"]), inner,
+    max_size=4), max_leaves=12)
+
+
+@given(_DATA)
+def test_parse_script_only_raises_script_error(data: object) -> None:
+    """Any parsed data either validates or raises ScriptError with a one-line message."""
+    try:
+        parse_script(data)
+    except ScriptError as exc:
+        assert "\n" not in exc.message

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aidp.config import Settings
+from aidp.config import Settings, ToolProfile
 from aidp.engine.clock import Clock, SystemClock
 from aidp.engine.diagnosis import (
     build_fix_prompt,
@@ -36,11 +36,13 @@ from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
 from aidp.exceptions import AidpError, ToolError
 from aidp.model.scope import ScopeMatcher
 from aidp.model.workstream import Step, Workstream
-from aidp.resilience.recovery import Action, History, decide, failure_kind
+from aidp.resilience.breaker import BreakerPolicy
+from aidp.resilience.recovery import Action, FailureKind, History, decide, failure_kind
+from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
 from aidp.state.store import Fence, Store
 from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.process import CappedLog, build_env, run_process
-from aidp.tools.registry import get_adapter
+from aidp.tools.registry import fallback_chain, get_adapter
 from aidp.tools.shell import build_argv
 from aidp.workspace.checkpoint import commit_staged, discard_unstaged, stage_all
 from aidp.workspace.locks import clean_stale_locks
@@ -132,6 +134,7 @@ class Executor:
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
+        self.breakers = BreakerBook(store, clock=self.clock.now)
         self.on_output = on_output
         self.interrupting = False  # set when aidp stops (Ctrl-C) rather than the run cancelled
         self.fence = fence
@@ -218,9 +221,18 @@ class Executor:
         assert wsr.worktree is not None
         worktree = wsr.worktree.path
         number = sr.last_number + 1
-        kind = sr.next_kind if sr.last_number else "first"
+        kind = sr.next_kind if sr.last_number or sr.next_kind == "approval" else "first"
         profile_name = sr.profile or step.tool
+        spent = self._budget_spent(wsr, step, profile_name)
+        if spent is not None:
+            return self._stop_for_budget(wsr, sr, number, kind, profile_name, spent)
+        gate = self._admit(wsr, sr, profile_name)
+        if isinstance(gate, AttemptReport):
+            return gate
+        profile_name, permit, choice_reason = gate
         profile = self.settings.profile(profile_name)
+        if profile is not None and profile.adapter == "manual" and kind != "approval":
+            return self._await_approval(wsr, sr)
         token = uuid.uuid4().hex
         log_path = self.run_dir / "logs" / wsr.ws.id / f"{step.id}.{number}.log"
         self._mkdir(log_path.parent)
@@ -230,6 +242,7 @@ class Executor:
                 run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
                 host=self.host, token=token, log_path=str(log_path), kind=kind,
                 profile=profile_name, adapter=profile.adapter if profile else None,
+                choice_reason=choice_reason,
             )
             tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.RUNNING.value,
                            reason=None, next_attempt_at=None,
@@ -364,11 +377,12 @@ class Executor:
             reason = "; ".join(x for x in (reason, verdict.reason, *verdict.notes) if x)
         failure_class = verdict.kind.value if verdict.kind is not None else None
         counted = history.counted + history.crashes
+        breaker_state = self._settle_breaker(permit, profile_name, outcome, failure, findings)
         diagnostics = None
         if outcome not in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
             diagnostics = self._write_diagnostics(
                 wsr, step, number, kind, profile_name, result, outcome, reason, failure_class,
-                findings, detector_failures, names, log_path, worktree)
+                findings, detector_failures, names, log_path, worktree, breaker_state)
         with self.store.write(self.fence) as tx:
             tx.update_attempt(
                 attempt_id, outcome=outcome.value, finished_at=tx.now, interrupted=interrupted,
@@ -417,6 +431,151 @@ class Executor:
                              next_at, history=history, next_kind=next_kind,
                              profile=next_profile, fix_findings=fix_findings,
                              failure_class=failure_class)
+
+    # -- circuit breakers ---------------------------------------------------------------------
+
+    def _guarded(self, profile: ToolProfile | None) -> bool:
+        if profile is None:
+            return False
+        enabled = profile.breaker.enabled
+        return enabled if enabled is not None else profile.adapter not in ("shell", "manual")
+
+    def _breaker_keys(self, name: str, profile: ToolProfile) -> list[str]:
+        return [profile_key(name), *([endpoint_key(profile.base_url)]
+                                     if profile.base_url else [])]
+
+    def _admit(self, wsr: WorkstreamRuntime, sr: StepRuntime, wanted: str
+               ) -> tuple[str, Permit | None, str | None] | AttemptReport:
+        """The profile this attempt runs with and its breaker permit: ``wanted`` if its
+        breakers admit it, else the first profile of its fallback chain that they admit.
+        When none does, the step waits in ``circuit_open`` (or fails, ``on_open: fail``)."""
+        chain = fallback_chain(self.settings, wanted)
+        refusals: list[str] = []
+        retry_at: list[float] = []
+        for name in chain:
+            profile = self.settings.profile(name)
+            if not self._guarded(profile):
+                reason = None if name == wanted else (
+                    "; ".join(refusals) + f"; chose {name} (fallback of {wanted})")
+                return name, None, reason
+            assert profile is not None
+            permit = self.breakers.admit_all(self._breaker_keys(name, profile),
+                                             BreakerPolicy.from_profile(profile),
+                                             now=self.clock.now())
+            if permit.allowed:
+                reason = None if name == wanted else (
+                    "; ".join(refusals) + f"; chose {name} (fallback of {wanted})")
+                if permit.probe:
+                    reason = (reason + "; " if reason else "") + f"{name}: half-open probe"
+                return name, permit, reason
+            refusals.append(f"{name}: breaker open ({', '.join(permit.refused_by)})")
+            if permit.retry_at is not None:
+                retry_at.append(permit.retry_at)
+        first = self.settings.profile(wanted)
+        wait = first is None or first.breaker.on_open == "wait"
+        when = min(retry_at) if retry_at else self.clock.now() + 1.0
+        budget = sr.step.retry.budget
+        started = sr.history.first_started_at
+        if wait and budget is not None and started is not None and when > started + budget:
+            wait = False
+        reason = "; ".join(refusals) + (
+            "; waiting for a breaker to close" if wait else "; no healthy profile")
+        state = StepState.CIRCUIT_OPEN if wait else StepState.FAILED
+        with self.store.write(self.fence) as tx:
+            tx.update_step(self.run_id, wsr.ws.id, sr.step.id, status=state.value,
+                           reason=reason, next_attempt_at=when if wait else None,
+                           failure_class=None if wait else "circuit_open",
+                           **({} if wait else {"finished_at": tx.now}))
+            tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, sr.step.id, reason=reason,
+                     next_attempt_at=when if wait else None)
+        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None, state,
+                             reason, next_attempt_at=when if wait else None,
+                             history=sr.history, next_kind=sr.next_kind, profile=sr.profile,
+                             fix_findings=sr.fix_findings,
+                             failure_class=None if wait else "circuit_open")
+
+    def _settle_breaker(self, permit: Permit | None, profile_name: str,
+                        outcome: AttemptOutcome, failure: FailureKind | None,
+                        findings: list[Finding]) -> dict[str, str] | None:
+        """Tell the breakers how the attempt went; their states afterwards (for diagnostics).
+
+        Only transient failures count against a provider; a success or a permanent failure
+        (the provider answered) counts for it; a cancelled attempt gives its slot back."""
+        profile = self.settings.profile(profile_name)
+        if permit is None or profile is None:
+            return None
+        policy = BreakerPolicy.from_profile(profile)
+        if outcome is AttemptOutcome.CANCELLED:
+            after = self.breakers.release_all(permit, policy, now=self.clock.now())
+        else:
+            transient = failure is FailureKind.TRANSIENT
+            after = self.breakers.record_all(
+                permit, policy, success=failure in (None, FailureKind.PERMANENT),
+                transient=transient, now=self.clock.now(),
+                retry_after=max((f.retry_after for f in findings if f.retry_after),
+                                default=None) if transient else None)
+        return {key: snap.state.value for key, snap in after.items()}
+
+    def _budget_spent(self, wsr: WorkstreamRuntime, step: Step, profile_name: str
+                      ) -> str | None:
+        """Which budget (step, workstream, profile, run) is already spent, if any."""
+        profile = self.settings.profile(profile_name)
+        levels = [("step", step.budget), ("workstream", wsr.ws.budget),
+                  (f"profile {profile_name}", profile.budget if profile else None),
+                  ("run", self.settings.run.budget)]
+        if all(budget is None for _, budget in levels):
+            return None
+        rows = self.store.usage(self.run_id)
+        for level, budget in levels:
+            if budget is None:
+                continue
+            mine = [r for r in rows if (
+                level == "run"
+                or (level == "workstream" and r.ws_id == wsr.ws.id)
+                or (level == "step" and (r.ws_id, r.step_id) == (wsr.ws.id, step.id))
+                or (level.startswith("profile") and r.profile == profile_name))]
+            tokens = sum(int(r.input_tokens or 0) + int(r.output_tokens or 0) for r in mine)
+            cost = sum(float(r.cost_usd or 0.0) for r in mine)
+            if budget.tokens is not None and tokens >= budget.tokens:
+                return f"the {level} budget of {budget.tokens} tokens is spent ({tokens})"
+            if budget.cost_usd is not None and cost >= budget.cost_usd:
+                return (f"the {level} budget of ${budget.cost_usd:g} is spent "
+                        f"(${cost:.4f})")
+        return None
+
+    def _stop_for_budget(self, wsr: WorkstreamRuntime, sr: StepRuntime, number: int,
+                         kind: str, profile_name: str, spent: str) -> AttemptReport:
+        """Record an attempt that did not start because a budget is spent; the step fails."""
+        step = sr.step
+        with self.store.write(self.fence) as tx:
+            attempt_id = tx.insert_attempt(
+                run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
+                host=self.host, kind=kind, profile=profile_name)
+            tx.update_attempt(attempt_id, outcome=AttemptOutcome.BUDGET_EXCEEDED.value,
+                              finished_at=tx.now, error=spent, failure_class="budget")
+            tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.FAILED.value,
+                           reason=spent, failure_class="budget", next_attempt_at=None,
+                           finished_at=tx.now)
+            tx.event(self.run_id, "step.failed", wsr.ws.id, step.id, attempt=number,
+                     outcome=AttemptOutcome.BUDGET_EXCEEDED.value, reason=spent)
+        return AttemptReport(wsr.ws.id, step.id, number, sr.attempts,
+                             AttemptOutcome.BUDGET_EXCEEDED, StepState.FAILED, spent,
+                             history=sr.history, failure_class="budget")
+
+    def _await_approval(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> AttemptReport:
+        """A human gate: the step waits, its worktree prepared, for `aidp approve/reject`."""
+        reason = (f"waiting for a human: aidp approve {self.run_id} {wsr.ws.id}/{sr.step.id} "
+                  f"(or aidp reject ... --reason)")
+        prompt = self._prompt_text(sr.step)
+        with self.store.write(self.fence) as tx:
+            tx.update_step(self.run_id, wsr.ws.id, sr.step.id,
+                           status=StepState.AWAITING_APPROVAL.value, reason=reason,
+                           next_attempt_at=None)
+            tx.event(self.run_id, "step.awaiting_approval", wsr.ws.id, sr.step.id,
+                     worktree=wsr.worktree_path, prompt=(prompt or "")[:2000])
+        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
+                             StepState.AWAITING_APPROVAL, reason, history=sr.history,
+                             next_kind="approval", profile=sr.profile)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -551,6 +710,7 @@ class Executor:
         result: AdapterResult, outcome: AttemptOutcome, reason: str | None,
         failure_class: str | None, findings: list[Finding], detector_failures: tuple[str, ...],
         env_names: list[str], log_path: Path, worktree: Path,
+        breaker_state: dict[str, str] | None = None,
     ) -> Path | None:
         """Keep the failed attempt's diagnostics bundle; None if it could not be written."""
         profile = self.settings.profile(profile_name)
@@ -566,6 +726,7 @@ class Executor:
             "findings": [f.to_dict() for f in findings],
             "detector_failures": list(detector_failures),
             "usage": result.usage.to_dict(), "log_path": str(log_path),
+            "breaker": breaker_state,
         }
         try:
             return write_bundle(path, data, worktree=worktree, log_path=log_path)

@@ -235,6 +235,8 @@ class _Orchestrator:
         self.ws: dict[str, WorkstreamRuntime] = {}
         self.steps: dict[str, StepRuntime] = {}
         self.started = time.monotonic()
+        self.decision_cursor = 0  # journal position of the last approve / reject looked at
+        self.gate_since: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -447,6 +449,8 @@ class _Orchestrator:
                     self.cancelling = True
                     self.cancel.set()
                     self.reporter.event("run.cancelling", None, None, {})
+                elif any(sr.state is StepState.AWAITING_APPROVAL for sr in self.steps.values()):
+                    self._poll_decisions()
             if not self.cancelling:
                 self._settle()
                 for wsr, sr in pick_ready(
@@ -524,10 +528,46 @@ class _Orchestrator:
                 self._start_ws(wsr, record=True)
             self._finish_ws(wsr)
 
+    def _poll_decisions(self) -> None:
+        """Act on `aidp approve` / `aidp reject` of steps waiting at a human gate.
+
+        A decision counts only when it came after the step's latest gate (a rolled-back step
+        that reaches its gate again needs a new decision)."""
+        for event in self.store.events(self.run_id, after_id=self.decision_cursor):
+            self.decision_cursor = event.id
+            key = f"{event.ws_id}/{event.step_id}"
+            if event.kind == "step.awaiting_approval":
+                self.gate_since[key] = event.id
+                continue
+            if event.kind not in ("step.approved", "step.rejected") or key not in self.steps:
+                continue
+            sr, wsr = self.steps[key], self.ws[event.ws_id]
+            if sr.state is not StepState.AWAITING_APPROVAL or event.id < self.gate_since.get(
+                    key, 0):
+                continue
+            data = json.loads(event.data or "{}")
+            if event.kind == "step.approved":
+                sr.next_kind = "approval"
+                with self.store.write(self.fence) as tx:
+                    self._set_step(tx, sr, StepState.PENDING, reason=None,
+                                   history_json=json.dumps({"history": sr.history.to_dict(),
+                                                            "next": "approval"}))
+                self.reporter.event("step.approved", wsr.ws.id, sr.step.id, data)
+                continue
+            reason = f"rejected by {data.get('by', '?')}: {data.get('reason', '')}"
+            with self.store.write(self.fence) as tx:
+                tx.update_step(self.run_id, wsr.ws.id, sr.step.id,
+                               status=StepState.FAILED.value, reason=reason,
+                               failure_class="permanent", finished_at=tx.now)
+            self._on_report(wsr, sr, AttemptReport(
+                wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None, StepState.FAILED,
+                reason, history=sr.history, failure_class="permanent"))
+
     def _retry_pending(self) -> bool:
-        """True while a step of a live workstream waits for its next attempt."""
+        """True while a step of a live workstream waits for its next attempt (or a human)."""
         return any(
-            sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN)
+            sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN,
+                         StepState.AWAITING_APPROVAL)
             and self.ws[sr.ws_id].state in (WorkstreamState.PENDING, WorkstreamState.RUNNING)
             for sr in self.steps.values()
         )

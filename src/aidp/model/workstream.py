@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 __all__ = [
+    "Budget",
     "Check",
     "Compensation",
     "FixPolicy",
@@ -138,6 +139,14 @@ class FixPolicy(_Model):
     )
 
 
+class Budget(_Model):
+    """Limits on what attempts may spend; when one is reached, no further attempt starts and
+    the step ends with outcome ``budget_exceeded``. None: no limit."""
+
+    tokens: int | None = Field(None, ge=1, description="input + output tokens")
+    cost_usd: float | None = Field(None, ge=0, description="cost in US dollars")
+
+
 class Compensation(_Model):
     """An undo action run when a step or workstream ends failed or cancelled (idempotent,
     recorded). Exactly one of: ``reset`` (the worktree back to the last checkpoint),
@@ -202,6 +211,7 @@ class Step(_Model):
     compensate: list[Compensation] = Field(
         default_factory=list, description="run when the step ends failed or cancelled"
     )
+    budget: Budget | None = Field(None, description="what this step's attempts may spend")
 
     @model_validator(mode="after")
     def _one_prompt(self) -> Step:
@@ -232,6 +242,7 @@ class Workstream(_Model):
     compensate: list[Compensation] = Field(
         default_factory=list, description="run when the workstream ends failed or cancelled"
     )
+    budget: Budget | None = Field(None, description="what this workstream's attempts may spend")
     steps: list[Step] = Field(min_length=1)
 
 

@@ -21,7 +21,7 @@ from aidp.exceptions import ConfigError
 
 __all__ = ["HEAD_REVISION", "make_engine", "migrate", "read_engine", "sqlite_url"]
 
-HEAD_REVISION = "0002"  # a test proves it equals the newest migration's revision
+HEAD_REVISION = "0003"  # a test proves it equals the newest migration's revision
 BUSY_TIMEOUT_MS = 30_000
 
 

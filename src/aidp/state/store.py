@@ -309,3 +309,18 @@ class Store:
                 compensations.c.ws_id, compensations.c.step_id, compensations.c.position
             )
         )
+
+    def usage(self, run_id: str | None = None) -> list[Row[Any]]:
+        """Tokens, cost and requests summed per (run, workstream, step, profile)."""
+        query = select(
+            attempts.c.run_id, attempts.c.ws_id, attempts.c.step_id, attempts.c.profile,
+            func.count().label("attempts"),
+            func.sum(attempts.c.input_tokens).label("input_tokens"),
+            func.sum(attempts.c.output_tokens).label("output_tokens"),
+            func.sum(attempts.c.cost_usd).label("cost_usd"),
+            func.sum(attempts.c.requests).label("requests"),
+        ).group_by(attempts.c.run_id, attempts.c.ws_id, attempts.c.step_id, attempts.c.profile)
+        if run_id is not None:
+            query = query.where(attempts.c.run_id == run_id)
+        return self._all(query.order_by(attempts.c.run_id, attempts.c.ws_id,
+                                        attempts.c.step_id))

@@ -1,4 +1,5 @@
-"""SQLAlchemy Core tables: runs, workstreams, steps, attempts, checkpoints, events, leases.
+"""SQLAlchemy Core tables: runs, workstreams, steps, attempts, checkpoints, events, leases,
+breakers.
 
 Times are UNIX epoch seconds (float). Enum columns hold the ``value`` of the enums in
 :mod:`aidp.engine.states`. The event journal is append-only: rows are inserted, never updated.
@@ -24,6 +25,7 @@ from sqlalchemy import (
 
 __all__ = [
     "attempts",
+    "breakers",
     "checkpoints",
     "compensations",
     "events",
@@ -227,4 +229,18 @@ leases = Table(
     Column("renewed_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("released", Boolean, nullable=False, server_default=false()),
+)
+
+# One circuit breaker per key (``profile:NAME``, ``endpoint:URL``): the snapshot of
+# aidp.resilience.breaker as JSON, plus its state and reopen time as columns for queries, and the
+# policy it was last used with (so that views can apply the passing of time).
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reopen_at", Float),
+    Column("snapshot", Text, nullable=False),
+    Column("policy", Text),
+    Column("updated_at", Float, nullable=False),
 )

@@ -38,6 +38,7 @@ import json
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +47,7 @@ from typing import IO, Any, Self
 from urllib.parse import unquote, urlsplit
 
 from aidp.testing.script import Script, Step, load_script
+from aidp.testing.wire import chat_completion, chat_stream, response_object, responses_stream
 
 __all__ = ["MASKED_HEADERS", "MAX_BODY_BYTES", "FakeLLM"]
 
@@ -55,7 +57,6 @@ MASKED_HEADERS = frozenset(
 )
 #: Request bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 64 * 2**20
-_DELTA_CHARS = 64  # text is streamed in pieces of this many characters
 
 
 def _mask(name: str, value: str) -> str:
@@ -65,9 +66,13 @@ def _mask(name: str, value: str) -> str:
     return "***"
 
 
-def _estimate_tokens(value: Any) -> int:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return max(1, len(text) // 4) if text else 0
+def _decompress(data: bytes, encoding: str) -> bytes:
+    """Inflate a gzip or deflate request body, refusing more than MAX_BODY_BYTES."""
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    out = inflater.decompress(data, MAX_BODY_BYTES + 1)
+    if len(out) > MAX_BODY_BYTES:
+        raise OSError("request body too large")
+    return out
 
 
 class _Dropped(Exception):
@@ -117,11 +122,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         fake = self.server.fake
-        if self.path.startswith(("http://", "https://")):
-            parts = urlsplit(self.path)
+        target = self.path
+        if target.startswith(("http://", "https://")):
+            parts = urlsplit(target)
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            self._refuse_stray(f"{parts.hostname}:{port}")
-            return
+            if not (parts.scheme == "http" and port == fake.port
+                    and parts.hostname in ("127.0.0.1", "localhost", fake._host)):
+                self._refuse_stray(f"{parts.hostname}:{port}")
+                return
+            # A client sent through the proxy to this very server (NO_PROXY unset): serve it.
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
             raw = self._read_body()
         except ValueError as exc:
@@ -130,13 +140,20 @@ class _Handler(BaseHTTPRequestHandler):
         except OverflowError:
             self._send_error_json(413, f"request body over {MAX_BODY_BYTES} bytes")
             return
+        encoding = self.headers.get("Content-Encoding", "").strip().lower()
+        if raw and encoding in ("gzip", "deflate"):
+            try:
+                raw = _decompress(raw, encoding)
+            except (OSError, zlib.error, EOFError):
+                self._send_error_json(400, f"malformed {encoding} request body")
+                return
         body: Any = None
         if raw:
             try:
                 body = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 body = None
-        path = unquote(urlsplit(self.path).path).rstrip("/")
+        path = unquote(urlsplit(target).path).rstrip("/")
         route = path.removeprefix("/v1")
         is_model_call = self.command == "POST" and route in ("/chat/completions", "/responses")
         step_index, step = fake._next_step() if is_model_call else (None, None)
@@ -234,11 +251,11 @@ class _Handler(BaseHTTPRequestHandler):
         assert isinstance(model, str)
         number = fake._serial()
         if route == "/chat/completions":
-            frames = (_chat_stream(step, body, model, number) if stream
-                      else [json.dumps(_chat_completion(step, body, model, number)).encode()])
+            frames = (chat_stream(step, body, model, number) if stream
+                      else [json.dumps(chat_completion(step, body, model, number)).encode()])
         else:
-            frames = (_responses_stream(step, body, model, number) if stream
-                      else [json.dumps(_response_object(step, body, model, number)).encode()])
+            frames = (responses_stream(step, body, model, number) if stream
+                      else [json.dumps(response_object(step, body, model, number)).encode()])
         if stream:
             self._send_stream(frames, step.stall)
         else:
@@ -290,140 +307,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-
-
-# -- payloads ---------------------------------------------------------------------------------
-
-
-def _pieces(text: str) -> list[str]:
-    return [text[i : i + _DELTA_CHARS] for i in range(0, len(text), _DELTA_CHARS)]
-
-
-def _usage(step: Step, body: dict[str, Any], prompt_key: str) -> tuple[int, int, int]:
-    if step.usage is not None:
-        return step.usage.input_tokens, step.usage.output_tokens, step.usage.cached_tokens
-    output = (step.reply or "") + "".join(
-        call.name + call.arguments_json for call in step.tool_calls or ())
-    return _estimate_tokens(body.get(prompt_key, "")), _estimate_tokens(output), 0
-
-
-def _chat_usage(step: Step, body: dict[str, Any]) -> dict[str, Any]:
-    tokens_in, tokens_out, cached = _usage(step, body, "messages")
-    return {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-            "total_tokens": tokens_in + tokens_out,
-            "prompt_tokens_details": {"cached_tokens": cached}}
-
-
-def _chat_tool_calls(step: Step, number: int) -> list[dict[str, Any]]:
-    return [{"id": f"call_{number}_{i}", "type": "function",
-             "function": {"name": call.name, "arguments": call.arguments_json}}
-            for i, call in enumerate(step.tool_calls or ())]
-
-
-def _chat_completion(step: Step, body: dict[str, Any], model: str, number: int) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": step.reply, "refusal": None}
-    calls = _chat_tool_calls(step, number)
-    if calls:
-        message["tool_calls"] = calls
-    elif step.reply is None:
-        message["content"] = ""
-    return {
-        "id": f"chatcmpl-{number}", "object": "chat.completion", "created": int(time.time()),
-        "model": model, "system_fingerprint": "fake",
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": "tool_calls" if calls else "stop"}],
-        "usage": _chat_usage(step, body),
-    }
-
-
-def _sse(obj: dict[str, Any], event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(obj)}\n\n".encode()
-
-
-def _chat_stream(step: Step, body: dict[str, Any], model: str, number: int) -> list[bytes]:
-    base = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model, "system_fingerprint": "fake"}
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return _sse({**base, "choices": [choice], **extra})
-
-    frames = [chunk({"role": "assistant", "content": ""})]
-    frames += [chunk({"content": piece}) for piece in _pieces(step.reply or "")]
-    calls = _chat_tool_calls(step, number)
-    for i, call in enumerate(calls):
-        frames.append(chunk({"tool_calls": [{"index": i, **call}]}))
-    frames.append(chunk({}, "tool_calls" if calls else "stop", usage=_chat_usage(step, body)))
-    frames.append(b"data: [DONE]\n\n")
-    return frames
-
-
-def _response_items(step: Step, number: int) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    if step.reply or not step.tool_calls:
-        items.append({"type": "message", "id": f"msg_{number}", "role": "assistant",
-                      "status": "completed",
-                      "content": [{"type": "output_text", "text": step.reply or "",
-                                   "annotations": []}]})
-    for i, call in enumerate(step.tool_calls or ()):
-        items.append({"type": "function_call", "id": f"fc_{number}_{i}",
-                      "call_id": f"call_{number}_{i}", "name": call.name,
-                      "arguments": call.arguments_json, "status": "completed"})
-    return items
-
-
-def _response_object(step: Step, body: dict[str, Any], model: str, number: int, *,
-                     status: str = "completed") -> dict[str, Any]:
-    done = status == "completed"
-    usage: dict[str, Any] | None = None
-    if done:
-        tokens_in, tokens_out, cached = _usage(step, body, "input")
-        usage = {"input_tokens": tokens_in, "output_tokens": tokens_out,
-                 "total_tokens": tokens_in + tokens_out,
-                 "input_tokens_details": {"cached_tokens": cached},
-                 "output_tokens_details": {"reasoning_tokens": 0}}
-    return {
-        "id": f"resp_{number}", "object": "response", "created_at": int(time.time()),
-        "status": status, "model": model, "output": _response_items(step, number) if done else [],
-        "usage": usage, "error": None, "incomplete_details": None,
-        "instructions": body.get("instructions"), "metadata": {}, "parallel_tool_calls": True,
-        "temperature": 1.0, "top_p": 1.0, "tool_choice": "auto", "tools": [],
-        "text": {"format": {"type": "text"}}, "store": False,
-    }
-
-
-def _responses_stream(step: Step, body: dict[str, Any], model: str, number: int) -> list[bytes]:
-    frames: list[bytes] = []
-
-    def emit(kind: str, **data: Any) -> None:
-        frames.append(_sse({"type": kind, "sequence_number": len(frames), **data}, kind))
-
-    emit("response.created",
-         response=_response_object(step, body, model, number, status="in_progress"))
-    for index, item in enumerate(_response_items(step, number)):
-        ids = {"item_id": item["id"], "output_index": index}
-        if item["type"] == "message":
-            emit("response.output_item.added", output_index=index,
-                 item={**item, "status": "in_progress", "content": []})
-            part = item["content"][0]
-            emit("response.content_part.added", **ids, content_index=0,
-                 part={**part, "text": ""})
-            for piece in _pieces(part["text"]):
-                emit("response.output_text.delta", **ids, content_index=0, delta=piece,
-                     logprobs=[])
-            emit("response.output_text.done", **ids, content_index=0, text=part["text"],
-                 logprobs=[])
-            emit("response.content_part.done", **ids, content_index=0, part=part)
-        else:
-            emit("response.output_item.added", output_index=index,
-                 item={**item, "status": "in_progress", "arguments": ""})
-            emit("response.function_call_arguments.delta", **ids, delta=item["arguments"])
-            emit("response.function_call_arguments.done", **ids, name=item["name"],
-                 arguments=item["arguments"])
-        emit("response.output_item.done", output_index=index, item=item)
-    emit("response.completed", response=_response_object(step, body, model, number))
-    return frames
 
 
 # -- the server -------------------------------------------------------------------------------

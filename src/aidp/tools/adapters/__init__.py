@@ -1,5 +1,8 @@
-"""The built-in adapters, one module each, imported lazily by :mod:`aidp.tools.registry`."""
+"""Built-in adapters of AI tools (each module drives one kind of tool; see
+:mod:`aidp.tools.adapter` for the protocol). Modules import the SDKs they need lazily."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aidp.tools.adapters.openai_api import OpenAIAdapter
+
+__all__ = ["OpenAIAdapter"]
