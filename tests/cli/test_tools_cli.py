@@ -72,7 +72,7 @@ def test_list_shows_each_profile(tmp_path: Path) -> None:
                                 "code_edit", "2", "codex", "never"]
     assert lines[2].split()[:5] == ["codex", "codex", "fake-model", "http://127.0.0.1:9/v1",
                                     "code_edit,test_write"]
-    assert lines[3].split()[:2] == ["shell", "shell"]
+    assert {line.split()[0] for line in lines[3:]} >= {"shell"}  # the built-in profiles
 
 
 def test_list_json_names_the_key_variable_never_a_value(tmp_path: Path) -> None:
@@ -110,8 +110,9 @@ def test_check_of_an_unknown_profile_is_a_one_line_error(tmp_path: Path) -> None
     repo = configured(tmp_path)
     result = aidp(repo, "tools", "check", "gemini")
     assert result.returncode == 3
-    assert result.stderr.splitlines() == ["error: no tool profile named 'gemini'",
-                                          "hint: known: aider, codex, shell"]
+    error, hint = result.stderr.splitlines()
+    assert error == "error: no tool profile named 'gemini'"
+    assert hint.startswith("hint: known: aider, codex, ") and "shell" in hint
 
 
 def test_a_crashing_plugin_probe_is_reported_not_raised(tmp_path: Path) -> None:
