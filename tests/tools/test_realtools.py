@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from aidp.config import ToolProfile
+from aidp.errors import AttemptEvidence, FailureClass, classify, default_manager
 from aidp.testing import FakeLLM
 from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.adapters._common import resolve_command
@@ -41,9 +42,12 @@ CODEX_PATCH = (
 #: Seconds a killed tool may take beyond timeout + grace (final drain, reaping, a busy machine).
 SLACK_S = 8.0
 #: Step timeout of the Aider failure tests: Aider retries 429s and dead servers for ~80 s, so
-#: aidp's clock ends them; it must leave room for Aider's start-up (2-4 s, over 10 s on a loaded
-#: 2-core machine) and, for a hang, three requests of 15 % of it each before "timed out".
+#: aidp's clock ends them; it must leave room for Aider's start-up (2-4 s here, 20 s on a 2-core
+#: machine under a load of 8).
 AIDER_FAILURE_TIMEOUT_S = 25.0
+#: For a hang, Aider first waits out its own request timeout (15 % of the step timeout) three
+#: times (the openai client's retries) before it prints "timed out": start-up + 3 x 6 s < 40 s.
+AIDER_HANG_TIMEOUT_S = 40.0
 
 
 def require(tool: str) -> str:
@@ -85,6 +89,16 @@ def run_tool(
     assert llm.stray == []
     assert SECRET not in log_text(tmp_path)
     return result, inv, repo
+
+
+def failure_class(result: AdapterResult, inv: Invocation, text: str) -> FailureClass:
+    """How aidp's own detectors classify this attempt's output and events."""
+    evidence = AttemptEvidence(
+        tool=inv.profile_name, adapter=inv.profile.adapter, exit_code=result.exit_code,
+        signal=result.signal, timed_out=result.timed_out, duration_s=result.duration_s,
+        output=text, worktree=inv.worktree,
+        events=tuple({"kind": event.kind, **event.data} for event in result.events))
+    return classify(default_manager().detect_attempt(evidence).findings)
 
 
 def authorization(request: dict[str, Any]) -> str | None:
@@ -133,7 +147,7 @@ def test_aider_diff_edit_changes_the_file_and_commits_nothing(tmp_path: Path) ->
     ([{"error": {"status": 429, "message": "Rate limit reached", "retry_after": 1}}], False,
      AIDER_FAILURE_TIMEOUT_S, ["RateLimitError", "rate limited"]),
     ([{"reply": "unused"}], True, AIDER_FAILURE_TIMEOUT_S, ["Connection error"]),
-    ([{"hang": 120}], False, AIDER_FAILURE_TIMEOUT_S, ["timed out"]),
+    ([{"hang": 120}], False, AIDER_HANG_TIMEOUT_S, ["litellm.Timeout", "timed out"]),
 ], ids=["429-forever", "dead-server", "hang-before-headers"])
 def test_aider_failures_end_in_time_and_say_why(
     tmp_path: Path, script: list[dict[str, Any]], dead: bool, timeout_s: float,
@@ -143,15 +157,32 @@ def test_aider_failures_end_in_time_and_say_why(
     timeout (+ grace), nothing is left running, and the log holds a detector's telltale."""
     with FakeLLM(script) as llm:
         profile = aider_profile(llm, closed_port_url() if dead else None)
-        result, _, repo = run_tool(tmp_path, AiderAdapter(), profile, llm, timeout_s=timeout_s)
+        result, inv, repo = run_tool(tmp_path, AiderAdapter(), profile, llm, timeout_s=timeout_s)
     assert result.timed_out
     assert result.duration_s <= timeout_s + 3.0 + SLACK_S
     text = log_text(tmp_path)
+    note = f"--- [aidp] aider timed out after {timeout_s:g} s ---"
+    assert note in text
     for telltale in telltales:
-        assert telltale in text
-    assert f"[aidp] aider timed out after {timeout_s:g} s" in text
+        assert telltale in text.replace(note, "")  # Aider's own words, not aidp's note
     assert any(event.kind == "error" for event in result.events)
+    assert failure_class(result, inv, text) is FailureClass.TRANSIENT
     assert (repo / "hello.py").read_text() == GREETING
+
+
+def test_aider_edit_that_never_matches_ends_in_a_permanent_failure(tmp_path: Path) -> None:
+    """A SEARCH block that matches nothing: Aider reflects 3 times, gives up, exits 0 anyway;
+    the file is unchanged and the detectors call it permanent."""
+    wrong = AIDER_DIFF.replace('    return "hello"\n=', '    return "goodbye"\n=')
+    with FakeLLM([{"reply": wrong}]) as llm:
+        result, inv, repo = run_tool(tmp_path, AiderAdapter(), aider_profile(llm), llm)
+        requests = len(llm.requests)
+    text = log_text(tmp_path)
+    assert result.exit_code == 0 and not result.timed_out
+    assert "Only 3 reflections allowed" in text
+    assert requests == 4 and result.usage.requests == 4
+    assert (repo / "hello.py").read_text() == GREETING
+    assert failure_class(result, inv, text) is FailureClass.PERMANENT
 
 
 def test_aider_cancel_interrupts_it_at_once(tmp_path: Path) -> None:
@@ -220,9 +251,12 @@ def test_codex_failures_end_in_time_and_say_why(
     has one, aidp's wall clock for a hang before headers; nothing is left running."""
     with FakeLLM(script) as llm:
         profile = codex_profile(llm, closed_port_url() if dead else None)
-        result, _, repo = run_tool(tmp_path, CodexAdapter(), profile, llm, timeout_s=timeout_s)
+        result, inv, repo = run_tool(tmp_path, CodexAdapter(), profile, llm, timeout_s=timeout_s)
     assert result.duration_s <= timeout_s + 3.0 + SLACK_S
-    assert telltale in log_text(tmp_path)
+    text = log_text(tmp_path)
+    assert telltale in text
+    if not result.timed_out:  # a timeout is the engine's to classify, from the result
+        assert failure_class(result, inv, text) is FailureClass.TRANSIENT
     if "hang" in str(script):
         assert result.timed_out
     else:
