@@ -16,6 +16,7 @@ from aidp.config import ToolProfile
 from aidp.exceptions import ToolError
 from aidp.tools.adapter import ToolEvent, Usage
 from aidp.tools.adapters.aider import (
+    MAX_EDITABLE_FILES,
     AiderAdapter,
     AiderOutput,
     aider_argv,
@@ -92,6 +93,19 @@ def test_profile_args_override_timeout_and_edit_format(tmp_path: Path) -> None:
     assert argv.count("--timeout") == 1 and argv[argv.index("--timeout") + 1] == "7"
     assert argv.count("--edit-format") == 1 and argv[argv.index("--edit-format") + 1] == "whole"
     assert "--model-metadata-file" not in argv
+
+
+def test_a_huge_scope_is_not_sent_as_editable_files(tmp_path: Path) -> None:
+    """Past MAX_EDITABLE_FILES scope files, none go on the command line (Aider adds the files
+    the conversation names); up to it, all do."""
+    repo = make_repo(tmp_path)
+    many = [f"f{i}.py" for i in range(MAX_EDITABLE_FILES + 1)]
+    with invocation(tmp_path, repo, PROFILE, scope_files=many) as inv:
+        argv = aider_argv(["aider"], inv, message_file=Path("m"), metadata_file=None)
+    assert "--" not in argv and "f0.py" not in argv
+    with invocation(tmp_path, repo, PROFILE, scope_files=many[:-1]) as inv:
+        argv = aider_argv(["aider"], inv, message_file=Path("m"), metadata_file=None)
+    assert argv[argv.index("--") + 1:] == many[:-1]
 
 
 @pytest.mark.parametrize(("model", "expected"), [

@@ -45,6 +45,7 @@ __all__ = [
     "AiderOutput",
     "aider_argv",
     "aider_model",
+    "editable_files",
     "model_metadata",
     "parse_tokens",
     "request_timeout_s",
@@ -55,6 +56,10 @@ __all__ = [
 REQUEST_TIMEOUT_SHARE = 0.15
 MIN_REQUEST_TIMEOUT_S = 1.0
 MAX_REQUEST_TIMEOUT_S = 600.0
+#: A scope holding more files than this (a default ``**`` scope on a real repository) is not
+#: handed to Aider as editable files -- that would send the whole repository with every
+#: request; Aider then adds the files the prompt and the model name (``--yes-always``).
+MAX_EDITABLE_FILES = 25
 #: Context window written into the model metadata when the profile says nothing more.
 DEFAULT_MAX_INPUT_TOKENS = 128_000
 DEFAULT_MAX_OUTPUT_TOKENS = 8192
@@ -189,8 +194,15 @@ def aider_argv(
         argv += ["--read", str(path)]
     argv += profile.args
     argv += ["--message-file", str(message_file)]
-    argv += ["--", *invocation.scope_files] if invocation.scope_files else []
+    files = editable_files(invocation)
+    argv += ["--", *files] if files else []
     return argv
+
+
+def editable_files(invocation: Invocation) -> list[str]:
+    """The scope's files Aider gets as editable: all of them, or none past MAX_EDITABLE_FILES."""
+    files = list(invocation.scope_files)
+    return files if len(files) <= MAX_EDITABLE_FILES else []
 
 
 class AiderAdapter:
@@ -223,6 +235,10 @@ class AiderAdapter:
             metadata_file.write_text(json.dumps(model_metadata(model), indent=2), encoding="utf-8")
         argv = aider_argv(binary, invocation, message_file=message_file,
                           metadata_file=metadata_file)
+        if invocation.scope_files and not editable_files(invocation):
+            invocation.log.note(
+                f"[aidp] {len(invocation.scope_files)} files in scope (more than "
+                f"{MAX_EDITABLE_FILES}): none added to Aider's chat up front")
         key = api_key(profile.api_key_env, invocation.env)
         env = dict(invocation.env)
         env.update({
