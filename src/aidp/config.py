@@ -104,6 +104,13 @@ class ToolProfile(_Section):
     args: list[str] = Field(default_factory=list, description="extra command-line arguments")
     budget: Budget | None = Field(None, description="what this profile may spend in one run")
 
+    def key_env(self) -> str | None:
+        """The name of the API key's environment variable (model adapters default to
+        ``OPENAI_API_KEY``; shell and manual need none)."""
+        if self.api_key_env:
+            return self.api_key_env
+        return None if self.adapter in ("shell", "manual") else "OPENAI_API_KEY"
+
 
 class Settings(_Section):
     """All settings: aidp.toml, overridden by ``AIDP_<SECTION>__<KEY>`` environment variables

@@ -130,6 +130,9 @@ def test_findings_are_deduped_by_fingerprint_in_order() -> None:
     detection = manager.detect_check(_check(CONFLICT * 3))
     assert [(f.detector, f.code) for f in detection.findings] == [
         ("git-conflict", "conflict-content"), ("echo", "echo")]
+    assert detection.failure_class is FailureClass.PERMANENT
+    assert detection.retry_after is None
+    assert json.loads(json.dumps(detection.to_dict()))["class"] == "permanent"
 
 
 def test_a_plugin_that_cannot_register_is_reported() -> None:

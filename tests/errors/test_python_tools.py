@@ -279,3 +279,16 @@ def test_manager_runs_every_python_detector(project: Path) -> None:
     assert detection.failures == ()
     assert {f.detector for f in detection.findings} == {"ruff"}
     assert len({f.fingerprint for f in detection.findings}) == len(detection.findings)
+
+
+def test_ruff_json_amid_other_output(project: Path) -> None:
+    """ruff's JSON is found inside a check's merged output (a Makefile echoing commands, other
+    tools' lines before and after)."""
+    write(project, {"m.py": "import os\n"})
+    ev = run_check([python_bin("ruff"), "check", "--no-cache", "--isolated", "--output-format",
+                    "json", "m.py"], project)
+    noisy = type(ev)(name=ev.name, command="make lint", exit_code=2, signal=None,
+                     timed_out=False, output="ruff check m.py\n[warn] starting\n" + ev.output
+                     + "make: *** [lint] Error 1\n", worktree=project)
+    assert [(f.file, f.line, f.code) for f in ruff_report.aidp_detect_check(noisy)] == [
+        ("m.py", 1, "F401")]

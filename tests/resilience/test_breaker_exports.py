@@ -10,7 +10,7 @@ PURE = {
     "BreakerPolicy", "BreakerSnapshot", "BreakerState", "InFlight", "admit", "advance",
     "check_transition", "record", "release", "reset",
 }
-STORED = {"BreakerBook", "BreakerRow", "Permit", "endpoint_key", "profile_key"}
+STORED = {"BreakerBook", "BreakerRow", "Permit", "breaker_keys", "endpoint_key", "profile_key"}
 
 
 def test_breaker_export_lists_are_pinned() -> None:

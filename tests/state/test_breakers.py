@@ -14,7 +14,7 @@ import pytest
 
 from aidp.exceptions import InputError, NotFoundError
 from aidp.resilience.breaker import BreakerPolicy, BreakerState
-from aidp.state.breakers import BreakerBook, endpoint_key, profile_key
+from aidp.state.breakers import BreakerBook, breaker_keys, endpoint_key, profile_key
 from aidp.state.store import Store
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
@@ -240,6 +240,10 @@ def test_endpoint_key_rejects_urls_without_host(url: str) -> None:
         endpoint_key(url)
 
 
-def test_profile_key() -> None:
-    """A profile's key is profile:<name>."""
+def test_profile_key_and_breaker_keys() -> None:
+    """A profile's key is profile:<name>; a call of a profile with an endpoint is guarded by
+    both keys."""
     assert profile_key("aider-gpt") == "profile:aider-gpt"
+    assert breaker_keys("aider-gpt") == ["profile:aider-gpt"]
+    assert breaker_keys("aider-gpt", "http://127.0.0.1:8000/v1/") == [
+        "profile:aider-gpt", "endpoint:http://127.0.0.1:8000/v1"]

@@ -42,6 +42,7 @@ from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
 from aidp.state.store import Fence, Store
 from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.process import CappedLog, build_env, run_process
+from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
 from aidp.tools.registry import fallback_chain, get_adapter
 from aidp.tools.shell import build_argv
 from aidp.workspace.checkpoint import commit_staged, discard_unstaged, stage_all
@@ -250,8 +251,9 @@ class Executor:
             tx.event(self.run_id, "step.started", wsr.ws.id, step.id, attempt=number,
                      attempt_kind=kind, profile=profile_name)
 
+        key_env = profile.key_env() if profile else None
         names = [*wsr.ws.env, *step.env, *(profile.env if profile else ()),
-                 *([profile.api_key_env] if profile and profile.api_key_env else [])]
+                 *([key_env] if key_env else [])]
         secrets = [self.base_env[n] for n in names if self.base_env.get(n)]
         prompt = step.prompt
         if kind in ("fix", "escalate") and sr.fix_findings:
@@ -345,8 +347,11 @@ class Executor:
         findings = [f for _, f in sourced]
         detected_class = classify(findings)
         failure = failure_kind(outcome, detected_class.value if detected_class else None)
+        # What the tool itself can fix when told: failed checks, no change, changes outside
+        # the scope, edits the adapter could not apply (not: bad credentials, unknown model).
         fixable = bool(outside) or outcome is AttemptOutcome.NO_CHANGE or any(
-            c.exit_code != 0 for c in checks)
+            c.exit_code != 0 for c in checks) or any(
+            f.detector == EDITS_DETECTOR for f in result.findings)
         verdict, history = decide(
             step.retry, step.fix, sr.history, outcome=outcome, kind=failure,
             started_at=started_at, now=self.clock.now(),
@@ -419,7 +424,8 @@ class Executor:
             tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, step.id, attempt=number,
                      outcome=outcome.value, reason=reason, sha=sha, next_attempt_at=next_at,
                      failure_class=failure.value if failure else None,
-                     findings=len(findings), next=next_kind if next_at else None)
+                     findings=len(findings), next=next_kind if next_at else None,
+                     delay_s=round(verdict.delay_s, 3) if next_at else None)
         if sha is not None:
             wsr.head_sha = sha
             if siblings is not None and wsr.worktree is not None and all(

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
+from aidp.errors.classify import classify, retry_after
+from aidp.errors.finding import AttemptEvidence, CheckEvidence, FailureClass, Finding
 
 if TYPE_CHECKING:
     import pluggy
@@ -58,6 +59,21 @@ class Detection:
 
     findings: tuple[Finding, ...] = ()
     failures: tuple[DetectorFailure, ...] = ()
+
+    @property
+    def failure_class(self) -> FailureClass:
+        """:func:`aidp.errors.classify` of the findings (UNKNOWN when there are none)."""
+        return classify(self.findings)
+
+    @property
+    def retry_after(self) -> float | None:
+        """:func:`aidp.errors.retry_after` of the findings: the longest wait asked, seconds."""
+        return retry_after(self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"findings": [f.to_dict() for f in self.findings],
+                "failures": [f.to_dict() for f in self.failures],
+                "class": self.failure_class.value, "retry_after": self.retry_after}
 
 
 def _same(value: object) -> object:

@@ -316,27 +316,27 @@ def admit(
     """May a call run at ``now``? Returns the answer and the new snapshot (which holds an
     allowed call in flight until :func:`record` or :func:`release`)."""
     s = advance(snapshot, policy, now)
-    retry_at: float | None
     if s.state is OPEN:
         retry_at = s.reopen_at
-    elif s.state is HALF_OPEN:
-        if len(s.in_flight) < policy.half_open_probes:
-            return _allow(s, now, probe=True)
-        retry_at = min(c.admitted_at for c in s.in_flight) + policy.probe_timeout_s
     else:
-        if not s.failures or len(s.failures) + len(s.in_flight) < policy.failure_threshold:
-            return _allow(s, now, probe=False)
-        # The budget frees when a failure leaves the window or a silent call expires (or, sooner,
-        # when an in-flight call reports).
-        retry_at = min(
-            min(s.failures) + policy.window_s,
-            min((c.admitted_at + policy.probe_timeout_s for c in s.in_flight),
-                default=float("inf")),
-        )
-    if s.state is not OPEN:
-        # Waiting for calls in flight: one may report any moment, so ask again after a
-        # cooldown at the latest rather than after a long probe timeout.
-        retry_at = min(retry_at, now + max(policy.cooldown_s, MIN_POLL_S))
+        if s.state is HALF_OPEN:
+            if len(s.in_flight) < policy.half_open_probes:
+                return _allow(s, now, probe=True)
+            # A slot frees when a probe reports or times out.
+            chance = min(c.admitted_at for c in s.in_flight) + policy.probe_timeout_s
+        else:
+            if not s.failures or len(s.failures) + len(s.in_flight) < policy.failure_threshold:
+                return _allow(s, now, probe=False)
+            # The budget frees when a call reports, a failure leaves the window or a silent
+            # call expires.
+            chance = min(
+                min(s.failures) + policy.window_s,
+                min((c.admitted_at + policy.probe_timeout_s for c in s.in_flight),
+                    default=float("inf")),
+            )
+        # A call in flight may report any moment: ask again after a cooldown at the latest
+        # rather than after a long probe timeout.
+        retry_at = min(chance, now + max(policy.cooldown_s, MIN_POLL_S))
     refused = replace(s, counters=s.counters.add(rejected=1))
     return Admission(False, False, s.state, retry_at), refused
 

@@ -3,7 +3,14 @@ circuit breakers."""
 
 from __future__ import annotations
 
-from aidp.state.breakers import BreakerBook, BreakerRow, Permit, endpoint_key, profile_key
+from aidp.state.breakers import (
+    BreakerBook,
+    BreakerRow,
+    Permit,
+    breaker_keys,
+    endpoint_key,
+    profile_key,
+)
 from aidp.state.lease import LEASE_TTL_S, acquire_lease, lease_is_live, release_lease, renew_lease
 from aidp.state.store import Fence, Store, Tx
 
@@ -16,6 +23,7 @@ __all__ = [
     "Store",
     "Tx",
     "acquire_lease",
+    "breaker_keys",
     "endpoint_key",
     "lease_is_live",
     "profile_key",

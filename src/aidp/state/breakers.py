@@ -41,7 +41,7 @@ from aidp.resilience.breaker import (
 from aidp.state.store import Store
 from aidp.state.tables import breakers
 
-__all__ = ["BreakerBook", "BreakerRow", "Permit", "endpoint_key", "profile_key"]
+__all__ = ["BreakerBook", "BreakerRow", "Permit", "breaker_keys", "endpoint_key", "profile_key"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -71,6 +71,15 @@ def endpoint_key(base_url: str) -> str:
         host = f"[{host}]"
     netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
     return f"endpoint:{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def breaker_keys(profile: str, base_url: str | None = None) -> list[str]:
+    """The keys guarding a call of tool profile ``profile``: its own, plus its provider
+    endpoint's when it has a ``base_url`` (pass them to :meth:`BreakerBook.admit_all`)."""
+    keys = [profile_key(profile)]
+    if base_url:
+        keys.append(endpoint_key(base_url))
+    return keys
 
 
 @dataclass(frozen=True)

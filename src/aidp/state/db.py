@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 
 from aidp.exceptions import ConfigError
 
@@ -93,6 +93,48 @@ def migrate(engine: Engine, *, replay: bool = False) -> None:
     revision = current_revision(engine)
     if revision == HEAD_REVISION:
         return
+    if engine.dialect.name == "postgresql":
+        # Two aidp processes starting at once on a new database must not both create it: the
+        # first takes this lock for its transaction, the second then finds the schema current.
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
+            _migrate(conn, replay=replay)
+        return
+    _migrate_sqlite(engine, revision, replay=replay)
+
+
+_MIGRATE_LOCK = 0x61696470  # "aidp"
+
+
+def _migrate(conn: Connection, *, replay: bool) -> None:
+    """Create or upgrade the schema inside ``conn``'s transaction (PostgreSQL)."""
+    if not conn.execute(text("SELECT to_regclass('alembic_version')")).scalar():
+        revision = None
+    else:
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if revision == HEAD_REVISION:
+        return
+    if revision is None and not replay and not inspect(conn).get_table_names():
+        from aidp.state.tables import metadata
+
+        metadata.create_all(conn)
+        conn.execute(text(
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+        ))
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
+                     {"v": HEAD_REVISION})
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+def _migrate_sqlite(engine: Engine, revision: str | None, *, replay: bool) -> None:
     if revision is None and not replay:
         with engine.connect() as conn:
             empty = not inspect(conn).get_table_names()

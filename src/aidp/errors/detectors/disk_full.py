@@ -25,8 +25,14 @@ _PATTERN = re.compile(
 )
 
 
+_KEYS = ("no space left", "enospc", "errno 28", "quota exceeded", "edquot")
+
+
 def detect(output: str, worktree: Path | None) -> list[Finding]:
     """One finding naming the first line that says the disk (or quota) is full."""
+    lowered = output.lower()
+    if not any(key in lowered for key in _KEYS):
+        return []
     match = _PATTERN.search(output)
     if match is None:
         return []

@@ -1,6 +1,10 @@
 """Model-provider errors as the openai SDK, litellm, Aider and Codex print them.
 
-The rules (first that matches a line wins; one finding per code, the first line as message):
+The rules, one finding per code (its first line as message, a line with an HTTP status
+preferred). Each line is tried against, in this order: the specific phrases and body codes of
+the first five rows; then its HTTP status; then exception names; then generic phrases
+("rate limited", "timed out", "overloaded", "Connection error"). The first match wins, so a
+429 whose body says ``insufficient_quota`` is permanent, not a rate limit.
 
 =========================  ==========  ======================================================
 code                       class       recognised by
@@ -98,7 +102,15 @@ _GENERIC: tuple[tuple[re.Pattern[str], str, FailureClass], ...] = (
 _TRIGGER = re.compile(
     r"error|rate|quota|limit|model|key|401|403|404|429|5\d\d|timed out|timeout|overloaded"
     r"|demand|connection|requests|authenticat|status|forbidden|unauthorized|unavailable"
-    r"|gateway|disconnected|denied|provider", _I,
+    r"|gateway|disconnected|denied|provider|context|servers", _I,
+)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+# Every rule above needs one of these words (lower case) on its line.
+_TRIGGER_WORDS = (
+    "error", "rate", "quota", "limit", "model", "key", "401", "403", "404", "429", "timed out",
+    "timeout", "overload", "demand", "connect", "too many", "status", "unavailable", "gateway",
+    "disconnected", "denied", "authenticat", "unauthorized", "forbidden", "provider", "http",
+    "context", "servers",
 )
 _RETRY_AFTER = re.compile(
     r"retry[- _]after[\"']?\s*[:=]?\s*[\"']?(?P<a>\d+(?:\.\d+)?)(?:\s*(?P<au>ms|milliseconds?"
@@ -172,13 +184,38 @@ def retry_after_s(text: str) -> float | None:
     return max(waits) if waits else None
 
 
+def _candidate_lines(text: str) -> list[str]:
+    """The lines of ``text`` holding one of the trigger words, in order, each once.
+
+    Plain substring searches over an ASCII-lowered copy (same length, so offsets agree): a
+    multi-megabyte log costs a few passes in C instead of a regex per line.
+    """
+    lowered = text.translate(_ASCII_LOWER)
+    starts: set[int] = set()
+    for word in _TRIGGER_WORDS:
+        pos = lowered.find(word)
+        while pos >= 0:
+            line_start = text.rfind("\n", 0, pos) + 1
+            starts.add(line_start)
+            line_end = text.find("\n", pos)
+            if line_end < 0:
+                break
+            pos = lowered.find(word, line_end)
+    lines = []
+    for line_start in sorted(starts):
+        line_end = text.find("\n", line_start)
+        line = text[line_start: None if line_end < 0 else line_end].strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
 def provider_errors(text: str) -> list[ProviderError]:
     """Every provider failure in ``text``, one per code, in order of first appearance; a line
     with an HTTP status is preferred as the example of its code."""
     chosen: dict[str, ProviderError] = {}
-    for raw in strip_ansi(text).splitlines():
-        line = raw.strip()
-        if not line or line.startswith('{"type":'):  # Codex JSONL: the codex detector's
+    for line in _candidate_lines(strip_ansi(text)):
+        if line.startswith('{"type":'):  # Codex JSONL: the codex detector's
             continue
         error = classify_line(line)
         if error is None:
