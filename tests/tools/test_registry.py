@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aidp.config import Settings, ToolProfile
 from aidp.exceptions import ToolError
@@ -141,6 +143,30 @@ def test_fallback_chain_is_breadth_first_and_cycle_safe() -> None:
     )
     assert fallback_chain(config, "a") == ["a", "b", "c", "d"]
     assert fallback_chain(config, "d") == ["d", "a", "b", "c"]
+
+
+NAMES = ["a", "b", "c", "d", "e"]
+
+
+@given(st.dictionaries(st.sampled_from(NAMES), st.lists(st.sampled_from(NAMES), max_size=4),
+                       min_size=1),
+       st.dictionaries(st.sampled_from(NAMES), st.booleans()))
+def test_choice_and_chains_hold_their_invariants(graph: dict[str, list[str]],
+                                                 down: dict[str, bool]) -> None:
+    """On any fallback graph: a chain starts with its profile, lists each reachable profile
+    once; a choice is a healthy profile of the named one's chain, or a retryable refusal."""
+    config = settings(**{name: {"fallback": [f for f in fallbacks if f in graph]}
+                         for name, fallbacks in graph.items()})
+    health = {name: ProfileHealth(breaker_open=is_down) for name, is_down in down.items()}
+    for name in graph:
+        chain = fallback_chain(config, name)
+        assert chain[0] == name and len(chain) == len(set(chain))
+        try:
+            choice = choose_profile(config, tool=name, capability=None, health=health)
+        except NoProfileError as exc:
+            assert exc.retryable and all(down.get(other) for other in chain)
+        else:
+            assert choice.profile in chain and not down.get(choice.profile)
 
 
 def test_fallback_chain_of_a_profile_without_fallback_is_itself() -> None:
