@@ -11,5 +11,6 @@ uv pip install --quiet --python .venv/bin/python -e '.[dev,postgres]'
 # PYTHONDONTWRITEBYTECODE is set on these machines and the editable install compiles nothing:
 # without this, every aidp start compiles aidp's own modules again.
 .venv/bin/python -m compileall -q -j 0 src >/dev/null
+bash scripts/setup_ai_tools.sh  # Aider and Codex in their own environments under .tools/
 bash scripts/setup_lint_tools.sh
 bash scripts/setup_openspec.sh

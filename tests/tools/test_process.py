@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -138,6 +139,24 @@ def test_timeout_sends_sigterm_first(tmp_path: Path, env: dict[str, str], token:
     assert result.timed_out and result.exit_code == 7
     assert output == b"hi\nbye\n"
     assert time.monotonic() - started < 30.0  # the grace period ended when the tool exited
+
+
+def test_interrupt_signal_replaces_sigterm(tmp_path: Path, env: dict[str, str], token: str) -> None:
+    """With interrupt_signal=SIGINT, a cancel sends SIGINT first (Aider saves its state on it)."""
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    result, output = run(
+        ["sh", "-c", "trap 'echo int; exit 3' INT; trap 'echo term; exit 4' TERM; echo hi; "
+         "while :; do sleep 0.05; done"],
+        tmp_path,
+        env,
+        token,
+        grace_s=60.0,
+        cancel=cancel,
+        interrupt_signal=signal.SIGINT,
+    )
+    assert result.cancelled and result.exit_code == 3
+    assert output == b"hi\nint\n"
 
 
 def test_failing_on_start_leaves_nothing_running(

@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fake-llm": ("aidp.cli.fake_llm", "fake_llm", "Serve a scripted OpenAI-compatible API."),
     "specs": ("aidp.cli.specs", "specs", "Validate, index and resolve OpenSpec specs and changes."),
     "proposals": ("aidp.cli.proposals", "proposals", "Review and approve OpenSpec changes."),
+    "tools": ("aidp.cli.tools", "tools", "List tool profiles; check that their tools can run."),
 }
 
 

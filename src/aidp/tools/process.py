@@ -297,6 +297,7 @@ def run_process(
     on_output: Callable[[bytes], None] | None = None,
     cancel: threading.Event | None = None,
     token: str | None = None,
+    interrupt_signal: int = signal.SIGTERM,
 ) -> ProcessResult:
     """Run ``argv`` to completion in its own session, output into ``log``, and kill what it left.
 
@@ -305,8 +306,8 @@ def run_process(
         cwd: working directory.
         env: the child's whole environment (see :func:`build_env`); ``AIDP_PROCESS_TOKEN`` is
             added.
-        timeout_s: wall-clock seconds; then SIGTERM to the group, ``grace_s`` seconds later
-            SIGKILL to the group and to every process carrying the token.
+        timeout_s: wall-clock seconds; then ``interrupt_signal`` to the group, ``grace_s``
+            seconds later SIGKILL to the group and to every process carrying the token.
         log: receives stdout and stderr merged, masked; it is not closed here.
         mask: secret values replaced by ``***`` in the log and in ``on_output`` (values under 4
             characters are ignored).
@@ -314,6 +315,8 @@ def run_process(
         on_output: called with each masked piece of output (whole lines unless a line is huge).
         cancel: when set (checked every 0.1 s), the process is killed like at a timeout.
         token: the process token; a random one if None (it is returned in the result).
+        interrupt_signal: the first signal at a timeout or cancel (SIGINT for tools that save
+            their state on Ctrl-C, such as Aider).
 
     Returns:
         a :class:`ProcessResult`. After it returns, nothing of the process group is left running,
@@ -371,7 +374,7 @@ def run_process(
             run.step(min(deadline - now, CANCEL_POLL_S) if cancel is not None else deadline - now)
 
         if timed_out or cancelled:
-            _signal(pid, signal.SIGTERM, group=True)
+            _signal(pid, interrupt_signal, group=True)
             run.pump(time.monotonic() + grace_s, need_exit=True, need_eof=True)
             _signal(pid, signal.SIGKILL, group=True)
             kill_by_token(token)

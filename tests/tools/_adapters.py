@@ -1,0 +1,78 @@
+"""Helpers for the adapter tests: a tiny real git worktree and an Invocation for one attempt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from aidp.config import ToolProfile
+from aidp.tools.adapter import Invocation
+from aidp.tools.capped_log import CappedLog
+from aidp.tools.process import build_env, new_token
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "aidp tests", "GIT_AUTHOR_EMAIL": "tests@aidp.invalid",
+    "GIT_COMMITTER_NAME": "aidp tests", "GIT_COMMITTER_EMAIL": "tests@aidp.invalid",
+}
+SECRET = "sk-test-Secret-4242"
+KEY_ENV = "AIDP_TEST_LLM_KEY"
+GREETING = 'def greet():\n    return "hello"\n'
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo``; its stdout."""
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
+                            env={**os.environ, **GIT_ENV}, timeout=60)
+    return result.stdout
+
+
+def make_repo(tmp_path: Path) -> Path:
+    """A git repository with one committed file, hello.py."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "hello.py").write_text(GREETING)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+@contextmanager
+def invocation(
+    tmp_path: Path,
+    repo: Path,
+    profile: ToolProfile,
+    *,
+    prompt: str = "Make greet() return 'hello, world'.",
+    timeout_s: float = 60.0,
+    grace_s: float = 3.0,
+    extra_env: dict[str, str] | None = None,
+    scope_files: Sequence[str] = ("hello.py",),
+    context_files: Sequence[Path] = (),
+    cancel: threading.Event | None = None,
+) -> Iterator[Invocation]:
+    """An Invocation for one attempt (attempt dir and log under ``tmp_path``); the log is
+    closed on exit."""
+    attempt_dir = tmp_path / "attempt"
+    attempt_dir.mkdir(exist_ok=True)
+    prompt_file = attempt_dir / "prompt.md"
+    prompt_file.write_text(prompt)
+    env = build_env(os.environ, [], {KEY_ENV: SECRET, **(extra_env or {})})
+    with CappedLog(attempt_dir / "attempt.log") as log:
+        yield Invocation(
+            run_id="01RUN", ws_id="ws", step_id="edit", attempt=1, profile_name=profile.adapter,
+            profile=profile, worktree=repo, prompt=prompt, prompt_file=prompt_file,
+            scope=["*.py"], scope_files=list(scope_files), context_files=list(context_files),
+            command=None, values={}, env=env, secrets=[SECRET], timeout_s=timeout_s,
+            grace_s=grace_s, attempt_dir=attempt_dir, token=new_token(), log=log,
+            cancel=cancel or threading.Event(),
+        )
+
+
+def log_text(tmp_path: Path) -> str:
+    """The attempt's log as text."""
+    return (tmp_path / "attempt" / "attempt.log").read_text(encoding="utf-8", errors="replace")
