@@ -225,7 +225,8 @@ class AlwaysDownMachine(RuleBasedStateMachine):
         if self.first_open is None:
             assert self.invocations <= self.policy.failure_threshold
             return
-        periods = math.floor((self.now - self.first_open) / self.policy.cooldown_s)
+        # (a tolerance for float rounding: 127 + c - 127 can come out a hair below c)
+        periods = math.floor((self.now - self.first_open) / self.policy.cooldown_s + 1e-9)
         limit = self.policy.failure_threshold + self.policy.half_open_probes * periods
         assert self.invocations <= limit
 
