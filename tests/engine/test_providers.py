@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ EDIT = "notes/a.md\n```\nhello from the model\n```\n"
 
 
 def profile(name: str, base_url: str, **extra: Any) -> str:
-    lines = [f"[tools.{name}]", 'adapter = "openai"', f'base_url = "{base_url}"',
+    adapter = extra.pop("adapter", "openai")
+    lines = [f"[tools.{name}]", f'adapter = "{adapter}"', f'base_url = "{base_url}"',
              'model = "fake-model"', 'edit_format = "whole"', "timeout = 20"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()
               if not isinstance(value, dict)]
@@ -94,12 +94,12 @@ def test_retry_after_is_honoured(repo: Path, db_url: str, tmp_path: Path) -> Non
 
 def test_fallback_runs_on_the_next_healthy_profile(repo: Path, db_url: str,
                                                   tmp_path: Path) -> None:
-    """a -> b -> c with the breakers of a and b forced open: the step runs on c, and the
-    attempt records the choice and its reason."""
+    """aider -> codex -> openai with the breakers of aider and codex forced open: the step runs
+    on openai, and the attempt records the choice and its reason."""
     with FakeLLM([{"reply": EDIT}]) as llm:
         (repo / "aidp.toml").write_text(
-            profile("a", llm.base_url + "/a-is-down", fallback=["b"])
-            + profile("b", llm.base_url + "/b-is-down", fallback=["c"])
+            profile("a", llm.base_url + "/a-is-down", fallback=["b"], adapter="aider")
+            + profile("b", llm.base_url + "/b-is-down", fallback=["c"], adapter="codex")
             + profile("c", llm.base_url))
         settings = load_settings(repo)
         store = Store(db_url)
@@ -125,10 +125,32 @@ def test_fallback_runs_on_the_next_healthy_profile(repo: Path, db_url: str,
         store.close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def test_capability_picks_the_best_matching_profile(repo: Path, db_url: str,
+                                                    tmp_path: Path) -> None:
+    """A step asking for capability code_edit in python runs on the matching profile of the
+    highest priority, and the attempt says why."""
+    with FakeLLM([{"reply": EDIT}]) as llm:
+        (repo / "aidp.toml").write_text(
+            profile("low", llm.base_url, capabilities=["code_edit"], priority=1)
+            + profile("high", llm.base_url, capabilities=["code_edit"], languages=["python"],
+                      priority=5)
+            + profile("other", llm.base_url, capabilities=["review"], priority=9))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text("""version: 1
+workstreams:
+  - id: w
+    scope: ["notes/**"]
+    steps:
+      - {id: s, capability: code_edit, language: python, prompt: Write notes/a.md.}
+""")
+        summary, _, store, run_id = drive(repo, db_url, plan)
+    try:
+        assert summary.ok
+        (attempt,) = store.attempts(run_id)
+        assert attempt.profile == "high"
+        assert "high" in attempt.choice_reason
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

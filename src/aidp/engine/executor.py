@@ -43,7 +43,13 @@ from aidp.state.store import Fence, Store
 from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.process import CappedLog, build_env, run_process
 from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
-from aidp.tools.registry import fallback_chain, get_adapter
+from aidp.tools.registry import (
+    Choice,
+    ProfileHealth,
+    choose_profile,
+    fallback_chain,
+    get_adapter,
+)
 from aidp.tools.shell import build_argv
 from aidp.workspace.checkpoint import commit_staged, discard_unstaged, stage_all
 from aidp.workspace.locks import clean_stale_locks
@@ -224,6 +230,13 @@ class Executor:
         number = sr.last_number + 1
         kind = sr.next_kind if sr.last_number or sr.next_kind == "approval" else "first"
         profile_name = sr.profile or step.tool
+        matched: str | None = None
+        if sr.profile is None and step.capability is not None:
+            try:
+                choice = self._choose(step)
+            except ToolError as exc:
+                return self._no_profile(wsr, sr, exc)
+            profile_name, matched = choice.profile, choice.reason
         spent = self._budget_spent(wsr, step, profile_name)
         if spent is not None:
             return self._stop_for_budget(wsr, sr, number, kind, profile_name, spent)
@@ -231,6 +244,8 @@ class Executor:
         if isinstance(gate, AttemptReport):
             return gate
         profile_name, permit, choice_reason = gate
+        if matched is not None:
+            choice_reason = matched + (f"; {choice_reason}" if choice_reason else "")
         profile = self.settings.profile(profile_name)
         if profile is not None and profile.adapter == "manual" and kind != "approval":
             return self._await_approval(wsr, sr)
@@ -499,6 +514,44 @@ class Executor:
                              history=sr.history, next_kind=sr.next_kind, profile=sr.profile,
                              fix_findings=sr.fix_findings,
                              failure_class=None if wait else "circuit_open")
+
+    def _choose(self, step: Step) -> Choice:
+        """The profile for a step asking for a capability: the registry scores the matching
+        profiles (capability, language, environment, priority, recent success, breakers)."""
+        health: dict[str, ProfileHealth] = {}
+        rates = self._success_rates()
+        for name, profile in self.settings.tools.items():
+            open_ = False
+            if self._guarded(profile):
+                snap = self.breakers.snapshot(profile_key(name), now=self.clock.now())
+                open_ = snap is not None and snap.state.value == "open"
+            health[name] = ProfileHealth(breaker_open=open_, success_rate=rates.get(name))
+        return choose_profile(
+            self.settings, tool=None, capability=step.capability, language=step.language,
+            environment=self.base_env.get("AIDP_ENVIRONMENT"), health=health)
+
+    def _success_rates(self) -> dict[str, float]:
+        """Share of succeeded attempts per profile in this run (recent success)."""
+        totals: dict[str, list[int]] = {}
+        for row in self.store.attempts(self.run_id):
+            if row.profile and row.outcome:
+                item = totals.setdefault(row.profile, [0, 0])
+                item[0] += row.outcome == AttemptOutcome.SUCCEEDED.value
+                item[1] += 1
+        return {name: ok / n for name, (ok, n) in totals.items() if n}
+
+    def _no_profile(self, wsr: WorkstreamRuntime, sr: StepRuntime, exc: ToolError
+                    ) -> AttemptReport:
+        """No profile offers the step's capability: the step fails (permanent)."""
+        reason = exc.message
+        with self.store.write(self.fence) as tx:
+            tx.update_step(self.run_id, wsr.ws.id, sr.step.id, status=StepState.FAILED.value,
+                           reason=reason, failure_class="permanent", next_attempt_at=None,
+                           finished_at=tx.now)
+            tx.event(self.run_id, "step.failed", wsr.ws.id, sr.step.id, reason=reason)
+        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
+                             StepState.FAILED, reason, history=sr.history,
+                             failure_class="permanent")
 
     def _settle_breaker(self, permit: Permit | None, profile_name: str,
                         outcome: AttemptOutcome, failure: FailureKind | None,

@@ -138,7 +138,9 @@ def preflight(repo: Path, plan: Plan, *, tools: Collection[str] = ("shell",)) ->
         else:
             bases[ws.id] = sha
         for step in ws.steps:
-            if step.tool not in tools:
+            if step.capability is not None:
+                pass  # the registry picks a profile offering it when the step starts
+            elif step.tool not in tools:
                 problems.append(f"{where}: [{ws.id}/{step.id}] unknown tool profile "
                                 f"{step.tool!r} (known: {', '.join(sorted(tools))})")
             for name in step.fix.escalate:

@@ -292,7 +292,7 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> li
                         id=ident,
                     )
                 )
-        if step.tool == "shell" and not _templates(step.run):
+        if step.tool == "shell" and step.capability is None and not _templates(step.run):
             problems.append(
                 item.problem(
                     "missing-run",

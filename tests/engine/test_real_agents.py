@@ -1,0 +1,149 @@
+"""Workstreams on the real Aider and the real Codex, through the whole engine, against aidp's
+fake OpenAI server: files change, checkpoints are committed, usage is recorded, no request
+leaves 127.0.0.1, and a dead provider opens the tool's breaker."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aidp.testing import FakeLLM
+from tests.conftest import Cli, git
+from tests.tools.test_realtools import AIDER_DIFF, require
+
+pytestmark = pytest.mark.realtools
+
+KEY = "sk-fake-key-never-logged"
+PROXY_NAMES = '["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", ' \
+    '"https_proxy", "http_proxy", "no_proxy"]'
+CODEX_PATCH = (
+    "apply_patch <<'EOF'\n*** Begin Patch\n*** Update File: hello.py\n@@\n def greet():\n"
+    "-    return \"hello, world\"\n+    return \"hello, codex\"\n*** End Patch\nEOF\n"
+)
+
+
+def profiles(base_url: str) -> str:
+    return f"""
+[tools.aider]
+adapter = "aider"
+command = "{require('aider')}"
+model = "fake-model"
+base_url = "{base_url}"
+api_key_env = "AIDP_TEST_LLM_KEY"
+env = {PROXY_NAMES}
+timeout = "90s"
+
+[tools.codex]
+adapter = "codex"
+command = "{require('codex')}"
+model = "fake-model"
+base_url = "{base_url}"
+api_key_env = "AIDP_TEST_LLM_KEY"
+env = {PROXY_NAMES}
+timeout = "90s"
+
+[tools.codex.breaker]
+failure_threshold = 1
+cooldown = 600
+on_open = "fail"
+"""
+
+
+def run(cli: Cli, llm: FakeLLM, plan: Path) -> tuple[int, dict[str, Any], str]:
+    env = {**cli.env(), **llm.proxy_env(), "AIDP_TEST_LLM_KEY": KEY}
+    import subprocess
+
+    proc = subprocess.run(cli.popen_argv("run", str(plan), "--json"), cwd=cli.cwd, env=env,
+                          capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout)
+    status = json.loads(cli("status", summary["run_id"], "--json", check=True).stdout)
+    return proc.returncode, status, proc.stderr
+
+
+def test_aider_then_codex_edit_and_checkpoint(cli: Cli, tmp_path: Path) -> None:
+    """Step one on Aider, step two on Codex: each edit lands in its own checkpoint commit with
+    trailers, usage is recorded per profile, the key stays out of logs, no stray request."""
+    (cli.cwd / "hello.py").write_text('def greet():\n    return "hello"\n')
+    git(cli.cwd, "add", "-A")
+    git(cli.cwd, "commit", "-qm", "hello")
+    script = [{"reply": AIDER_DIFF, "usage": {"input_tokens": 120, "output_tokens": 30}},
+              {"tool_calls": [{"name": "exec_command", "arguments": {"cmd": CODEX_PATCH}}]},
+              {"reply": "Done.", "usage": {"input_tokens": 200, "output_tokens": 10}}]
+    with FakeLLM(script) as llm:
+        (cli.cwd / "aidp.toml").write_text(profiles(llm.base_url))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text("""version: 1
+workstreams:
+  - id: greet
+    scope: ["hello.py"]
+    steps:
+      - {id: world, tool: aider, prompt: "Make greet() say hello, world.", requires_change: true,
+         checks: ["grep -q 'hello, world' hello.py"]}
+      - {id: codex, tool: codex, depends_on: [world], prompt: "Make greet() say hello, codex.",
+         requires_change: true, checks: ["grep -q 'hello, codex' hello.py"]}
+""")
+        code, status, stderr = run(cli, llm, plan)
+        stray, paths = list(llm.stray), [r["path"] for r in llm.requests]
+    assert code == 0, stderr
+    assert stray == []
+    assert paths[0] == "/v1/chat/completions" and paths[1:] == ["/v1/responses"] * 2
+    ws = status["workstreams"][0]
+    branch = ws["branch"]
+    assert git(cli.cwd, "show", f"{branch}:hello.py").strip().endswith('"hello, codex"')
+    log = git(cli.cwd, "log", "--format=%(trailers:key=Aidp-Step,valueonly)", f"{branch}",
+              "-2").split()
+    assert log == ["codex", "world"]
+    steps = {s["id"]: s for s in ws["steps"]}
+    world, codex = steps["world"]["attempt_list"][-1], steps["codex"]["attempt_list"][-1]
+    assert (world["profile"], world["outcome"]) == ("aider", "succeeded")
+    assert (codex["profile"], codex["outcome"]) == ("codex", "succeeded")
+    assert world["usage"]["input_tokens"] > 0 and codex["usage"]["input_tokens"] > 0
+    usage = json.loads(cli("usage", status["run_id"], "--json", check=True).stdout)
+    assert set(usage["profiles"]) == {"aider", "codex"}
+    logs = "".join(p.read_text(errors="replace")
+                   for p in (cli.cwd / ".aidp" / "runs").rglob("*.log"))
+    assert KEY not in logs
+
+
+def test_dead_provider_is_transient_and_opens_codex_breaker(cli: Cli, tmp_path: Path) -> None:
+    """Codex against a server that is gone: the attempt ends at once, is classified transient,
+    and the breaker of profile codex opens (threshold 1), so the next step fails fast."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    with FakeLLM(["unused"]) as llm:
+        (cli.cwd / "aidp.toml").write_text(profiles(dead))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text("""version: 1
+workstreams:
+  - id: a
+    scope: ["a/**"]
+    steps: [{id: s, tool: codex, prompt: "Write a/x."}]
+  - id: b
+    depends_on: [a]
+    scope: ["b/**"]
+    steps: [{id: s, tool: codex, prompt: "Write b/x."}]
+  - id: c
+    scope: ["c/**"]
+    conflicts_with: [a]
+    steps: [{id: s, tool: codex, prompt: "Write c/x."}]
+""")
+        code, status, stderr = run(cli, llm, plan)
+        stray = list(llm.stray)
+    assert code == 1, stderr
+    assert stray == []
+    steps = {w["id"]: w["steps"][0] for w in status["workstreams"]}
+    first = [s for s in steps.values() if s["attempt_list"]]
+    assert len(first) == 1, steps
+    (attempt,) = first[0]["attempt_list"]
+    assert attempt["failure_class"] == "transient", attempt
+    assert any(s["failure_class"] == "circuit_open" for s in steps.values()), steps
+    listed = json.loads(cli("breakers", "list", "--json", check=True).stdout)
+    items = listed if isinstance(listed, list) else listed.get("breakers", [])
+    assert {i["key"]: i["state"] for i in items}.get("profile:codex") == "open"
