@@ -28,7 +28,7 @@ from aidp.engine.executor import (
     WorkstreamRuntime,
     branch_name,
 )
-from aidp.engine.scheduler import chain_ranks, conflict_map, pick_ready
+from aidp.engine.scheduler import chain_ranks, conflict_map, pick_ready, rank_order
 from aidp.engine.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
@@ -396,6 +396,7 @@ class _Orchestrator:
         busy: set[str] = set()
         tools: Counter[str] = Counter()
         limits = {name: p.concurrency for name, p in self.settings.tools.items()}
+        order = rank_order(self.ws, self.ranks)  # finished workstreams are dropped as they end
         next_cancel_poll = 0.0
         while True:
             if self.lease_lost is not None:
@@ -413,6 +414,7 @@ class _Orchestrator:
                     self.ws, self.steps, busy=busy, running_tools=tools,
                     tool_limits=limits, slots=self.parallel - len(running), now=now,
                     ranks=self.ranks, conflicts=self.conflicts, waived=self.user_skipped,
+                    order=order,
                 ):
                     if wsr.state is WorkstreamState.PENDING:
                         self._start_ws(wsr, record=False)
@@ -436,6 +438,8 @@ class _Orchestrator:
                 tools[sr.step.tool] -= 1
                 report = future.result()  # an exception here is a bug: let it surface
                 self._on_report(wsr, sr, report)
+            if done:
+                order = [w for w in order if not w.state.terminal]
 
     def _skip_unreachable(self) -> None:
         """Nothing runs and nothing can start: what is left can never become ready. Each is
