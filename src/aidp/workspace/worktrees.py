@@ -160,6 +160,9 @@ class WorktreePool:
         self.root = (root if root is not None else self.repo / ".aidp" / "worktrees").resolve()
         self._prepared = False
         self._identity: Identity | None = None
+        # Slots this pool gave back, newest last: tried before scanning the pool directory
+        # (which reads every slot's .git file) -- the common case of a run reusing its slots.
+        self._released: list[Path] = []
 
     # -- acquire / release -------------------------------------------------------------------
 
@@ -229,6 +232,8 @@ class WorktreePool:
                 )
         finally:
             wt._close()
+            if wt.path.parent == self.root:
+                self._released.append(wt.path)
 
     def detach_idle(self, branches: Collection[str]) -> builtins.list[Path]:
         """Detach HEAD in idle pooled worktrees that have one of ``branches`` checked out.
@@ -339,11 +344,20 @@ class WorktreePool:
             prefer = prefer.resolve()
             if prefer.parent == self.root and _SLOT.fullmatch(prefer.name):
                 candidates.append(prefer)
-        candidates.extend(p for p in self._slot_dirs() if _is_worktree_dir(p))
+        while self._released:  # list.pop is atomic: threads never get the same entry
+            try:
+                candidates.append(self._released.pop())
+            except IndexError:
+                break
         for path in candidates:
             fd = _try_lock(self._lock_path(path))
             if fd is not None:
                 return path, fd
+        for path in self._slot_dirs():
+            if _is_worktree_dir(path):
+                fd = _try_lock(self._lock_path(path))
+                if fd is not None:
+                    return path, fd
         number = 0
         while True:  # first free number; the lock, not the directory, decides who owns it
             path = self.root / f"pool-{number}"
