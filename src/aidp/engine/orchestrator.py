@@ -232,9 +232,13 @@ class _Orchestrator:
         heartbeat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,),
                                      name="aidp-lease", daemon=True)
         heartbeat.start()
-        self.pool = WorktreePool(self.repo)
+        # Released worktrees keep their branch until the end of the run (detached below): a
+        # HEAD and reflog write less per workstream. Merge targets are detached at once.
+        self.pool = WorktreePool(self.repo, detach_on_release=False)
         try:
             self._load(row)
+            self.pool.always_detach = frozenset(
+                wsr.ws.merge.into for wsr in self.ws.values() if wsr.ws.merge is not None)
             self.executor = Executor(store=self.store, fence=self.fence, repo=self.repo,
                                      settings=self.settings, pool=self.pool, cancel=self.cancel,
                                      on_output=self.reporter.output)
@@ -247,6 +251,7 @@ class _Orchestrator:
             for wsr in self.ws.values():
                 if wsr.worktree is not None:
                     self._release(wsr)
+            self.pool.detach_released()
             heartbeat.join(timeout=5)
             if self.lease_lost is None:
                 release_lease(self.store, self.fence)
