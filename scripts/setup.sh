@@ -11,3 +11,4 @@ uv pip install --quiet --python .venv/bin/python -e '.[dev,postgres]'
 # PYTHONDONTWRITEBYTECODE is set on these machines and the editable install compiles nothing:
 # without this, every aidp start compiles aidp's own modules again.
 .venv/bin/python -m compileall -q -j 0 src >/dev/null
+bash scripts/setup_lint_tools.sh

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from aidp.exceptions import ConfigError
-from aidp.model.workstream import Duration
+from aidp.model.workstream import Budget, Duration
 
 __all__ = [
     "CONFIG_FILE",
@@ -53,6 +53,7 @@ class RunSettings(_Section):
     parallel: int = Field(4, ge=1, le=256, description="steps running at once")
     log_cap_bytes: int = Field(10 * 2**20, ge=4096, description="per-attempt log size cap")
     kill_grace: Duration = Field(5.0, description="SIGTERM to SIGKILL grace period")
+    budget: Budget | None = Field(None, description="what one run's attempts may spend")
 
 
 class RateLimit(_Section):
@@ -69,6 +70,12 @@ class BreakerSettings(_Section):
     window: Duration = Field(60.0, description="seconds over which failures are counted")
     cooldown: Duration = Field(30.0, description="OPEN to HALF_OPEN after this long")
     half_open_probes: int = Field(1, ge=1, description="attempts admitted while HALF_OPEN")
+    enabled: bool | None = Field(
+        None, description="default: on for model tools (aider, codex, openai, plugins), off "
+        "for shell and manual")
+    on_open: Literal["wait", "fail"] = Field(
+        "wait", description="when every profile of the chain is open: wait (circuit_open, "
+        "bounded by the step's retry budget) or fail the step at once")
 
 
 class ToolProfile(_Section):
@@ -95,6 +102,14 @@ class ToolProfile(_Section):
     sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
     edit_format: Literal["diff", "whole"] = "diff"
     args: list[str] = Field(default_factory=list, description="extra command-line arguments")
+    budget: Budget | None = Field(None, description="what this profile may spend in one run")
+
+    def key_env(self) -> str | None:
+        """The name of the API key's environment variable (model adapters default to
+        ``OPENAI_API_KEY``; shell and manual need none)."""
+        if self.api_key_env:
+            return self.api_key_env
+        return None if self.adapter in ("shell", "manual") else "OPENAI_API_KEY"
 
 
 class Settings(_Section):
@@ -108,8 +123,8 @@ class Settings(_Section):
     )
 
     def profile(self, name: str) -> ToolProfile | None:
-        if name == "shell" and name not in self.tools:
-            return ToolProfile(adapter="shell")
+        if name in ("shell", "manual") and name not in self.tools:
+            return ToolProfile(adapter=name)
         return self.tools.get(name)
 
     def database_url(self, repo: Path) -> str:
@@ -161,10 +176,10 @@ def load_settings(repo: Path | None, config_path: Path | None = None) -> Setting
         where = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"{where}: {first['msg']}", path=path) from exc
     _check_profiles(settings, path)
-    if "shell" not in settings.tools:
-        settings = settings.model_copy(
-            update={"tools": {**settings.tools, "shell": ToolProfile(adapter="shell")}}
-        )
+    builtin = {name: ToolProfile(adapter=name) for name in ("shell", "manual")
+               if name not in settings.tools}
+    if builtin:
+        settings = settings.model_copy(update={"tools": {**settings.tools, **builtin}})
     return settings
 
 

@@ -9,7 +9,7 @@ import click
 
 from aidp.cli.common import Context, repo_options
 
-__all__ = ["cancel", "rollback"]
+__all__ = ["approve", "cancel", "reject", "rollback"]
 
 
 @click.command()
@@ -63,3 +63,55 @@ def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step:
     click.echo(f"{ws_id} is back at the checkpoint of {step_id}; pending again: "
                + (", ".join(reopened) or "nothing"))
     click.echo(f"run `aidp resume {run_id}` to run them")
+
+
+def _who() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("step_ref", metavar="STEP")
+@click.option("--comment", default=None, help="A note kept with the approval.")
+@repo_options
+def approve(run_ref: str, step_ref: str, comment: str | None, repo: Path | None,
+            config_path: Path | None) -> None:
+    """Approve STEP (WORKSTREAM/STEP) of RUN, waiting at a human gate: its worktree's changes
+    are checked and committed as the step's checkpoint."""
+    from aidp.engine.control import decide_gate
+
+    ctx = Context(repo, config_path)
+    try:
+        run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
+        decide_gate(ctx.store(), run_id, ws_id, step_id, approve=True, by=_who(),
+                    reason=comment)
+        click.echo(f"approved {ws_id}/{step_id} of run {run_id}")
+    finally:
+        ctx.close()
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("step_ref", metavar="STEP")
+@click.option("--reason", required=True, help="Why (kept with the step).")
+@repo_options
+def reject(run_ref: str, step_ref: str, reason: str, repo: Path | None,
+           config_path: Path | None) -> None:
+    """Reject STEP (WORKSTREAM/STEP) of RUN, waiting at a human gate: the step fails."""
+    from aidp.engine.control import decide_gate
+
+    ctx = Context(repo, config_path)
+    try:
+        run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
+        decide_gate(ctx.store(), run_id, ws_id, step_id, approve=False, by=_who(),
+                    reason=reason)
+        click.echo(f"rejected {ws_id}/{step_id} of run {run_id}")
+    finally:
+        ctx.close()

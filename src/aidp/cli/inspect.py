@@ -12,11 +12,19 @@ import click
 
 from aidp.cli.common import Context, echo_json, repo_options
 
-__all__ = ["logs", "run_status", "runs", "status"]
+__all__ = ["finding_dict", "logs", "run_status", "runs", "status"]
 
 
 def _ts(value: float | None) -> str | None:
     return None if value is None else datetime.fromtimestamp(value).isoformat(timespec="seconds")
+
+
+def finding_dict(f: Any) -> dict[str, Any]:
+    """A findings row as plain data (``status --json``, ``findings --json``)."""
+    return {"source": f.source, "detector": f.detector, "file": f.file, "line": f.line,
+            "column": f.col, "code": f.code, "message": f.message, "severity": f.severity,
+            "class": f.failure_class, "fingerprint": f.fingerprint,
+            "retry_after": f.retry_after}
 
 
 def run_status(ctx: Context, run_id: str) -> dict[str, Any]:
@@ -27,11 +35,34 @@ def run_status(ctx: Context, run_id: str) -> dict[str, Any]:
     row = store.run(run_id)
     lease = store.lease(run_id)
     live = lease_is_live(lease)
+    findings: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for f in store.findings(run_id):
+        findings.setdefault((f.ws_id, f.step_id, f.attempt), []).append(finding_dict(f))
+    attempts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for a in store.attempts(run_id):
+        attempts.setdefault((a.ws_id, a.step_id), []).append({
+            "number": a.number, "kind": a.kind, "profile": a.profile, "adapter": a.adapter,
+            "outcome": a.outcome, "failure_class": a.failure_class, "reason": a.error,
+            "exit_code": a.exit_code, "signal": a.signal, "interrupted": bool(a.interrupted),
+            "started_at": _ts(a.started_at), "finished_at": _ts(a.finished_at),
+            "choice_reason": a.choice_reason, "tool_version": a.tool_version,
+            "usage": {"input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
+                      "cost_usd": a.cost_usd, "requests": a.requests},
+            "diagnostics": a.diagnostics_path,
+            "findings": findings.get((a.ws_id, a.step_id, a.number), []),
+        })
+    compensations: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in store.compensations(run_id):
+        compensations.setdefault((c.ws_id, c.step_id), []).append({
+            "position": c.position, "action": c.kind, "status": c.status, "detail": c.detail})
     steps: dict[str, list[dict[str, Any]]] = {}
     for s in store.steps(run_id):
         steps.setdefault(s.ws_id, []).append({
             "id": s.step_id, "status": s.status, "attempts": s.attempts, "reason": s.reason,
             "checkpoint": s.checkpoint_sha, "next_attempt_at": _ts(s.next_attempt_at),
+            "failure_class": s.failure_class, "profile": s.profile,
+            "attempt_list": attempts.get((s.ws_id, s.step_id), []),
+            "compensations": compensations.get((s.ws_id, s.step_id), []),
         })
     return {
         "run_id": row.id,
@@ -48,6 +79,7 @@ def run_status(ctx: Context, run_id: str) -> dict[str, Any]:
                 "id": w.ws_id, "status": w.status, "branch": w.branch, "base": w.base_sha,
                 "head": w.head_sha, "merged": w.merged_sha, "worktree": w.worktree,
                 "reason": w.reason, "steps": steps.get(w.ws_id, []),
+                "compensations": compensations.get((w.ws_id, ""), []),
             }
             for w in store.workstreams(run_id)
         ],
@@ -83,6 +115,8 @@ def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_
                       ws["reason"] or ws["branch"])
         for step in ws["steps"]:
             note = step["reason"] or ""
+            if step["failure_class"]:
+                note = f"[{step['failure_class']}] {note}"
             if step["next_attempt_at"]:
                 note = f"next attempt at {step['next_attempt_at']}; {note}"
             table.add_row(f"  {step['id']}", step["status"], str(step["attempts"] or ""),

@@ -31,6 +31,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cancel": ("aidp.cli.control", "cancel", "Cancel a run."),
     "rollback": ("aidp.cli.control", "rollback", "Move a workstream back to a checkpoint."),
     "worktrees": ("aidp.cli.worktrees", "worktrees", "List or prune pooled worktrees."),
+    "approve": ("aidp.cli.control", "approve", "Approve a step waiting at a human gate."),
+    "reject": ("aidp.cli.control", "reject", "Reject a step waiting at a human gate."),
+    "usage": ("aidp.cli.usage", "usage", "Show tokens and cost per step, workstream, profile."),
+    "findings": ("aidp.cli.diagnose", "findings", "List the findings: why attempts failed."),
+    "diagnose": ("aidp.cli.diagnose", "diagnose", "Print a failed attempt's diagnostics."),
+    "breakers": ("aidp.cli.breakers", "breakers", "List or reset circuit breakers."),
+    "fake-llm": ("aidp.cli.fake_llm", "fake_llm", "Serve a scripted OpenAI-compatible API."),
 }
 
 

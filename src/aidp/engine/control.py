@@ -20,7 +20,26 @@ from aidp.tools.process import kill_by_token
 from aidp.workspace.checkpoint import list_checkpoints
 from aidp.workspace.git import run_git
 
-__all__ = ["cancel_run", "rollback_run"]
+__all__ = ["cancel_run", "decide_gate", "rollback_run"]
+
+
+def decide_gate(store: Store, run_id: str, ws_id: str, step_id: str, *, approve: bool,
+                by: str, reason: str | None = None) -> None:
+    """Approve or reject a step waiting at a human gate (the ``manual`` adapter).
+
+    The decision goes into the journal; the run's orchestrator (now, or at ``aidp resume``)
+    acts on it. Raises StateError when the step is not waiting for approval.
+    """
+    rows = [s for s in store.steps(run_id) if (s.ws_id, s.step_id) == (ws_id, step_id)]
+    if not rows:
+        raise NotFoundError(f"no step {ws_id}/{step_id} in run {run_id}")
+    if rows[0].status != StepState.AWAITING_APPROVAL.value:
+        raise StateError(f"step {ws_id}/{step_id} is {rows[0].status}, not awaiting approval")
+    if not approve and not (reason or "").strip():
+        raise StateError("a rejection needs a reason", hint="aidp reject RUN STEP --reason ...")
+    with store.write() as tx:
+        tx.event(run_id, "step.approved" if approve else "step.rejected", ws_id, step_id,
+                 by=by, reason=reason)
 
 
 def cancel_run(store: Store, run_id: str) -> bool:

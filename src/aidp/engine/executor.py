@@ -8,6 +8,7 @@ scope of the changes, runs the acceptance checks, decides the outcome and commit
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -17,15 +18,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aidp.config import Settings
-from aidp.engine.outcome import CheckResult, ToolResult, decide_outcome, next_step_state
+from aidp.config import Settings, ToolProfile
+from aidp.engine.clock import Clock, SystemClock
+from aidp.engine.diagnosis import (
+    build_fix_prompt,
+    check_finding,
+    classify,
+    detect,
+    no_change_finding,
+    read_log_text,
+    scope_findings,
+    write_bundle,
+)
+from aidp.engine.outcome import CheckResult, ToolResult, decide_outcome
 from aidp.engine.states import AttemptOutcome, StepState, WorkstreamState
+from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
 from aidp.exceptions import AidpError, ToolError
 from aidp.model.scope import ScopeMatcher
 from aidp.model.workstream import Step, Workstream
-from aidp.resilience.retry import retry_delay, should_retry
+from aidp.resilience.breaker import BreakerPolicy
+from aidp.resilience.recovery import Action, FailureKind, History, decide, failure_kind
+from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
 from aidp.state.store import Fence, Store
-from aidp.tools.process import CappedLog, ProcessResult, build_env, run_process
+from aidp.tools.adapter import AdapterResult, Invocation
+from aidp.tools.process import CappedLog, build_env, run_process
+from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
+from aidp.tools.registry import fallback_chain, get_adapter
 from aidp.tools.shell import build_argv
 from aidp.workspace.checkpoint import commit_staged, discard_unstaged, stage_all
 from aidp.workspace.locks import clean_stale_locks
@@ -51,6 +69,10 @@ class StepRuntime:
     next_attempt_at: float | None = None
     checkpoint_sha: str | None = None
     reason: str | None = None
+    history: History = field(default_factory=History)
+    profile: str | None = None  # the profile of the next attempt (None: the step's tool)
+    next_kind: str = "retry"  # what the next attempt is: retry | fix | escalate
+    fix_findings: tuple[Finding, ...] = ()  # what a fix attempt feeds back
 
     @property
     def key(self) -> str:
@@ -89,6 +111,11 @@ class AttemptReport:
     checkpoint_sha: str | None = None
     next_attempt_at: float | None = None
     prepare_error: str | None = None  # the workstream itself could not be prepared
+    history: History = field(default_factory=History)
+    next_kind: str = "retry"
+    profile: str | None = None
+    fix_findings: tuple[Finding, ...] = ()
+    failure_class: str | None = None
 
 
 class Executor:
@@ -104,8 +131,11 @@ class Executor:
         pool: WorktreePool,
         cancel: threading.Event,
         on_output: Callable[[str, str, bytes], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.breakers = BreakerBook(store, clock=self.clock.now)
         self.on_output = on_output
         self.interrupting = False  # set when aidp stops (Ctrl-C) rather than the run cancelled
         self.fence = fence
@@ -192,33 +222,69 @@ class Executor:
         assert wsr.worktree is not None
         worktree = wsr.worktree.path
         number = sr.last_number + 1
+        kind = sr.next_kind if sr.last_number or sr.next_kind == "approval" else "first"
+        profile_name = sr.profile or step.tool
+        spent = self._budget_spent(wsr, step, profile_name)
+        if spent is not None:
+            return self._stop_for_budget(wsr, sr, number, kind, profile_name, spent)
+        gate = self._admit(wsr, sr, profile_name)
+        if isinstance(gate, AttemptReport):
+            return gate
+        profile_name, permit, choice_reason = gate
+        profile = self.settings.profile(profile_name)
+        if profile is not None and profile.adapter == "manual" and kind != "approval":
+            return self._await_approval(wsr, sr)
         token = uuid.uuid4().hex
         log_path = self.run_dir / "logs" / wsr.ws.id / f"{step.id}.{number}.log"
         self._mkdir(log_path.parent)
+        started_at = self.clock.now()
         with self.store.write(self.fence) as tx:
             attempt_id = tx.insert_attempt(
                 run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
-                host=self.host, token=token, log_path=str(log_path),
+                host=self.host, token=token, log_path=str(log_path), kind=kind,
+                profile=profile_name, adapter=profile.adapter if profile else None,
+                choice_reason=choice_reason,
             )
             tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.RUNNING.value,
                            reason=None, next_attempt_at=None,
                            **({"started_at": tx.now} if sr.last_number == 0 else {}))
-            tx.event(self.run_id, "step.started", wsr.ws.id, step.id, attempt=number)
+            tx.event(self.run_id, "step.started", wsr.ws.id, step.id, attempt=number,
+                     attempt_kind=kind, profile=profile_name)
 
-        names = [*wsr.ws.env, *step.env]
+        key_env = profile.key_env() if profile else None
+        names = [*wsr.ws.env, *step.env, *(profile.env if profile else ()),
+                 *([key_env] if key_env else [])]
         secrets = [self.base_env[n] for n in names if self.base_env.get(n)]
-        values = self._placeholders(wsr, step, number, worktree)
+        prompt = step.prompt
+        if kind in ("fix", "escalate") and sr.fix_findings:
+            prompt = build_fix_prompt(self._prompt_text(step), sr.fix_findings, kind=kind)
+        values = self._placeholders(wsr, step, number, worktree, prompt)
+        findings_file = ""
+        if sr.fix_findings and kind in ("fix", "escalate"):
+            path = self.run_dir / "findings" / wsr.ws.id / f"{step.id}.{number}.json"
+            self._mkdir(path.parent)
+            path.write_text(json.dumps([f.to_dict() for f in sr.fix_findings], indent=1),
+                            encoding="utf-8")
+            findings_file = str(path)
+        values["findings_file"] = findings_file
+        values["attempt_kind"] = kind
         env = build_env(self.base_env, names, {
             "AIDP_RUN_ID": self.run_id, "AIDP_WORKSTREAM": wsr.ws.id, "AIDP_STEP": step.id,
             "AIDP_ATTEMPT": str(number), "AIDP_WORKTREE": str(worktree),
-            "AIDP_PROMPT_FILE": str(values["prompt_file"]),
+            "AIDP_PROMPT_FILE": str(values["prompt_file"]), "AIDP_ATTEMPT_KIND": kind,
+            "AIDP_FINDINGS_FILE": findings_file,
         })
         log = CappedLog(log_path, cap_bytes=self.settings.run.log_cap_bytes)
         changed: list[str] = []
         outside: list[str] = []
         checks: list[CheckResult] = []
+        check_outputs: list[CheckEvidence] = []
+        result = AdapterResult(None, error="not run")
         try:
-            tool_result, process = self._run_tool(step, wsr, values, env, secrets, log, token)
+            result = self._run_tool(step, wsr, sr, profile_name, values, env, secrets, log,
+                                    token, prompt, number)
+            tool_result = ToolResult(result.exit_code, result.signal, result.timed_out,
+                                     result.cancelled, result.error)
             if tool_result.exit_code == 0 and not tool_result.cancelled:
                 changed = stage_all(wsr.worktree)
                 outside = [p for p in changed if not wsr.scope.matches(p)]
@@ -228,8 +294,8 @@ class Executor:
                                        status=StepState.VALIDATING.value)
                         tx.event(self.run_id, "step.validating", wsr.ws.id, step.id,
                                  attempt=number, changed=len(changed))
-                    checks = self._run_checks(step, values, env, secrets, log, worktree,
-                                              token)
+                    checks, check_outputs = self._run_checks(step, values, env, secrets, log,
+                                                             worktree, token)
             outcome, reason = decide_outcome(
                 tool_result, outside_scope=outside, changed=changed,
                 requires_change=step.requires_change, checks=checks,
@@ -255,25 +321,100 @@ class Executor:
             log.close()
 
         interrupted = outcome is AttemptOutcome.CANCELLED and self.interrupting
-        counted = sr.attempts + (0 if interrupted else 1)
-        retry = outcome is not AttemptOutcome.SUCCEEDED and should_retry(
-            step.retry, outcome, counted
+        sourced: list[tuple[str, Finding]] = [("tool", f) for f in result.findings]
+        detector_failures: tuple[str, ...] = ()
+        if outcome not in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
+            evidence = AttemptEvidence(
+                tool=profile_name, adapter=profile.adapter if profile else "?",
+                exit_code=result.exit_code, signal=result.signal, timed_out=result.timed_out,
+                duration_s=result.duration_s, output=read_log_text(log_path),
+                worktree=worktree, log_path=log_path,
+                events=tuple({"kind": e.kind, **e.data} for e in result.events),
+                changed_files=tuple(changed),
+            )
+            failed_checks = [c for c in check_outputs if c.exit_code != 0]
+            detected = detect(evidence, failed_checks)
+            sourced += detected.findings
+            detector_failures = detected.failures
+            sourced += [("scope", f) for f in scope_findings(outside)]
+            if outcome is AttemptOutcome.NO_CHANGE:
+                sourced.append(("aidp", no_change_finding()))
+            explained = {source for source, _ in detected.findings}
+            sourced += [(c.name, check_finding(c.name, c.exit_code, c.output))
+                        for c in failed_checks if c.name not in explained]
+        unique = {pair[1].fingerprint: pair for pair in reversed(sourced)}
+        sourced = [pair for pair in sourced if unique[pair[1].fingerprint] is pair]
+        findings = [f for _, f in sourced]
+        detected_class = classify(findings)
+        failure = failure_kind(outcome, detected_class.value if detected_class else None)
+        # What the tool itself can fix when told: failed checks, no change, changes outside
+        # the scope, edits the adapter could not apply (not: bad credentials, unknown model).
+        fixable = bool(outside) or outcome is AttemptOutcome.NO_CHANGE or any(
+            c.exit_code != 0 for c in checks) or any(
+            f.detector == EDITS_DETECTOR for f in result.findings)
+        verdict, history = decide(
+            step.retry, step.fix, sr.history, outcome=outcome, kind=failure,
+            started_at=started_at, now=self.clock.now(),
+            fingerprints=[f.fingerprint for f in findings],
+            retry_after_s=max((f.retry_after for f in findings if f.retry_after), default=None),
+            fixable=fixable, interrupted=interrupted,
         )
-        # Stopped because aidp itself is stopping (Ctrl-C): the step is pending again, and the
-        # attempt does not count, as after a crash; `aidp resume` runs it.
-        state = StepState.PENDING if interrupted else next_step_state(outcome, retry)
-        next_at = time.time() + retry_delay(step.retry, counted) if retry else None
+        next_kind, next_profile, next_at = "retry", sr.profile, None
+        fix_findings: tuple[Finding, ...] = ()
+        if outcome is AttemptOutcome.SUCCEEDED:
+            state = StepState.COMPLETED
+        elif outcome is AttemptOutcome.CANCELLED:
+            # Stopped because aidp itself is stopping (Ctrl-C): the step is pending again, and
+            # the attempt does not count, as after a crash; `aidp resume` runs it.
+            state = StepState.PENDING if interrupted else StepState.CANCELLED
+        elif verdict.action is Action.FAIL:
+            state = (StepState.TIMEOUT if outcome is AttemptOutcome.TIMED_OUT
+                     else StepState.FAILED)
+        else:
+            state = StepState.RETRYING
+            next_at = self.clock.now() + verdict.delay_s
+            if verdict.action in (Action.FIX, Action.ESCALATE):
+                next_kind = verdict.action.value
+                fix_findings = tuple(findings)
+            if verdict.action is Action.ESCALATE:
+                next_profile = verdict.profile
+        if verdict.action is Action.FAIL or verdict.notes:
+            reason = "; ".join(x for x in (reason, verdict.reason, *verdict.notes) if x)
+        failure_class = verdict.kind.value if verdict.kind is not None else None
+        counted = history.counted + history.crashes
+        breaker_state = self._settle_breaker(permit, profile_name, outcome, failure, findings)
+        diagnostics = None
+        if outcome not in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
+            diagnostics = self._write_diagnostics(
+                wsr, step, number, kind, profile_name, result, outcome, reason, failure_class,
+                findings, detector_failures, names, log_path, worktree, breaker_state)
         with self.store.write(self.fence) as tx:
             tx.update_attempt(
                 attempt_id, outcome=outcome.value, finished_at=tx.now, interrupted=interrupted,
-                exit_code=process.exit_code if process else None,
-                signal=process.signal if process else None,
-                output_bytes=log.bytes_seen, error=reason,
+                exit_code=result.exit_code, signal=result.signal,
+                pid=result.pid, output_bytes=log.bytes_seen, error=reason,
                 changed_files="\n".join(changed) if changed else None,
+                failure_class=failure.value if failure else None,
+                tool_version=result.version, input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens, cost_usd=result.usage.cost_usd,
+                requests=result.usage.requests,
+                diagnostics_path=str(diagnostics) if diagnostics else None,
             )
+            tx.insert_findings([
+                {"run_id": self.run_id, "ws_id": wsr.ws.id, "step_id": step.id,
+                 "attempt": number, "source": source[:255],
+                 "detector": f.detector, "file": f.file, "line": f.line, "col": f.column,
+                 "code": f.code, "message": f.message[:4000], "severity": f.severity.value,
+                 "failure_class": f.failure_class.value, "fingerprint": f.fingerprint,
+                 "retry_after": f.retry_after}
+                for source, f in sourced
+            ])
             tx.update_step(
                 self.run_id, wsr.ws.id, step.id, status=state.value, attempts=counted,
                 reason=reason, next_attempt_at=next_at, checkpoint_sha=sha,
+                history_json=json.dumps({"history": history.to_dict(), "next": next_kind}),
+                failure_class=failure_class if state.terminal else None,
+                profile=next_profile,
                 **({"finished_at": tx.now} if state.terminal else {}),
             )
             if sha is not None:
@@ -281,7 +422,10 @@ class Executor:
                                      attempt=number, sha=sha)
                 tx.update_ws(self.run_id, wsr.ws.id, head_sha=sha)
             tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, step.id, attempt=number,
-                     outcome=outcome.value, reason=reason, sha=sha, next_attempt_at=next_at)
+                     outcome=outcome.value, reason=reason, sha=sha, next_attempt_at=next_at,
+                     failure_class=failure.value if failure else None,
+                     findings=len(findings), next=next_kind if next_at else None,
+                     delay_s=round(verdict.delay_s, 3) if next_at else None)
         if sha is not None:
             wsr.head_sha = sha
             if siblings is not None and wsr.worktree is not None and all(
@@ -290,7 +434,154 @@ class Executor:
                 self.pool.release(wsr.worktree)
                 wsr.worktree = None
         return AttemptReport(wsr.ws.id, step.id, number, counted, outcome, state, reason, sha,
-                             next_at)
+                             next_at, history=history, next_kind=next_kind,
+                             profile=next_profile, fix_findings=fix_findings,
+                             failure_class=failure_class)
+
+    # -- circuit breakers ---------------------------------------------------------------------
+
+    def _guarded(self, profile: ToolProfile | None) -> bool:
+        if profile is None:
+            return False
+        enabled = profile.breaker.enabled
+        return enabled if enabled is not None else profile.adapter not in ("shell", "manual")
+
+    def _breaker_keys(self, name: str, profile: ToolProfile) -> list[str]:
+        return [profile_key(name), *([endpoint_key(profile.base_url)]
+                                     if profile.base_url else [])]
+
+    def _admit(self, wsr: WorkstreamRuntime, sr: StepRuntime, wanted: str
+               ) -> tuple[str, Permit | None, str | None] | AttemptReport:
+        """The profile this attempt runs with and its breaker permit: ``wanted`` if its
+        breakers admit it, else the first profile of its fallback chain that they admit.
+        When none does, the step waits in ``circuit_open`` (or fails, ``on_open: fail``)."""
+        chain = fallback_chain(self.settings, wanted)
+        refusals: list[str] = []
+        retry_at: list[float] = []
+        for name in chain:
+            profile = self.settings.profile(name)
+            if not self._guarded(profile):
+                reason = None if name == wanted else (
+                    "; ".join(refusals) + f"; chose {name} (fallback of {wanted})")
+                return name, None, reason
+            assert profile is not None
+            permit = self.breakers.admit_all(self._breaker_keys(name, profile),
+                                             BreakerPolicy.from_profile(profile),
+                                             now=self.clock.now())
+            if permit.allowed:
+                reason = None if name == wanted else (
+                    "; ".join(refusals) + f"; chose {name} (fallback of {wanted})")
+                if permit.probe:
+                    reason = (reason + "; " if reason else "") + f"{name}: half-open probe"
+                return name, permit, reason
+            refusals.append(f"{name}: breaker open ({', '.join(permit.refused_by)})")
+            if permit.retry_at is not None:
+                retry_at.append(permit.retry_at)
+        first = self.settings.profile(wanted)
+        wait = first is None or first.breaker.on_open == "wait"
+        when = min(retry_at) if retry_at else self.clock.now() + 1.0
+        budget = sr.step.retry.budget
+        started = sr.history.first_started_at
+        if wait and budget is not None and started is not None and when > started + budget:
+            wait = False
+        reason = "; ".join(refusals) + (
+            "; waiting for a breaker to close" if wait else "; no healthy profile")
+        state = StepState.CIRCUIT_OPEN if wait else StepState.FAILED
+        with self.store.write(self.fence) as tx:
+            tx.update_step(self.run_id, wsr.ws.id, sr.step.id, status=state.value,
+                           reason=reason, next_attempt_at=when if wait else None,
+                           failure_class=None if wait else "circuit_open",
+                           **({} if wait else {"finished_at": tx.now}))
+            tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, sr.step.id, reason=reason,
+                     next_attempt_at=when if wait else None)
+        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None, state,
+                             reason, next_attempt_at=when if wait else None,
+                             history=sr.history, next_kind=sr.next_kind, profile=sr.profile,
+                             fix_findings=sr.fix_findings,
+                             failure_class=None if wait else "circuit_open")
+
+    def _settle_breaker(self, permit: Permit | None, profile_name: str,
+                        outcome: AttemptOutcome, failure: FailureKind | None,
+                        findings: list[Finding]) -> dict[str, str] | None:
+        """Tell the breakers how the attempt went; their states afterwards (for diagnostics).
+
+        Only transient failures count against a provider; a success or a permanent failure
+        (the provider answered) counts for it; a cancelled attempt gives its slot back."""
+        profile = self.settings.profile(profile_name)
+        if permit is None or profile is None:
+            return None
+        policy = BreakerPolicy.from_profile(profile)
+        if outcome is AttemptOutcome.CANCELLED:
+            after = self.breakers.release_all(permit, policy, now=self.clock.now())
+        else:
+            transient = failure is FailureKind.TRANSIENT
+            after = self.breakers.record_all(
+                permit, policy, success=failure in (None, FailureKind.PERMANENT),
+                transient=transient, now=self.clock.now(),
+                retry_after=max((f.retry_after for f in findings if f.retry_after),
+                                default=None) if transient else None)
+        return {key: snap.state.value for key, snap in after.items()}
+
+    def _budget_spent(self, wsr: WorkstreamRuntime, step: Step, profile_name: str
+                      ) -> str | None:
+        """Which budget (step, workstream, profile, run) is already spent, if any."""
+        profile = self.settings.profile(profile_name)
+        levels = [("step", step.budget), ("workstream", wsr.ws.budget),
+                  (f"profile {profile_name}", profile.budget if profile else None),
+                  ("run", self.settings.run.budget)]
+        if all(budget is None for _, budget in levels):
+            return None
+        rows = self.store.usage(self.run_id)
+        for level, budget in levels:
+            if budget is None:
+                continue
+            mine = [r for r in rows if (
+                level == "run"
+                or (level == "workstream" and r.ws_id == wsr.ws.id)
+                or (level == "step" and (r.ws_id, r.step_id) == (wsr.ws.id, step.id))
+                or (level.startswith("profile") and r.profile == profile_name))]
+            tokens = sum(int(r.input_tokens or 0) + int(r.output_tokens or 0) for r in mine)
+            cost = sum(float(r.cost_usd or 0.0) for r in mine)
+            if budget.tokens is not None and tokens >= budget.tokens:
+                return f"the {level} budget of {budget.tokens} tokens is spent ({tokens})"
+            if budget.cost_usd is not None and cost >= budget.cost_usd:
+                return (f"the {level} budget of ${budget.cost_usd:g} is spent "
+                        f"(${cost:.4f})")
+        return None
+
+    def _stop_for_budget(self, wsr: WorkstreamRuntime, sr: StepRuntime, number: int,
+                         kind: str, profile_name: str, spent: str) -> AttemptReport:
+        """Record an attempt that did not start because a budget is spent; the step fails."""
+        step = sr.step
+        with self.store.write(self.fence) as tx:
+            attempt_id = tx.insert_attempt(
+                run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
+                host=self.host, kind=kind, profile=profile_name)
+            tx.update_attempt(attempt_id, outcome=AttemptOutcome.BUDGET_EXCEEDED.value,
+                              finished_at=tx.now, error=spent, failure_class="budget")
+            tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.FAILED.value,
+                           reason=spent, failure_class="budget", next_attempt_at=None,
+                           finished_at=tx.now)
+            tx.event(self.run_id, "step.failed", wsr.ws.id, step.id, attempt=number,
+                     outcome=AttemptOutcome.BUDGET_EXCEEDED.value, reason=spent)
+        return AttemptReport(wsr.ws.id, step.id, number, sr.attempts,
+                             AttemptOutcome.BUDGET_EXCEEDED, StepState.FAILED, spent,
+                             history=sr.history, failure_class="budget")
+
+    def _await_approval(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> AttemptReport:
+        """A human gate: the step waits, its worktree prepared, for `aidp approve/reject`."""
+        reason = (f"waiting for a human: aidp approve {self.run_id} {wsr.ws.id}/{sr.step.id} "
+                  f"(or aidp reject ... --reason)")
+        prompt = self._prompt_text(sr.step)
+        with self.store.write(self.fence) as tx:
+            tx.update_step(self.run_id, wsr.ws.id, sr.step.id,
+                           status=StepState.AWAITING_APPROVAL.value, reason=reason,
+                           next_attempt_at=None)
+            tx.event(self.run_id, "step.awaiting_approval", wsr.ws.id, sr.step.id,
+                     worktree=wsr.worktree_path, prompt=(prompt or "")[:2000])
+        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
+                             StepState.AWAITING_APPROVAL, reason, history=sr.history,
+                             next_kind="approval", profile=sr.profile)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -299,14 +590,27 @@ class Executor:
             path.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(path)
 
+    def _prompt_text(self, step: Step) -> str | None:
+        """The step's own prompt (the loader resolved ``prompt_file`` relative to its file)."""
+        if step.prompt is not None:
+            return step.prompt
+        if step.prompt_file:
+            try:
+                return Path(step.prompt_file).read_text(encoding="utf-8")
+            except OSError:
+                return None
+        return None
+
     def _placeholders(
-        self, wsr: WorkstreamRuntime, step: Step, number: int, worktree: Path
+        self, wsr: WorkstreamRuntime, step: Step, number: int, worktree: Path,
+        prompt: str | None,
     ) -> dict[str, str | list[str]]:
         prompt_file = ""
-        if step.prompt is not None:
-            path = self.run_dir / "prompts" / wsr.ws.id / f"{step.id}.md"
+        if prompt is not None:
+            name = f"{step.id}.md" if prompt is step.prompt else f"{step.id}.{number}.md"
+            path = self.run_dir / "prompts" / wsr.ws.id / name
             self._mkdir(path.parent)
-            path.write_text(step.prompt, encoding="utf-8")
+            path.write_text(prompt, encoding="utf-8")
             prompt_file = str(path)
         return {
             "worktree": str(worktree),
@@ -323,40 +627,52 @@ class Executor:
         self,
         step: Step,
         wsr: WorkstreamRuntime,
+        sr: StepRuntime,
+        profile_name: str,
         values: dict[str, str | list[str]],
         env: dict[str, str],
         secrets: list[str],
         log: CappedLog,
         token: str,
-    ) -> tuple[ToolResult, ProcessResult | None]:
-        """Run the step's tool; the process result is None when it could not start."""
-        profile = self.settings.profile(step.tool)
+        prompt: str | None,
+        number: int,
+    ) -> AdapterResult:
+        """Run the step's tool through its profile's adapter (never raises for the tool)."""
+        profile = self.settings.profile(profile_name)
         if profile is None:
-            return ToolResult(None, error=f"unknown tool profile {step.tool!r}"), None
-        command = step.run if step.run is not None else profile.command
-        if command is None:
-            return ToolResult(None, error=f"no command: the step has no `run` and profile "
-                              f"{step.tool!r} no `command`"), None
+            return AdapterResult(None, error=f"unknown tool profile {profile_name!r}")
+        try:
+            adapter = get_adapter(profile.adapter)
+        except ToolError as exc:
+            log.note(f"[aidp] {exc.message}")
+            return AdapterResult(None, error=exc.message)
         timeout_s = step.timeout
         if "timeout" not in step.model_fields_set and profile.timeout is not None:
             timeout_s = profile.timeout
+        assert wsr.worktree is not None
+        worktree = wsr.worktree.path
+        attempt_dir = self.run_dir / "attempts" / wsr.ws.id / f"{step.id}.{number}"
+        attempt_dir.mkdir(parents=True, exist_ok=True)
         sink = self.on_output
+        invocation = Invocation(
+            run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, attempt=number,
+            profile_name=profile_name, profile=profile, worktree=worktree, prompt=prompt,
+            prompt_file=Path(str(values["prompt_file"])) if values["prompt_file"] else None,
+            scope=tuple(wsr.ws.scope), scope_files=tuple(_scope_files(wsr)),
+            context_files=tuple(worktree / c for c in step.context),
+            command=step.run if step.run is not None else profile.command,
+            values=values, env=env, secrets=tuple(secrets), timeout_s=timeout_s,
+            grace_s=self.settings.run.kill_grace, attempt_dir=attempt_dir, token=token,
+            log=log, cancel=self.cancel,
+            on_output=None if sink is None else (lambda data: sink(wsr.ws.id, step.id, data)),
+            in_scope=wsr.scope.matches,
+        )
         try:
-            argv = build_argv(command, values)
-            result = run_process(
-                argv, cwd=Path(str(values["worktree"])), env=env, timeout_s=timeout_s, log=log,
-                grace_s=self.settings.run.kill_grace, mask=secrets, cancel=self.cancel,
-                token=token,
-                on_output=None if sink is None else (
-                    lambda data: sink(wsr.ws.id, step.id, data)),
-            )
-        except ToolError as exc:
-            log.note(f"[aidp] {exc.message}")
-            return ToolResult(None, error=exc.message), None
-        except (KeyError, ValueError, IndexError) as exc:  # a bad placeholder in a profile command
-            return ToolResult(None, error=f"bad command template: {exc}"), None
-        return ToolResult(result.exit_code, result.signal, result.timed_out,
-                          result.cancelled), result
+            return adapter.run(invocation)
+        except Exception as exc:  # an adapter bug or a plugin's: a failed attempt, not a crash
+            log.note(f"[aidp] adapter {profile.adapter!r} raised {type(exc).__name__}: {exc}")
+            return AdapterResult(None, error=f"adapter {profile.adapter!r} raised "
+                                 f"{type(exc).__name__}: {exc}")
 
     def _run_checks(
         self,
@@ -367,22 +683,87 @@ class Executor:
         log: CappedLog,
         worktree: Path,
         token: str,
-    ) -> list[CheckResult]:
+    ) -> tuple[list[CheckResult], list[CheckEvidence]]:
+        """Run the acceptance checks in order until one fails; their results and output."""
         results: list[CheckResult] = []
+        evidence: list[CheckEvidence] = []
         for index, check in enumerate(step.check_list(), 1):
-            name = check.name or (check.run if isinstance(check.run, str) else " ".join(check.run))
+            command = check.run if isinstance(check.run, str) else " ".join(check.run)
+            name = check.name or command
             log.note(f"check {index}: {name}")
+            output = _Tail(CHECK_OUTPUT_BYTES)
             try:
                 res = run_process(
                     build_argv(check.run, values), cwd=worktree, env=env, timeout_s=check.timeout,
                     log=log, grace_s=self.settings.run.kill_grace, mask=secrets,
                     cancel=self.cancel, token=token,  # resume finds a check by the same token
+                    on_output=output.feed,
                 )
             except ToolError as exc:
                 results.append(CheckResult(name, None, error=exc.message))
                 break
             result = CheckResult(name, res.exit_code, res.signal, res.timed_out, res.cancelled)
             results.append(result)
+            evidence.append(CheckEvidence(
+                name=name, command=command, exit_code=res.exit_code, signal=res.signal,
+                timed_out=res.timed_out, output=output.text(), worktree=worktree))
             if res.exit_code != 0:
                 break
-        return results
+        return results, evidence
+
+    def _write_diagnostics(
+        self, wsr: WorkstreamRuntime, step: Step, number: int, kind: str, profile_name: str,
+        result: AdapterResult, outcome: AttemptOutcome, reason: str | None,
+        failure_class: str | None, findings: list[Finding], detector_failures: tuple[str, ...],
+        env_names: list[str], log_path: Path, worktree: Path,
+        breaker_state: dict[str, str] | None = None,
+    ) -> Path | None:
+        """Keep the failed attempt's diagnostics bundle; None if it could not be written."""
+        profile = self.settings.profile(profile_name)
+        path = self.run_dir / "diagnostics" / wsr.ws.id / f"{step.id}.{number}.json"
+        data = {
+            "run_id": self.run_id, "workstream": wsr.ws.id, "step": step.id,
+            "attempt": number, "kind": kind, "profile": profile_name,
+            "adapter": profile.adapter if profile else None, "tool_version": result.version,
+            "command_line": list(result.command_line), "env_names": sorted(set(env_names)),
+            "outcome": outcome.value, "reason": reason, "failure_class": failure_class,
+            "exit_code": result.exit_code, "signal": result.signal,
+            "timed_out": result.timed_out, "duration_s": round(result.duration_s, 3),
+            "findings": [f.to_dict() for f in findings],
+            "detector_failures": list(detector_failures),
+            "usage": result.usage.to_dict(), "log_path": str(log_path),
+            "breaker": breaker_state,
+        }
+        try:
+            return write_bundle(path, data, worktree=worktree, log_path=log_path)
+        except OSError:
+            return None
+
+
+CHECK_OUTPUT_BYTES = 256 * 1024
+
+
+class _Tail:
+    """The last ``cap`` bytes of a stream (a check's output, for the detectors)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > 2 * self.cap:
+            del self.data[: len(self.data) - self.cap]
+
+    def text(self) -> str:
+        return bytes(self.data[-self.cap:]).decode("utf-8", "replace")
+
+
+def _scope_files(wsr: WorkstreamRuntime) -> list[str]:
+    """The tracked files of the worktree inside the scope (aider's editable files)."""
+    assert wsr.worktree is not None
+    try:
+        index = wsr.worktree.pygit.index
+        return [entry.path for entry in index if wsr.scope.matches(entry.path)]
+    except Exception:  # a broken index: the adapter works without the list
+        return []

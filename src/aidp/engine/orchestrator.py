@@ -15,11 +15,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aidp.config import Settings
+from aidp.engine.clock import Clock, SystemClock
+from aidp.engine.compensation import run_compensations
 from aidp.engine.dag import descendants, step_order
 from aidp.engine.executor import (
     AttemptReport,
@@ -42,7 +44,9 @@ from aidp.engine.states import (
 from aidp.exceptions import AidpError, InputError, LeaseLostError, StateError
 from aidp.model.plan import Plan
 from aidp.model.scope import compile_scope
+from aidp.errors.finding import FailureClass, Finding, Severity
 from aidp.model.workstream import MergeStrategy
+from aidp.resilience.recovery import History
 from aidp.state.lease import LEASE_TTL_S, acquire_lease, release_lease, renew_lease
 from aidp.state.store import Fence, Store
 from aidp.tools.process import kill_by_token
@@ -137,6 +141,10 @@ def preflight(repo: Path, plan: Plan, *, tools: Collection[str] = ("shell",)) ->
             if step.tool not in tools:
                 problems.append(f"{where}: [{ws.id}/{step.id}] unknown tool profile "
                                 f"{step.tool!r} (known: {', '.join(sorted(tools))})")
+            for name in step.fix.escalate:
+                if name not in tools:
+                    problems.append(f"{where}: [{ws.id}/{step.id}] fix.escalate names unknown "
+                                    f"tool profile {name!r}")
             for name in [*ws.env, *step.env]:
                 if name not in os.environ:
                     problems.append(f"{where}: [{ws.id}/{step.id}] environment variable {name} "
@@ -188,10 +196,15 @@ def drive_run(
     reporter: Reporter | None = None,
     decide: Callable[[StepRuntime, AttemptReport], Decision] | None = None,
     parallel: int | None = None,
+    clock: Clock | None = None,
 ) -> RunSummary:
-    """Drive ``run_id`` until every workstream is finished (this is also ``aidp resume``)."""
+    """Drive ``run_id`` until every workstream is finished (this is also ``aidp resume``).
+
+    ``clock``: the time source for retry schedules (tests pass an
+    :class:`~aidp.engine.clock.AutojumpClock` so that backoff waits take no time).
+    """
     return _Orchestrator(store, repo, run_id, settings, reporter or _Silent(), decide,
-                         parallel).run()
+                         parallel, clock or SystemClock()).run()
 
 
 class _Orchestrator:
@@ -204,7 +217,9 @@ class _Orchestrator:
         reporter: Reporter,
         decide: Callable[[StepRuntime, AttemptReport], Decision] | None,
         parallel: int | None,
+        clock: Clock,
     ) -> None:
+        self.clock = clock
         self.store = store
         self.repo = repo
         self.run_id = run_id
@@ -220,6 +235,8 @@ class _Orchestrator:
         self.ws: dict[str, WorkstreamRuntime] = {}
         self.steps: dict[str, StepRuntime] = {}
         self.started = time.monotonic()
+        self.decision_cursor = 0  # journal position of the last approve / reject looked at
+        self.gate_since: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -241,7 +258,7 @@ class _Orchestrator:
                 wsr.ws.merge.into for wsr in self.ws.values() if wsr.ws.merge is not None)
             self.executor = Executor(store=self.store, fence=self.fence, repo=self.repo,
                                      settings=self.settings, pool=self.pool, cancel=self.cancel,
-                                     on_output=self.reporter.output)
+                                     on_output=self.reporter.output, clock=self.clock)
             self._recover()
             self._loop()
             return self._finish()
@@ -289,12 +306,19 @@ class _Orchestrator:
             )
             for step in ws.steps:
                 s = step_rows[(ws.id, step.id)]
-                self.steps[f"{ws.id}/{step.id}"] = StepRuntime(
+                saved = json.loads(s.history_json) if s.history_json else {}
+                sr = self.steps[f"{ws.id}/{step.id}"] = StepRuntime(
                     ws_id=ws.id, step=step, state=StepState(s.status), attempts=s.attempts,
                     last_number=last_numbers[(ws.id, step.id)],
                     next_attempt_at=s.next_attempt_at, checkpoint_sha=s.checkpoint_sha,
-                    reason=s.reason,
+                    reason=s.reason, history=History.from_dict(saved.get("history")),
+                    profile=s.profile, next_kind=saved.get("next") or "retry",
                 )
+                if sr.next_kind in ("fix", "escalate") and sr.last_number:
+                    # a resumed fix loop feeds back the same findings as before the crash
+                    sr.fix_findings = tuple(
+                        _finding(f) for f in self.store.findings(self.run_id, ws.id, step.id)
+                        if f.attempt == sr.last_number)
         self.ranks = chain_ranks(self.ws)
         self.conflicts = conflict_map(self.ws)
         edges = {ws_id: list(wsr.ws.depends_on) for ws_id, wsr in self.ws.items()}
@@ -320,12 +344,30 @@ class _Orchestrator:
         # branch's own workstream tries to check the branch out elsewhere.
         self.pool.detach_idle([wsr.branch for wsr in self.ws.values()])
         adopted = self._adopt_checkpoints()
+        crashed = Counter(f"{a.ws_id}/{a.step_id}" for a in in_flight)
         with self.store.write(self.fence) as tx:
             for sr in self.steps.values():
                 if sr.state in (StepState.RUNNING, StepState.VALIDATING):
-                    self._set_step(tx, sr, StepState.PENDING, reason=None)
+                    # aidp died under this attempt: a crash, counted apart and capped, so a
+                    # step that kills aidp every time cannot loop through resumes
+                    hist = replace(sr.history, crashes=sr.history.crashes + crashed[sr.key])
+                    sr.history = hist
+                    if hist.crashes >= sr.step.retry.max_crashes:
+                        reason = (f"crashed {hist.crashes} times (max_crashes "
+                                  f"{sr.step.retry.max_crashes}), the last time with aidp")
+                        self._set_step(tx, sr, StepState.FAILED, reason=reason,
+                                       failure_class="crashed", finished_at=tx.now,
+                                       history_json=_history_json(sr))
+                        tx.event(self.run_id, "step.failed", sr.ws_id, sr.step.id,
+                                 reason=reason, failure_class="crashed")
+                    else:
+                        self._set_step(tx, sr, StepState.PENDING, reason=None,
+                                       history_json=_history_json(sr))
                 elif sr.state in (StepState.FAILED, StepState.TIMEOUT, StepState.SKIPPED):
-                    self._set_step(tx, sr, StepState.PENDING, reason=None, attempts=0)
+                    sr.history, sr.profile, sr.next_kind, sr.fix_findings = (
+                        History(), None, "retry", ())
+                    self._set_step(tx, sr, StepState.PENDING, reason=None, attempts=0,
+                                   history_json=None, profile=None, failure_class=None)
             for wsr in self.ws.values():
                 if wsr.state in (WorkstreamState.FAILED, WorkstreamState.SKIPPED):
                     self._set_ws(tx, wsr, WorkstreamState.PENDING, reason=None)
@@ -406,13 +448,15 @@ class _Orchestrator:
         while True:
             if self.lease_lost is not None:
                 raise self.lease_lost
-            now = time.time()
+            now = self.clock.now()
             if not self.cancelling and (self.aborted or now >= next_cancel_poll):
                 next_cancel_poll = now + 0.5
                 if self.aborted or self.store.cancel_requested(self.run_id):
                     self.cancelling = True
                     self.cancel.set()
                     self.reporter.event("run.cancelling", None, None, {})
+                elif any(sr.state is StepState.AWAITING_APPROVAL for sr in self.steps.values()):
+                    self._poll_decisions()
             if not self.cancelling:
                 self._settle()
                 for wsr, sr in pick_ready(
@@ -435,7 +479,10 @@ class _Orchestrator:
                                         {"attempt": sr.last_number + 1})
             if not running and (self.cancelling or not self._retry_pending()):
                 return
-            timeout = 0.5 if self.cancelling else self._wait_timeout(now)
+            if not running:  # only retries due later: let the clock pass the time
+                self.clock.idle(self._wait_timeout(now), self.cancel)
+                continue
+            timeout = 0.5 if self.cancelling else min(0.5, self._wait_timeout(now))
             done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 wsr, sr = running.pop(future)
@@ -490,18 +537,56 @@ class _Orchestrator:
                 self._start_ws(wsr, record=True)
             self._finish_ws(wsr)
 
+    def _poll_decisions(self) -> None:
+        """Act on `aidp approve` / `aidp reject` of steps waiting at a human gate.
+
+        A decision counts only when it came after the step's latest gate (a rolled-back step
+        that reaches its gate again needs a new decision)."""
+        for event in self.store.events(self.run_id, after_id=self.decision_cursor):
+            self.decision_cursor = event.id
+            key = f"{event.ws_id}/{event.step_id}"
+            if event.kind == "step.awaiting_approval":
+                self.gate_since[key] = event.id
+                continue
+            if event.kind not in ("step.approved", "step.rejected") or key not in self.steps:
+                continue
+            sr, wsr = self.steps[key], self.ws[event.ws_id]
+            if sr.state is not StepState.AWAITING_APPROVAL or event.id < self.gate_since.get(
+                    key, 0):
+                continue
+            data = json.loads(event.data or "{}")
+            if event.kind == "step.approved":
+                sr.next_kind = "approval"
+                with self.store.write(self.fence) as tx:
+                    self._set_step(tx, sr, StepState.PENDING, reason=None,
+                                   history_json=json.dumps({"history": sr.history.to_dict(),
+                                                            "next": "approval"}))
+                self.reporter.event("step.approved", wsr.ws.id, sr.step.id, data)
+                continue
+            reason = f"rejected by {data.get('by', '?')}: {data.get('reason', '')}"
+            with self.store.write(self.fence) as tx:
+                tx.update_step(self.run_id, wsr.ws.id, sr.step.id,
+                               status=StepState.FAILED.value, reason=reason,
+                               failure_class="permanent", finished_at=tx.now)
+            self._on_report(wsr, sr, AttemptReport(
+                wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None, StepState.FAILED,
+                reason, history=sr.history, failure_class="permanent"))
+
     def _retry_pending(self) -> bool:
-        """True while a step of a live workstream waits for its next attempt."""
+        """True while a step of a live workstream waits for its next attempt (or a human)."""
         return any(
-            sr.state is StepState.RETRYING
+            sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN,
+                         StepState.AWAITING_APPROVAL)
             and self.ws[sr.ws_id].state in (WorkstreamState.PENDING, WorkstreamState.RUNNING)
             for sr in self.steps.values()
         )
 
     def _wait_timeout(self, now: float) -> float:
+        """Seconds until the next retry is due (0.5 when none is)."""
         due = [sr.next_attempt_at for sr in self.steps.values()
-               if sr.state is StepState.RETRYING and sr.next_attempt_at is not None]
-        return max(0.0, min([0.5, *[at - now for at in due]]))
+               if sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN)
+               and sr.next_attempt_at is not None]
+        return max(0.0, min(at - now for at in due)) if due else 0.5
 
     def _start_ws(self, wsr: WorkstreamRuntime, *, record: bool) -> None:
         """Mark ``wsr`` running. Unless ``record``, the store learns it in the same transaction
@@ -523,18 +608,28 @@ class _Orchestrator:
         sr.last_number = report.number
         sr.reason = report.reason
         sr.next_attempt_at = report.next_attempt_at
+        sr.history = report.history
+        sr.next_kind = report.next_kind
+        sr.profile = report.profile
+        sr.fix_findings = report.fix_findings
         if report.checkpoint_sha:
             sr.checkpoint_sha = report.checkpoint_sha
         self.reporter.event(f"step.{report.state.value}", wsr.ws.id, sr.step.id, {
             "attempt": report.number, "outcome": report.outcome.value if report.outcome else None,
             "reason": report.reason, "sha": report.checkpoint_sha,
-            "next_attempt_at": report.next_attempt_at,
+            "next_attempt_at": report.next_attempt_at, "failure_class": report.failure_class,
+            "next": report.next_kind if report.next_attempt_at else None,
         })
+        if report.state in (StepState.FAILED, StepState.TIMEOUT, StepState.CANCELLED):
+            self._compensate(wsr, sr)
         if report.state in (StepState.FAILED, StepState.TIMEOUT):
             choice = self.decide(sr, report) if self.decide is not None else None
             if choice == "retry":
+                sr.history, sr.profile, sr.next_kind, sr.fix_findings = (
+                    History(), None, "retry", ())
                 with self.store.write(self.fence) as tx:
-                    self._set_step(tx, sr, StepState.PENDING, attempts=0, reason=None)
+                    self._set_step(tx, sr, StepState.PENDING, attempts=0, reason=None,
+                                   history_json=None, profile=None, failure_class=None)
                     tx.event(self.run_id, "step.retry_requested", wsr.ws.id, sr.step.id)
                 return
             if choice == "skip":
@@ -595,7 +690,27 @@ class _Orchestrator:
         self.reporter.event("workstream.completed", wsr.ws.id, None,
                             {"head": wsr.head_sha, "merged_sha": merged_sha})
 
+    def _compensate(self, wsr: WorkstreamRuntime, sr: StepRuntime | None) -> None:
+        """Run the compensations of a failed or cancelled step (``sr``) or workstream."""
+        actions = sr.step.compensate if sr is not None else wsr.ws.compensate
+        if not actions:
+            return
+        results = run_compensations(
+            actions, store=self.store, fence=self.fence, repo=self.repo, ws_id=wsr.ws.id,
+            step_id=sr.step.id if sr is not None else None, branch=wsr.branch,
+            worktree=wsr.worktree, pool=self.pool,
+            log_dir=self.repo / ".aidp" / "runs" / self.run_id / "logs" / wsr.ws.id,
+            grace_s=self.settings.run.kill_grace, release=lambda: self._release(wsr),
+        )
+        for result in results:
+            self.reporter.event(
+                "compensation.succeeded" if result.ok else "compensation.failed", wsr.ws.id,
+                sr.step.id if sr is not None else None,
+                {"action": result.kind, "detail": result.detail})
+
     def _fail_ws(self, wsr: WorkstreamRuntime, reason: str) -> None:
+        if wsr.base_sha is not None or wsr.worktree is not None:
+            self._compensate(wsr, None)
         self._release(wsr)
         with self.store.write(self.fence) as tx:
             for step_id in wsr.step_order:
@@ -623,6 +738,9 @@ class _Orchestrator:
                                     {"reason": f"dependency {wsr.ws.id} failed"})
 
     def _cancel_rest(self) -> None:
+        for wsr in self.ws.values():
+            if not wsr.state.terminal and (wsr.base_sha is not None or wsr.worktree is not None):
+                self._compensate(wsr, None)
         with self.store.write(self.fence) as tx:
             for sr in self.steps.values():
                 if not sr.state.terminal:
@@ -687,3 +805,16 @@ class _Orchestrator:
                 self.pool.release(wsr.worktree)
             finally:
                 wsr.worktree = None
+
+
+def _history_json(sr: StepRuntime) -> str:
+    return json.dumps({"history": sr.history.to_dict(), "next": sr.next_kind})
+
+
+def _finding(row: Any) -> Finding:
+    return Finding(
+        detector=row.detector, message=row.message,
+        failure_class=FailureClass(row.failure_class), severity=Severity(row.severity),
+        file=row.file, line=row.line, column=row.col, code=row.code,
+        retry_after=row.retry_after, fingerprint=row.fingerprint,
+    )

@@ -56,7 +56,8 @@ def next_step(wsr: WorkstreamRuntime, steps: Mapping[str, StepRuntime], now: flo
     for step_id in wsr.step_order:
         sr = steps[f"{wsr.ws.id}/{step_id}"]
         due = sr.state is StepState.PENDING or (
-            sr.state is StepState.RETRYING and (sr.next_attempt_at or 0.0) <= now
+            sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN)
+            and (sr.next_attempt_at or 0.0) <= now
         )
         if due and all(steps[key].state is StepState.COMPLETED or key in waived
                        for key in (f"{wsr.ws.id}/{d}" for d in sr.step.depends_on)):

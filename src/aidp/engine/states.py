@@ -87,6 +87,7 @@ class AttemptOutcome(str, Enum):
     CRASHED = "crashed"
     CANCELLED = "cancelled"
     NO_CHANGE = "no_change"
+    BUDGET_EXCEEDED = "budget_exceeded"  # a budget was spent: the attempt did not start
 
 
 R, W, S = RunState, WorkstreamState, StepState
@@ -113,12 +114,15 @@ STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
     S.PENDING: frozenset({S.RUNNING, S.SKIPPED, S.CANCELLED, S.CIRCUIT_OPEN,
                           S.AWAITING_APPROVAL, S.COMPLETED}),  # COMPLETED: adopted on resume
     S.RUNNING: frozenset({S.VALIDATING, S.COMPLETED, S.FAILED, S.TIMEOUT, S.RETRYING,
-                          S.CANCELLED, S.AWAITING_APPROVAL, S.PENDING, S.SKIPPED}),
+                          S.CANCELLED, S.AWAITING_APPROVAL, S.PENDING, S.SKIPPED,
+                          S.CIRCUIT_OPEN}),  # CIRCUIT_OPEN: the breaker refused the attempt
     S.VALIDATING: frozenset({S.COMPLETED, S.FAILED, S.RETRYING, S.CANCELLED, S.PENDING,
                              S.TIMEOUT, S.SKIPPED}),
     S.RETRYING: frozenset({S.RUNNING, S.CANCELLED, S.CIRCUIT_OPEN, S.PENDING}),
-    S.CIRCUIT_OPEN: frozenset({S.RUNNING, S.CANCELLED, S.PENDING, S.FAILED}),
-    S.AWAITING_APPROVAL: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING}),
+    S.CIRCUIT_OPEN: frozenset({S.RUNNING, S.CANCELLED, S.PENDING, S.FAILED, S.SKIPPED}),
+    # approved: RUNNING (the gate's attempt stages, checks and commits the human's work)
+    S.AWAITING_APPROVAL: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING,
+                                    S.SKIPPED}),
     S.COMPLETED: frozenset({S.PENDING}),  # rollback
     S.FAILED: frozenset({S.PENDING, S.SKIPPED}),  # resume / interactive retry or skip
     S.TIMEOUT: frozenset({S.PENDING, S.SKIPPED}),

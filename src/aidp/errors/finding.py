@@ -19,6 +19,7 @@ __all__ = [
     "FailureClass",
     "Finding",
     "Severity",
+    "fingerprint_of",
 ]
 
 
@@ -37,6 +38,16 @@ class Severity(str, Enum):
 
 
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\b\d+(?:\.\d+)?(?:ms|s)?\b|/tmp/[^\s:'\"]+")
+
+
+def fingerprint_of(detector: str, code: str | None, file: str | None, message: str) -> str:
+    """The fingerprint a :class:`Finding` gets by default: 16 hex digits of a hash of the
+    detector, code, file and message, with numbers, addresses and ``/tmp`` paths in the message
+    masked. Detectors that know more (the worktree's path) normalize their inputs first."""
+    basis = "\x1f".join(
+        [detector, code or "", file or "", _VOLATILE.sub("#", message.strip())[:500]]
+    )
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -62,12 +73,9 @@ class Finding:
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
-            basis = "\x1f".join(
-                [self.detector, self.code or "", self.file or "",
-                 _VOLATILE.sub("#", self.message.strip())[:500]]
-            )
             object.__setattr__(
-                self, "fingerprint", hashlib.sha256(basis.encode()).hexdigest()[:16]
+                self, "fingerprint",
+                fingerprint_of(self.detector, self.code, self.file, self.message),
             )
 
     def to_dict(self) -> dict[str, Any]:

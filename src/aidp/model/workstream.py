@@ -15,10 +15,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 __all__ = [
+    "Budget",
     "Check",
+    "Compensation",
+    "FixPolicy",
     "Duration",
     "MergeSpec",
     "MergeStrategy",
+    "RetryClass",
     "RetryPolicy",
     "Step",
     "Workstream",
@@ -82,14 +86,87 @@ class MergeStrategy(str, Enum):
     SQUASH = "squash"
 
 
+class RetryClass(str, Enum):
+    """Failure classes a retry policy may retry (see :mod:`aidp.errors`)."""
+
+    TRANSIENT = "transient"
+    UNKNOWN = "unknown"
+
+
 class RetryPolicy(_Model):
-    """When and how often a failed step is tried again (delays in seconds)."""
+    """When and how often a failed step is tried again (delays in seconds).
+
+    ``max_attempts`` counts attempts that ended transient, unknown or permanent; crashes (the
+    tool died by a signal, or aidp itself died mid-attempt) are counted apart and capped by
+    ``max_crashes``, so a poison step cannot loop; unknown failures are also capped by
+    ``max_unknown``. ``budget`` bounds the time from the first attempt to the last start.
+    """
 
     max_attempts: int = Field(1, ge=1, le=100, description="total attempts, the first included")
     initial_delay: Duration = Field(1.0, description="delay before the second attempt")
     factor: float = Field(2.0, ge=1.0, le=100.0, description="delay multiplier per attempt")
     max_delay: Duration = Field(60.0, description="upper bound of one delay")
-    jitter: float = Field(0.0, ge=0.0, le=1.0, description="± fraction of randomness per delay")
+    jitter: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="± fraction of randomness per delay (with jitter_mode: fraction)",
+    )
+    jitter_mode: Literal["fraction", "full"] = Field(
+        "fraction", description="fraction: delay ± jitter; full: uniform in [0, delay]"
+    )
+    budget: Duration | None = Field(
+        None, description="no attempt starts later than this after the first one"
+    )
+    retry_on: list[RetryClass] = Field(
+        default_factory=lambda: [RetryClass.TRANSIENT, RetryClass.UNKNOWN],
+        description="failure classes that are retried",
+    )
+    max_crashes: int = Field(
+        3, ge=1, le=100, description="attempts that may crash (signal, aidp died) before failing"
+    )
+    max_unknown: int = Field(
+        3, ge=1, le=100, description="attempts that may fail for an unknown reason"
+    )
+
+
+class FixPolicy(_Model):
+    """The fix loop: on a permanent failure of the acceptance checks, re-invoke the tool with
+    the findings, from the last checkpoint; then escalate along ``escalate``."""
+
+    max: int = Field(0, ge=0, le=20, description="fix attempts per profile (0: no fix loop)")
+    escalate: list[str] = Field(
+        default_factory=list,
+        description="tool profiles to try next, in order, when the fix loop gives up",
+    )
+
+
+class Budget(_Model):
+    """Limits on what attempts may spend; when one is reached, no further attempt starts and
+    the step ends with outcome ``budget_exceeded``. None: no limit."""
+
+    tokens: int | None = Field(None, ge=1, description="input + output tokens")
+    cost_usd: float | None = Field(None, ge=0, description="cost in US dollars")
+
+
+class Compensation(_Model):
+    """An undo action run when a step or workstream ends failed or cancelled (idempotent,
+    recorded). Exactly one of: ``reset`` (the worktree back to the last checkpoint),
+    ``delete_branch`` (the workstream's branch), ``run`` (a command, in the worktree or repo)."""
+
+    reset: bool = False
+    delete_branch: bool = False
+    run: Command | None = None
+    timeout: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Compensation:
+        chosen = [self.reset, self.delete_branch, self.run is not None]
+        if sum(chosen) != 1:
+            raise ValueError("a compensation is exactly one of reset, delete_branch, run")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "reset" if self.reset else "delete_branch" if self.delete_branch else "run"
 
 
 class Check(_Model):
@@ -130,6 +207,11 @@ class Step(_Model):
     requires_change: bool = Field(
         False, description="fail with outcome no_change when the step changes no file"
     )
+    fix: FixPolicy = Field(default_factory=FixPolicy)
+    compensate: list[Compensation] = Field(
+        default_factory=list, description="run when the step ends failed or cancelled"
+    )
+    budget: Budget | None = Field(None, description="what this step's attempts may spend")
 
     @model_validator(mode="after")
     def _one_prompt(self) -> Step:
@@ -157,6 +239,10 @@ class Workstream(_Model):
     conflicts_with: list[Id] = Field(default_factory=list)
     merge: MergeSpec | None = None
     env: list[EnvName] = Field(default_factory=list, description="names passed to every step")
+    compensate: list[Compensation] = Field(
+        default_factory=list, description="run when the workstream ends failed or cancelled"
+    )
+    budget: Budget | None = Field(None, description="what this workstream's attempts may spend")
     steps: list[Step] = Field(min_length=1)
 
 

@@ -34,9 +34,12 @@ def retry_delay(
     """Seconds to wait before attempt ``attempts_counted + 1``.
 
     ``initial_delay * factor ** (attempts_counted - 1)``, capped at ``max_delay``, then spread by
-    ``± jitter`` (a fraction; ``draw`` returns a number in [0, 1)). Never negative.
+    ``± jitter`` (a fraction; ``draw`` returns a number in [0, 1)), or with ``jitter_mode: full``
+    drawn uniformly from ``[0, base)``. Never negative.
     """
     exponent = max(attempts_counted - 1, 0)
     base = min(policy.initial_delay * policy.factor**exponent, policy.max_delay)
+    if policy.jitter_mode == "full":
+        return base * draw()
     spread = base * policy.jitter * (2.0 * draw() - 1.0)
     return max(0.0, base + spread)

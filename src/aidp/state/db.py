@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aidp.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
 __all__ = [
     "HEAD_REVISION",
@@ -37,7 +37,7 @@ __all__ = [
     "sqlite_url",
 ]
 
-HEAD_REVISION = "0001"  # a test proves it equals the newest migration's revision
+HEAD_REVISION = "0003"  # a test proves it equals the newest migration's revision
 BUSY_TIMEOUT_MS = 30_000
 _SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 
@@ -179,11 +179,54 @@ def migrate(engine: Engine, *, replay: bool = False) -> None:
     migrations build. ``replay=True`` runs every migration instead; an existing older database
     is always upgraded by its migrations.
     """
-    from sqlalchemy import inspect, text
+    from sqlalchemy import text
 
     revision = current_revision(engine)
     if revision == HEAD_REVISION:
         return
+    if engine.dialect.name == "postgresql":
+        # Two aidp processes starting at once on a new database must not both create it: the
+        # first takes this lock for its transaction, the second then finds the schema current.
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
+            _migrate(conn, replay=replay)
+        return
+    _migrate_sqlite(engine, revision, replay=replay)
+
+
+_MIGRATE_LOCK = 0x61696470  # "aidp"
+
+
+def _migrate(conn: Connection, *, replay: bool) -> None:
+    """Create or upgrade the schema inside ``conn``'s transaction (PostgreSQL)."""
+    from sqlalchemy import inspect, text
+
+    if not conn.execute(text("SELECT to_regclass('alembic_version')")).scalar():
+        revision = None
+    else:
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if revision == HEAD_REVISION:
+        return
+    if revision is None and not replay and not inspect(conn).get_table_names():
+        from aidp.state.tables import metadata
+
+        metadata.create_all(conn)
+        conn.execute(text(_ALEMBIC_VERSION_DDL))
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
+                     {"v": HEAD_REVISION})
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+def _migrate_sqlite(engine: Engine, revision: str | None, *, replay: bool) -> None:
+    from sqlalchemy import inspect, text
+
     if revision is None and not replay:
         with engine.connect() as conn:
             empty = not inspect(conn).get_table_names()

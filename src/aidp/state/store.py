@@ -347,6 +347,19 @@ class Tx:
                 "DELETE FROM checkpoints WHERE run_id = :run_id AND ws_id = :ws_id "
                 f"AND step_id IN ({', '.join(':' + n for n in names)})", params)
 
+    def insert_findings(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Findings of one attempt (``created_at`` is filled in)."""
+        self._insert_many("findings", [{"created_at": self.now, **row} for row in rows])
+
+    def delete_compensation(self, run_id: str, ws_id: str, step_id: str, position: int) -> None:
+        self.execute(
+            "DELETE FROM compensations WHERE run_id = :run_id AND ws_id = :ws_id "
+            "AND step_id = :step_id AND position = :position",
+            {"run_id": run_id, "ws_id": ws_id, "step_id": step_id, "position": position})
+
+    def insert_compensation(self, **values: Any) -> None:
+        self._insert("compensations", {"created_at": self.now, **values})
+
     # -- leases (aidp.state.lease) -------------------------------------------------------------
 
     def lease_row(self, run_id: str) -> Any | None:
@@ -458,6 +471,11 @@ class Store:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """Rows (named tuples) of one read-only SQL statement with ``:name`` parameters, outside
+        any write transaction (it never waits for the write lock)."""
+        return self._all(sql, params)
+
     def _all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         connections = self._connections
         conn = connections.get()
@@ -542,3 +560,30 @@ class Store:
     def cancel_requested(self, run_id: str) -> bool:
         rows = self._all("SELECT cancel_requested FROM runs WHERE id = :id", {"id": run_id})
         return bool(rows and rows[0].cancel_requested)
+
+    def findings(
+        self, run_id: str, ws_id: str | None = None, step_id: str | None = None
+    ) -> list[Any]:
+        sql = "SELECT * FROM findings WHERE run_id = :run_id"
+        params: dict[str, Any] = {"run_id": run_id}
+        if ws_id is not None:
+            sql += " AND ws_id = :ws_id"
+            params["ws_id"] = ws_id
+        if step_id is not None:
+            sql += " AND step_id = :step_id"
+            params["step_id"] = step_id
+        return self._all(sql + " ORDER BY id", params)
+
+    def compensations(self, run_id: str) -> list[Any]:
+        return self._all("SELECT * FROM compensations WHERE run_id = :run_id "
+                         "ORDER BY ws_id, step_id, position", {"run_id": run_id})
+
+    def usage(self, run_id: str | None = None) -> list[Any]:
+        """Tokens, cost and requests summed per (run, workstream, step, profile)."""
+        where, params = ("WHERE run_id = :run_id ", {"run_id": run_id}) if run_id else ("", {})
+        return self._all(
+            "SELECT run_id, ws_id, step_id, profile, count(*) AS attempts, "
+            "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+            "sum(cost_usd) AS cost_usd, sum(requests) AS requests FROM attempts "
+            f"{where}GROUP BY run_id, ws_id, step_id, profile "
+            "ORDER BY run_id, ws_id, step_id", params)

@@ -1,4 +1,5 @@
-"""SQLAlchemy Core tables: runs, workstreams, steps, attempts, checkpoints, events, leases.
+"""SQLAlchemy Core tables: runs, workstreams, steps, attempts, checkpoints, events, leases,
+breakers.
 
 Times are UNIX epoch seconds (float). Enum columns hold the ``value`` of the enums in
 :mod:`aidp.engine.states`. The event journal is append-only: rows are inserted, never updated.
@@ -24,8 +25,11 @@ from sqlalchemy import (
 
 __all__ = [
     "attempts",
+    "breakers",
     "checkpoints",
+    "compensations",
     "events",
+    "findings",
     "leases",
     "metadata",
     "runs",
@@ -95,6 +99,11 @@ steps = Table(
     Column("checkpoint_sha", String(64)),
     Column("started_at", Float),
     Column("finished_at", Float),
+    # recovery (migration 0002): the attempt history the recovery decision continues from,
+    # the class of the final failure, and the profile the next attempt uses
+    Column("history_json", Text),
+    Column("failure_class", String(16)),
+    Column("profile", String(64)),
     ForeignKeyConstraint(
         ["run_id", "ws_id"], ["workstreams.run_id", "workstreams.ws_id"], ondelete="CASCADE"
     ),
@@ -121,6 +130,18 @@ attempts = Table(
     Column("error", Text),
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
+    # recovery and tools (migration 0002)
+    Column("kind", String(16), nullable=False, server_default="first"),
+    Column("profile", String(64)),
+    Column("adapter", String(32)),
+    Column("failure_class", String(16)),
+    Column("choice_reason", Text),
+    Column("tool_version", String(128)),
+    Column("input_tokens", Integer, nullable=False, server_default="0"),
+    Column("output_tokens", Integer, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("requests", Integer, nullable=False, server_default="0"),
+    Column("diagnostics_path", Text),
     UniqueConstraint("run_id", "ws_id", "step_id", "number"),
     ForeignKeyConstraint(
         ["run_id", "ws_id", "step_id"],
@@ -159,6 +180,42 @@ events = Table(
 )
 Index("ix_events_run_id_id", events.c.run_id, events.c.id)
 
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("ws_id", String(64), nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("source", String(255), nullable=False),  # "tool" or the check's name
+    Column("detector", String(64), nullable=False),
+    Column("file", Text),
+    Column("line", Integer),
+    Column("col", Integer),
+    Column("code", String(128)),
+    Column("message", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("failure_class", String(16), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("retry_after", Float),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_findings_run_id_ws_id", findings.c.run_id, findings.c.ws_id, findings.c.step_id)
+
+compensations = Table(
+    "compensations",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("ws_id", String(64), primary_key=True),
+    Column("step_id", String(64), primary_key=True),  # "" for a workstream's compensations
+    Column("position", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # succeeded | failed
+    Column("detail", Text),
+    Column("created_at", Float, nullable=False),
+)
+
 leases = Table(
     "leases",
     metadata,
@@ -172,4 +229,18 @@ leases = Table(
     Column("renewed_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("released", Boolean, nullable=False, server_default=false()),
+)
+
+# One circuit breaker per key (``profile:NAME``, ``endpoint:URL``): the snapshot of
+# aidp.resilience.breaker as JSON, plus its state and reopen time as columns for queries, and the
+# policy it was last used with (so that views can apply the passing of time).
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reopen_at", Float),
+    Column("snapshot", Text, nullable=False),
+    Column("policy", Text),
+    Column("updated_at", Float, nullable=False),
 )

@@ -1,0 +1,114 @@
+"""``aidp findings`` and ``aidp diagnose``: why steps failed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from aidp.cli.common import Context, echo_json, repo_options
+from aidp.cli.inspect import finding_dict
+
+__all__ = ["diagnose", "findings"]
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN", required=False)
+@click.option("--step", "step_ref", metavar="WS/STEP", help="Only this step's findings.")
+@click.option("--attempt", type=int, help="Only this attempt's findings.")
+@repo_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def findings(run_ref: str | None, step_ref: str | None, attempt: int | None,
+             repo: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """List the findings of RUN (default: the newest): one normalized error per line."""
+    ctx = Context(repo, config_path)
+    try:
+        store = ctx.store()
+        if step_ref is not None:
+            run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
+            rows = store.findings(run_id, ws_id, step_id)
+        else:
+            run_id = store.resolve_run(run_ref)
+            rows = store.findings(run_id)
+    finally:
+        ctx.close()
+    if attempt is not None:
+        rows = [r for r in rows if r.attempt == attempt]
+    items = [{"workstream": r.ws_id, "step": r.step_id, "attempt": r.attempt,
+              **finding_dict(r)} for r in rows]
+    if as_json:
+        echo_json({"run_id": run_id, "findings": items})
+        return
+    if not items:
+        click.echo(f"run {run_id}: no findings")
+        return
+    for item in items:
+        where = item["file"] or "-"
+        if item["line"]:
+            where += f":{item['line']}" + (f":{item['column']}" if item["column"] else "")
+        code = f" [{item['code']}]" if item["code"] else ""
+        first = (item["message"].splitlines() or [""])[0]
+        click.echo(f"{item['workstream']}/{item['step']}#{item['attempt']} {item['class']:<9} "
+                   f"{item['detector']}{code} {where}: {first}")
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("step_ref", metavar="STEP")
+@click.option("--attempt", type=int, help="Attempt number (default: the latest failed one).")
+@repo_options
+@click.option("--json", "as_json", is_flag=True, help="Print the bundle as JSON.")
+def diagnose(run_ref: str, step_ref: str, attempt: int | None, repo: Path | None,
+             config_path: Path | None, as_json: bool) -> None:
+    """Print the diagnostics bundle of a failed attempt of STEP (WORKSTREAM/STEP) of RUN."""
+    from aidp.exceptions import NotFoundError
+
+    ctx = Context(repo, config_path)
+    try:
+        run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
+        rows = [a for a in ctx.store().attempts(run_id, ws_id, step_id) if a.diagnostics_path]
+    finally:
+        ctx.close()
+    if attempt is not None:
+        rows = [a for a in rows if a.number == attempt]
+    if not rows:
+        raise NotFoundError(f"step {ws_id}/{step_id} has no failed attempt"
+                            + (f" {attempt}" if attempt else "") + " with diagnostics")
+    path = Path(rows[-1].diagnostics_path)
+    try:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NotFoundError(f"diagnostics bundle {path} is unreadable: {exc}") from exc
+    if as_json:
+        echo_json(bundle)
+        return
+    click.echo(f"{ws_id}/{step_id} attempt {bundle['attempt']} ({bundle['kind']}) "
+               f"with {bundle['profile']} [{bundle['adapter']}] "
+               f"{bundle.get('tool_version') or ''}".rstrip())
+    click.echo(f"outcome: {bundle['outcome']}  class: {bundle.get('failure_class')}  "
+               f"exit: {bundle.get('exit_code')}  signal: {bundle.get('signal')}  "
+               f"{bundle.get('duration_s')}s")
+    click.echo(f"reason: {bundle.get('reason')}")
+    if bundle.get("command_line"):
+        click.echo("command: " + " ".join(bundle["command_line"]))
+    click.echo("environment names: " + (", ".join(bundle.get("env_names") or []) or "-"))
+    if bundle.get("breaker"):
+        click.echo(f"breaker: {bundle['breaker']}")
+    click.echo(f"findings ({len(bundle.get('findings') or [])}):")
+    for f in bundle.get("findings") or []:
+        where = f.get("file") or "-"
+        if f.get("line"):
+            where += f":{f['line']}"
+        click.echo(f"  {f['class']:<9} {f['detector']} {where}: "
+                   f"{(f['message'].splitlines() or [''])[0]}")
+    for failure in bundle.get("detector_failures") or []:
+        click.echo(f"  detector failed: {failure}")
+    git = bundle.get("git") or {}
+    if git:
+        click.echo(f"git: HEAD {git.get('head', '')[:12]}")
+        for line in (git.get("status") or "").splitlines()[:30]:
+            click.echo(f"  {line}")
+    click.echo(f"last log lines ({bundle.get('log_path')}):")
+    for line in bundle.get("log_tail") or []:
+        click.echo(f"  {line}")

@@ -1,0 +1,176 @@
+"""From a failed attempt to findings, a fix prompt and a diagnostics bundle.
+
+The executor calls :func:`detect` with what the tool and the checks left behind (the detectors
+of :mod:`aidp.errors` read it; a detector that raises is reported, never fatal), adds the
+engine's own findings for what only it knows (changes outside the scope, no change, a failed
+check nobody explained), builds the prompt of a fix attempt from the findings, and writes the
+diagnostics bundle that ``aidp diagnose`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aidp.errors.finding import AttemptEvidence, CheckEvidence, FailureClass, Finding
+from aidp.workspace.git import run_git
+
+__all__ = [
+    "Detected",
+    "build_fix_prompt",
+    "check_finding",
+    "classify",
+    "detect",
+    "no_change_finding",
+    "read_log_text",
+    "scope_findings",
+    "write_bundle",
+]
+
+#: How much of a log the detectors read: its head and its tail (where tools print summaries).
+LOG_HEAD_BYTES = 64 * 1024
+LOG_TAIL_BYTES = 448 * 1024
+#: Log lines kept in a diagnostics bundle.
+BUNDLE_LOG_LINES = 80
+BUNDLE_DIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Detected:
+    findings: tuple[tuple[str, Finding], ...]  # (source: "tool" or the check's name, finding)
+    failures: tuple[str, ...]  # "detector: message" of detectors that raised
+
+
+def read_log_text(path: Path) -> str:
+    """The log's head and tail as text (undecodable bytes replaced)."""
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size <= LOG_HEAD_BYTES + LOG_TAIL_BYTES:
+                data = fh.read()
+            else:
+                head = fh.read(LOG_HEAD_BYTES)
+                fh.seek(size - LOG_TAIL_BYTES)
+                data = head + b"\n[aidp] ...\n" + fh.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", "replace")
+
+
+def detect(attempt: AttemptEvidence | None, checks: Sequence[CheckEvidence]) -> Detected:
+    """Run the detectors over the tool's output and over each failed check's output."""
+    from aidp.errors.manager import default_manager
+
+    manager = default_manager()
+    found: list[tuple[str, Finding]] = []
+    failures: list[str] = []
+    results = ([("tool", manager.detect_attempt(attempt))] if attempt is not None else []) + [
+        (check.name, manager.detect_check(check)) for check in checks]
+    seen: set[str] = set()
+    for source, result in results:
+        for finding in result.findings:
+            if finding.fingerprint not in seen:
+                seen.add(finding.fingerprint)
+                found.append((source, finding))
+        failures.extend(f"{f.detector}: {f.message}" for f in result.failures)
+    return Detected(tuple(found), tuple(failures))
+
+
+def dedupe(findings: Iterable[Finding]) -> list[Finding]:
+    seen: set[str] = set()
+    unique = []
+    for finding in findings:
+        if finding.fingerprint not in seen:
+            seen.add(finding.fingerprint)
+            unique.append(finding)
+    return unique
+
+
+def classify(findings: Sequence[Finding]) -> FailureClass | None:
+    """The class of a failure from its findings; None when there are none."""
+    if not findings:
+        return None
+    from aidp.errors.classify import classify as by_findings
+
+    return by_findings(findings)
+
+
+def scope_findings(paths: Sequence[str]) -> list[Finding]:
+    return [Finding("scope", "changed a file outside the workstream's scope",
+                    FailureClass.PERMANENT, file=path, code="outside-scope") for path in paths]
+
+
+def no_change_finding() -> Finding:
+    return Finding("aidp", "the step changed no file but requires a change",
+                   FailureClass.PERMANENT, code="no-change")
+
+
+def check_finding(name: str, exit_code: int | None, output: str) -> Finding:
+    """A failed check that no detector explained: its name and the end of its output."""
+    tail = "\n".join(output.rstrip().splitlines()[-15:])
+    status = f"exit code {exit_code}" if exit_code is not None else "no exit code"
+    return Finding("check", f"check {name!r} failed ({status})" + (f":\n{tail}" if tail else ""),
+                   FailureClass.PERMANENT, code=name[:128],
+                   fingerprint=_check_fingerprint(name, exit_code))
+
+
+def _check_fingerprint(name: str, exit_code: int | None) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"check\x1f{name}\x1f{exit_code}".encode()).hexdigest()[:16]
+
+
+def build_fix_prompt(prompt: str | None, findings: Sequence[Finding], *, kind: str) -> str:
+    """The prompt of a fix (or escalation) attempt: the step's prompt, then the findings
+    grouped by file and deduped by fingerprint."""
+    by_file: dict[str, list[Finding]] = {}
+    for finding in dedupe(findings):
+        by_file.setdefault(finding.file or "(no file)", []).append(finding)
+    lines = [prompt.rstrip() if prompt else "Make the step's acceptance checks pass.", ""]
+    lines.append("## The previous attempt failed" + (
+        " (another tool tried first)" if kind == "escalate" else ""))
+    lines.append("Fix these problems, changing only files inside the scope:")
+    for path in sorted(by_file):
+        lines.append("")
+        lines.append(f"### {path}")
+        for finding in sorted(by_file[path], key=lambda f: (f.line or 0, f.column or 0)):
+            where = f"line {finding.line}: " if finding.line else ""
+            code = f"[{finding.code}] " if finding.code else ""
+            lines.append(f"- {where}{code}{finding.message}")
+    return "\n".join(lines) + "\n"
+
+
+def write_bundle(path: Path, data: dict[str, Any], *, worktree: Path | None,
+                 log_path: Path | None) -> Path:
+    """Write the diagnostics bundle of a failed attempt (JSON) and return its path.
+
+    ``data`` holds what the executor knows (tool, version, command line -- already masked --,
+    environment names, findings, breaker state); this adds the git state and diff of the
+    worktree and the last lines of the log.
+    """
+    bundle = dict(data)
+    if worktree is not None and worktree.exists():
+        bundle["git"] = {
+            "head": _git(worktree, "rev-parse", "HEAD").strip(),
+            "status": _git(worktree, "status", "--porcelain=v1", "--untracked-files=all"),
+            "diff": _git(worktree, "diff", "HEAD", "--stat", "--patch")[:BUNDLE_DIFF_BYTES],
+        }
+    if log_path is not None:
+        text = read_log_text(log_path)
+        bundle["log_tail"] = text.splitlines()[-BUNDLE_LOG_LINES:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(bundle, indent=2, default=str, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _git(worktree: Path, *args: str) -> str:
+    try:
+        return run_git(list(args), worktree, check=False, timeout_s=30).stdout
+    except Exception as exc:  # diagnostics must never fail the attempt's bookkeeping
+        return f"(git {' '.join(args)} failed: {exc})"

@@ -1,0 +1,88 @@
+"""The manual adapter: a step waits at a human gate until `aidp approve` or `aidp reject`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli, git
+
+PLAN = """\
+version: 1
+workstreams:
+  - id: docs
+    scope: ["docs/**"]
+    steps:
+      - id: review
+        tool: manual
+        prompt: Write docs/notes.md by hand.
+        checks: ["test -s docs/notes.md"]
+      - {id: after, depends_on: [review], run: "echo more >> docs/notes.md"}
+"""
+
+
+def wait_for_gate(cli: Cli, deadline_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        result = cli("status", "--json")
+        if result.returncode == 0:
+            data = json.loads(result.stdout)
+            ws = data["workstreams"][0]
+            if ws["steps"][0]["status"] == "awaiting_approval":
+                return data
+        time.sleep(0.2)
+    raise AssertionError("the step never reached its gate")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_approve_commits_the_humans_work(cli: Cli, tmp_path: Path) -> None:
+    """Approval: the worktree's changes are checked and committed; the run goes on."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    proc = cli.popen("run", str(plan), "--json")
+    try:
+        data = wait_for_gate(cli)
+        ws = data["workstreams"][0]
+        assert "aidp approve" in ws["steps"][0]["reason"]
+        early = cli("approve", data["run_id"], "docs/after")
+        assert early.returncode == 4 and "not awaiting approval" in early.stderr
+        worktree = Path(ws["worktree"])
+        (worktree / "docs").mkdir(exist_ok=True)
+        (worktree / "docs" / "notes.md").write_text("by hand\n")
+        cli("approve", data["run_id"], "docs/review", "--comment", "looks fine", check=True)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "completed"
+    branch = summary["workstreams"][0]["branch"]
+    assert git(cli.cwd, "show", f"{branch}~1:docs/notes.md").strip() == "by hand"
+    assert git(cli.cwd, "show", f"{branch}:docs/notes.md").split() == ["by", "hand", "more"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_reject_fails_the_step_with_the_reason(cli: Cli, tmp_path: Path) -> None:
+    """Rejection: the step fails with who and why; its dependants are skipped."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    proc = cli.popen("run", str(plan), "--json")
+    try:
+        data = wait_for_gate(cli)
+        missing = cli("reject", data["run_id"], "docs/review", "--reason", " ")
+        assert missing.returncode == 4
+        cli("reject", data["run_id"], "docs/review", "--reason", "not what we need",
+            check=True)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    status = json.loads(cli("status", data["run_id"], "--json", check=True).stdout)
+    review, after = status["workstreams"][0]["steps"]
+    assert review["status"] == "failed" and "not what we need" in review["reason"]
+    assert review["failure_class"] == "permanent"
+    assert after["status"] == "skipped"

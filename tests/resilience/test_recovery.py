@@ -1,0 +1,163 @@
+"""The recovery decision after a failed attempt: pure, with an injected draw and no clock."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aidp.engine.states import AttemptOutcome
+from aidp.model.workstream import FixPolicy, RetryPolicy
+from aidp.resilience.recovery import Action, FailureKind, History, decide, failure_kind
+
+O = AttemptOutcome
+
+
+def mid() -> float:
+    return 0.5
+
+
+def retry(**kw: object) -> RetryPolicy:
+    return RetryPolicy.model_validate(kw)
+
+
+def fix(**kw: object) -> FixPolicy:
+    return FixPolicy.model_validate(kw)
+
+
+def run(hist: History, kind: FailureKind, *, r: RetryPolicy | None = None,
+        f: FixPolicy | None = None, now: float = 100.0, **kw: object):
+    return decide(r or retry(max_attempts=5, initial_delay=1), f or fix(), hist,
+                  outcome=O.FAILED_TRANSIENT, kind=kind, started_at=now - 1, now=now,
+                  draw=mid, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("outcome", "detected", "kind"), [
+    (O.SUCCEEDED, None, None),
+    (O.CANCELLED, None, None),
+    (O.CRASHED, "transient", FailureKind.CRASHED),
+    (O.TIMED_OUT, None, FailureKind.TRANSIENT),
+    (O.NO_CHANGE, None, FailureKind.PERMANENT),
+    (O.FAILED_PERMANENT, None, FailureKind.PERMANENT),
+    (O.FAILED_PERMANENT, "transient", FailureKind.TRANSIENT),
+    (O.FAILED_TRANSIENT, None, FailureKind.UNKNOWN),
+    (O.FAILED_TRANSIENT, "unknown", FailureKind.UNKNOWN),
+    (O.FAILED_TRANSIENT, "transient", FailureKind.TRANSIENT),
+    (O.FAILED_TRANSIENT, "permanent", FailureKind.PERMANENT),
+], ids=lambda v: getattr(v, "value", str(v)))
+def test_failure_kind(outcome: AttemptOutcome, detected: str | None,
+                      kind: FailureKind | None) -> None:
+    """The outcome decides crashes and timeouts; the detectors refine a tool's failure."""
+    assert failure_kind(outcome, detected) is kind
+
+
+def test_transient_retries_until_max_attempts() -> None:
+    """Transient failures retry with backoff until max_attempts attempts have failed."""
+    hist = History()
+    delays = []
+    for _ in range(4):
+        verdict, hist = run(hist, FailureKind.TRANSIENT)
+        assert verdict.action is Action.RETRY
+        delays.append(verdict.delay_s)
+    verdict, hist = run(hist, FailureKind.TRANSIENT)
+    assert verdict.action is Action.FAIL and "5 attempts" in (verdict.reason or "")
+    assert delays == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_retry_after_is_a_floor_on_the_delay() -> None:
+    """A provider's Retry-After longer than the backoff is honoured."""
+    verdict, _ = run(History(), FailureKind.TRANSIENT, retry_after_s=7.5)
+    assert verdict.action is Action.RETRY and verdict.delay_s == 7.5
+
+
+def test_budget_stops_retries() -> None:
+    """No retry is scheduled past first attempt + budget."""
+    r = retry(max_attempts=10, initial_delay=5, budget=8)
+    hist = History(first_started_at=90.0)
+    verdict, _ = run(hist, FailureKind.TRANSIENT, r=r, now=95.0)
+    assert verdict.action is Action.FAIL and "budget" in (verdict.reason or "")
+    verdict, _ = run(hist, FailureKind.TRANSIENT, r=r, now=92.0)
+    assert verdict.action is Action.RETRY
+
+
+def test_unknown_has_its_own_cap() -> None:
+    """Unknown failures stop at max_unknown even when max_attempts allows more."""
+    r = retry(max_attempts=10, max_unknown=2, initial_delay=0)
+    verdict, hist = run(History(), FailureKind.UNKNOWN, r=r)
+    assert verdict.action is Action.RETRY
+    verdict, hist = run(hist, FailureKind.UNKNOWN, r=r)
+    assert verdict.action is Action.FAIL and "unknown" in (verdict.reason or "")
+
+
+def test_classes_not_in_retry_on_fail_at_once() -> None:
+    """retry_on: [transient] leaves unknown failures unretried."""
+    verdict, _ = run(History(), FailureKind.UNKNOWN, r=retry(max_attempts=5, retry_on=["transient"]))
+    assert verdict.action is Action.FAIL
+
+
+def test_crashes_are_counted_apart_and_capped() -> None:
+    """Crashes do not use max_attempts; the crash cap ends a poison step."""
+    r = retry(max_attempts=1, max_crashes=3, initial_delay=0)
+    hist = History()
+    actions = []
+    for _ in range(3):
+        verdict, hist = run(hist, FailureKind.CRASHED, r=r)
+        actions.append(verdict.action)
+    assert actions == [Action.RETRY, Action.RETRY, Action.FAIL]
+    assert hist.counted == 0 and hist.crashes == 3
+    assert verdict.kind is FailureKind.CRASHED
+
+
+def test_fix_loop_then_escalation_then_failure() -> None:
+    """Permanent: fix.max fix attempts, then each escalation profile with its own loop."""
+    f = fix(max=1, escalate=["codex", "manual"])
+    hist = History()
+    seen = []
+    for n in range(6):
+        verdict, hist = run(hist, FailureKind.PERMANENT, f=f, fingerprints=[f"fp{n}"])
+        seen.append((verdict.action, verdict.profile))
+    assert seen == [(Action.FIX, None), (Action.ESCALATE, "codex"), (Action.FIX, None),
+                    (Action.ESCALATE, "manual"), (Action.FIX, None), (Action.FAIL, None)]
+
+
+def test_same_findings_twice_end_the_fix_loop() -> None:
+    """Oscillation: the same fingerprint set after a fix attempt stops the loop."""
+    f = fix(max=5)
+    verdict, hist = run(History(), FailureKind.PERMANENT, f=f, fingerprints=["a", "b"])
+    assert verdict.action is Action.FIX
+    verdict, hist = run(hist, FailureKind.PERMANENT, f=f, fingerprints=["b", "a"])
+    assert verdict.action is Action.FAIL and "same findings" in (verdict.reason or "")
+
+
+def test_unfixable_permanent_fails() -> None:
+    """A permanent failure of the tool itself (e.g. bad credentials) skips the fix loop."""
+    verdict, _ = run(History(), FailureKind.PERMANENT, f=fix(max=3), fixable=False)
+    assert verdict.action is Action.FAIL
+
+
+def test_interrupted_counts_nothing() -> None:
+    """An attempt aidp stopped on purpose changes no counter."""
+    verdict, hist = run(History(), FailureKind.CRASHED, interrupted=True)
+    assert verdict.action is Action.DONE and hist.crashes == 0
+
+
+def test_history_round_trips() -> None:
+    """History survives the database as a dict (resume continues the same loop)."""
+    hist = History(2, 1, 1, 1, 1, 3.5, ("x",))
+    assert History.from_dict(hist.to_dict()) == hist
+    assert History.from_dict(None) == History()
+
+
+@given(st.lists(st.sampled_from(list(FailureKind)), min_size=1, max_size=60))
+def test_every_sequence_terminates(kinds: list[FailureKind]) -> None:
+    """Whatever the failures, a step fails within max_attempts + max_crashes + fix budget."""
+    r = retry(max_attempts=3, max_crashes=2, max_unknown=2, initial_delay=0)
+    f = fix(max=2, escalate=["b"])
+    hist = History()
+    bound = 3 + 2 + (2 + 1) * 2
+    for n, kind in enumerate(kinds * 10):
+        verdict, hist = run(hist, kind, r=r, f=f, fingerprints=[str(n)])
+        if verdict.action is Action.FAIL:
+            assert n < bound
+            return
+    raise AssertionError("no failure verdict")
