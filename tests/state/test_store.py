@@ -318,3 +318,19 @@ def test_rows_have_names_and_booleans(store: Store) -> None:
         rows = tx.execute("SELECT run_id, released FROM leases WHERE run_id = :r", {"r": "R1"})
         assert [(r.run_id, r.released) for r in rows] == [("R1", True)]
         assert tx.conn.execute(select(leases.c.released)).scalar() in (True, 1)
+
+
+def test_deferred_change_joins_the_next_write_with_the_same_fence(store: Store) -> None:
+    """Store.defer runs a change at the start of this thread's next write with the same fence,
+    in that transaction; a write with another (or no) fence leaves it pending."""
+    fence = acquire_lease(store, "R1")
+    store.defer(fence, lambda tx: tx.event("R1", "deferred"))
+    with store.write() as tx:  # unfenced: not this one
+        tx.event("R1", "unfenced")
+    assert [e.kind for e in store.events("R1")][-1] == "unfenced"
+    with store.write(fence) as tx:
+        tx.event("R1", "mine")
+    assert [e.kind for e in store.events("R1")][-3:] == ["unfenced", "deferred", "mine"]
+    with store.write(fence) as tx:
+        tx.event("R1", "next")
+    assert [e.kind for e in store.events("R1")][-2:] == ["mine", "next"]

@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -397,6 +397,7 @@ class Store:
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if self._sqlite else nullcontext()
         )
+        self._deferred = threading.local()
         if create:
             self._migrate()
 
@@ -436,6 +437,17 @@ class Store:
         if self._engine is not None and self._engine is not self._connections.engine:
             self._engine.dispose()
 
+    def defer(self, fence: Fence | None, change: Callable[[Tx], None]) -> None:
+        """Run ``change`` at the start of this thread's next :meth:`write` with the same
+        ``fence`` (in that transaction, after its fence check), instead of in a transaction of
+        its own: for bookkeeping that is always followed by another write before anything acts
+        on it (a worktree prepared just before its attempt starts). Lost with that transaction
+        if it fails, as with a crash before it."""
+        pending = getattr(self._deferred, "changes", None)
+        if pending is None:
+            pending = self._deferred.changes = []
+        pending.append((fence, change))
+
     @contextmanager
     def write(self, fence: Fence | None = None) -> Iterator[Tx]:
         """A write transaction; with ``fence``, only while our lease token is current."""
@@ -455,7 +467,15 @@ class Store:
                         row = cursor.fetchone()
                         if row is None or row[0] != fence.token or row[1]:
                             raise LeaseLostError(fence.run_id, fence.token)
-                    yield Tx(connections, cursor, time.time())
+                    tx = Tx(connections, cursor, time.time())
+                    pending = getattr(self._deferred, "changes", None)
+                    if pending:
+                        mine = [change for owner, change in pending if owner == fence]
+                        if mine:
+                            self._deferred.changes = [(o, c) for o, c in pending if o != fence]
+                            for change in mine:
+                                change(tx)
+                    yield tx
                 except BaseException:
                     if self._sqlite:
                         cursor.execute("ROLLBACK")
