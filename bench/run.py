@@ -37,6 +37,9 @@ CACHE = RESULTS / "cache"
 PYTHON = Path(sys.executable)
 AIDP = PYTHON.parent / "aidp"
 FLOOR = BENCH / "floor.py"
+# --pythonpath: run aidp from another source tree (an older commit's `src`, for a before/after
+# comparison under the same load), with this environment's dependencies.
+AIDP_ENV: dict[str, str] = {}
 # Commits in generated repositories must not depend on the user's git configuration.
 GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
 
@@ -209,7 +212,7 @@ def compare(name: str, plan: dict[str, Any], parallel: int, make_repo: Callable[
                 else:
                     argv = [str(PYTHON), str(FLOOR), str(plan_path), "--repo", str(repo),
                             "--parallel", str(parallel)]
-                proc = measure(argv, cwd=repo)
+                proc = measure(argv, cwd=repo, env=AIDP_ENV if kind == "aidp" else None)
                 shutil.rmtree(repo, ignore_errors=True)
                 summary = _summary(proc)
                 if summary is None:
@@ -335,7 +338,7 @@ def scenario_empty(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
         ("aidp_--version", [str(AIDP), "--version"]),
         ("aidp_validate", [str(AIDP), "validate", str(plan), "--repo", str(probe)]),
     ):
-        runs = [measure(argv, cwd=probe) for _ in range(max(reps, 3))]
+        runs = [measure(argv, cwd=probe, env=AIDP_ENV) for _ in range(max(reps, 3))]
         starts[label] = {"wall_s": round(_median([r.wall_s for r in runs]), 4),
                          "peak_rss_mb": round(max(r.maxrss_mb for r in runs), 1),
                          "ok": all(r.returncode == 0 for r in runs)}
@@ -370,6 +373,7 @@ def machine() -> dict[str, Any]:
         "aidp": aidp_version,
         "aidp_commit": commit,
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+        "aidp_pythonpath": AIDP_ENV.get("PYTHONPATH"),
     }
 
 
@@ -425,10 +429,14 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), default=None)
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--pythonpath", type=Path, default=None,
+                        help="run aidp from this source tree (e.g. an old commit's src/)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other scenarios already in --out (re-run a few)")
     args = parser.parse_args()
     reps = args.reps or (1 if args.quick else 3)
+    if args.pythonpath is not None:
+        AIDP_ENV["PYTHONPATH"] = str(args.pythonpath.resolve())
     names = args.only or list(SCENARIOS)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aidp import __version__
-from tests.conftest import AIDP, Cli
+from tests.conftest import AIDP, Cli, init_repo
 
 HEAVY = ("sqlalchemy", "pygit2", "alembic", "fastapi", "uvicorn", "jinja2", "rich.live")
 
@@ -46,6 +46,21 @@ def test_help_imports_nothing_heavy(args: tuple[str, ...]) -> None:
     assert "Usage:" in out
     loaded = [m for m in modules for heavy in HEAVY if m == heavy or m.startswith(heavy + ".")]
     assert loaded == []
+
+
+def test_empty_run_on_sqlite_imports_no_sqlalchemy_or_pygit2(tmp_path: Path) -> None:
+    """`aidp run` of an empty plan on SQLite (a new database, then an existing one) needs
+    neither SQLAlchemy nor pygit2: the start-up the empty-plan benchmark measures."""
+    repo = init_repo(tmp_path / "repo")
+    plan = tmp_path / "empty.json"
+    plan.write_text('{"version": 1, "workstreams": []}')
+    for _ in range(2):
+        code, modules, out = _modules_after("run", str(plan), "--repo", str(repo), "--json")
+        assert code == 0, out
+        assert json.loads(out)["status"] == "completed"
+        loaded = [m for m in modules for heavy in HEAVY
+                  if m == heavy or m.startswith(heavy + ".")]
+        assert loaded == []
 
 
 def test_help_lists_every_command() -> None:

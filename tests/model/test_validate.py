@@ -187,3 +187,26 @@ def test_non_shell_step_needs_no_run(tmp_path: Path) -> None:
     steps = "[{id: s, tool: aider, prompt: hi}, {id: t, run: []}]"
     problems = load_text(tmp_path, plan(ws("a", "", steps)))
     assert [(p.id, p.code) for p in problems] == [("a/t", "missing-run")]
+
+
+SCOPE_SHAPES = ["src/a/**", "src/b/**", "src/**", "docs/*.md", "*.md", "**", "src/a/x.py",
+                "docs/**", "lib/[ab]/*", "?rc/**"]
+
+
+def test_scope_conflicts_are_found_between_every_overlapping_pair(tmp_path: Path) -> None:
+    """Comparing only workstreams whose scopes share a first literal segment finds exactly the
+    pairs a comparison of every pair finds, in the same order."""
+    from itertools import combinations
+
+    from aidp.model.scope import globs_overlap
+
+    entries = [(f"w{i}", [SCOPE_SHAPES[i % len(SCOPE_SHAPES)],
+                          SCOPE_SHAPES[(i * 7 + 3) % len(SCOPE_SHAPES)]]) for i in range(24)]
+    text = plan(*(ws(name, f"    scope: {scopes!r}\n") for name, scopes in entries))
+    found = [(p.id, p.message.split("'")[1]) for p in load_text(tmp_path, text)
+             if p.code == "scope-conflict"]
+    expected = [(b, a) for (a, sa), (b, sb) in combinations(entries, 2)
+                if any(globs_overlap(x, y) for x in sa for y in sb)]
+    assert 0 < len(found) < len(entries) * (len(entries) - 1) // 2
+    assert sorted(found, key=lambda f: (int(f[0][1:]), int(f[1][1:]))) == found
+    assert found == sorted(expected, key=lambda f: (int(f[0][1:]), int(f[1][1:])))

@@ -281,3 +281,56 @@ def test_reader_does_not_block_on_a_writer(store: Store) -> None:
         tx.event("R1", "pending")
         assert store.events("R2") == []
     assert len(store.events("R1")) == 1
+
+
+def test_sqlite_schema_is_rendered_from_tables() -> None:
+    """The pre-rendered SQLite DDL is what SQLAlchemy renders from aidp.state.tables
+    (regenerate with `python -m aidp.state.sqlite_schema`)."""
+    from aidp.state import sqlite_schema
+
+    assert sqlite_schema.render() == (sqlite_schema.DDL, sqlite_schema.BOOLEAN_COLUMNS)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_store_creates_a_sqlite_database_equal_to_the_migrations(db_url: str) -> None:
+    """A new SQLite database made by the store (pre-rendered DDL, no SQLAlchemy) is stamped
+    at HEAD_REVISION and has no autogenerate diff against the tables."""
+    store = Store(db_url)
+    try:
+        assert db.current_revision(store.engine) == db.HEAD_REVISION
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            assert compare_metadata(context, metadata) == []
+    finally:
+        store.close()
+
+
+def test_rows_have_names_and_booleans(store: Store) -> None:
+    """Rows read back carry column names as attributes and booleans as bool on every backend;
+    tx.execute runs SQL text with :name parameters inside the transaction."""
+    fence = acquire_lease(store, "R1")
+    release_lease(store, fence)
+    row = lease_row(store, "R1")
+    assert row.released is True and row.token == fence.token
+    with store.write() as tx:
+        rows = tx.execute("SELECT run_id, released FROM leases WHERE run_id = :r", {"r": "R1"})
+        assert [(r.run_id, r.released) for r in rows] == [("R1", True)]
+        assert tx.conn.execute(select(leases.c.released)).scalar() in (True, 1)
+
+
+def test_deferred_change_joins_the_next_write_with_the_same_fence(store: Store) -> None:
+    """Store.defer runs a change at the start of this thread's next write with the same fence,
+    in that transaction; a write with another (or no) fence leaves it pending."""
+    fence = acquire_lease(store, "R1")
+    store.defer(fence, lambda tx: tx.event("R1", "deferred"))
+    with store.write() as tx:  # unfenced: not this one
+        tx.event("R1", "unfenced")
+    assert [e.kind for e in store.events("R1")][-1] == "unfenced"
+    with store.write(fence) as tx:
+        tx.event("R1", "mine")
+    assert [e.kind for e in store.events("R1")][-3:] == ["unfenced", "deferred", "mine"]
+    with store.write(fence) as tx:
+        tx.event("R1", "next")
+    assert [e.kind for e in store.events("R1")][-2:] == ["mine", "next"]

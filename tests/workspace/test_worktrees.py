@@ -388,3 +388,25 @@ def test_pool_outside_repository_is_input_error(tmp_path: Path) -> None:
     """A pool on a directory that is not a git repository is rejected."""
     with pytest.raises(InputError, match="not a git repository"):
         WorktreePool(tmp_path)
+
+
+def test_lazy_detach_keeps_branch_until_detach_released(git_repo: Path) -> None:
+    """detach_on_release=False leaves the branch in the idle slot; the branch can still be
+    acquired elsewhere, and detach_released frees every such slot (merge targets at once)."""
+    pool = WorktreePool(git_repo, detach_on_release=False, always_detach={"aidp/r1/target"})
+    first = pool.acquire("aidp/r1/a", "main")
+    busy = pool.acquire("aidp/r1/busy", "main")  # keeps first's slot from being preferred
+    pool.release(first)
+    assert current_branch(first.path) == "aidp/r1/a"
+    again = pool.acquire("aidp/r1/a", None)  # the idle slot holding it is detached on demand
+    assert current_branch(again.path) == "aidp/r1/a"
+    target = pool.acquire("aidp/r1/target", "main")
+    pool.release(target)
+    assert current_branch(target.path) is None
+    for wt in (again, busy):
+        pool.release(wt)
+    assert current_branch(busy.path) == "aidp/r1/busy"
+    detached = pool.detach_released()
+    assert busy.path in detached
+    for wt in (first, again, busy, target):
+        assert current_branch(wt.path) is None

@@ -39,7 +39,7 @@ from aidp.model.workstream import Step, Workstream
 from aidp.resilience.breaker import BreakerPolicy
 from aidp.resilience.recovery import Action, FailureKind, History, decide, failure_kind
 from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
-from aidp.state.store import Fence, Store
+from aidp.state.store import Fence, Store, Tx
 from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.process import CappedLog, build_env, run_process
 from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
@@ -188,20 +188,26 @@ class Executor:
             wsr.head_sha = str(wt.pygit.head.target)
         wsr.worktree_path = str(wsr.worktree.path)
         wsr.needs_reset = False
-        with self.store.write(self.fence) as tx:
+        worktree_path, base_sha, head_sha = wsr.worktree_path, wsr.base_sha, wsr.head_sha
+
+        def record(tx: Tx) -> None:
             tx.update_ws(
                 self.run_id,
                 wsr.ws.id,
                 status=WorkstreamState.RUNNING.value,
-                worktree=wsr.worktree_path,
-                base_sha=wsr.base_sha,
-                head_sha=wsr.head_sha,
+                worktree=worktree_path,
+                base_sha=base_sha,
+                head_sha=head_sha,
                 **({"started_at": tx.now} if fresh else {}),
             )
             if fresh:
                 tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
-            tx.event(self.run_id, "workstream.prepared", wsr.ws.id, worktree=wsr.worktree_path,
-                     base_sha=wsr.base_sha)
+            tx.event(self.run_id, "workstream.prepared", wsr.ws.id, worktree=worktree_path,
+                     base_sha=base_sha)
+
+        # Recorded in this thread's next fenced write (the attempt's start, or whatever the
+        # attempt writes first): one commit less per workstream. Before the tool runs either way.
+        self.store.defer(self.fence, record)
 
     # -- one attempt -------------------------------------------------------------------------
 

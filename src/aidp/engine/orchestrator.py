@@ -30,7 +30,7 @@ from aidp.engine.executor import (
     WorkstreamRuntime,
     branch_name,
 )
-from aidp.engine.scheduler import chain_ranks, conflict_map, pick_ready
+from aidp.engine.scheduler import chain_ranks, conflict_map, pick_ready, rank_order
 from aidp.engine.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
@@ -251,9 +251,13 @@ class _Orchestrator:
         heartbeat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,),
                                      name="aidp-lease", daemon=True)
         heartbeat.start()
-        self.pool = WorktreePool(self.repo)
+        # Released worktrees keep their branch until the end of the run (detached below): a
+        # HEAD and reflog write less per workstream. Merge targets are detached at once.
+        self.pool = WorktreePool(self.repo, detach_on_release=False)
         try:
             self._load(row)
+            self.pool.always_detach = frozenset(
+                wsr.ws.merge.into for wsr in self.ws.values() if wsr.ws.merge is not None)
             self.executor = Executor(store=self.store, fence=self.fence, repo=self.repo,
                                      settings=self.settings, pool=self.pool, cancel=self.cancel,
                                      on_output=self.reporter.output, clock=self.clock)
@@ -266,6 +270,7 @@ class _Orchestrator:
             for wsr in self.ws.values():
                 if wsr.worktree is not None:
                     self._release(wsr)
+            self.pool.detach_released()
             heartbeat.join(timeout=5)
             if self.lease_lost is None:
                 release_lease(self.store, self.fence)
@@ -440,6 +445,7 @@ class _Orchestrator:
         busy: set[str] = set()
         tools: Counter[str] = Counter()
         limits = {name: p.concurrency for name, p in self.settings.tools.items()}
+        order = rank_order(self.ws, self.ranks)  # finished workstreams are dropped as they end
         next_cancel_poll = 0.0
         while True:
             if self.lease_lost is not None:
@@ -459,6 +465,7 @@ class _Orchestrator:
                     self.ws, self.steps, busy=busy, running_tools=tools,
                     tool_limits=limits, slots=self.parallel - len(running), now=now,
                     ranks=self.ranks, conflicts=self.conflicts, waived=self.user_skipped,
+                    order=order,
                 ):
                     if wsr.state is WorkstreamState.PENDING:
                         self._start_ws(wsr, record=False)
@@ -485,6 +492,8 @@ class _Orchestrator:
                 tools[sr.step.tool] -= 1
                 report = future.result()  # an exception here is a bug: let it surface
                 self._on_report(wsr, sr, report)
+            if done:
+                order = [w for w in order if not w.state.terminal]
 
     def _skip_unreachable(self) -> None:
         """Nothing runs and nothing can start: what is left can never become ready. Each is

@@ -10,12 +10,13 @@ first (finishing work frees worktrees), then the longest remaining chain (critic
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
+from itertools import chain
 
 from aidp.engine.executor import StepRuntime, WorkstreamRuntime
 from aidp.engine.states import StepState, WorkstreamState
 
-__all__ = ["chain_ranks", "conflict_map", "next_step", "pick_ready"]
+__all__ = ["chain_ranks", "conflict_map", "next_step", "pick_ready", "rank_order"]
 
 
 def chain_ranks(workstreams: Mapping[str, WorkstreamRuntime]) -> dict[str, int]:
@@ -38,6 +39,13 @@ def chain_ranks(workstreams: Mapping[str, WorkstreamRuntime]) -> dict[str, int]:
     return ranks
 
 
+def rank_order(workstreams: Mapping[str, WorkstreamRuntime], ranks: Mapping[str, int]
+               ) -> list[WorkstreamRuntime]:
+    """The workstreams by decreasing rank (ties: in the given order), for ``pick_ready``'s
+    ``order``: computed once per run instead of sorted at every scheduling round."""
+    return sorted(workstreams.values(), key=lambda w: -ranks.get(w.ws.id, 0))
+
+
 def next_step(wsr: WorkstreamRuntime, steps: Mapping[str, StepRuntime], now: float,
               waived: Set[str] = frozenset()) -> StepRuntime | None:
     """The first step of ``wsr`` (in topological order) that may start at ``now``.
@@ -47,13 +55,13 @@ def next_step(wsr: WorkstreamRuntime, steps: Mapping[str, StepRuntime], now: flo
     """
     for step_id in wsr.step_order:
         sr = steps[f"{wsr.ws.id}/{step_id}"]
-        if sr.state is StepState.PENDING or (
+        due = sr.state is StepState.PENDING or (
             sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN)
             and (sr.next_attempt_at or 0.0) <= now
-        ):
-            if all(steps[key].state is StepState.COMPLETED or key in waived
-                   for key in (f"{wsr.ws.id}/{d}" for d in sr.step.depends_on)):
-                return sr
+        )
+        if due and all(steps[key].state is StepState.COMPLETED or key in waived
+                       for key in (f"{wsr.ws.id}/{d}" for d in sr.step.depends_on)):
+            return sr
     return None
 
 
@@ -69,29 +77,30 @@ def pick_ready(
     ranks: Mapping[str, int],
     conflicts: Mapping[str, frozenset[str]],
     waived: Set[str] = frozenset(),
+    order: Sequence[WorkstreamRuntime] | None = None,
 ) -> list[tuple[WorkstreamRuntime, StepRuntime]]:
     """Choose up to ``slots`` (workstream, step) pairs to start now.
 
     ``busy``: workstreams with a step in flight; ``running_tools``: steps in flight per profile;
     ``tool_limits``: profile -> max concurrent steps (0 or absent: no limit);
-    ``ranks``: from :func:`chain_ranks`; ``conflicts``: from :func:`conflict_map`.
+    ``ranks``: from :func:`chain_ranks`; ``conflicts``: from :func:`conflict_map`;
+    ``order``: :func:`rank_order` of ``workstreams``, possibly without finished ones (the
+    caller keeps it, saving a sort per call).
     """
     if slots <= 0:
         return []
-    active = {
-        ws_id for ws_id, wsr in workstreams.items() if wsr.state is WorkstreamState.RUNNING
-    }
-    order = sorted(
-        workstreams.values(),
-        key=lambda w: (w.state is not WorkstreamState.RUNNING, -ranks.get(w.ws.id, 0)),
-    )
+    if order is None:
+        order = rank_order(workstreams, ranks)
+    running = [w for w in order if w.state is WorkstreamState.RUNNING]
+    active = {w.ws.id for w in running}
     tools = Counter(running_tools)
     chosen: list[tuple[WorkstreamRuntime, StepRuntime]] = []
-    for wsr in order:
+    # Active workstreams first (finishing work frees worktrees), then pending ones by rank.
+    for wsr in chain(running, (w for w in order if w.state is WorkstreamState.PENDING)):
         if len(chosen) >= slots:
             break
         ws_id = wsr.ws.id
-        if ws_id in busy or wsr.state not in (WorkstreamState.PENDING, WorkstreamState.RUNNING):
+        if ws_id in busy:
             continue
         if wsr.state is WorkstreamState.PENDING:
             if any(workstreams[d].state is not WorkstreamState.COMPLETED

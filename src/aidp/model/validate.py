@@ -391,8 +391,29 @@ def _scope_conflicts(
     problems = []
     below = {it.ws.id: descendants(edges, it.ws.id) for it in items}
     declared = {frozenset((it.ws.id, o)) for it in items for o in it.ws.conflicts_with}
+    # Two globs can only overlap when the first segments of their literal prefixes are equal
+    # (see globs_overlap), so only workstreams sharing such a segment -- or holding a glob
+    # without one -- are compared: near-linear for scopes in separate directories.
+    by_head: dict[str, list[int]] = {}
+    open_ended: list[int] = []
+    for index, item in enumerate(items):
+        heads = {glob_literal_prefix(glob).split("/", 1)[0] for glob in item.ws.scope}
+        if "" in heads:
+            open_ended.append(index)
+        for head in heads - {""}:
+            by_head.setdefault(head, []).append(index)
+    open_set = set(open_ended)
     for j, later in enumerate(items):
-        for earlier in items[:j]:
+        if j in open_set:
+            candidates: Iterable[int] = range(j)
+        else:
+            found = {i for i in open_ended if i < j}
+            for glob in later.ws.scope:
+                found.update(i for i in by_head[glob_literal_prefix(glob).split("/", 1)[0]]
+                             if i < j)
+            candidates = sorted(found)
+        for i in candidates:
+            earlier = items[i]
             a, b = earlier.ws.id, later.ws.id
             if b in below[a] or a in below[b] or frozenset((a, b)) in declared:
                 continue

@@ -23,10 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Row, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from aidp.exceptions import InputError, NotFoundError
 from aidp.resilience.breaker import (
     Admission,
@@ -38,8 +34,7 @@ from aidp.resilience.breaker import (
     release,
     reset,
 )
-from aidp.state.store import Store
-from aidp.state.tables import breakers
+from aidp.state.store import Store, Tx
 
 __all__ = ["BreakerBook", "BreakerRow", "Permit", "breaker_keys", "endpoint_key", "profile_key"]
 
@@ -157,13 +152,13 @@ class BreakerBook:
         if not ordered:
             raise ValueError("admit_all needs at least one key")
         with self.store.write() as tx:
-            rows = {key: _lock(tx.conn, key, tx.now) for key in ordered}
+            rows = {key: _lock(tx, key, tx.now) for key in ordered}
             at = self.clock() if now is None else now
             results = {key: admit(rows[key], policy, at) for key in ordered}
             allowed = all(a.allowed for a, _ in results.values())
             for key, (answer, snapshot) in results.items():
                 if allowed or not answer.allowed:
-                    _save(tx.conn, key, snapshot, policy, at)
+                    _save(tx, key, snapshot, policy, at)
         return Permit({key: answer for key, (answer, _) in results.items()})
 
     def record(
@@ -198,14 +193,14 @@ class BreakerBook:
         _check_allowed(permit)
         after: dict[str, BreakerSnapshot] = {}
         with self.store.write() as tx:
-            rows = {key: _lock(tx.conn, key, tx.now) for key in sorted(permit.admissions)}
+            rows = {key: _lock(tx, key, tx.now) for key in sorted(permit.admissions)}
             at = self.clock() if now is None else now
             for key, locked in rows.items():
                 admission = permit.admissions[key]
                 snapshot = record(locked, policy, at, success=success,
                                   transient=transient, retry_after=retry_after,
                                   probe=admission.probe, call_id=admission.call_id)
-                _save(tx.conn, key, snapshot, policy, at)
+                _save(tx, key, snapshot, policy, at)
                 after[key] = snapshot
         return after
 
@@ -221,13 +216,13 @@ class BreakerBook:
         _check_allowed(permit)
         after: dict[str, BreakerSnapshot] = {}
         with self.store.write() as tx:
-            rows = {key: _lock(tx.conn, key, tx.now) for key in sorted(permit.admissions)}
+            rows = {key: _lock(tx, key, tx.now) for key in sorted(permit.admissions)}
             at = self.clock() if now is None else now
             for key, locked in rows.items():
                 call_id = permit.admissions[key].call_id
                 assert call_id is not None  # every allowed admission carries one
                 snapshot = release(locked, policy, at, call_id=call_id)
-                _save(tx.conn, key, snapshot, policy, at)
+                _save(tx, key, snapshot, policy, at)
                 after[key] = snapshot
         return after
 
@@ -235,25 +230,25 @@ class BreakerBook:
         """Close breaker ``key`` by hand (its lifetime counters stay); NotFoundError if no
         breaker has that key."""
         with self.store.write() as tx:
-            row = tx.conn.execute(_select_for_update(tx.conn, key)).first()
+            row = _select_for_update(tx, key)
             if row is None:
                 raise NotFoundError(f"no breaker {key!r}",
                                     hint="`aidp breakers list` shows the known keys")
             at = self.clock() if now is None else now
             snapshot = reset(_snapshot(row), at)
-            tx.conn.execute(update(breakers).where(breakers.c.key == key).values(
-                state=snapshot.state.value, reopen_at=snapshot.reopen_at,
-                snapshot=_dump(snapshot.to_dict()), updated_at=at,
-            ))
+            tx.execute(
+                'UPDATE breakers SET state = :state, reopen_at = :reopen_at, '
+                'snapshot = :snapshot, updated_at = :updated_at WHERE "key" = :key',
+                {"state": snapshot.state.value, "reopen_at": snapshot.reopen_at,
+                 "snapshot": _dump(snapshot.to_dict()), "updated_at": at, "key": key})
         return snapshot
 
     # -- reads -------------------------------------------------------------------------------
 
     def row(self, key: str) -> BreakerRow | None:
         """The stored breaker ``key``, or None if no call was ever admitted on it."""
-        with self.store.reader.connect() as conn:
-            row = conn.execute(select(breakers).where(breakers.c.key == key)).first()
-        return None if row is None else _row(row)
+        rows = self.store.read('SELECT * FROM breakers WHERE "key" = :key', {"key": key})
+        return _row(rows[0]) if rows else None
 
     def snapshot(self, key: str, now: float | None = None) -> BreakerSnapshot | None:
         """Breaker ``key`` as of ``now`` (see :meth:`BreakerRow.view`), or None if unknown."""
@@ -262,9 +257,7 @@ class BreakerBook:
 
     def list(self) -> list[BreakerRow]:
         """Every stored breaker, in key order."""
-        with self.store.reader.connect() as conn:
-            rows = conn.execute(select(breakers).order_by(breakers.c.key)).all()
-        return [_row(r) for r in rows]
+        return [_row(r) for r in self.store.read('SELECT * FROM breakers ORDER BY "key"')]
 
 
 def _check_allowed(permit: Permit) -> None:
@@ -277,49 +270,49 @@ def _dump(data: Mapping[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
-def _snapshot(row: Row[Any]) -> BreakerSnapshot:
+def _snapshot(row: Any) -> BreakerSnapshot:
     return BreakerSnapshot.from_dict(json.loads(row.snapshot))
 
 
-def _row(row: Row[Any]) -> BreakerRow:
+def _row(row: Any) -> BreakerRow:
     policy = None if row.policy is None else BreakerPolicy.from_dict(json.loads(row.policy))
     return BreakerRow(row.key, _snapshot(row), policy, float(row.updated_at))
 
 
-def _select_for_update(conn: Connection, key: str) -> Any:
-    query = select(breakers).where(breakers.c.key == key)
-    # SQLite: the BEGIN IMMEDIATE transaction already excludes every other writer.
-    return query if conn.dialect.name == "sqlite" else query.with_for_update()
+def _select_for_update(tx: Tx, key: str) -> Any | None:
+    """The row of ``key`` (None if missing), locked until the transaction ends. SQLite: the
+    BEGIN IMMEDIATE transaction already excludes every other writer."""
+    sql = 'SELECT * FROM breakers WHERE "key" = :key'
+    rows = tx.execute(sql if tx.dialect == "sqlite" else sql + " FOR UPDATE", {"key": key})
+    return rows[0] if rows else None
 
 
-def _lock(conn: Connection, key: str, now: float) -> BreakerSnapshot:
+_CREATE = (
+    'INSERT INTO breakers ("key", state, reopen_at, snapshot, policy, updated_at) '
+    'VALUES (:key, :state, :reopen_at, :snapshot, :policy, :updated_at) '
+    'ON CONFLICT ("key") DO NOTHING'
+)
+
+
+def _lock(tx: Tx, key: str, now: float) -> BreakerSnapshot:
     """The snapshot of ``key``, its row locked until the transaction ends (created if new)."""
-    row = conn.execute(_select_for_update(conn, key)).first()
+    row = _select_for_update(tx, key)
     if row is None:
         fresh = BreakerSnapshot()
-        values = dict(key=key, state=fresh.state.value, reopen_at=None,
-                      snapshot=_dump(fresh.to_dict()), policy=None, updated_at=now)
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            # Two transactions may both find no row: the second INSERT waits for the first to
-            # commit, then does nothing, and both lock the one row below.
-            conn.execute(pg_insert(breakers).values(**values)
-                         .on_conflict_do_nothing(index_elements=[breakers.c.key]))
-        elif dialect == "sqlite":
-            conn.execute(sqlite_insert(breakers).values(**values)
-                         .on_conflict_do_nothing(index_elements=[breakers.c.key]))
-        else:
-            conn.execute(insert(breakers).values(**values))
-        row = conn.execute(_select_for_update(conn, key)).one()
+        # PostgreSQL: two transactions may both find no row: the second INSERT waits for the
+        # first to commit, then does nothing, and both lock the one row below.
+        tx.execute(_CREATE, dict(key=key, state=fresh.state.value, reopen_at=None,
+                                 snapshot=_dump(fresh.to_dict()), policy=None, updated_at=now))
+        row = _select_for_update(tx, key)
+        assert row is not None
     return _snapshot(row)
 
 
-def _save(conn: Connection, key: str, snapshot: BreakerSnapshot, policy: BreakerPolicy,
+def _save(tx: Tx, key: str, snapshot: BreakerSnapshot, policy: BreakerPolicy,
           now: float) -> None:
-    conn.execute(update(breakers).where(breakers.c.key == key).values(
-        state=snapshot.state.value,
-        reopen_at=snapshot.reopen_at,
-        snapshot=_dump(snapshot.to_dict()),
-        policy=_dump(policy.to_dict()),
-        updated_at=now,
-    ))
+    tx.execute(
+        'UPDATE breakers SET state = :state, reopen_at = :reopen_at, snapshot = :snapshot, '
+        'policy = :policy, updated_at = :updated_at WHERE "key" = :key',
+        {"state": snapshot.state.value, "reopen_at": snapshot.reopen_at,
+         "snapshot": _dump(snapshot.to_dict()), "policy": _dump(policy.to_dict()),
+         "updated_at": now, "key": key})

@@ -1,28 +1,45 @@
-"""Database engines and migrations.
+"""Database connections, engines and migrations.
 
 SQLite (the default, in ``<repo>/.aidp/aidp.db``) runs in WAL mode with a busy timeout, and every
-write transaction starts with ``BEGIN IMMEDIATE``: a deferred read-then-write transaction fails at
-once under two writers despite the busy timeout. Read-only work uses :func:`read_engine`, whose
-transactions start with a plain ``BEGIN`` so readers never wait for the write lock.
+write transaction starts with ``BEGIN IMMEDIATE``: a deferred read-then-write transactions fails
+at once under two writers despite the busy timeout. The store talks to a SQLite file through the
+standard library's ``sqlite3`` (:func:`connect_sqlite`), creating a new database from the
+pre-rendered :mod:`aidp.state.sqlite_schema`: a run on SQLite never imports SQLAlchemy, whose
+import alone costs more than an empty run. Reads run in autocommit mode (one statement each), so
+readers never wait for the write lock.
 
-Any SQLAlchemy URL works (``postgresql+psycopg://...``); the schema is created and upgraded with
+Any other SQLAlchemy URL (``postgresql+psycopg://...``) goes through a SQLAlchemy engine
+(:func:`make_engine`), and so does every schema upgrade: the schema is created and upgraded with
 Alembic. Importing Alembic costs ~100 ms, so it is imported only when the schema is not at
 :data:`HEAD_REVISION` already.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from typing import TYPE_CHECKING, Any
 
 from aidp.exceptions import ConfigError
 
-__all__ = ["HEAD_REVISION", "make_engine", "migrate", "read_engine", "sqlite_url"]
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+__all__ = [
+    "HEAD_REVISION",
+    "connect_sqlite",
+    "create_sqlite_schema",
+    "make_engine",
+    "migrate",
+    "read_engine",
+    "sqlite_file",
+    "sqlite_revision",
+    "sqlite_url",
+]
 
 HEAD_REVISION = "0004"  # a test proves it equals the newest migration's revision
 BUSY_TIMEOUT_MS = 30_000
+_SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 
 
 def sqlite_url(path: Path) -> str:
@@ -30,8 +47,81 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+pysqlite:///{path}"
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file of a plain SQLite URL (``sqlite[+pysqlite]:///PATH``, no query), else None:
+    such a database is opened with :func:`connect_sqlite`; any other URL (in-memory, URI
+    options, another driver) through SQLAlchemy."""
+    for prefix in _SQLITE_PREFIXES:
+        if url.startswith(prefix):
+            path = url[len(prefix):]
+            if path and path != ":memory:" and "?" not in path:
+                return path
+    return None
+
+
+def connect_sqlite(path: str) -> sqlite3.Connection:
+    """A ``sqlite3`` connection in autocommit mode (transactions are begun explicitly, so that
+    writers can say ``BEGIN IMMEDIATE``), WAL, a busy timeout, foreign keys on; usable from any
+    thread (one at a time)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           timeout=BUSY_TIMEOUT_MS / 1000)
+    _configure_sqlite_connection(conn)
+    return conn
+
+
+def _configure_sqlite_connection(dbapi_conn: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def sqlite_revision(conn: sqlite3.Connection) -> str | None:
+    """The Alembic revision of the SQLite database behind ``conn``; None when it has no
+    ``alembic_version`` table; ``""`` when it has tables but no version (not aidp's)."""
+    names = {row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "alembic_version" not in names:
+        return "" if names else None
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return str(row[0]) if row else ""
+
+
+def create_sqlite_schema(conn: sqlite3.Connection) -> bool:
+    """Bring an **empty** SQLite database to :data:`HEAD_REVISION` from the pre-rendered DDL
+    (the same tables as :func:`migrate` makes, stamped the way Alembic stamps). Returns False
+    when the database was not empty (nothing is changed): use :func:`migrate` then."""
+    from aidp.state.sqlite_schema import DDL
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if sqlite_revision(conn) is not None:  # someone else was faster, or not ours
+            conn.execute("ROLLBACK")
+            return False
+        for statement in DDL:
+            conn.execute(statement)
+        conn.execute(_ALEMBIC_VERSION_DDL)
+        conn.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD_REVISION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True
+
+
+_ALEMBIC_VERSION_DDL = (
+    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+)
+
+
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE``."""
+    """Create a SQLAlchemy engine for ``url``; SQLite gets WAL, a busy timeout and
+    ``BEGIN IMMEDIATE``."""
+    from sqlalchemy import create_engine
+
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url)
@@ -52,16 +142,13 @@ def read_engine(engine: Engine) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
+    from sqlalchemy import event
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy (not pysqlite) issue BEGIN, so that we can choose IMMEDIATE.
         dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
+        _configure_sqlite_connection(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -75,6 +162,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The Alembic revision the database is at, or None for an empty database."""
+    from sqlalchemy import inspect, text
+
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None
@@ -90,6 +179,8 @@ def migrate(engine: Engine, *, replay: bool = False) -> None:
     migrations build. ``replay=True`` runs every migration instead; an existing older database
     is always upgraded by its migrations.
     """
+    from sqlalchemy import text
+
     revision = current_revision(engine)
     if revision == HEAD_REVISION:
         return
@@ -108,6 +199,8 @@ _MIGRATE_LOCK = 0x61696470  # "aidp"
 
 def _migrate(conn: Connection, *, replay: bool) -> None:
     """Create or upgrade the schema inside ``conn``'s transaction (PostgreSQL)."""
+    from sqlalchemy import inspect, text
+
     if not conn.execute(text("SELECT to_regclass('alembic_version')")).scalar():
         revision = None
     else:
@@ -118,10 +211,7 @@ def _migrate(conn: Connection, *, replay: bool) -> None:
         from aidp.state.tables import metadata
 
         metadata.create_all(conn)
-        conn.execute(text(
-            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
-        ))
+        conn.execute(text(_ALEMBIC_VERSION_DDL))
         conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
                      {"v": HEAD_REVISION})
         return
@@ -135,6 +225,8 @@ def _migrate(conn: Connection, *, replay: bool) -> None:
 
 
 def _migrate_sqlite(engine: Engine, revision: str | None, *, replay: bool) -> None:
+    from sqlalchemy import inspect, text
+
     if revision is None and not replay:
         with engine.connect() as conn:
             empty = not inspect(conn).get_table_names()
@@ -143,10 +235,7 @@ def _migrate_sqlite(engine: Engine, revision: str | None, *, replay: bool) -> No
 
             with engine.begin() as conn:
                 metadata.create_all(conn)
-                conn.execute(text(
-                    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-                    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
-                ))
+                conn.execute(text(_ALEMBIC_VERSION_DDL))
                 conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
                              {"v": HEAD_REVISION})
             return
@@ -163,8 +252,9 @@ def _migrate_sqlite(engine: Engine, revision: str | None, *, replay: bool) -> No
 def _redact(url: str) -> str:
     """Hide a password in a database URL."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparseable URL: show no part of it that could hold a secret
+    except (ValueError, TypeError, ArgumentError):  # show no part that could hold a secret
         return "<unparseable URL>"

@@ -14,19 +14,16 @@ import socket
 import time
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
-
 from aidp.exceptions import LeaseHeldError
 from aidp.procfs import is_alive, self_identity
 from aidp.state.store import Fence, Store
-from aidp.state.tables import leases
 
 __all__ = ["LEASE_TTL_S", "acquire_lease", "lease_is_live", "release_lease", "renew_lease"]
 
 LEASE_TTL_S = 30.0
 
 
-def lease_is_live(row: Row[Any] | None, now: float | None = None) -> bool:
+def lease_is_live(row: Any | None, now: float | None = None) -> bool:
     """True while the lease in ``row`` protects its holder."""
     if row is None or row.released:
         return False
@@ -43,14 +40,11 @@ def acquire_lease(store: Store, run_id: str, *, ttl_s: float = LEASE_TTL_S) -> F
     host = socket.gethostname()
     holder = f"pid {pid} on {host}"
     with store.write() as tx:
-        query = select(leases).where(leases.c.run_id == run_id)
-        if tx.conn.dialect.name != "sqlite":
-            query = query.with_for_update()
-        row = tx.conn.execute(query).first()
+        row = tx.lease_row(run_id)
         if row is not None and lease_is_live(row, tx.now):
             raise LeaseHeldError(run_id, row.holder, row.expires_at - tx.now)
         token = 1 if row is None else int(row.token) + 1
-        values = dict(
+        values: dict[str, Any] = dict(
             holder=holder,
             host=host,
             pid=pid,
@@ -62,9 +56,9 @@ def acquire_lease(store: Store, run_id: str, *, ttl_s: float = LEASE_TTL_S) -> F
             released=False,
         )
         if row is None:
-            tx.conn.execute(insert(leases).values(run_id=run_id, **values))
+            tx.insert_lease(run_id=run_id, **values)
         else:
-            tx.conn.execute(update(leases).where(leases.c.run_id == run_id).values(**values))
+            tx.update_lease(run_id, **values)
         tx.event(run_id, "lease.acquired", holder=holder, token=token,
                  previous=None if row is None else row.holder)
     return Fence(run_id, token)
@@ -73,18 +67,10 @@ def acquire_lease(store: Store, run_id: str, *, ttl_s: float = LEASE_TTL_S) -> F
 def renew_lease(store: Store, fence: Fence, *, ttl_s: float = LEASE_TTL_S) -> None:
     """Extend our lease; raises LeaseLostError if it was taken over."""
     with store.write(fence) as tx:
-        tx.conn.execute(
-            update(leases)
-            .where(leases.c.run_id == fence.run_id)
-            .values(renewed_at=tx.now, expires_at=tx.now + ttl_s)
-        )
+        tx.update_lease(fence.run_id, renewed_at=tx.now, expires_at=tx.now + ttl_s)
 
 
 def release_lease(store: Store, fence: Fence) -> None:
     """Give the lease up (a no-op if it was already taken over)."""
     with store.write() as tx:
-        tx.conn.execute(
-            update(leases)
-            .where(leases.c.run_id == fence.run_id, leases.c.token == fence.token)
-            .values(released=True, expires_at=tx.now)
-        )
+        tx.update_lease(fence.run_id, only_token=fence.token, released=True, expires_at=tx.now)

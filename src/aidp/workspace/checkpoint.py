@@ -24,13 +24,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import pygit2
-from pygit2.enums import CheckoutStrategy
+from typing import TYPE_CHECKING
 
 from aidp.exceptions import InputError, StateError
 from aidp.workspace.git import run_git
 from aidp.workspace.worktrees import Worktree
+
+if TYPE_CHECKING:  # pygit2 (~50-90 ms to import) loads with the first worktree, not at start-up
+    import pygit2
 
 __all__ = [
     "TRAILER_ATTEMPT",
@@ -65,6 +66,8 @@ class CheckpointCommit:
 
 
 def _head_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
+    import pygit2
+
     if repo.head_is_unborn:
         return None
     return repo.head.peel(pygit2.Commit).tree
@@ -162,6 +165,8 @@ def commit_staged(
         StateError: HEAD is not on ``wt.branch``.
         InputError: the message or trailers are malformed.
     """
+    import pygit2
+
     text = format_message(message, body, trailers)
     repo = wt.pygit
     head = repo.lookup_reference("HEAD")
@@ -183,6 +188,8 @@ def discard_unstaged(wt: Worktree) -> None:
 
     Used after acceptance checks, which may leave files behind.
     """
+    from pygit2.enums import CheckoutStrategy
+
     repo = wt.pygit
     repo.index.read(False)
     strategy = CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED

@@ -18,6 +18,7 @@ import fcntl
 import os
 import re
 import shutil
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -155,11 +156,24 @@ class WorktreePool:
     worktree.
     """
 
-    def __init__(self, repo: Path, root: Path | None = None) -> None:
+    def __init__(self, repo: Path, root: Path | None = None, *, detach_on_release: bool = True,
+                 always_detach: Collection[str] = ()) -> None:
+        """``detach_on_release=False``: :meth:`release` leaves the branch checked out in the
+        idle slot (a HEAD and reflog write less per workstream) until the slot is acquired
+        again or :meth:`detach_released` runs -- which the owner must call when done (a
+        branch in ``always_detach``, a merge target for example, is still detached at once).
+        The next :meth:`acquire` of such a branch elsewhere detaches it from its idle slot."""
         self.repo = repo_root(repo).resolve()
         self.root = (root if root is not None else self.repo / ".aidp" / "worktrees").resolve()
         self._prepared = False
         self._identity: Identity | None = None
+        self.detach_on_release = detach_on_release
+        self.always_detach = frozenset(always_detach)
+        self._attached: set[Path] = set()  # released idle slots still holding their branch
+        self._attached_lock = threading.Lock()
+        # Slots this pool gave back, newest last: tried before scanning the pool directory
+        # (which reads every slot's .git file) -- the common case of a run reusing its slots.
+        self._released: list[Path] = []
 
     # -- acquire / release -------------------------------------------------------------------
 
@@ -197,6 +211,9 @@ class WorktreePool:
                 raise InputError(f"cannot start branch {branch} at {start_point!r}: no such commit")
         self._prepare_root()
         path, fd = self._claim_slot(prefer)
+        if self._attached:
+            with self._attached_lock:
+                self._attached.discard(path)
         try:
             self._materialise(path, commit if commit is not None else f"refs/heads/{branch}")
             self._switch(path, branch, commit)
@@ -218,7 +235,10 @@ class WorktreePool:
         if wt.released:
             return
         try:
-            if wt._pygit is not None:
+            if not self.detach_on_release and wt.branch not in self.always_detach:
+                with self._attached_lock:
+                    self._attached.add(wt.path)
+            elif wt._pygit is not None:
                 # In-process: no git process, and no index refresh (which stat()s every file).
                 wt._pygit.set_head(wt._pygit.head.target)  # an Oid: detached
             elif wt.path.exists():
@@ -229,6 +249,38 @@ class WorktreePool:
                 )
         finally:
             wt._close()
+            if wt.path.parent == self.root:
+                self._released.append(wt.path)
+
+    def detach_released(self) -> builtins.list[Path]:
+        """Detach HEAD in the idle slots :meth:`release` left on their branch (see
+        ``detach_on_release``); slots in use by anyone are skipped. Returns those detached."""
+        with self._attached_lock:
+            paths, self._attached = sorted(self._attached), set()
+        if not paths:
+            return []
+        import pygit2
+
+        detached: builtins.list[Path] = []
+        for path in paths:
+            fd = _try_lock(self._lock_path(path))
+            if fd is None:
+                continue  # taken again (by another process): its holder detaches it
+            try:
+                repo = pygit2.Repository(str(path))
+                try:
+                    if not repo.head_is_detached and not repo.head_is_unborn:
+                        repo.set_head(repo.head.target)
+                        detached.append(path)
+                finally:
+                    repo.free()
+            except (pygit2.GitError, KeyError, ValueError):
+                # an unreadable slot: git itself then, as release does without pygit2
+                run_git(["update-ref", "--no-deref", "-m", "aidp: release", "HEAD", "HEAD"],
+                        path, check=False)
+            finally:
+                os.close(fd)
+        return detached
 
     def detach_idle(self, branches: Collection[str]) -> builtins.list[Path]:
         """Detach HEAD in idle pooled worktrees that have one of ``branches`` checked out.
@@ -339,11 +391,20 @@ class WorktreePool:
             prefer = prefer.resolve()
             if prefer.parent == self.root and _SLOT.fullmatch(prefer.name):
                 candidates.append(prefer)
-        candidates.extend(p for p in self._slot_dirs() if _is_worktree_dir(p))
+        while self._released:  # list.pop is atomic: threads never get the same entry
+            try:
+                candidates.append(self._released.pop())
+            except IndexError:
+                break
         for path in candidates:
             fd = _try_lock(self._lock_path(path))
             if fd is not None:
                 return path, fd
+        for path in self._slot_dirs():
+            if _is_worktree_dir(path):
+                fd = _try_lock(self._lock_path(path))
+                if fd is not None:
+                    return path, fd
         number = 0
         while True:  # first free number; the lock, not the directory, decides who owns it
             path = self.root / f"pool-{number}"
