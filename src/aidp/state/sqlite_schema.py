@@ -93,6 +93,32 @@ DDL: tuple[str, ...] = (
         ')'
     ),
     (
+        'CREATE TABLE proposal_transitions (\n'
+        '\tid INTEGER NOT NULL, \n'
+        '\tchange_id VARCHAR(128) NOT NULL, \n'
+        '\tfrom_state VARCHAR(24), \n'
+        '\tto_state VARCHAR(24) NOT NULL, \n'
+        '\taction VARCHAR(24) NOT NULL, \n'
+        '\tactor VARCHAR(255) NOT NULL, \n'
+        '\tcomment TEXT, \n'
+        '\tts FLOAT NOT NULL, \n'
+        '\tCONSTRAINT pk_proposal_transitions PRIMARY KEY (id)\n'
+        ')'
+    ),
+    (
+        'CREATE INDEX ix_proposal_transitions_change_id_id ON proposal_transitions (change_id, id)'
+    ),
+    (
+        'CREATE TABLE proposals (\n'
+        '\tchange_id VARCHAR(128) NOT NULL, \n'
+        '\tstate VARCHAR(24) NOT NULL, \n'
+        '\ttitle TEXT, \n'
+        '\tcreated_at FLOAT NOT NULL, \n'
+        '\tupdated_at FLOAT NOT NULL, \n'
+        '\tCONSTRAINT pk_proposals PRIMARY KEY (change_id)\n'
+        ')'
+    ),
+    (
         'CREATE TABLE runs (\n'
         '\tid VARCHAR(32) NOT NULL, \n'
         '\tstatus VARCHAR(16) NOT NULL, \n'
