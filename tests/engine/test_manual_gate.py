@@ -77,7 +77,7 @@ def test_reject_fails_the_step_with_the_reason(cli: Cli, tmp_path: Path) -> None
         assert missing.returncode == 4
         cli("reject", data["run_id"], "docs/review", "--reason", "not what we need",
             check=True)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 1, err

@@ -224,7 +224,8 @@ workstreams:
   - id: w
     steps:
       - id: s
-        run: "n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; test $n -ge 3"
+        run: "n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter};
+              test $n -ge 3"
         retry: {{max_attempts: 3, initial_delay: 30, factor: 2}}
 """))
     plan = load_plan([plan_path])

@@ -91,7 +91,8 @@ def test_unknown_has_its_own_cap() -> None:
 
 def test_classes_not_in_retry_on_fail_at_once() -> None:
     """retry_on: [transient] leaves unknown failures unretried."""
-    verdict, _ = run(History(), FailureKind.UNKNOWN, r=retry(max_attempts=5, retry_on=["transient"]))
+    only_transient = retry(max_attempts=5, retry_on=["transient"])
+    verdict, _ = run(History(), FailureKind.UNKNOWN, r=only_transient)
     assert verdict.action is Action.FAIL
 
 

@@ -172,5 +172,5 @@ def write_bundle(path: Path, data: dict[str, Any], *, worktree: Path | None,
 def _git(worktree: Path, *args: str) -> str:
     try:
         return run_git(list(args), worktree, check=False, timeout_s=30).stdout
-    except Exception as exc:  # diagnostics must never fail the attempt's bookkeeping
+    except Exception as exc:  # noqa: BLE001 -- diagnostics must never fail the bookkeeping
         return f"(git {' '.join(args)} failed: {exc})"

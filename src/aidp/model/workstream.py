@@ -18,8 +18,8 @@ __all__ = [
     "Budget",
     "Check",
     "Compensation",
-    "FixPolicy",
     "Duration",
+    "FixPolicy",
     "MergeSpec",
     "MergeStrategy",
     "RetryClass",
@@ -45,7 +45,8 @@ def parse_duration(value: Any) -> Any:
     if isinstance(value, str):
         match = _DURATION_RE.match(value)
         if not match:
-            raise ValueError(f"{value!r} is not a duration (use seconds or '500ms', '30s', '10m', '1h')")
+            raise ValueError(
+                f"{value!r} is not a duration (use seconds or '500ms', '30s', '10m', '1h')")
         return float(match.group(1)) * _UNIT_S[match.group(2)]
     return value
 
