@@ -711,13 +711,15 @@ class Executor:
         assert wsr.worktree is not None
         worktree = wsr.worktree.path
         attempt_dir = self.run_dir / "attempts" / wsr.ws.id / f"{step.id}.{number}"
-        attempt_dir.mkdir(parents=True, exist_ok=True)
+        local = profile.adapter in ("shell", "manual")  # no HOME, config or file list needed
+        if not local:
+            attempt_dir.mkdir(parents=True, exist_ok=True)
         sink = self.on_output
         invocation = Invocation(
             run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, attempt=number,
             profile_name=profile_name, profile=profile, worktree=worktree, prompt=prompt,
             prompt_file=Path(str(values["prompt_file"])) if values["prompt_file"] else None,
-            scope=tuple(wsr.ws.scope), scope_files=tuple(_scope_files(wsr)),
+            scope=tuple(wsr.ws.scope), scope_files=() if local else tuple(_scope_files(wsr)),
             context_files=tuple(worktree / c for c in step.context),
             command=step.run if step.run is not None else profile.command,
             values=values, env=env, secrets=tuple(secrets), timeout_s=timeout_s,

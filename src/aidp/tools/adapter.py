@@ -73,7 +73,9 @@ class Invocation:
     of the worktree that lie inside the workstream's scope (aider gets them as editable files);
     ``context_files`` are read-only. ``env`` is the child's whole environment (minimal, with
     the declared secret names); ``secrets`` their values, to be masked. ``attempt_dir`` is a
-    fresh per-attempt directory outside the worktree for HOME, config and history files.
+    fresh per-attempt directory outside the worktree for HOME, config and history files
+    (created for every adapter but ``shell`` and ``manual``, which get no ``scope_files``
+    either: listing the index costs time on large repositories).
     """
 
     run_id: str
