@@ -53,3 +53,31 @@ def test_run_change_needs_approval_then_applies(spec_cli: Cli) -> None:
         "task-1.1", "task-1.2", "task-1.3", "task-2.1"]
     shown = spec_cli("proposals", "show", CHANGE, "--json", check=True).stdout
     assert json.loads(shown)["state"] == "applied"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_run_change_on_a_model_then_archive(spec_cli: Cli) -> None:
+    """run --change on the openai adapter: every task is a request whose prompt carries the
+    requirement text and its scenarios (as the fake server recorded them); after the run the
+    change archives, its deltas merged into the specs."""
+    from aidp.testing import FakeLLM
+
+    edit = "impl/2fa.md\n```\nsecond factor: done\n```\n"
+    with FakeLLM([{"reply": edit}]) as llm:
+        (spec_cli.cwd / "aidp.toml").write_text(
+            f'[specs]\nrequire_approval = false\n\n[tools.model]\nadapter = "openai"\n'
+            f'base_url = "{llm.base_url}"\nmodel = "fake-model"\nedit_format = "whole"\n')
+        env_cli = Cli(spec_cli.cwd, spec_cli.db_url)
+        base_env = env_cli.env
+        env_cli.env = lambda: {**base_env(), "OPENAI_API_KEY": "not-a-key"}  # type: ignore[method-assign]
+        result = env_cli("run", "--change", CHANGE, "--tool", "model", "--json")
+        bodies = [json.dumps(r["body"]) for r in llm.requests]
+    assert result.returncode == 0, result.stderr
+    assert len(bodies) == 4
+    assert all("SHALL accept a six-digit TOTP code" in body for body in bodies[:3])
+    assert all("Scenario: Valid code" in body for body in bodies[:3])
+    archived = spec_cli("specs", "archive", CHANGE)
+    assert archived.returncode == 0, archived.stderr
+    spec = (spec_cli.cwd / "openspec" / "specs" / "auth" / "spec.md").read_text()
+    assert "One-time codes" in spec
+    assert not (spec_cli.cwd / "openspec" / "changes" / CHANGE).exists()
