@@ -9,22 +9,14 @@ proposal to ``in_progress`` when the run starts and to ``applied`` when it compl
 
 from __future__ import annotations
 
-import getpass
-import socket
 from pathlib import Path
 
+from aidp.cli.common import actor
 from aidp.config import Settings
 from aidp.exceptions import StateError
 
 __all__ = ["compile_change", "finish_change", "start_change"]
 
-
-def _actor() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def compile_change(repo: Path, settings: Settings, change_id: str, tool: str | None, *,
@@ -66,7 +58,7 @@ def start_change(store: object, settings: Settings, change_id: str) -> None:
                 "not approved", hint=f"aidp proposals approve {change_id} (after submit), or "
                 "set [specs] require_approval = false")
         return
-    book.act(change_id, ProposalAction.START, _actor(), comment="aidp run --change")
+    book.act(change_id, ProposalAction.START, actor(), comment="aidp run --change")
 
 
 def finish_change(store: object, change_id: str) -> None:
@@ -77,4 +69,4 @@ def finish_change(store: object, change_id: str) -> None:
     book = ProposalBook(store)  # type: ignore[arg-type]
     record = book.get(change_id)
     if record is not None and record.state is ProposalState.IN_PROGRESS:
-        book.act(change_id, ProposalAction.APPLY, _actor(), comment="run completed")
+        book.act(change_id, ProposalAction.APPLY, actor(), comment="run completed")

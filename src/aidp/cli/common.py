@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from aidp.state.store import Store
 
 __all__ = [
-    "Context", "echo_json", "git_toplevel", "repo_options", "resolve_repo", "split_step_ref",
+    "Context", "actor", "echo_json", "git_toplevel", "repo_options", "resolve_repo",
+    "split_step_ref",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,3 +134,15 @@ def split_step_ref(ref: str, known: list[tuple[str, str]]) -> tuple[str, str]:
         raise NotFoundError(f"no step {ref!r} in this run")
     raise NotFoundError(f"step id {ref!r} is ambiguous",
                         hint="use WORKSTREAM/STEP: " + ", ".join(f"{w}/{s}" for w, s in matches))
+
+
+def actor() -> str:
+    """Who is acting, for the journal: ``user@host``."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from aidp.cli.common import Context, repo_options
+from aidp.cli.common import Context, actor, repo_options
 
 __all__ = ["approve", "cancel", "reject", "rollback"]
 
@@ -65,16 +65,6 @@ def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step:
     click.echo(f"run `aidp resume {run_id}` to run them")
 
 
-def _who() -> str:
-    import getpass
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
 
 @click.command()
 @click.argument("run_ref", metavar="RUN")
@@ -90,7 +80,7 @@ def approve(run_ref: str, step_ref: str, comment: str | None, repo: Path | None,
     ctx = Context(repo, config_path)
     try:
         run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
-        decide_gate(ctx.store(), run_id, ws_id, step_id, approve=True, by=_who(),
+        decide_gate(ctx.store(), run_id, ws_id, step_id, approve=True, by=actor(),
                     reason=comment)
         click.echo(f"approved {ws_id}/{step_id} of run {run_id}")
     finally:
@@ -110,7 +100,7 @@ def reject(run_ref: str, step_ref: str, reason: str, repo: Path | None,
     ctx = Context(repo, config_path)
     try:
         run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
-        decide_gate(ctx.store(), run_id, ws_id, step_id, approve=False, by=_who(),
+        decide_gate(ctx.store(), run_id, ws_id, step_id, approve=False, by=actor(),
                     reason=reason)
         click.echo(f"rejected {ws_id}/{step_id} of run {run_id}")
     finally:
