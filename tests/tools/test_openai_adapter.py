@@ -295,3 +295,23 @@ def test_probe(ws: Workspace) -> None:
     assert not refused.ok and refused.canary_ok is False and "401" in refused.detail
     missing = adapter.probe("gpt", ToolProfile(adapter="openai", model="m"), {})
     assert not missing.ok and "OPENAI_API_KEY" in missing.detail
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"retry-after": "12"}, 12.0), ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+    ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0), ({"retry-after": "soon"}, None),
+    ({}, None),
+], ids=["seconds", "millis-first", "past-date", "garbage", "absent"])
+def test_retry_after_header_forms(headers: dict[str, str], expected: float | None) -> None:
+    """Retry-After in seconds, retry-after-ms, or an HTTP date becomes retry_after seconds."""
+    import httpx
+    import openai
+
+    from aidp.tools.adapters.openai_api import error_finding
+
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx.Response(429, headers=headers, request=request)
+    finding, timed_out = error_finding(
+        openai.RateLimitError("slow down", response=response, body=None), model="m")
+    assert not timed_out and finding.code == "rate-limit"
+    assert finding.retry_after == expected
