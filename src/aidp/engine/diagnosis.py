@@ -24,6 +24,8 @@ __all__ = [
     "build_fix_prompt",
     "check_finding",
     "classify",
+    "dedupe",
+    "dedupe_sourced",
     "detect",
     "no_change_finding",
     "read_log_text",
@@ -70,24 +72,26 @@ def detect(attempt: AttemptEvidence | None, checks: Sequence[CheckEvidence]) -> 
     failures: list[str] = []
     results = ([("tool", manager.detect_attempt(attempt))] if attempt is not None else []) + [
         (check.name, manager.detect_check(check)) for check in checks]
-    seen: set[str] = set()
     for source, result in results:
-        for finding in result.findings:
-            if finding.fingerprint not in seen:
-                seen.add(finding.fingerprint)
-                found.append((source, finding))
+        found.extend((source, finding) for finding in result.findings)
         failures.extend(f"{f.detector}: {f.message}" for f in result.failures)
-    return Detected(tuple(found), tuple(failures))
+    return Detected(tuple(dedupe_sourced(found)), tuple(failures))
+
+
+def dedupe_sourced(pairs: Iterable[tuple[str, Finding]]) -> list[tuple[str, Finding]]:
+    """``(source, finding)`` pairs, the first of each fingerprint kept, in order."""
+    seen: set[str] = set()
+    unique = []
+    for source, finding in pairs:
+        if finding.fingerprint not in seen:
+            seen.add(finding.fingerprint)
+            unique.append((source, finding))
+    return unique
 
 
 def dedupe(findings: Iterable[Finding]) -> list[Finding]:
-    seen: set[str] = set()
-    unique = []
-    for finding in findings:
-        if finding.fingerprint not in seen:
-            seen.add(finding.fingerprint)
-            unique.append(finding)
-    return unique
+    """Findings, the first of each fingerprint kept, in order."""
+    return [f for _, f in dedupe_sourced(("", f) for f in findings)]
 
 
 def classify(findings: Sequence[Finding]) -> FailureClass | None:

@@ -24,6 +24,7 @@ from aidp.engine.diagnosis import (
     build_fix_prompt,
     check_finding,
     classify,
+    dedupe_sourced,
     detect,
     no_change_finding,
     read_log_text,
@@ -363,8 +364,7 @@ class Executor:
             explained = {source for source, _ in detected.findings}
             sourced += [(c.name, check_finding(c.name, c.exit_code, c.output))
                         for c in failed_checks if c.name not in explained]
-        unique = {pair[1].fingerprint: pair for pair in reversed(sourced)}
-        sourced = [pair for pair in sourced if unique[pair[1].fingerprint] is pair]
+        sourced = dedupe_sourced(sourced)
         findings = [f for _, f in sourced]
         detected_class = classify(findings)
         failure = failure_kind(outcome, detected_class.value if detected_class else None)

@@ -543,10 +543,10 @@ class Store:
             "AND workstreams.ws_id = steps.ws_id WHERE steps.run_id = :run_id "
             "ORDER BY workstreams.position, steps.position", {"run_id": run_id})
 
-    def attempts(
-        self, run_id: str, ws_id: str | None = None, step_id: str | None = None
-    ) -> list[Any]:
-        sql = "SELECT * FROM attempts WHERE run_id = :run_id"
+    def _of_run(self, table: str, run_id: str, ws_id: str | None, step_id: str | None
+                ) -> list[Any]:
+        """Rows of ``table`` (attempts, findings) of a run, optionally of one step, by id."""
+        sql = f"SELECT * FROM {table} WHERE run_id = :run_id"
         params: dict[str, Any] = {"run_id": run_id}
         if ws_id is not None:
             sql += " AND ws_id = :ws_id"
@@ -555,6 +555,11 @@ class Store:
             sql += " AND step_id = :step_id"
             params["step_id"] = step_id
         return self._all(sql + " ORDER BY id", params)
+
+    def attempts(
+        self, run_id: str, ws_id: str | None = None, step_id: str | None = None
+    ) -> list[Any]:
+        return self._of_run("attempts", run_id, ws_id, step_id)
 
     def checkpoints(self, run_id: str) -> list[Any]:
         return self._all("SELECT * FROM checkpoints WHERE run_id = :run_id ORDER BY created_at",
@@ -584,15 +589,7 @@ class Store:
     def findings(
         self, run_id: str, ws_id: str | None = None, step_id: str | None = None
     ) -> list[Any]:
-        sql = "SELECT * FROM findings WHERE run_id = :run_id"
-        params: dict[str, Any] = {"run_id": run_id}
-        if ws_id is not None:
-            sql += " AND ws_id = :ws_id"
-            params["ws_id"] = ws_id
-        if step_id is not None:
-            sql += " AND step_id = :step_id"
-            params["step_id"] = step_id
-        return self._all(sql + " ORDER BY id", params)
+        return self._of_run("findings", run_id, ws_id, step_id)
 
     def compensations(self, run_id: str) -> list[Any]:
         return self._all("SELECT * FROM compensations WHERE run_id = :run_id "
