@@ -36,7 +36,7 @@ from aidp.engine.states import AttemptOutcome, StepState, WorkstreamState
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
 from aidp.exceptions import AidpError, ToolError
 from aidp.model.scope import ScopeMatcher
-from aidp.model.workstream import Step, Workstream
+from aidp.model.workstream import MergeStrategy, Step, Workstream
 from aidp.resilience.breaker import BreakerPolicy
 from aidp.resilience.recovery import Action, FailureKind, History, decide, failure_kind
 from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
@@ -102,6 +102,7 @@ class WorkstreamRuntime:
     needs_reset: bool = False
     reason: str | None = None
     step_order: list[str] = field(default_factory=list)
+    steps: list[StepRuntime] = field(default_factory=list)  # in ``step_order``
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class AttemptReport:
     profile: str | None = None
     fix_findings: tuple[Finding, ...] = ()
     failure_class: str | None = None
+    closed_workstream: bool = False  # the workstream's completion was recorded with it
 
 
 class Executor:
@@ -409,6 +411,11 @@ class Executor:
             diagnostics = self._write_diagnostics(
                 wsr, step, number, kind, profile_name, result, outcome, reason, failure_class,
                 findings, detector_failures, names, log_path, worktree, breaker_state)
+        # The workstream's last step completed: it ends in this transaction too (unless it
+        # merges, which the orchestrator does), one commit less per workstream.
+        closes = sha is not None and siblings is not None and all(
+            other.state is StepState.COMPLETED for other in siblings) and (
+            wsr.ws.merge is None or wsr.ws.merge.strategy is MergeStrategy.NONE)
         with self.store.write(self.fence) as tx:
             tx.update_attempt(
                 attempt_id, outcome=outcome.value, finished_at=tx.now, interrupted=interrupted,
@@ -441,12 +448,17 @@ class Executor:
             if sha is not None:
                 tx.insert_checkpoint(run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id,
                                      attempt=number, sha=sha)
-                tx.update_ws(self.run_id, wsr.ws.id, head_sha=sha)
+                tx.update_ws(self.run_id, wsr.ws.id, head_sha=sha, **(
+                    {"status": WorkstreamState.COMPLETED.value, "finished_at": tx.now,
+                     "merged_sha": None, "reason": None} if closes else {}))
             tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, step.id, attempt=number,
                      outcome=outcome.value, reason=reason, sha=sha, next_attempt_at=next_at,
                      failure_class=failure.value if failure else None,
                      findings=len(findings), next=next_kind if next_at else None,
                      delay_s=round(verdict.delay_s, 3) if next_at else None)
+            if closes:
+                tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=sha,
+                         merged_sha=None)
         if sha is not None:
             wsr.head_sha = sha
             if siblings is not None and wsr.worktree is not None and all(
@@ -457,7 +469,7 @@ class Executor:
         return AttemptReport(wsr.ws.id, step.id, number, counted, outcome, state, reason, sha,
                              next_at, history=history, next_kind=next_kind,
                              profile=next_profile, fix_findings=fix_findings,
-                             failure_class=failure_class)
+                             failure_class=failure_class, closed_workstream=closes)
 
     # -- circuit breakers ---------------------------------------------------------------------
 

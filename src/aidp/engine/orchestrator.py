@@ -10,11 +10,12 @@ attempt: the next step, a retry, skipping dependants, finishing a workstream and
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -30,7 +31,7 @@ from aidp.engine.executor import (
     WorkstreamRuntime,
     branch_name,
 )
-from aidp.engine.scheduler import chain_ranks, conflict_map, pick_ready, rank_order
+from aidp.engine.scheduler import chain_ranks, conflict_map, next_step, pick_ready, rank_order
 from aidp.engine.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
@@ -239,6 +240,11 @@ class _Orchestrator:
         self.started = time.monotonic()
         self.decision_cursor = 0  # journal position of the last approve / reject looked at
         self.gate_since: dict[str, int] = {}
+        # (workstream, step, its report or a worker's exception, the step the worker went on
+        # with): from the workers to the orchestrator's thread, in order
+        self.done: queue.Queue[tuple[WorkstreamRuntime, StepRuntime,
+                                     AttemptReport | BaseException, StepRuntime | None]] = (
+            queue.Queue())
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -321,6 +327,8 @@ class _Orchestrator:
                     sr.fix_findings = tuple(
                         _finding(f) for f in self.store.findings(self.run_id, ws.id, step.id)
                         if f.attempt == sr.last_number)
+            wsr = self.ws[ws.id]
+            wsr.steps = [self.steps[f"{ws.id}/{s}"] for s in wsr.step_order]
         self.ranks = chain_ranks(self.ws)
         self.conflicts = conflict_map(self.ws)
         edges = {ws_id: list(wsr.ws.depends_on) for ws_id, wsr in self.ws.items()}
@@ -440,9 +448,13 @@ class _Orchestrator:
             self._skip_unreachable()
 
     def _schedule(self, pool: ThreadPoolExecutor) -> None:
-        """Start ready steps and act on finished attempts until nothing is left to do."""
-        running: dict[Future[AttemptReport], tuple[WorkstreamRuntime, StepRuntime]] = {}
-        busy: set[str] = set()
+        """Start ready steps and act on finished attempts until nothing is left to do.
+
+        A worker that finishes a step goes straight on with its workstream's next step when
+        that one is ready (see :meth:`_work`); its reports arrive here in order, through
+        ``self.done``, and are acted on as if each step had been started from here.
+        """
+        in_flight: dict[str, StepRuntime] = {}  # workstream id -> its step being run
         tools: Counter[str] = Counter()
         limits = {name: p.concurrency for name, p in self.settings.tools.items()}
         order = rank_order(self.ws, self.ranks)  # finished workstreams are dropped as they end
@@ -462,38 +474,82 @@ class _Orchestrator:
             if not self.cancelling:
                 self._settle()
                 for wsr, sr in pick_ready(
-                    self.ws, self.steps, busy=busy, running_tools=tools,
-                    tool_limits=limits, slots=self.parallel - len(running), now=now,
+                    self.ws, self.steps, busy=in_flight.keys(), running_tools=tools,
+                    tool_limits=limits, slots=self.parallel - len(in_flight), now=now,
                     ranks=self.ranks, conflicts=self.conflicts, waived=self.user_skipped,
                     order=order,
                 ):
                     if wsr.state is WorkstreamState.PENDING:
                         self._start_ws(wsr, record=False)
                     sr.state = check(STEP_TRANSITIONS, sr.state, StepState.RUNNING)
-                    busy.add(wsr.ws.id)
+                    in_flight[wsr.ws.id] = sr
                     tools[sr.step.tool] += 1
                     deps = [(d, self.ws[d].head_sha or "") for d in wsr.ws.depends_on]
-                    siblings = [self.steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order
-                                if s != sr.step.id]
-                    future = pool.submit(self.executor.run_attempt, wsr, sr, deps, siblings)
-                    running[future] = (wsr, sr)
+                    pool.submit(self._work, wsr, sr, deps)
                     self.reporter.event("step.started", wsr.ws.id, sr.step.id,
                                         {"attempt": sr.last_number + 1})
-            if not running and (self.cancelling or not self._retry_pending()):
+            if not in_flight and (self.cancelling or not self._retry_pending()):
                 return
-            if not running:  # only retries due later: let the clock pass the time
+            if not in_flight:  # only retries due later: let the clock pass the time
                 self.clock.idle(self._wait_timeout(now), self.cancel)
                 continue
             timeout = 0.5 if self.cancelling else min(0.5, self._wait_timeout(now))
-            done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
-            for future in done:
-                wsr, sr = running.pop(future)
-                busy.discard(wsr.ws.id)
-                tools[sr.step.tool] -= 1
-                report = future.result()  # an exception here is a bug: let it surface
-                self._on_report(wsr, sr, report)
-            if done:
+            try:
+                items = [self.done.get(timeout=timeout)]
+            except queue.Empty:
+                continue
+            while True:  # everything that arrived meanwhile, in order
+                try:
+                    items.append(self.done.get_nowait())
+                except queue.Empty:
+                    break
+            finished = False
+            for wsr, sr, report, nxt in items:
+                if isinstance(report, BaseException):
+                    raise report  # a bug, or the lease lost under a worker: let it surface
+                self._on_report(wsr, sr, report, applied=True, continuing=nxt is not None)
+                if nxt is not None:
+                    in_flight[wsr.ws.id] = nxt
+                    self.reporter.event("step.started", wsr.ws.id, nxt.step.id,
+                                        {"attempt": nxt.last_number + 1})
+                else:
+                    del in_flight[wsr.ws.id]
+                    tools[sr.step.tool] -= 1
+                finished = finished or wsr.state.terminal
+            if finished:
                 order = [w for w in order if not w.state.terminal]
+
+    def _work(self, wsr: WorkstreamRuntime, sr: StepRuntime,
+              deps: list[tuple[str, str]]) -> None:
+        """On a worker: run ``sr``, then each next step of ``wsr`` that is ready at once.
+
+        Going straight on saves the round trip through the orchestrator's thread per step
+        (the scheduler would choose the same: active workstreams go first). It stops at the
+        first step that did not complete, at a step of another tool profile (whose concurrency
+        limit the orchestrator counts), and when the run is stopping. Each report is applied to
+        the runtimes here and queued, with the step that follows it, for :meth:`_schedule`.
+        """
+        try:
+            while True:
+                siblings = [other for other in wsr.steps if other is not sr]
+                report = self.executor.run_attempt(wsr, sr, deps, siblings)
+                if report.prepare_error is None:
+                    _apply(sr, report)
+                nxt = None
+                if (report.state is StepState.COMPLETED and not self.cancel.is_set()
+                        and self.lease_lost is None):
+                    nxt = next_step(wsr, self.steps, self.clock.now(), self.user_skipped)
+                    if nxt is not None and nxt.step.tool != sr.step.tool:
+                        nxt = None
+                if nxt is not None:
+                    nxt.state = check(STEP_TRANSITIONS, nxt.state, StepState.RUNNING)
+                self.done.put((wsr, sr, report, nxt))
+                if nxt is None:
+                    return
+                sr = nxt
+        except BaseException as exc:
+            self.done.put((wsr, sr, exc, None))
+            raise
 
     def _skip_unreachable(self) -> None:
         """Nothing runs and nothing can start: what is left can never become ready. Each is
@@ -601,21 +657,16 @@ class _Orchestrator:
             wsr.state = check(WORKSTREAM_TRANSITIONS, wsr.state, WorkstreamState.RUNNING)
         self.reporter.event("workstream.started", wsr.ws.id, None, {"branch": wsr.branch})
 
-    def _on_report(self, wsr: WorkstreamRuntime, sr: StepRuntime, report: AttemptReport) -> None:
+    def _on_report(self, wsr: WorkstreamRuntime, sr: StepRuntime, report: AttemptReport, *,
+                   applied: bool = False, continuing: bool = False) -> None:
+        """Act on a finished attempt: events, compensation, what follows a failure, the end
+        of the workstream. ``applied``: the report is already in ``sr`` (:func:`_apply`);
+        ``continuing``: the worker went on with the workstream's next step."""
         if report.prepare_error is not None:
             self._fail_ws(wsr, f"could not prepare the worktree: {report.prepare_error}")
             return
-        sr.state = check(STEP_TRANSITIONS, sr.state, report.state)
-        sr.attempts = report.counted
-        sr.last_number = report.number
-        sr.reason = report.reason
-        sr.next_attempt_at = report.next_attempt_at
-        sr.history = report.history
-        sr.next_kind = report.next_kind
-        sr.profile = report.profile
-        sr.fix_findings = report.fix_findings
-        if report.checkpoint_sha:
-            sr.checkpoint_sha = report.checkpoint_sha
+        if not applied:
+            _apply(sr, report)
         self.reporter.event(f"step.{report.state.value}", wsr.ws.id, sr.step.id, {
             "attempt": report.number, "outcome": report.outcome.value if report.outcome else None,
             "reason": report.reason, "sha": report.checkpoint_sha,
@@ -647,8 +698,8 @@ class _Orchestrator:
                     tx.event(self.run_id, "run.cancel_requested", by="interactive abort")
             else:
                 self._skip_step_dependants(wsr, sr)
-        if all(self.steps[f"{wsr.ws.id}/{s}"].state.terminal for s in wsr.step_order):
-            self._finish_ws(wsr)
+        if not continuing and all(other.state.terminal for other in wsr.steps):
+            self._finish_ws(wsr, recorded=report.closed_workstream)
 
     def _skip_step_dependants(self, wsr: WorkstreamRuntime, failed: StepRuntime) -> None:
         doomed = descendants({s.id: s.depends_on for s in wsr.ws.steps}, failed.step.id)
@@ -661,8 +712,17 @@ class _Orchestrator:
                     tx.event(self.run_id, "step.skipped", wsr.ws.id, step_id, reason=reason)
                     self.reporter.event("step.skipped", wsr.ws.id, step_id, {"reason": reason})
 
-    def _finish_ws(self, wsr: WorkstreamRuntime) -> None:
-        steps = [self.steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order]
+    def _finish_ws(self, wsr: WorkstreamRuntime, *, recorded: bool = False) -> None:
+        """End ``wsr``: failed if a step did not complete, else merged and completed.
+        ``recorded``: its last attempt already wrote the completion (no merge to do)."""
+        if recorded:
+            wsr.state = check(WORKSTREAM_TRANSITIONS, wsr.state, WorkstreamState.COMPLETED)
+            wsr.reason = None
+            self._release(wsr)
+            self.reporter.event("workstream.completed", wsr.ws.id, None,
+                                {"head": wsr.head_sha, "merged_sha": None})
+            return
+        steps = wsr.steps
         failed = [sr for sr in steps
                   if sr.state is not StepState.COMPLETED and sr.key not in self.user_skipped]
         if failed:
@@ -807,6 +867,21 @@ class _Orchestrator:
                 self.pool.release(wsr.worktree)
             finally:
                 wsr.worktree = None
+
+
+def _apply(sr: StepRuntime, report: AttemptReport) -> None:
+    """Copy what an attempt left for the next one into the step's runtime."""
+    sr.state = check(STEP_TRANSITIONS, sr.state, report.state)
+    sr.attempts = report.counted
+    sr.last_number = report.number
+    sr.reason = report.reason
+    sr.next_attempt_at = report.next_attempt_at
+    sr.history = report.history
+    sr.next_kind = report.next_kind
+    sr.profile = report.profile
+    sr.fix_findings = report.fix_findings
+    if report.checkpoint_sha:
+        sr.checkpoint_sha = report.checkpoint_sha
 
 
 def _history_json(sr: StepRuntime) -> str:

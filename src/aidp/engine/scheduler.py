@@ -53,8 +53,9 @@ def next_step(wsr: WorkstreamRuntime, steps: Mapping[str, StepRuntime], now: flo
     A dependency is satisfied when it completed or its key (``ws/step``) is in ``waived``
     (skipped by the user).
     """
-    for step_id in wsr.step_order:
-        sr = steps[f"{wsr.ws.id}/{step_id}"]
+    for sr in wsr.steps or [steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order]:
+        if sr.state.terminal:
+            continue
         due = sr.state is StepState.PENDING or (
             sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN)
             and (sr.next_attempt_at or 0.0) <= now
@@ -69,7 +70,7 @@ def pick_ready(
     workstreams: Mapping[str, WorkstreamRuntime],
     steps: Mapping[str, StepRuntime],
     *,
-    busy: set[str],
+    busy: Set[str],
     running_tools: Counter[str],
     tool_limits: Mapping[str, int],
     slots: int,
