@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,8 +41,8 @@ from aidp.resilience.recovery import Action, FailureKind, History, decide, failu
 from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
 from aidp.state.store import Fence, Store, Tx
 from aidp.tools.adapter import AdapterResult, Invocation
-from aidp.tools.process import CappedLog, build_env, run_process
 from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
+from aidp.tools.process import CappedLog, build_env, run_process
 from aidp.tools.registry import (
     Choice,
     ProfileHealth,

@@ -42,10 +42,10 @@ from aidp.engine.states import (
     WorkstreamState,
     check,
 )
+from aidp.errors.finding import FailureClass, Finding, Severity
 from aidp.exceptions import AidpError, InputError, LeaseLostError, StateError
 from aidp.model.plan import Plan
 from aidp.model.scope import compile_scope
-from aidp.errors.finding import FailureClass, Finding, Severity
 from aidp.model.workstream import MergeStrategy
 from aidp.resilience.recovery import History
 from aidp.state.lease import LEASE_TTL_S, acquire_lease, release_lease, renew_lease
@@ -62,6 +62,10 @@ __all__ = [
 
 Decision = Literal["retry", "skip", "abort"]
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+# steps waiting for their next attempt to come due
+_WAITING = (StepState.RETRYING, StepState.CIRCUIT_OPEN)
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -240,6 +244,7 @@ class _Orchestrator:
         self.started = time.monotonic()
         self.decision_cursor = 0  # journal position of the last approve / reject looked at
         self.gate_since: dict[str, int] = {}
+        self.waiting: set[str] = set()  # keys of steps that may be in _WAITING
         # (workstream, step, its report or a worker's exception, the step the worker went on
         # with): from the workers to the orchestrator's thread, in order
         self.done: queue.Queue[tuple[WorkstreamRuntime, StepRuntime,
@@ -329,6 +334,7 @@ class _Orchestrator:
                         if f.attempt == sr.last_number)
             wsr = self.ws[ws.id]
             wsr.steps = [self.steps[f"{ws.id}/{s}"] for s in wsr.step_order]
+        self.waiting = {key for key, sr in self.steps.items() if sr.state in _WAITING}
         self.ranks = chain_ranks(self.ws)
         self.conflicts = conflict_map(self.ws)
         edges = {ws_id: list(wsr.ws.depends_on) for ws_id, wsr in self.ws.items()}
@@ -457,7 +463,8 @@ class _Orchestrator:
         in_flight: dict[str, StepRuntime] = {}  # workstream id -> its step being run
         tools: Counter[str] = Counter()
         limits = {name: p.concurrency for name, p in self.settings.tools.items()}
-        order = rank_order(self.ws, self.ranks)  # finished workstreams are dropped as they end
+        order = rank_order(self.ws, self.ranks)  # ended workstreams are dropped now and then
+        ended = 0  # how many in ``order`` have ended
         next_cancel_poll = 0.0
         while True:
             if self.lease_lost is not None:
@@ -503,7 +510,6 @@ class _Orchestrator:
                     items.append(self.done.get_nowait())
                 except queue.Empty:
                     break
-            finished = False
             for wsr, sr, report, nxt in items:
                 if isinstance(report, BaseException):
                     raise report  # a bug, or the lease lost under a worker: let it surface
@@ -515,9 +521,10 @@ class _Orchestrator:
                 else:
                     del in_flight[wsr.ws.id]
                     tools[sr.step.tool] -= 1
-                finished = finished or wsr.state.terminal
-            if finished:
+                    ended += wsr.state.terminal
+            if ended * 8 > len(order):  # pick_ready skips ended ones; drop them now and then
                 order = [w for w in order if not w.state.terminal]
+                ended = 0
 
     def _work(self, wsr: WorkstreamRuntime, sr: StepRuntime,
               deps: list[tuple[str, str]]) -> None:
@@ -534,7 +541,7 @@ class _Orchestrator:
                 siblings = [other for other in wsr.steps if other is not sr]
                 report = self.executor.run_attempt(wsr, sr, deps, siblings)
                 if report.prepare_error is None:
-                    _apply(sr, report)
+                    self._apply(sr, report)
                 nxt = None
                 if (report.state is StepState.COMPLETED and not self.cancel.is_set()
                         and self.lease_lost is None):
@@ -641,9 +648,13 @@ class _Orchestrator:
 
     def _wait_timeout(self, now: float) -> float:
         """Seconds until the next retry is due (0.5 when none is)."""
-        due = [sr.next_attempt_at for sr in self.steps.values()
-               if sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN)
-               and sr.next_attempt_at is not None]
+        due = []
+        for key in list(self.waiting):  # a worker may add one meanwhile
+            sr = self.steps[key]
+            if sr.state not in _WAITING:
+                self.waiting.discard(key)
+            elif sr.next_attempt_at is not None:
+                due.append(sr.next_attempt_at)
         return max(0.0, min(at - now for at in due)) if due else 0.5
 
     def _start_ws(self, wsr: WorkstreamRuntime, *, record: bool) -> None:
@@ -666,7 +677,7 @@ class _Orchestrator:
             self._fail_ws(wsr, f"could not prepare the worktree: {report.prepare_error}")
             return
         if not applied:
-            _apply(sr, report)
+            self._apply(sr, report)
         self.reporter.event(f"step.{report.state.value}", wsr.ws.id, sr.step.id, {
             "attempt": report.number, "outcome": report.outcome.value if report.outcome else None,
             "reason": report.reason, "sha": report.checkpoint_sha,
@@ -700,6 +711,22 @@ class _Orchestrator:
                 self._skip_step_dependants(wsr, sr)
         if not continuing and all(other.state.terminal for other in wsr.steps):
             self._finish_ws(wsr, recorded=report.closed_workstream)
+
+    def _apply(self, sr: StepRuntime, report: AttemptReport) -> None:
+        """Copy what an attempt left for the next one into the step's runtime."""
+        sr.state = check(STEP_TRANSITIONS, sr.state, report.state)
+        sr.attempts = report.counted
+        sr.last_number = report.number
+        sr.reason = report.reason
+        sr.next_attempt_at = report.next_attempt_at
+        sr.history = report.history
+        sr.next_kind = report.next_kind
+        sr.profile = report.profile
+        sr.fix_findings = report.fix_findings
+        if report.checkpoint_sha:
+            sr.checkpoint_sha = report.checkpoint_sha
+        if sr.state in _WAITING:
+            self.waiting.add(sr.key)
 
     def _skip_step_dependants(self, wsr: WorkstreamRuntime, failed: StepRuntime) -> None:
         doomed = descendants({s.id: s.depends_on for s in wsr.ws.steps}, failed.step.id)
@@ -852,6 +879,8 @@ class _Orchestrator:
         if state is not StepState.RETRYING:
             sr.next_attempt_at = None
             values.setdefault("next_attempt_at", None)
+        if state in _WAITING:
+            self.waiting.add(sr.key)
         tx.update_step(self.run_id, sr.ws_id, sr.step.id, status=state.value, **values)
 
     def _set_ws(self, tx: Any, wsr: WorkstreamRuntime, state: WorkstreamState, **values: Any
@@ -867,21 +896,6 @@ class _Orchestrator:
                 self.pool.release(wsr.worktree)
             finally:
                 wsr.worktree = None
-
-
-def _apply(sr: StepRuntime, report: AttemptReport) -> None:
-    """Copy what an attempt left for the next one into the step's runtime."""
-    sr.state = check(STEP_TRANSITIONS, sr.state, report.state)
-    sr.attempts = report.counted
-    sr.last_number = report.number
-    sr.reason = report.reason
-    sr.next_attempt_at = report.next_attempt_at
-    sr.history = report.history
-    sr.next_kind = report.next_kind
-    sr.profile = report.profile
-    sr.fix_findings = report.fix_findings
-    if report.checkpoint_sha:
-        sr.checkpoint_sha = report.checkpoint_sha
 
 
 def _history_json(sr: StepRuntime) -> str:

@@ -51,7 +51,10 @@ _LOCATION_VARS = (
 )
 
 
-def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment git runs in: aidp's own, without location overrides, non-interactive,
+    with untranslated messages (they are parsed), plus ``extra``. Building it decodes every
+    variable: a caller running git often builds it once and passes it as ``base_env``."""
     env = {k: v for k, v in os.environ.items() if k not in _LOCATION_VARS}
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["LC_ALL"] = "C"
@@ -70,6 +73,7 @@ def run_git(
     input: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout_s: float = 300.0,
+    base_env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``git ARGS`` in ``cwd`` and return the completed process (text mode).
 
@@ -80,6 +84,7 @@ def run_git(
         input: text fed to stdin; without it stdin is ``/dev/null``.
         env: variables added to (overriding) the inherited environment.
         timeout_s: wall-clock limit in seconds; on expiry the process group is killed.
+        base_env: a :func:`git_env` built earlier, instead of building it now.
 
     Raises:
         GitError: git is missing, timed out, or (with ``check``) exited non-zero.
@@ -89,7 +94,7 @@ def run_git(
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env=_child_env(env),
+            env=git_env(env) if base_env is None else {**base_env, **(env or {})},
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -30,6 +30,7 @@ from aidp.workspace.git import (
     Identity,
     common_dir,
     ensure_excluded,
+    git_env,
     repo_root,
     resolve_identity,
     rev_parse,
@@ -174,6 +175,7 @@ class WorktreePool:
         # Slots this pool gave back, newest last: tried before scanning the pool directory
         # (which reads every slot's .git file) -- the common case of a run reusing its slots.
         self._released: list[Path] = []
+        self._git_env = git_env()  # for the checkouts and cleans of every acquire
 
     # -- acquire / release -------------------------------------------------------------------
 
@@ -446,13 +448,13 @@ class WorktreePool:
             args = ["checkout", "-q", "-f", "-B", branch, start_point, "--"]
         try:
             try:
-                run_git(args, path)
+                run_git(args, path, base_env=self._git_env)
             except GitError as exc:
                 # A process that died while holding a worktree left its branch checked out
                 # there; take it back from that (now idle) slot and try once more.
                 if not (_checked_out_elsewhere(exc) and self._detach_idle_holder(branch, path)):
                     raise
-                run_git(args, path)
+                run_git(args, path, base_env=self._git_env)
         except GitError as exc:
             if _checked_out_elsewhere(exc):
                 raise StateError(
@@ -460,7 +462,7 @@ class WorktreePool:
                     hint="release that worktree first (or run `git worktree list`)",
                 ) from exc
             raise
-        run_git(["clean", "-q", "-ffdx"], path)
+        run_git(["clean", "-q", "-ffdx"], path, base_env=self._git_env)
 
     def _detach_idle_holder(self, branch: str, exclude: Path) -> bool:
         """Detach ``branch`` in the idle pool slot holding it; False if none could be freed."""
