@@ -80,11 +80,22 @@ class BreakerSettings(_Section):
 
 
 class SpecsSettings(_Section):
-    """``aidp run --change``: how an OpenSpec change becomes a run."""
+    """``aidp run --change`` and ``aidp specs coverage``: how an OpenSpec change becomes a
+    run, and where the tests proving its scenarios are."""
 
     require_approval: bool = Field(True, description="only approved proposals run")
     tool: str = Field("manual", description="tool profile of the compiled steps")
     checks: list[str] = Field(default_factory=list, description="acceptance checks of each step")
+    split: Literal["change", "sections"] = Field(
+        "change", description="one workstream per change, or one per numbered tasks.md "
+        "section (chained in section order)")
+    test_paths: list[str] = Field(
+        default_factory=lambda: ["tests"],
+        description="where scenario-tagged tests live (`aidp specs coverage`, step checks)")
+    test_command: str = Field(
+        "python -m pytest -q", min_length=1,
+        description="pytest command line that runs tests given as node ids; a step whose "
+        "scenarios have tagged tests gets `<test_command> <node ids>` as a check")
 
 
 class ToolProfile(_Section):
