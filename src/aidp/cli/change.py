@@ -13,24 +13,40 @@ from pathlib import Path
 
 from aidp.cli.common import actor
 from aidp.config import Settings
-from aidp.exceptions import StateError
+from aidp.exceptions import InputError, StateError, ValidationError
 
 __all__ = ["compile_change", "finish_change", "start_change"]
 
 
 
 def compile_change(repo: Path, settings: Settings, change_id: str, tool: str | None, *,
-                   into: Path | None = None) -> Path:
+                   into: Path | None = None, split: str | None = None) -> Path:
     """Write the workstream file of ``change_id`` into ``into`` (default ``.aidp/changes/``)
-    and return its path."""
+    and return its path.
+
+    ``split`` (default ``[specs] split``) is ``change`` (one workstream) or ``sections`` (one
+    per numbered tasks.md section, chained). Tests under ``[specs] test_paths`` tagged with a
+    scenario of the change become acceptance checks (``[specs] test_command``); a tag naming
+    no known scenario is a ValidationError (exit 2) naming its file and line.
+    """
     import yaml
 
     from aidp.specs.bridge import change_to_workstreams
+    from aidp.specs.coverage import collect_tests, map_tests
     from aidp.specs.project import load_project
 
-    document = change_to_workstreams(load_project(repo), change_id,
-                                     tool=tool or settings.specs.tool,
-                                     checks=list(settings.specs.checks))
+    project = load_project(repo)
+    try:
+        tagged = map_tests(project, collect_tests(repo, settings.specs.test_paths))
+    except ValidationError as exc:
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        raise InputError(exc.problems[0].render() + more,
+                         hint="`aidp specs coverage` lists every bad scenario tag") from None
+    document = change_to_workstreams(
+        project, change_id, tool=tool or settings.specs.tool,
+        checks=list(settings.specs.checks), split=split or settings.specs.split,  # type: ignore[arg-type]
+        tests={key: [t.nodeid for t in tests] for key, tests in tagged.items()},
+        test_command=settings.specs.test_command)
     if not document.get("workstreams"):
         raise StateError(f"change {change_id!r} has no open task and no delta: nothing to run")
     path = (into or repo / ".aidp" / "changes") / f"{change_id}.yaml"

@@ -78,14 +78,19 @@ def validate(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
 @_repo_option
 @click.option("--change", "change_id", metavar="ID",
               help="Plan an OpenSpec change (openspec/changes/ID) instead of FILES.")
+@click.option("--split", type=click.Choice(["change", "sections"]), default=None,
+              help="With --change: one workstream per change, or one per numbered tasks.md "
+              "section, chained (default: [specs] split).")
 def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
-         change_id: str | None) -> None:
+         change_id: str | None, split: str | None) -> None:
     """Show the waves, the critical path and the useful parallelism of workstream files."""
     from aidp.engine.dag import analyze
     from aidp.exceptions import InputError
 
     if bool(files) == bool(change_id):
         raise InputError("give workstream FILES or --change ID (one of the two)")
+    if split is not None and change_id is None:
+        raise InputError("--split needs --change ID")
     if change_id is not None:
         import tempfile
 
@@ -97,7 +102,7 @@ def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
             raise InputError("not inside a git repository", hint="pass --repo PATH")
         with tempfile.TemporaryDirectory(prefix="aidp-change-") as tmp:  # plan writes nothing
             files = (compile_change(root, load_settings(root), change_id, None,
-                                    into=Path(tmp)),)
+                                    into=Path(tmp), split=split),)
             loaded = load_or_exit(files, root, as_json)
     else:
         loaded = load_or_exit(files, repo, as_json)

@@ -9,17 +9,34 @@ task gets every requirement of the change. A change without tasks gets one step 
 delta. Each step's prompt holds the task, the proposal's Why, and for every requirement its key,
 what the change does to it, its text and its scenarios -- the acceptance criteria the tool must
 meet. The result is plain data in the workstream file format (:mod:`aidp.model.workstream`).
+
+Scenario-tagged tests (:mod:`aidp.specs.coverage`) become acceptance checks: a step whose
+requirements have scenarios with proving tests gets one more check, ``<test_command> <node
+ids>``, running exactly those tests, after the configured ``checks``; its prompt says which test
+proves which scenario.
+
+``split="sections"`` makes one workstream per numbered ``tasks.md`` section (``## 2. Docs``):
+id ``<change>-<section number>`` (tasks outside a numbered section form section ``0``), each
+depending on the previous section's workstream, since sections are written to be done in order.
+:func:`change_of_workstream` maps such an id back to its change (for ``aidp specs sync``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
-from aidp.exceptions import NotFoundError
+from aidp.exceptions import InputError, NotFoundError
+from aidp.specs.coverage import ScenarioKey
 from aidp.specs.model import Change, DeltaOp, Project, RequirementDelta
 
-__all__ = ["change_to_workstreams", "requirement_context", "step_id"]
+__all__ = ["SPLITS", "change_of_workstream", "change_to_workstreams", "requirement_context",
+           "step_id"]
+
+SPLITS = ("change", "sections")
+Split = Literal["change", "sections"]
 
 
 def step_id(raw: str, taken: set[str]) -> str:
@@ -49,7 +66,22 @@ def requirement_context(delta: RequirementDelta) -> str:
     return "\n".join(lines)
 
 
-def _prompt(change: Change, task: str, deltas: list[RequirementDelta]) -> str:
+def _proofs(deltas: list[RequirementDelta], tests: Mapping[ScenarioKey, Sequence[str]],
+            ) -> list[tuple[ScenarioKey, list[str]]]:
+    """(scenario, node ids) of every scenario of ``deltas`` that tagged tests prove."""
+    found: list[tuple[ScenarioKey, list[str]]] = []
+    for delta in deltas:
+        if delta.requirement is None:
+            continue
+        for scenario in delta.requirement.scenarios:
+            key = ScenarioKey(delta.capability, delta.requirement.name, scenario.name)
+            if tests.get(key):
+                found.append((key, list(tests[key])))
+    return found
+
+
+def _prompt(change: Change, task: str, deltas: list[RequirementDelta],
+            proofs: list[tuple[ScenarioKey, list[str]]] | None = None) -> str:
     parts = [f"Task: {task}", "", f"Change: {change.id}"
              + (f" -- {change.proposal.title}" if change.proposal and change.proposal.title
                 else "")]
@@ -59,13 +91,36 @@ def _prompt(change: Change, task: str, deltas: list[RequirementDelta]) -> str:
         parts += ["", "Requirements this task must satisfy (each scenario is an acceptance "
                       "criterion):", ""]
         parts += ["\n\n".join(requirement_context(d) for d in deltas)]
+    if proofs:
+        parts += ["", "Tests that prove these scenarios (this step's last check runs them; "
+                      "they must pass):"]
+        parts += [f"- {key}: {', '.join(nodeids)}" for key, nodeids in proofs]
     return "\n".join(parts).strip() + "\n"
+
+
+def change_of_workstream(ws_id: str, change_ids: Iterable[str]) -> str | None:
+    """The change a compiled workstream comes from: ``ws_id`` itself, or for a section
+    workstream (``<change>-<number>``) that change; None when neither is in ``change_ids``."""
+    known = set(change_ids)
+    if ws_id in known:
+        return ws_id
+    base, _, number = ws_id.rpartition("-")
+    return base if number.isdigit() and base in known else None
 
 
 def change_to_workstreams(project: Project, change_id: str, *, tool: str = "manual",
                           checks: list[str] | None = None, include_done: bool = False,
-                          base: str = "HEAD") -> dict[str, Any]:
-    """The workstream file (as data) for active change ``change_id``."""
+                          base: str = "HEAD", split: Split = "change",
+                          tests: Mapping[ScenarioKey, Sequence[str]] | None = None,
+                          test_command: str = "python -m pytest -q") -> dict[str, Any]:
+    """The workstream file (as data) for active change ``change_id``.
+
+    ``tests`` maps scenarios to the node ids of the tests proving them (from
+    :func:`aidp.specs.coverage.map_tests`); ``test_command`` runs node ids. ``split`` is
+    ``change`` (one workstream) or ``sections`` (one per numbered tasks.md section).
+    """
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}", hint="use change or sections")
     change = project.changes.get(change_id)
     if change is None:
         raise NotFoundError(f"no active change {change_id!r}",
@@ -73,35 +128,56 @@ def change_to_workstreams(project: Project, change_id: str, *, tool: str = "manu
     deltas = list(change.requirement_deltas)
     taken: set[str] = set()
     steps: list[dict[str, Any]] = []
+    sections: list[str] = []  # the tasks.md section of each step
     tasks = [t for t in change.tasks if include_done or not t.done]
     if tasks:
         for task in tasks:
             named = [d for d in deltas if d.name.lower() in task.text.lower()
                      or (d.renamed_to and d.renamed_to.lower() in task.text.lower())]
             label = f"{task.number} {task.text}" if task.number else task.text
-            steps.append({
-                "id": step_id(f"task-{task.number}" if task.number else task.text, taken),
-                "title": label,
-                "prompt": _prompt(change, label, named or deltas),
-                "context": [task.position.file],
-            })
+            steps.append(_step(change, label, named or deltas, tests, test_command,
+                               step_id(f"task-{task.number}" if task.number else task.text,
+                                       taken), task.position.file))
+            sections.append(task.group or "0")
     else:
         for delta in deltas:
-            steps.append({
-                "id": step_id(f"{delta.op.value.lower()}-{delta.name}", taken),
-                "title": f"{delta.op.value.lower()} {delta.key}",
-                "prompt": _prompt(change, f"Implement {delta.op.value} {delta.key}", [delta]),
-                "context": [delta.position.file],
-            })
-    for n, step in enumerate(steps):
-        step["tool"] = tool
-        if n:
-            step["depends_on"] = [steps[n - 1]["id"]]
-        if checks:
-            step["checks"] = list(checks)
+            ident = step_id(f"{delta.op.value.lower()}-{delta.name}", taken)
+            steps.append(_step(change, f"Implement {delta.op.value} {delta.key}", [delta],
+                               tests, test_command, ident, delta.position.file,
+                               f"{delta.op.value.lower()} {delta.key}"))
+            sections.append("0")
     title = change.proposal.title if change.proposal and change.proposal.title else change.id
-    workstreams = []
-    if steps:
-        workstreams.append({"id": step_id(change.id, set()), "title": title, "base": base,
-                            "steps": steps})
+    groups: list[tuple[str, list[dict[str, Any]]]] = []
+    for section, step in zip(sections, steps, strict=True):
+        name = section if split == "sections" and tasks else ""
+        if not groups or groups[-1][0] != name:
+            groups.append((name, []))
+        groups[-1][1].append(step)
+    workstreams: list[dict[str, Any]] = []
+    ws_taken: set[str] = set()
+    for name, members in groups:
+        for n, step in enumerate(members):
+            step["tool"] = tool
+            if n:
+                step["depends_on"] = [members[n - 1]["id"]]
+            step_checks = [*(checks or []), *step.pop("_test_checks")]
+            if step_checks:
+                step["checks"] = step_checks
+        ws_id = step_id(f"{change.id}-{name}" if name else change.id, ws_taken)
+        workstream: dict[str, Any] = {
+            "id": ws_id, "title": f"{title} -- section {name}" if name else title,
+            "base": base, "steps": members}
+        if workstreams:
+            workstream["depends_on"] = [workstreams[-1]["id"]]
+        workstreams.append(workstream)
     return {"version": 1, "workstreams": workstreams}
+
+
+def _step(change: Change, label: str, deltas: list[RequirementDelta],
+          tests: Mapping[ScenarioKey, Sequence[str]] | None, test_command: str, ident: str,
+          context: str, title: str | None = None) -> dict[str, Any]:
+    proofs = _proofs(deltas, tests or {})
+    nodeids = sorted({n for _, ids in proofs for n in ids})
+    return {"id": ident, "title": title or label, "prompt": _prompt(change, label, deltas, proofs),
+            "context": [context], "_test_checks": [] if not nodeids else [
+                f"{test_command} {' '.join(shlex.quote(n) for n in nodeids)}"]}
