@@ -48,11 +48,12 @@ from aidp.specs.resolver import parse_uri, resolve
 __all__ = [
     "MARKER",
     "Coverage",
+    "Outcome",
+    "ProvingTest",
     "ScenarioCoverage",
     "ScenarioKey",
     "Status",
     "TaggedTest",
-    "TestStatus",
     "collect_tests",
     "coverage_of",
     "map_tests",
@@ -66,7 +67,7 @@ _TEST_FILE = re.compile(r"^(test_.*|.*_test)\.py$")
 _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".aidp", ".tox"}
 
 
-class TestStatus(enum.Enum):
+class Outcome(enum.Enum):
     """One test's result in a JUnit report."""
 
     PASSED = "passed"
@@ -207,7 +208,7 @@ def collect_tests(root: Path, paths: Iterable[str] = ("tests",)) -> list[TaggedT
             continue  # a test path outside the repository: its node ids would not match
         try:
             source = path.read_bytes()
-            if b"spec://" not in source:
+            if b"spec" not in source:  # neither a marker nor a URI: skip the parse
                 continue
             tree = ast.parse(source, filename=file)
         except SyntaxError as exc:
@@ -282,7 +283,7 @@ def _junit_key(nodeid: str) -> tuple[str, str]:
     return ".".join(parts[:-1]), parts[-1]
 
 
-def read_junit(path: Path, display: str | None = None) -> dict[tuple[str, str], TestStatus]:
+def read_junit(path: Path, display: str | None = None) -> dict[tuple[str, str], Outcome]:
     """Test results of a JUnit XML file, keyed ``(classname, name)`` with parameters dropped
     from the name (a parametrized test failed when any case failed). Raises InputError naming
     ``file:line`` for a file that is missing or not JUnit XML."""
@@ -298,8 +299,8 @@ def read_junit(path: Path, display: str | None = None) -> dict[tuple[str, str], 
     top = tree.getroot()
     if top.tag not in ("testsuites", "testsuite"):
         raise InputError(f"{shown}:1: not JUnit XML (root element <{top.tag}>)")
-    results: dict[tuple[str, str], TestStatus] = {}
-    rank = {TestStatus.FAILED: 3, TestStatus.PASSED: 2, TestStatus.SKIPPED: 1}
+    results: dict[tuple[str, str], Outcome] = {}
+    rank = {Outcome.FAILED: 3, Outcome.PASSED: 2, Outcome.SKIPPED: 1}
     for case in top.iter("testcase"):
         name = case.get("name")
         if name is None:
@@ -307,18 +308,18 @@ def read_junit(path: Path, display: str | None = None) -> dict[tuple[str, str], 
         key = (case.get("classname", ""), name.split("[", 1)[0])
         tags = {child.tag for child in case}
         if tags & {"failure", "error"}:
-            status = TestStatus.FAILED
+            status = Outcome.FAILED
         elif "skipped" in tags:
-            status = TestStatus.SKIPPED
+            status = Outcome.SKIPPED
         else:
-            status = TestStatus.PASSED
+            status = Outcome.PASSED
         if key not in results or rank[status] > rank[results[key]]:
             results[key] = status
     return results
 
 
 def run_tests(root: Path, nodeids: list[str], command: str, *,
-              timeout_s: float = 600.0) -> dict[tuple[str, str], TestStatus]:
+              timeout_s: float = 600.0) -> dict[tuple[str, str], Outcome]:
     """Run exactly ``nodeids`` with ``command`` (a pytest command line, e.g.
     ``python -m pytest -q``) in ``root``, in its own process group, writing JUnit XML to a
     temporary directory; return its results. The whole group is killed after ``timeout_s``
@@ -360,7 +361,7 @@ class ProvingTest:
     nodeid: str
     file: str
     line: int
-    status: TestStatus
+    status: Outcome
 
 
 @dataclass(frozen=True)
@@ -397,9 +398,9 @@ def _status(tests: list[ProvingTest], have_results: bool) -> Status:
     if not have_results:
         return Status.TAGGED
     ran = {t.status for t in tests}
-    if TestStatus.FAILED in ran:
+    if Outcome.FAILED in ran:
         return Status.FAILED
-    return Status.PASSED if TestStatus.PASSED in ran else Status.UNTESTED
+    return Status.PASSED if Outcome.PASSED in ran else Status.UNTESTED
 
 
 def _scenarios_at(project: Project, version: str) -> Iterator[tuple[str, str, Scenario]]:
@@ -420,7 +421,7 @@ def _scenarios_at(project: Project, version: str) -> Iterator[tuple[str, str, Sc
 
 
 def coverage_of(project: Project, mapping: dict[ScenarioKey, list[TaggedTest]],
-                results: dict[tuple[str, str], TestStatus] | None,
+                results: dict[tuple[str, str], Outcome] | None,
                 version: str = "current") -> Coverage:
     """Each scenario of the specs at ``version`` with its proving tests and their results
     (``results`` None: no results were given, statuses are ``tagged`` / ``untested``)."""
@@ -428,7 +429,7 @@ def coverage_of(project: Project, mapping: dict[ScenarioKey, list[TaggedTest]],
     for capability, requirement, scenario in _scenarios_at(project, version):
         key = ScenarioKey(capability, requirement, scenario.name)
         tests = [ProvingTest(t.nodeid, t.file, t.line,
-                             (results or {}).get(_junit_key(t.nodeid), TestStatus.NOT_RUN))
+                             (results or {}).get(_junit_key(t.nodeid), Outcome.NOT_RUN))
                  for t in mapping.get(key, [])]
         rows.append(ScenarioCoverage(key, scenario.position.file, scenario.position.line,
                                      tuple(tests), _status(tests, results is not None)))
