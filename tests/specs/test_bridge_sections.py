@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -63,7 +64,7 @@ def root(tmp_path: Path) -> Path:
     })
 
 
-def _compiled(root: Path, tmp_path: Path, split: str | None) -> dict[str, object]:
+def _compiled(root: Path, tmp_path: Path, split: str | None) -> dict[str, Any]:
     path = compile_change(root, load_settings(root), "add-2fa", "shell", into=tmp_path / "out",
                           split=split)
     document = yaml.safe_load(path.read_text())
@@ -76,7 +77,6 @@ def test_sections_become_chained_workstreams(root: Path, tmp_path: Path) -> None
     the previous one; steps chained inside a section only; sync ids stay task-<number>."""
     document = _compiled(root, tmp_path, "sections")
     workstreams = document["workstreams"]
-    assert isinstance(workstreams, list)
     assert [(w["id"], w.get("depends_on"), [(s["id"], s.get("depends_on")) for s in w["steps"]])
             for w in workstreams] == [
         ("add-2fa-1", None, [("task-1.2", None), ("task-1.3", ["task-1.2"])]),
@@ -93,7 +93,7 @@ def test_sections_become_chained_workstreams(root: Path, tmp_path: Path) -> None
 
 def test_split_change_keeps_one_workstream(root: Path, tmp_path: Path) -> None:
     """The default (split=change) is one workstream named after the change, as before."""
-    (workstream,) = _compiled(root, tmp_path, None)["workstreams"]  # type: ignore[misc]
+    (workstream,) = _compiled(root, tmp_path, None)["workstreams"]
     assert workstream["id"] == "add-2fa" and "depends_on" not in workstream
     assert [s["id"] for s in workstream["steps"]] == ["task-1.2", "task-1.3", "task-2.1",
                                                       "task-3.1"]
@@ -103,7 +103,7 @@ def test_tagged_tests_become_the_steps_check(root: Path, tmp_path: Path) -> None
     """A step whose requirement has tagged scenarios gets `<test_command> <node ids>` after
     [specs] checks, and its prompt says which test proves which scenario."""
     document = _compiled(root, tmp_path, "sections")
-    steps = {s["id"]: s for w in document["workstreams"] for s in w["steps"]}  # type: ignore[attr-defined]
+    steps = {s["id"]: s for w in document["workstreams"] for s in w["steps"]}
     command = (f"{sys.executable} -m pytest -q tests/test_2fa.py::test_code_ok "
                "tests/test_2fa.py::test_code_wrong")
     assert steps["task-1.2"]["checks"] == ["true", command]
@@ -124,8 +124,8 @@ def test_split_from_settings(root: Path, tmp_path: Path) -> None:
     """[specs] split = "sections" is the default of compile_change; an explicit split wins."""
     config = root / "aidp.toml"
     config.write_text(config.read_text() + 'split = "sections"\n')
-    assert len(_compiled(root, tmp_path, None)["workstreams"]) == 3  # type: ignore[arg-type]
-    assert len(_compiled(root, tmp_path, "change")["workstreams"]) == 1  # type: ignore[arg-type]
+    assert len(_compiled(root, tmp_path, None)["workstreams"]) == 3
+    assert len(_compiled(root, tmp_path, "change")["workstreams"]) == 1
 
 
 def test_plan_split_sections_shows_waves(root: Path) -> None:
@@ -183,7 +183,7 @@ def test_compiled_check_runs_the_proving_tests(root: Path, tmp_path: Path, proof
     git(root, "add", "-A")
     git(root, "commit", "-q", "--allow-empty", "-m", "proof")
     document = _compiled(root, tmp_path, "sections")
-    first = document["workstreams"][0]  # type: ignore[index]
+    first = document["workstreams"][0]
     first["steps"] = first["steps"][:1]
     first["steps"][0]["run"] = "true"
     first["steps"][0]["retry"] = {"max_attempts": 1}
