@@ -1,9 +1,10 @@
 """aidp against a plain-Python floor, scenario by scenario: ``.venv/bin/python bench/run.py``.
 
 Options: ``--quick`` (one repetition, smaller sizes: a smoke run), ``--only NAME`` (repeatable:
-fanout, chain, layered, large, empty, pool), ``--reps N``, ``--out PATH``. Writes JSON to
-``bench/results/latest.json`` and prints a table. See ``bench/README.md`` for what each scenario
-measures and how the floor (``bench/floor.py``) is built.
+fanout, chain, layered, large, empty, pool, resolve), ``--reps N``, ``--out PATH``. Writes
+JSON to ``bench/results/latest.json`` and prints a table. See ``bench/README.md`` for what each
+scenario measures and how the floor (``bench/floor.py``) is built; ``pool`` and ``resolve`` run
+one micro-benchmark script each (``bench_worktree_pool.py``, ``bench_specs_resolve.py``).
 
 Every measurement runs ``aidp run PLAN --parallel N --json`` as a subprocess in a fresh copy of a
 generated repository, and ``bench/floor.py`` on another fresh copy, alternately; each is repeated
@@ -323,6 +324,19 @@ def scenario_pool(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
              "target": {"ratio_pooled_over_fresh": 0.2}}]
 
 
+def scenario_resolve(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
+    """``bench/bench_specs_resolve.py``: resolving spec:// URIs vs a plain dict-lookup floor."""
+    specs, uris = (200, 2_000) if quick else (1_000, 10_000)
+    proc = measure([str(PYTHON), str(BENCH / "bench_specs_resolve.py"), "--specs", str(specs),
+                    "--uris", str(uris)], cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench_specs_resolve.py exited {proc.returncode}: {proc.stderr}")
+    data = json.loads(proc.stdout)
+    return [{"name": "resolve", "what": f"resolve {uris} spec:// URIs against {specs} specs",
+             "reps": 1, "result": data, "us_per_uri": data["us_per_uri"],
+             "ratio_vs_floor": data["ratio_vs_floor"]}]
+
+
 def scenario_empty(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
     """An empty plan (``workstreams: []``): start-up, validation, the run row, nothing else."""
     row = compare("empty", {"version": 1, "workstreams": []}, 2, small_repo, reps, work)
@@ -353,6 +367,7 @@ SCENARIOS: dict[str, Callable[[bool, int, Path], list[dict[str, Any]]]] = {
     "layered": scenario_layered,
     "large": scenario_large,
     "pool": scenario_pool,
+    "resolve": scenario_resolve,
     "empty": scenario_empty,
 }
 
@@ -393,6 +408,12 @@ def table(rows: list[dict[str, Any]]) -> str:
                          f"{'pooled ' + str(r['pooled_median_s']):>22}{'':>26}{'':>8}  "
                          f"ratio {row['ratio_pooled_over_fresh']:.3f} <= 0.2 "
                          f"{_verdict(row['ratio_pooled_over_fresh'], 0.2)}")
+            continue
+        if row["name"] == "resolve":
+            r = row["result"]
+            lines.append(f"{'resolve':<14}{r['uris']:>6}{'':>3}{r['total_s']:>11.3f}"
+                         f"{r['floor_total_s']:>11.3f}{'':>24}{'':>26}{'':>8}  "
+                         f"{r['us_per_uri']} us/URI, x{r['ratio_vs_floor']} floor")
             continue
         a, f = row["aidp"], row["floor"]
         target = ""
