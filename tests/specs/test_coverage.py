@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from aidp.specs.coverage import (
     read_junit,
 )
 from tests.conftest import Cli, init_repo
-from tests.specs.corpus import spec
+from tests.specs.corpus import proposal, spec
 
 SPEC = spec("auth", """### Requirement: Login
 The system SHALL let a user log in.
@@ -219,3 +220,53 @@ def test_unparsable_test_file_is_reported(project: Path) -> None:
     with pytest.raises(ValidationError) as caught:
         collect_tests(project)
     assert caught.value.problems[0].render().startswith("tests/test_broken.py:2:")
+
+
+def test_change_version_lists_the_scenarios_a_change_adds(project: Path) -> None:
+    """--change ID covers the specs as the change would leave them; an unversioned tag of a
+    scenario the change adds counts there (and is no error for the current specs)."""
+    change = project / "openspec/changes/add-2fa"
+    (change / "specs/auth").mkdir(parents=True)
+    (change / "proposal.md").write_text(proposal("Add 2FA"))
+    (change / "specs/auth/spec.md").write_text(
+        "## ADDED Requirements\n### Requirement: Two factor\nThe system SHALL ask for a code."
+        "\n\n#### Scenario: Code ok\n- **WHEN** the code is right\n- **THEN** it passes\n")
+    (project / "tests/test_2fa.py").write_text(
+        'import pytest\n\n\n@pytest.mark.spec("spec://auth/Two factor#Code ok")\n'
+        "def test_code():\n    pass\n")
+    code, document, stderr = _coverage(project, "--change", "add-2fa")
+    assert code == 1, stderr
+    assert _statuses(document)["Code ok"] == ("tagged", [("tests/test_2fa.py::test_code",
+                                                          "not_run")])
+    code, current, stderr = _coverage(project)
+    assert code == 1 and "Code ok" not in _statuses(current), stderr
+
+
+def test_run_timeout_kills_the_whole_process_group(project: Path) -> None:
+    """--run --timeout: a hanging test run is killed with its children; exit 2, one line."""
+    pid_file = project / "child.pid"
+    (project / "tests/test_auth.py").write_text(
+        "import subprocess, time\nimport pytest\n\n\n"
+        '@pytest.mark.spec("spec://auth/Login#Good password")\n'
+        "def test_hangs():\n"
+        '    child = subprocess.Popen(["sleep", "60"])\n'
+        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "    time.sleep(60)\n")
+    started = time.monotonic()
+    result = Cli(project)("specs", "coverage", "--run", "--timeout", "2.5")
+    assert result.returncode == 2 and time.monotonic() - started < 20
+    assert "did not finish in 2.5 s: killed" in result.stderr.splitlines()[0]
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (this sandbox reaps orphans late)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
