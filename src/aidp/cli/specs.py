@@ -592,3 +592,7 @@ def _archive_finished(ctx: Any, change_id: str, tasks_file: Path) -> list[str]:
         for action in [*steps, ProposalAction.ARCHIVE]:
             book.act(change_id, action, "aidp", f"run finished; archived as {result.archived_as}")
     return [result.archived_as]
+
+from aidp.cli.specs_github import gh_sync  # noqa: E402
+
+specs.add_command(gh_sync)
