@@ -245,6 +245,7 @@ def test_dry_run_prints_calls_and_writes_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("would run: gh issue create") == 4
     assert "would run: gh label create epic:auth" in proc.stdout
+    assert "would run: gh issue edit new1 --repo acme/widgets --body-file" in proc.stdout
     assert gh.writes() == []
     assert {p.name: p.read_text() for p in epic_dir(gh).iterdir()} == before
 
@@ -261,7 +262,7 @@ def test_bad_github_field_names_file_and_line(tmp_path: Path, value: str, messag
     path.write_text(path.read_text().replace("github:\n", f"github: {value}\n"))
     proc = gh.aidp("gh-sync", "auth")
     assert proc.returncode == 2
-    assert f".claude/epics/auth/002.md:6: [login-endpoint] github: " in proc.stderr
+    assert ".claude/epics/auth/002.md:6: [login-endpoint] github: " in proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert gh.writes() == []
 

@@ -139,7 +139,7 @@ class GhRunner:
         """Run ``call`` and return its stdout; GhError on failure."""
         self.calls.append(call)
         if self.dry_run and call.write:
-            if call.argv[1] == "create":
+            if tuple(call.argv[:2]) in (("issue", "create"), ("sub-issue", "create")):
                 self._placeholder += 1
                 return f"https://github.com/dry-run/issues/new{self._placeholder}\n"
             return ""
