@@ -288,3 +288,60 @@ def test_sub_issues_when_the_extension_is_installed(tmp_path: Path) -> None:
     gh.reset_log()
     gh.sync()
     assert gh.writes() == []
+
+
+def test_keys_survive_renames_across_digit_widths(tmp_path: Path) -> None:
+    """Two tasks with one name keep their keys (docs, docs-2) when their issue numbers cross a
+    digit width (9, 10): the renamed files are zero-padded so their order is kept."""
+    gh = make_gh(tmp_path)
+    for name in TASKS:
+        (epic_dir(gh) / name).unlink()
+    (epic_dir(gh) / "001.md").write_text(task("Docs").replace("Do Docs.", "First docs."))
+    (epic_dir(gh) / "002.md").write_text(task("Docs").replace("Do Docs.", "Second docs."))
+    state = json.loads(gh.state.read_text())
+    gh.state.write_text(json.dumps({**state, "next": 8}))
+    before = {t.key: t.body for t in load_epic(epic_dir(gh), gh.repo).tasks}
+    gh.sync()
+    epic = load_epic(epic_dir(gh), gh.repo)
+    assert {t.key: t.body for t in epic.tasks} == before
+    assert sorted(p.name for p in epic_dir(gh).glob("[0-9]*.md")) == ["09.md", "10.md"]
+    assert {t.key: t.issue for t in epic.tasks} == {"docs": "9", "docs-2": "10"}
+    gh.reset_log()
+    gh.sync()
+    assert gh.writes() == []
+
+
+def test_closed_task_and_completed_epic_close_their_issues(tmp_path: Path) -> None:
+    """A task already closed at the first sync is created then closed; an epic marked
+    completed has its issue closed."""
+    gh = make_gh(tmp_path)
+    path = epic_dir(gh) / "001.md"
+    path.write_text(path.read_text().replace("status: open", "status: closed"))
+    gh.sync()
+    assert gh.issues()["2"]["state"] == "CLOSED" and gh.issues()["3"]["state"] == "OPEN"
+    epic = epic_dir(gh) / "epic.md"
+    epic.write_text(epic.read_text().replace("status: in-progress", "status: completed"))
+    gh.reset_log()
+    gh.sync()
+    assert [tuple(w["argv"][:3]) for w in gh.writes()] == [("issue", "close", "1")]
+
+
+def test_gh_failure_is_one_line_exit_6(tmp_path: Path) -> None:
+    """gh failing (an unknown repository): one error line with gh's reason, exit 6."""
+    gh = make_gh(tmp_path)
+    proc = gh.aidp("gh-sync", "auth", "--github-repo", "acme/missing")
+    assert proc.returncode == 6
+    assert "Could not resolve to a Repository" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert gh.writes() == []
+
+
+def test_hanging_gh_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    """A gh call that never returns is killed (its whole process group) at gh_timeout."""
+    gh = make_gh(tmp_path)
+    (gh.repo / "aidp.toml").write_text('[ccpm]\ngithub_sync = true\ngh_timeout = "1s"\n')
+    state = json.loads(gh.state.read_text())
+    gh.state.write_text(json.dumps({**state, "hang_on": ["label", "list"]}))
+    proc = gh.aidp("gh-sync", "auth")
+    assert proc.returncode == 6
+    assert "timed out after 1s" in proc.stderr and "Traceback" not in proc.stderr

@@ -35,6 +35,12 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 1
     head = tuple(argv[:2])
+    if head == tuple(state.get("hang_on", [])):  # a gh that never answers
+        import subprocess
+        import time
+
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        time.sleep(60)
     issues: dict[str, dict[str, object]] = state["issues"]
     out = ""
     if head == ("repo", "view"):
