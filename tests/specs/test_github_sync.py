@@ -264,6 +264,7 @@ def test_bad_github_field_names_file_and_line(tmp_path: Path, value: str, messag
     assert proc.returncode == 2
     assert ".claude/epics/auth/002.md:6: [login-endpoint] github: " in proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
     assert gh.writes() == []
 
 
@@ -345,3 +346,22 @@ def test_hanging_gh_is_killed_at_the_timeout(tmp_path: Path) -> None:
     proc = gh.aidp("gh-sync", "auth")
     assert proc.returncode == 6
     assert "timed out after 1s" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_failed_sync_resumes_without_duplicates(tmp_path: Path) -> None:
+    """A create failing half-way keeps the issues made so far in github:; the next sync
+    creates only the missing one, then renames."""
+    gh = make_gh(tmp_path)
+    state = json.loads(gh.state.read_text())
+    gh.state.write_text(json.dumps({**state, "fail_title": "Logout endpoint"}))
+    proc = gh.aidp("gh-sync", "auth")
+    assert proc.returncode == 6 and "HTTP 502" in proc.stderr
+    assert "issues/3" in (epic_dir(gh) / "002.md").read_text()
+    state = json.loads(gh.state.read_text())
+    gh.state.write_text(json.dumps({**state, "fail_title": None}))
+    gh.reset_log()
+    gh.sync()
+    creates = [c["argv"] for c in gh.writes() if c["argv"][:2] == ["issue", "create"]]
+    assert [a[a.index("--title") + 1] for a in creates] == ["Logout endpoint"]
+    assert sorted(gh.issues()) == ["1", "2", "3", "4"]
+    assert sorted(p.name for p in epic_dir(gh).glob("[0-9]*.md")) == ["2.md", "3.md", "4.md"]

@@ -52,6 +52,7 @@ def gh_sync(name: str, dry_run: bool, as_json: bool, github_repo: str | None,
     except ValidationError as exc:
         for problem in exc.problems[1:]:
             click.echo(problem.render(), err=True)
+        exc.hint = None  # the generic hint names `aidp validate`, which reads no epic
         raise
     if as_json:
         echo_json(report.to_dict())

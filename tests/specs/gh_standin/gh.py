@@ -61,6 +61,9 @@ def main(argv: list[str]) -> int:
         if missing:
             print(f"could not add label: '{missing[0]}' not found", file=sys.stderr)
             return 1
+        if option(argv, "--title") == state.get("fail_title"):
+            print("HTTP 502: Server Error (https://api.github.com/graphql)", file=sys.stderr)
+            return 1
         number = state["next"]
         state["next"] = number + 1
         issues[str(number)] = {"number": number, "title": option(argv, "--title"),
