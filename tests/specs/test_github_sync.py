@@ -191,7 +191,8 @@ def test_closed_task_gets_closed(tmp_path: Path) -> None:
     "https://github.com/automazeio/ccpm.git",
     "git@github.com:automazeio/ccpm.git",
     "ssh://git@github.com/automazeio/ccpm",
-], ids=["https", "https-dot-git", "scp-ssh", "ssh-url"])
+    "https://me:ghp_secret@github.com/automazeio/ccpm.git",
+], ids=["https", "https-dot-git", "scp-ssh", "ssh-url", "https-with-token"])
 def test_template_origin_is_refused_before_any_call(tmp_path: Path, origin: str) -> None:
     """origin = the CCPM template repository: a clear error, exit 2, no gh call at all."""
     gh = make_gh(tmp_path, origin=origin)
@@ -199,6 +200,7 @@ def test_template_origin_is_refused_before_any_call(tmp_path: Path, origin: str)
         proc = gh.aidp("gh-sync", "auth", *extra)
         assert proc.returncode == 2
         assert "CCPM template repository" in proc.stderr and "Traceback" not in proc.stderr
+        assert "ghp_secret" not in proc.stderr
     assert gh.calls() == []
     assert "github:\n" in (epic_dir(gh) / "001.md").read_text()
 

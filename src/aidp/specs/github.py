@@ -221,6 +221,11 @@ def _origin_url(root: Path) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def _redact(url: str) -> str:
+    """``url`` without credentials (``https://user:token@host/...`` -> ``https://host/...``)."""
+    return re.sub(r"^([a-z+]+://)[^@/]*@", r"\1", url, flags=re.IGNORECASE)
+
+
 def _label_name(name: str) -> str:
     """CCPM's sanitised epic label name: runs of other characters become one hyphen."""
     return re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9-]", "-", name)).strip("-") or "epic"
@@ -335,7 +340,7 @@ def sync_epic(root: Path, directory: Path, *, run: Callable[[GhCall], str], repo
     origin = _origin_url(root)
     if origin is not None and is_template_remote(origin):
         raise GithubSyncRefused(
-            f"refusing to sync: origin ({origin}) is the CCPM template repository "
+            f"refusing to sync: origin ({_redact(origin)}) is the CCPM template repository "
             f"{TEMPLATE_REPOSITORY}", hint="point origin at your own repository: "
             "git remote set-url origin https://github.com/YOU/YOUR_REPO.git")
     epic = load_epic(directory, root)
