@@ -28,7 +28,7 @@ __all__ = ["gh_sync"]
               help="aidp.toml to use (default: the repository's).")
 def gh_sync(name: str, dry_run: bool, as_json: bool, github_repo: str | None,
             repo: Path | None, config_path: Path | None) -> None:
-    """Push the CCPM epic NAME (.claude/epics/NAME) to GitHub issues with gh: an epic issue,
+    """Push the CCPM epic EPIC (.claude/epics/EPIC) to GitHub issues with gh: an epic issue,
     one issue per task, github: fields and CCPM's renames; again later, it only edits what
     changed and closes closed tasks. Refuses the CCPM template repository."""
     from aidp.cli.common import resolve_repo
