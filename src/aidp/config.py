@@ -21,6 +21,7 @@ from aidp.model.workstream import Budget, Duration
 __all__ = [
     "CONFIG_FILE",
     "BreakerSettings",
+    "CcpmSettings",
     "DatabaseSettings",
     "RateLimit",
     "RunSettings",
@@ -48,6 +49,16 @@ class _Section(BaseModel):
 
 class DatabaseSettings(_Section):
     url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in .aidp/")
+
+
+class CcpmSettings(_Section):
+    """``[ccpm]``: the optional GitHub sync of CCPM epics (``aidp specs gh-sync``), off by
+    default."""
+
+    github_sync: bool = Field(False, description="allow `aidp specs gh-sync` to write to GitHub")
+    github_repo: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+                                    description="owner/name; default: from the origin remote")
+    gh_timeout: Duration = Field(60.0, description="wall-clock limit of one gh call")
 
 
 class RunSettings(_Section):
@@ -139,6 +150,7 @@ class Settings(_Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     specs: SpecsSettings = Field(default_factory=SpecsSettings)
+    ccpm: CcpmSettings = Field(default_factory=CcpmSettings)
     tools: dict[str, ToolProfile] = Field(
         default_factory=lambda: {"shell": ToolProfile(adapter="shell")}
     )

@@ -592,6 +592,9 @@ def _archive_finished(ctx: Any, change_id: str, tasks_file: Path) -> list[str]:
         for action in [*steps, ProposalAction.ARCHIVE]:
             book.act(change_id, action, "aidp", f"run finished; archived as {result.archived_as}")
     return [result.archived_as]
-from aidp.cli.specs_coverage import coverage as _coverage  # noqa: E402  (imports nothing from here)
+
+from aidp.cli.specs_coverage import coverage as _coverage  # noqa: E402
+from aidp.cli.specs_github import gh_sync  # noqa: E402
 
 specs.add_command(_coverage)
+specs.add_command(gh_sync)
