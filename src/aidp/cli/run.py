@@ -61,9 +61,12 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
               help="Run an approved OpenSpec change (openspec/changes/ID) instead of FILES.")
 @click.option("--tool", "change_tool", metavar="PROFILE",
               help="With --change: the tool profile of its steps (default: [specs] tool).")
+@click.option("--split", type=click.Choice(["change", "sections"]), default=None,
+              help="With --change: one workstream for the change, or one per numbered tasks.md "
+              "section, chained (default: [specs] split).")
 def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
         parallel: int | None, as_json: bool, interactive: bool, change_id: str | None,
-        change_tool: str | None) -> int:
+        change_tool: str | None, split: str | None) -> int:
     """Validate FILES (or compile --change ID), then run every workstream in its own worktree
     and branch.
 
@@ -76,10 +79,12 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     ctx = Context(repo, config_path)
     if bool(files) == bool(change_id):
         raise InputError("give workstream FILES or --change ID (one of the two)")
+    if split is not None and change_id is None:
+        raise InputError("--split needs --change ID")
     if change_id is not None:
         from aidp.cli.change import compile_change
 
-        files = (compile_change(ctx.repo, ctx.settings, change_id, change_tool),)
+        files = (compile_change(ctx.repo, ctx.settings, change_id, change_tool, split=split),)
     plan = load_or_exit(files, ctx.repo, as_json)
     parallel = parallel or ctx.settings.run.parallel
     preflight(ctx.repo, plan, tools=set(ctx.settings.tools))  # before anything is written

@@ -417,9 +417,11 @@ def archive(change_id: str, output: str, as_json: bool, repo: Path | None) -> No
 @click.option("--check", "checks", multiple=True, help="Acceptance check of every step.")
 @click.option("--include-done", is_flag=True, help="Also make steps of ticked tasks.")
 @click.option("--base", default="HEAD", show_default=True, help="Ref the workstream starts from.")
+@click.option("--split", type=click.Choice(["change", "sections"]), default="change",
+              show_default=True, help="One workstream, or one per numbered tasks.md section.")
 @_root_option
 def plan_command(change_id: str, output_file: Path | None, tool: str, run_command: str | None,
-                 checks: tuple[str, ...], include_done: bool, base: str,
+                 checks: tuple[str, ...], include_done: bool, base: str, split: str,
                  repo: Path | None) -> None:
     """Compile a change into a workstream file: one step per open task, whose prompt carries
     the requirement text and scenarios (run it with `aidp run FILE`)."""
@@ -428,7 +430,8 @@ def plan_command(change_id: str, output_file: Path | None, tool: str, run_comman
 
     root = _root(repo)
     document = change_to_workstreams(load_project(root), change_id, tool=tool,
-                                     checks=list(checks), include_done=include_done, base=base)
+                                     checks=list(checks), include_done=include_done, base=base,
+                                     split=split)  # type: ignore[arg-type]  # click.Choice
     if not document["workstreams"]:
         raise InputError(f"change {change_id!r} has no open task and no delta: nothing to plan")
     _emit_workstreams(document, f"aidp specs plan {change_id}",
@@ -538,21 +541,29 @@ def sync_command(run_ref: str | None, do_archive: bool, as_json: bool, repo: Pat
                 continue
             for task in epic.tasks:
                 epic_files.setdefault(task.key, (directory, ctx.repo / task.file))
+    from aidp.specs.bridge import change_of_workstream
+
+    change_ids = ({p.name for p in changes_dir.iterdir() if p.is_dir() and p.name != "archive"}
+                  if changes_dir.is_dir() else set())
     closing: dict[Path, list[Path]] = {}
+    to_archive: list[str] = []
     for ws_id in sorted(set(done_steps) | finished):
-        change_dir = changes_dir / ws_id
-        if change_dir.is_dir() and ws_id != "archive":
+        change_id = change_of_workstream(ws_id, change_ids)  # a change, or one of its sections
+        if change_id is not None:
             numbers = {s[len("task-"):] for s in done_steps.get(ws_id, set())
                        if s.startswith("task-")}
-            tasks_file = change_dir / "tasks.md"
+            tasks_file = changes_dir / change_id / "tasks.md"
             for line in tick_tasks(tasks_file, numbers):
                 edits.append({"file": tasks_file.relative_to(ctx.repo).as_posix(), "line": line,
                               "edit": "ticked"})
-            if do_archive and run.status == "completed" and ws_id in finished:
-                archived += _archive_finished(ctx, ws_id, tasks_file)
+            if (do_archive and run.status == "completed" and ws_id in finished
+                    and change_id not in to_archive):
+                to_archive.append(change_id)
         elif ws_id in finished and ws_id in epic_files:
             directory, path = epic_files[ws_id]
             closing.setdefault(directory, []).append(path)
+    for change_id in to_archive:
+        archived += _archive_finished(ctx, change_id, changes_dir / change_id / "tasks.md")
     for directory, paths in closing.items():
         for path, line in close_epic_tasks(directory, paths):
             edits.append({"file": path.relative_to(ctx.repo).as_posix(), "line": line,
