@@ -56,6 +56,27 @@ def test_change_plan_run_sync_archive(tmp_path: Path) -> None:
                                               "archive"]
 
 
+def test_section_workstreams_sync_into_their_change(tmp_path: Path) -> None:
+    """plan --split sections -> run -> sync --archive: each section's workstream ticks its
+    tasks in the one change, which is archived once."""
+    repo = _repo(tmp_path)
+    (repo / "openspec/changes/add-2fa/tasks.md").write_text(
+        "## 1. Impl\n- [ ] 1.1 Table\n\n## 2. Docs\n- [ ] 2.1 Two factor\n")
+    cli = Cli(repo)
+    cli("specs", "plan", "add-2fa", "-o", "ws.yaml", "--split", "sections", "--tool", "shell",
+        "--run", "echo {step} >> done.txt", check=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "plan")
+    summary = json.loads(cli("run", "ws.yaml", "--json", check=True).stdout)
+    assert sorted(w["id"] for w in summary["workstreams"]) == ["add-2fa-1", "add-2fa-2"]
+    synced = json.loads(cli("specs", "sync", "--archive", "--json", check=True).stdout)
+    assert [(e["file"], e["line"]) for e in synced["edits"]] == [
+        ("openspec/changes/add-2fa/tasks.md", 2), ("openspec/changes/add-2fa/tasks.md", 5)]
+    (archived,) = synced["archived"]
+    tasks = (repo / "openspec/changes/archive" / archived / "tasks.md").read_text()
+    assert tasks.count("- [x]") == 2
+
+
 def test_epic_plan_run_sync(tmp_path: Path) -> None:
     """epic -> run -> sync: each finished task file gets status closed, the epic 100%."""
     repo = _repo(tmp_path)
