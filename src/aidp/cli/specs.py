@@ -609,3 +609,5 @@ from aidp.cli.specs_github import gh_sync  # noqa: E402
 
 specs.add_command(_coverage)
 specs.add_command(gh_sync)
+from aidp.cli.specs_export import export_epic  # noqa: E402, I001
+specs.add_command(export_epic)
