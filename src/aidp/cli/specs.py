@@ -605,9 +605,9 @@ def _archive_finished(ctx: Any, change_id: str, tasks_file: Path) -> list[str]:
     return [result.archived_as]
 
 from aidp.cli.specs_coverage import coverage as _coverage  # noqa: E402
+from aidp.cli.specs_export import export_epic  # noqa: E402
 from aidp.cli.specs_github import gh_sync  # noqa: E402
 
 specs.add_command(_coverage)
-specs.add_command(gh_sync)
-from aidp.cli.specs_export import export_epic  # noqa: E402, I001
 specs.add_command(export_epic)
+specs.add_command(gh_sync)
