@@ -41,6 +41,14 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
     store = ctx.store()
     plan = Plan.from_json(store.run(run_id).plan_json)
     reporter = _reporter(ctx, [(ws.id, len(ws.steps)) for ws in plan.workstreams], as_json)
+    if (ctx.repo / ".claude" / "epics").is_dir():  # CCPM task status follows the run
+        from aidp.specs.sync import EpicStatusReporter, epic_task_files
+
+        tasks = epic_task_files(ctx.repo)
+        files = {ws.id: tasks[ws.id] for ws in plan.workstreams if ws.id in tasks}
+        if files:
+            reporter = EpicStatusReporter(reporter, files,
+                                          lambda line: click.echo(line, err=True))
     summary = drive_run(store, ctx.repo, run_id, ctx.settings, reporter=reporter,
                         decide=_ask if interactive else None,  # type: ignore[arg-type]
                         parallel=parallel)

@@ -515,7 +515,7 @@ def sync_command(run_ref: str | None, do_archive: bool, as_json: bool, repo: Pat
     close the CCPM tasks of its completed workstreams; --archive then archives finished
     changes (recording the proposal's moves when it is tracked)."""
     from aidp.cli.common import Context
-    from aidp.specs.sync import close_epic_tasks, tick_tasks
+    from aidp.specs.sync import close_epic_tasks, epic_task_files, tick_tasks
 
     ctx = Context(repo, config_path)
     store = ctx.store()
@@ -529,18 +529,7 @@ def sync_command(run_ref: str | None, do_archive: bool, as_json: bool, repo: Pat
     edits: list[dict[str, Any]] = []
     archived: list[str] = []
     changes_dir = ctx.repo / "openspec" / "changes"
-    epics_dir = ctx.repo / ".claude" / "epics"
-    epic_files: dict[str, tuple[Path, Path]] = {}
-    if epics_dir.is_dir():
-        from aidp.specs.ccpm import load_epic
-
-        for directory in sorted(p for p in epics_dir.iterdir() if (p / "epic.md").is_file()):
-            try:
-                epic = load_epic(directory, ctx.repo)
-            except InputError:
-                continue
-            for task in epic.tasks:
-                epic_files.setdefault(task.key, (directory, ctx.repo / task.file))
+    epic_files = epic_task_files(ctx.repo)
     from aidp.specs.bridge import change_of_workstream
 
     change_ids = ({p.name for p in changes_dir.iterdir() if p.is_dir() and p.name != "archive"}

@@ -13,10 +13,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aidp.specs.project import TASK_LINE, parse_tasks, read_text
 
-__all__ = ["SyncResult", "close_epic_tasks", "tick_tasks"]
+__all__ = ["EpicStatusReporter", "SyncResult", "close_epic_tasks", "epic_task_files",
+           "start_epic_task", "tick_tasks"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +91,68 @@ def close_epic_tasks(epic_dir: Path, files: list[Path], now: datetime | None = N
             epic.write_text(text)
             edits.append((epic, line))
     return edits
+
+
+def start_epic_task(path: Path, now: datetime | None = None) -> int | None:
+    """Set ``status: in-progress`` and ``updated`` in a task file that is not closed; the
+    line of the status edit (None: nothing changed)."""
+    text = read_text(path)
+    if re.search(r"^status:\s*closed\s*$", text, re.MULTILINE):
+        return None
+    text, line = _set_field(text, "status", "in-progress")
+    if line is not None:
+        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        text, _ = _set_field(text, "updated", stamp)
+        path.write_text(text)
+    return line
+
+
+def epic_task_files(repo: Path) -> dict[str, tuple[Path, Path]]:
+    """Task key -> (epic directory, task file) for every readable epic under
+    ``.claude/epics/`` (an epic that does not load is left out)."""
+    from aidp.exceptions import InputError
+    from aidp.specs.ccpm import load_epic
+
+    found: dict[str, tuple[Path, Path]] = {}
+    epics_dir = repo / ".claude" / "epics"
+    if not epics_dir.is_dir():
+        return found
+    for directory in sorted(p for p in epics_dir.iterdir() if (p / "epic.md").is_file()):
+        try:
+            epic = load_epic(directory, repo)
+        except InputError:
+            continue
+        for task in epic.tasks:
+            found.setdefault(task.key, (directory, repo / task.file))
+    return found
+
+
+class EpicStatusReporter:
+    """Wraps a run's reporter: while the run goes on, the CCPM task file of a workstream made
+    by ``aidp specs epic`` becomes ``in-progress`` when the workstream starts and ``closed``
+    when it completes (the epic's ``progress`` recomputed). A failed workstream stays
+    ``in-progress`` (CCPM has no failed status). A file that cannot be written costs a
+    warning line, never the run."""
+
+    def __init__(self, inner: Any, files: dict[str, tuple[Path, Path]], warn: Any) -> None:
+        self.inner = inner
+        self.files = files
+        self.warn = warn
+
+    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
+              ) -> None:
+        self.inner.event(kind, ws_id, step_id, data)
+        if ws_id not in self.files or kind not in ("workstream.started",
+                                                    "workstream.completed"):
+            return
+        directory, path = self.files[ws_id]
+        try:
+            if kind == "workstream.started":
+                start_epic_task(path)
+            else:
+                close_epic_tasks(directory, [path])
+        except OSError as exc:
+            self.warn(f"warning: could not update {path}: {exc.strerror or exc}")
+
+    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
+        self.inner.output(ws_id, step_id, data)
