@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aidp.model.scope import compile_scope, glob_literal_prefix, globs_overlap
+from aidp.model.scope import _pattern_regex, compile_scope, glob_literal_prefix, globs_overlap
 
 MATCHES = [
     ("src/**", "src/a.py", True),
@@ -139,3 +140,21 @@ def test_a_path_overlaps_itself_and_everything_below(path: str) -> None:
     assert globs_overlap(literal, literal)
     assert globs_overlap(literal, path + "/**")
     assert globs_overlap(literal, "**")
+
+
+@settings(max_examples=400, deadline=None)
+@given(GLOBS, PATHS)
+def test_literal_globs_match_as_their_regex_would(glob: str, path: str) -> None:
+    """Literal globs skip the regular expression; the answer is the same as the regex's."""
+    matcher = compile_scope([glob])
+    regex = re.compile(_pattern_regex(glob), re.DOTALL)
+    assert matcher.matches(path) is (regex.fullmatch(path.rstrip("/") + "/") is not None)
+
+
+def test_literal_globs_compile_no_regex() -> None:
+    """Names and directories (the usual scopes) are set lookups and prefix tests."""
+    matcher = compile_scope(["w01/**", "docs", "src/a.py", "a\\*b"])
+    assert matcher._regex is None
+    assert matcher.matches("w01") and matcher.matches("w01/x/y") and not matcher.matches("w012")
+    assert matcher.matches("docs/a.md") and matcher.matches("src/a.py")
+    assert not matcher.matches("src/a.py/x") and matcher.matches("a*b")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # only types: aidp.model.validate imports this module at run 
 
 __all__ = [
     "PlanAnalysis",
+    "all_descendants",
     "analyze",
     "descendants",
     "find_cycle",
@@ -69,10 +70,25 @@ def descendants(edges: Mapping[str, Iterable[str]], node: str) -> set[str]:
         edges: each node mapped to the nodes it depends on.
         node: typically a failed workstream or step whose dependants must be skipped.
     """
+    return _reach(_dependants(edges), node)
+
+
+def all_descendants(edges: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    """:func:`descendants` of every node of ``edges``, indexing the dependants once (each
+    node costs the size of its own answer, not a pass over the graph)."""
+    dependants = _dependants(edges)
+    return {node: _reach(dependants, node) for node in edges}
+
+
+def _dependants(edges: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
     dependants: dict[str, list[str]] = {}
     for child, deps in edges.items():
         for dep in deps:
             dependants.setdefault(dep, []).append(child)
+    return dependants
+
+
+def _reach(dependants: Mapping[str, list[str]], node: str) -> set[str]:
     found: set[str] = set()
     todo = [node]
     while todo:

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 from aidp.config import Settings
 from aidp.engine.clock import Clock, SystemClock
 from aidp.engine.compensation import run_compensations
-from aidp.engine.dag import descendants, step_order
+from aidp.engine.dag import all_descendants, descendants, step_order
 from aidp.engine.executor import (
     AttemptReport,
     Executor,
@@ -338,7 +338,7 @@ class _Orchestrator:
         self.ranks = chain_ranks(self.ws)
         self.conflicts = conflict_map(self.ws)
         edges = {ws_id: list(wsr.ws.depends_on) for ws_id, wsr in self.ws.items()}
-        self.dependants = {ws_id: descendants(edges, ws_id) for ws_id in self.ws}
+        self.dependants = all_descendants(edges)
 
     # -- recovery ----------------------------------------------------------------------------
 

@@ -464,13 +464,14 @@ def _parse_one(
 def _inline_prompts(
     item: SourcedWorkstream, repo: Path | None, max_file_bytes: int, problems: list[Problem]
 ) -> SourcedWorkstream:
-    """Read each safe ``prompt_file`` into ``prompt`` (unsafe ones were reported already)."""
+    """Read each safe ``prompt_file`` into ``prompt`` (unsafe ones were reported already);
+    ``repo`` is resolved."""
     steps = list(item.ws.steps)
     for i, step in enumerate(steps):
         name = step.prompt_file
         if name is None or item.base_dir is None:
             continue
-        if check_path(name, repo=repo, base=item.base_dir) is not None:
+        if check_path(name, repo=repo, base=item.base_dir, resolved=True) is not None:
             continue
         target = item.base_dir / name
         try:
@@ -522,11 +523,12 @@ def load_plan(
         items += [
             SourcedWorkstream(ws, source, i, path.parent) for i, ws in enumerate(model.workstreams)
         ]
+    root = repo.resolve() if repo is not None else None  # once, not per path checked
     for item in items:
-        problems += check_workstream(item, repo=repo)
+        problems += check_workstream(item, repo=root, resolved=True)
     if all_parsed:  # with a file missing, cross-file problems would be mostly noise
         problems += check_plan(items)
-    items = [_inline_prompts(item, repo, max_file_bytes, problems) for item in items]
+    items = [_inline_prompts(item, root, max_file_bytes, problems) for item in items]
     if problems:
         file_order = {str(path): i for i, path in enumerate(files)}
         problems.sort(key=lambda p: (file_order.get(p.file, -1), p.line or 0))

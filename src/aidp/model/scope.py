@@ -14,8 +14,8 @@ keeps in agreement):
   name: one with a ``.`` after its first character (``README.md``, ``*.py``) matches only
   that name. Write ``v1.0/`` for a directory whose name has a dot.
 
-Patterns are compiled to one regular expression per scope, so matching a changed file costs one
-``re.match`` call.
+Literal patterns become exact names and directory prefixes; the others are compiled to one
+regular expression per scope, so matching a changed file costs one ``re.match`` call at most.
 """
 
 from __future__ import annotations
@@ -154,18 +154,53 @@ def _pattern_regex(pattern: str) -> str:
 
 @dataclass(frozen=True)
 class ScopeMatcher:
-    """Compiled scope globs; :meth:`matches` tells whether a path lies in the scope."""
+    """Compiled scope globs; :meth:`matches` tells whether a path lies in the scope.
+
+    Literal globs (``src/a.py``, ``docs``, ``w01/**``: the common case) are kept as exact names
+    and directory prefixes, so building a matcher compiles no regular expression for them; the
+    other globs share one expression.
+    """
 
     globs: tuple[str, ...]
     _regex: re.Pattern[str] | None
+    _names: frozenset[str] = frozenset()
+    _dirs: tuple[str, ...] = ()
 
     def matches(self, path: str) -> bool:
         """Return whether the repo-relative POSIX ``path`` (``src/a.py``) is in the scope."""
-        if self._regex is None:
-            return False
         while path.startswith("./"):
             path = path[2:]
-        return self._regex.fullmatch(path.rstrip("/") + "/") is not None
+        path = path.rstrip("/")
+        if path in self._names:
+            return True
+        for prefix in self._dirs:
+            if path == prefix or path.startswith(prefix + "/"):
+                return True
+        return self._regex is not None and self._regex.fullmatch(path + "/") is not None
+
+
+def _literal(pattern: str) -> tuple[str, bool] | None:
+    """``(name, is_directory)`` when ``pattern`` names one path without wildcards, else None.
+
+    A directory matches itself and everything below it (a trailing ``**`` or the implicit one);
+    a name matches only itself. The root itself (``**``, ``.``) is left to the regex.
+    """
+    segments = _parse(pattern)
+    directory = segments[-1] is _GLOBSTAR
+    names = []
+    for segment in segments[:-1] if directory else segments:
+        if segment is _GLOBSTAR:
+            return None
+        chars = []
+        for token in segment:
+            if (not isinstance(token, _CharSet) or token.negated or len(token.ranges) != 1
+                    or token.ranges[0][0] != token.ranges[0][1] or token.ranges[0][0] == _SLASH):
+                return None
+            chars.append(chr(token.ranges[0][0]))
+        names.append("".join(chars))
+    if not names:
+        return None
+    return "/".join(names), directory
 
 
 def compile_scope(globs: Iterable[str]) -> ScopeMatcher:
@@ -175,13 +210,25 @@ def compile_scope(globs: Iterable[str]) -> ScopeMatcher:
         globs: gitignore-like patterns (see the module docstring); an empty list matches nothing.
 
     Returns:
-        A :class:`ScopeMatcher` whose ``matches(path)`` is one regular-expression match.
+        A :class:`ScopeMatcher`: a set lookup and prefix tests for literal globs, one
+        regular-expression match for the rest.
     """
     globs = tuple(globs)
-    if not globs:
-        return ScopeMatcher(globs, None)
-    alternatives = "|".join(f"(?:{_pattern_regex(g)})" for g in globs)
-    return ScopeMatcher(globs, re.compile(alternatives, re.DOTALL))
+    names: set[str] = set()
+    dirs: list[str] = []
+    patterns: list[str] = []
+    for glob in globs:
+        literal = _literal(glob)
+        if literal is None:
+            patterns.append(glob)
+        elif literal[1]:
+            dirs.append(literal[0])
+        else:
+            names.add(literal[0])
+    regex = None
+    if patterns:
+        regex = re.compile("|".join(f"(?:{_pattern_regex(g)})" for g in patterns), re.DOTALL)
+    return ScopeMatcher(globs, regex, frozenset(names), tuple(dirs))
 
 
 def _charsets_meet(a: _CharSet, b: _CharSet) -> bool:

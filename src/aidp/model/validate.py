@@ -9,12 +9,14 @@ only the inside-the-repository check resolves paths on disk.
 
 from __future__ import annotations
 
+import os
+import stat
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from aidp.engine.dag import descendants, find_cycle
+from aidp.engine.dag import all_descendants, find_cycle
 from aidp.exceptions import Problem
 from aidp.model.refname import check_ref_name
 from aidp.model.scope import glob_literal_prefix, globs_overlap
@@ -87,7 +89,8 @@ class SourcedWorkstream:
         )
 
 
-def check_path(value: str, *, repo: Path | None = None, base: Path | None = None) -> str | None:
+def check_path(value: str, *, repo: Path | None = None, base: Path | None = None,
+               resolved: bool = False) -> str | None:
     """Check that a path (or glob) from a workstream file stays inside the repository.
 
     Args:
@@ -95,6 +98,7 @@ def check_path(value: str, *, repo: Path | None = None, base: Path | None = None
         repo: the repository root; when given, the path resolved from ``base`` (symlinks
             followed) must lie inside it.
         base: the directory the path is relative to (default: ``repo``).
+        resolved: ``repo`` is already resolved (saves its resolution when checking many paths).
 
     Returns:
         None when safe, else the reason (absolute, ``..`` segment, NUL byte, outside the repo).
@@ -108,11 +112,31 @@ def check_path(value: str, *, repo: Path | None = None, base: Path | None = None
     if ".." in PurePosixPath(value.replace("\\", "/")).parts:
         return "contains a '..' segment"
     if repo is not None:
-        root = repo.resolve()
-        target = ((base or root) / glob_literal_prefix(value)).resolve()
+        root = repo if resolved else repo.resolve()
+        prefix = glob_literal_prefix(value)
+        if base is None and not _may_link(root, prefix):
+            return None
+        target = ((base or root) / prefix).resolve()
         if target != root and root not in target.parents:
             return f"resolves outside the repository ({target})"
     return None
+
+
+def _may_link(root: Path, relative: str) -> bool:
+    """Whether ``root/relative`` may pass through a symbolic link: False once a component is
+    missing (nothing below it exists), True at the first link. ``root`` is resolved."""
+    current = str(root)
+    for part in relative.split("/"):
+        if part in ("", "."):
+            continue
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:
+            return False
+        if stat.S_ISLNK(mode):
+            return True
+    return False
 
 
 def check_placeholders(template: str) -> list[str]:
@@ -209,19 +233,22 @@ def _cycles(edges: dict[str, list[str]], what: str, at: Callable[[str], Problem]
     return problems
 
 
-def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> list[Problem]:
+def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None,
+                     resolved: bool = False) -> list[Problem]:
     """Checks confined to one workstream: its steps' ids and dependencies, paths, branch names,
     placeholders, and shell steps without ``run``.
 
     Args:
         item: the workstream and where it came from.
         repo: the repository root, for the inside-the-repository path check (skipped if None).
+        resolved: ``repo`` is already resolved (when checking many workstreams).
 
     Returns:
         The problems found, in file order.
     """
     ws = item.ws
     problems: list[Problem] = []
+    root = repo.resolve() if repo is not None and not resolved else repo
     reason = check_ref_name(ws.base, branch=False)
     if reason:
         problems.append(item.problem("branch-name", f"base {ws.base!r} {reason}", "base"))
@@ -246,7 +273,7 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> li
                 )
             )
     for k, glob in enumerate(ws.scope):
-        if (reason := check_path(glob, repo=repo)) is not None:
+        if (reason := check_path(glob, repo=root, resolved=True)) is not None:
             problems.append(item.problem("unsafe-path", f"scope {glob!r} {reason}", "scope", k))
 
     seen: dict[str, int] = {}
@@ -267,7 +294,7 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> li
         else:
             seen[step.id] = i
         for k, ctx in enumerate(step.context):
-            if (reason := check_path(ctx, repo=repo)) is not None:
+            if (reason := check_path(ctx, repo=root, resolved=True)) is not None:
                 problems.append(
                     item.problem(
                         "unsafe-path",
@@ -280,7 +307,8 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> li
                     )
                 )
         if step.prompt_file is not None:
-            reason = check_path(step.prompt_file, repo=repo, base=item.base_dir)
+            reason = check_path(step.prompt_file, repo=root, base=item.base_dir,
+                                resolved=True)
             if reason is not None:
                 problems.append(
                     item.problem(
@@ -389,7 +417,7 @@ def _scope_conflicts(
     items: list[SourcedWorkstream], edges: Mapping[str, Iterable[str]]
 ) -> list[Problem]:
     problems = []
-    below = {it.ws.id: descendants(edges, it.ws.id) for it in items}
+    below = all_descendants(edges)
     declared = {frozenset((it.ws.id, o)) for it in items for o in it.ws.conflicts_with}
     # Two globs can only overlap when the first segments of their literal prefixes are equal
     # (see globs_overlap), so only workstreams sharing such a segment -- or holding a glob
@@ -440,5 +468,6 @@ def validate_workstreams(
     items: Sequence[SourcedWorkstream], *, repo: Path | None = None
 ) -> list[Problem]:
     """Run :func:`check_workstream` on each item, then :func:`check_plan` on all of them."""
-    problems = [p for item in items for p in check_workstream(item, repo=repo)]
+    root = repo.resolve() if repo is not None else None
+    problems = [p for item in items for p in check_workstream(item, repo=root, resolved=True)]
     return problems + check_plan(items)
