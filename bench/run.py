@@ -459,6 +459,11 @@ def main() -> int:
     if args.pythonpath is not None:
         AIDP_ENV["PYTHONPATH"] = str(args.pythonpath.resolve())
     names = args.only or list(SCENARIOS)
+    # Byte-compile aidp's sources first: with PYTHONDONTWRITEBYTECODE set (or after an edit), a
+    # stale .pyc would make every aidp process compile the changed modules again at start-up.
+    subprocess.run([str(PYTHON), "-m", "compileall", "-q",
+                    str(args.pythonpath.resolve() if args.pythonpath else ROOT / "src")],
+                   check=False, stdout=subprocess.DEVNULL)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
