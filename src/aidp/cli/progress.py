@@ -1,4 +1,5 @@
-"""Progress views for ``aidp run`` / ``resume``: a live rich table on a TTY, plain lines elsewhere."""
+"""Progress views for ``aidp run`` / ``resume``: a live rich table on a TTY, plain lines
+elsewhere."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ class PlainReporter:
         if data.get("sha"):
             details.append(f"checkpoint={str(data['sha'])[:10]}")
         if data.get("next_attempt_at"):
-            details.append(f"next attempt in {max(0.0, data['next_attempt_at'] - time.time()):.1f}s")
+            wait = max(0.0, data["next_attempt_at"] - time.time())
+            details.append(f"next attempt in {wait:.1f}s")
         line = f"[{time.monotonic() - self.t0:7.2f}s] {kind:<22} {where} {' '.join(details)}"
         self.stream.write(line.rstrip() + "\n")
         self.stream.flush()

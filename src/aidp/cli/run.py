@@ -64,7 +64,8 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
 @repo_options
 @click.option("--parallel", "-p", type=click.IntRange(1, 256), help="Steps running at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("--interactive", is_flag=True, help="Ask whether to retry, skip or abort a failed step.")
+@click.option("--interactive", is_flag=True,
+              help="Ask whether to retry, skip or abort a failed step.")
 @click.option("--change", "change_id", metavar="ID",
               help="Run an approved OpenSpec change (openspec/changes/ID) instead of FILES.")
 @click.option("--tool", "change_tool", metavar="PROFILE",
@@ -128,7 +129,8 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
 @repo_options
 @click.option("--parallel", "-p", type=click.IntRange(1, 256), help="Steps running at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("--interactive", is_flag=True, help="Ask whether to retry, skip or abort a failed step.")
+@click.option("--interactive", is_flag=True,
+              help="Ask whether to retry, skip or abort a failed step.")
 def resume(run_ref: str | None, repo: Path | None, config_path: Path | None,
            parallel: int | None, as_json: bool, interactive: bool) -> int:
     """Finish RUN (default: the newest) without redoing completed steps.

@@ -55,7 +55,7 @@ def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
                 continue
             mark = state.get(nxt)
             if mark == 1:
-                return path[path.index(nxt) :] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             if mark is None:
                 state[nxt] = 1
                 path.append(nxt)

@@ -741,7 +741,7 @@ class Executor:
         )
         try:
             return adapter.run(invocation)
-        except Exception as exc:  # an adapter bug or a plugin's: a failed attempt, not a crash
+        except Exception as exc:  # noqa: BLE001 -- an adapter bug or a plugin's: a failed attempt, not a crash
             log.note(f"[aidp] adapter {profile.adapter!r} raised {type(exc).__name__}: {exc}")
             return AdapterResult(None, error=f"adapter {profile.adapter!r} raised "
                                  f"{type(exc).__name__}: {exc}")
@@ -837,5 +837,5 @@ def _scope_files(wsr: WorkstreamRuntime) -> list[str]:
     try:
         index = wsr.worktree.pygit.index
         return [entry.path for entry in index if wsr.scope.matches(entry.path)]
-    except Exception:  # a broken index: the adapter works without the list
+    except Exception:  # noqa: BLE001 -- a broken index: the adapter works without the list
         return []

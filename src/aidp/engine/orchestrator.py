@@ -294,7 +294,7 @@ class _Orchestrator:
                 self.lease_lost = exc
                 self.cancel.set()
                 return
-            except Exception:  # a database hiccup: try again at the next beat, before expiry
+            except Exception:  # noqa: BLE001 -- a database hiccup: try again at the next beat, before expiry
                 continue
 
     def _load(self, row: Any) -> None:

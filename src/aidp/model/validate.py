@@ -362,7 +362,8 @@ def check_plan(items: Sequence[SourcedWorkstream]) -> list[Problem]:
             problems.append(
                 item.problem(
                     "duplicate-id",
-                    f"duplicate workstream id {item.ws.id!r} (first at {first[item.ws.id].where()})",
+                    f"duplicate workstream id {item.ws.id!r} "
+                    f"(first at {first[item.ws.id].where()})",
                     "id",
                 )
             )

@@ -195,7 +195,7 @@ class CappedLog:
         self._tail_seen = 0
 
 
-# -- masking: what reaches the log -------------------------------------------------------------------------------------
+# -- masking: what reaches the log -----------------------------------------------------------------
 
 
 class SecretMasker:

@@ -18,7 +18,8 @@ PLACEHOLDERS = (
 )
 
 
-def build_argv(command: str | Sequence[str], values: Mapping[str, str | Sequence[str]]) -> list[str]:
+def build_argv(command: str | Sequence[str], values: Mapping[str, str | Sequence[str]]
+               ) -> list[str]:
     """The argv to execute for ``command`` with ``values`` substituted.
 
     Sequence values (``context_files``) become several words in a template and one
@@ -31,5 +32,6 @@ def build_argv(command: str | Sequence[str], values: Mapping[str, str | Sequence
             for key, value in values.items()
         }
         return ["/bin/sh", "-c", command.format_map(quoted)]
-    flat = {key: value if isinstance(value, str) else " ".join(value) for key, value in values.items()}
+    flat = {key: value if isinstance(value, str) else " ".join(value)
+            for key, value in values.items()}
     return [part.format_map(flat) for part in command]

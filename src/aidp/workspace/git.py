@@ -133,7 +133,8 @@ def repo_root(path: Path) -> Path:
 
 
 def common_dir(path: Path) -> Path:
-    """Return the absolute common git directory (shared by all worktrees) of the repo at ``path``."""
+    """Return the absolute common git directory (shared by all worktrees) of the repo at
+    ``path``."""
     out = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], path).stdout
     return Path(out.strip())
 
