@@ -410,3 +410,27 @@ def test_lazy_detach_keeps_branch_until_detach_released(git_repo: Path) -> None:
     assert busy.path in detached
     for wt in (first, again, busy, target):
         assert current_branch(wt.path) is None
+
+
+def test_a_copied_repository_does_not_reuse_the_originals_slots(
+    pool: WorktreePool, git_repo: Path, tmp_path: Path
+) -> None:
+    """`cp -a` of a repository copies its pool, whose slots still point at the original's git
+    directory: the copy's pool makes its own, so commits land in the copy, not the original."""
+    wt = pool.acquire("aidp/r1/a", "main")
+    pool.release(wt)
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(git_repo), str(copy)], check=True)
+    original_refs = git(git_repo, "for-each-ref")
+
+    other = WorktreePool(copy)
+    wt2 = other.acquire("aidp/r2/b", "main")
+    assert wt2.path.parent == (copy / ".aidp" / "worktrees").resolve()
+    commit_files(wt2.path, {"b.txt": "b\n"}, "b's work")
+    head = git(wt2.path, "rev-parse", "HEAD")
+    other.release(wt2)
+    assert git(copy, "rev-parse", "aidp/r2/b") == head
+    assert git(git_repo, "for-each-ref") == original_refs  # the original is untouched
+    missing = subprocess.run(["git", "cat-file", "-e", head.strip()], cwd=git_repo,
+                             capture_output=True, check=False)
+    assert missing.returncode != 0  # the commit exists only in the copy

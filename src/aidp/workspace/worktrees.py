@@ -131,8 +131,10 @@ def _try_lock(lock_path: Path) -> int | None:
         os.close(fd)
 
 
-def _is_worktree_dir(path: Path) -> bool:
-    """Whether ``path`` is a worktree whose admin directory still exists."""
+def _is_worktree_dir(path: Path, common: Path | None = None) -> bool:
+    """Whether ``path`` is a worktree whose admin directory still exists -- in the repository
+    whose common git directory is ``common``, when given (a copied repository's slots point
+    at the original's, and a checkout there would commit into the other repository)."""
     dotgit = path / ".git"
     try:
         text = dotgit.read_text(encoding="utf-8")
@@ -143,6 +145,8 @@ def _is_worktree_dir(path: Path) -> bool:
     gitdir = Path(text[len("gitdir:") :].strip())
     if not gitdir.is_absolute():
         gitdir = path / gitdir
+    if common is not None and Path(os.path.realpath(gitdir.parent.parent)) != common:
+        return False
     return (gitdir / "HEAD").exists()
 
 
@@ -176,6 +180,15 @@ class WorktreePool:
         # (which reads every slot's .git file) -- the common case of a run reusing its slots.
         self._released: list[Path] = []
         self._git_env = git_env()  # for the checkouts and cleans of every acquire
+        self._common: Path | None = None
+
+    @property
+    def common(self) -> Path:
+        """The repository's common git directory (resolved), where its worktrees register."""
+        if self._common is None:
+            dotgit = self.repo / ".git"
+            self._common = (dotgit if dotgit.is_dir() else common_dir(self.repo)).resolve()
+        return self._common
 
     # -- acquire / release -------------------------------------------------------------------
 
@@ -339,7 +352,7 @@ class WorktreePool:
             if fd is None:
                 continue
             try:
-                if _is_worktree_dir(path):
+                if _is_worktree_dir(path, self.common):
                     if _is_dirty(path) and not force:
                         continue
                     with self._admin_lock():
@@ -403,7 +416,7 @@ class WorktreePool:
             if fd is not None:
                 return path, fd
         for path in self._slot_dirs():
-            if _is_worktree_dir(path):
+            if _is_worktree_dir(path, self.common):
                 fd = _try_lock(self._lock_path(path))
                 if fd is not None:
                     return path, fd
@@ -420,7 +433,7 @@ class WorktreePool:
         """Serialise git's worktree administration (add, remove, prune, list) across threads and
         processes: concurrent `git worktree add` calls read each other's half-written
         `.git/worktrees/<name>/` ("failed to read .../commondir")."""
-        lock_path = common_dir(self.repo) / "aidp-worktree-admin.lock"
+        lock_path = self.common / "aidp-worktree-admin.lock"
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -430,7 +443,7 @@ class WorktreePool:
 
     def _materialise(self, path: Path, commitish: str) -> None:
         """Make sure the locked slot ``path`` is a registered worktree (create it if needed)."""
-        if _is_worktree_dir(path):
+        if _is_worktree_dir(path, self.common):
             return
         if path.exists():  # debris of a crash between mkdir and registration
             shutil.rmtree(path)
