@@ -96,14 +96,14 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
         files = (compile_change(ctx.repo, ctx.settings, change_id, change_tool, split=split),)
     plan = load_or_exit(files, ctx.repo, as_json)
     parallel = parallel or ctx.settings.run.parallel
-    preflight(ctx.repo, plan, tools=set(ctx.settings.tools))  # before anything is written
+    bases = preflight(ctx.repo, plan, tools=set(ctx.settings.tools))  # before any write
     try:
         if change_id is not None:
             from aidp.cli.change import start_change
 
             start_change(ctx.store(create=True), ctx.settings, change_id)
         run_id = create_run(ctx.store(create=True), ctx.repo, plan, parallel=parallel,
-                            tools=set(ctx.settings.tools))
+                            tools=set(ctx.settings.tools), bases=bases)
         if not as_json:
             from aidp.engine.dag import analyze
 

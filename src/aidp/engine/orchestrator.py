@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -170,10 +170,12 @@ def create_run(
     parallel: int,
     tools: Collection[str] = ("shell",),
     run_id: str | None = None,
+    bases: Mapping[str, str] | None = None,
 ) -> str:
     """Record a new run of ``plan`` (status pending) and return its id, after
-    :func:`preflight`."""
-    bases = preflight(repo, plan, tools=tools)
+    :func:`preflight` (unless its result is given as ``bases``)."""
+    if bases is None:
+        bases = preflight(repo, plan, tools=tools)
     run_id = run_id or new_run_id()
     with store.write() as tx:
         tx.insert_run(id=run_id, status=RunState.PENDING.value, repo=str(repo),
@@ -358,7 +360,10 @@ class _Orchestrator:
         # The dead run's worktrees still have its branches checked out: free them before any
         # workstream claims a slot, or a fresh workstream may take such a slot while the
         # branch's own workstream tries to check the branch out elsewhere.
-        self.pool.detach_idle([wsr.branch for wsr in self.ws.values()])
+        # A run never driven before (still pending: it turns running below, before any
+        # worktree is taken) has no branch checked out anywhere: no `git worktree list`.
+        if self.run_state is not RunState.PENDING:
+            self.pool.detach_idle([wsr.branch for wsr in self.ws.values()])
         adopted = self._adopt_checkpoints()
         crashed = Counter(f"{a.ws_id}/{a.step_id}" for a in in_flight)
         with self.store.write(self.fence) as tx:

@@ -158,12 +158,13 @@ def current_branch(cwd: Path) -> str | None:
     return name if done.returncode == 0 and name else None
 
 
-def ensure_excluded(repo: Path, pattern: str) -> bool:
+def ensure_excluded(repo: Path, pattern: str, *, common: Path | None = None) -> bool:
     """Add ``pattern`` to the common dir's ``info/exclude`` once (so every worktree honours it).
 
+    ``common``: the common git directory when the caller knows it (saves a git process).
     Returns True when the pattern was added, False when it was already there.
     """
-    exclude = common_dir(repo) / "info" / "exclude"
+    exclude = (common or common_dir(repo)) / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     with open(exclude, "a+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # two pools starting together must not both append

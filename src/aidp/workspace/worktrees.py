@@ -168,7 +168,8 @@ class WorktreePool:
         again or :meth:`detach_released` runs -- which the owner must call when done (a
         branch in ``always_detach``, a merge target for example, is still detached at once).
         The next :meth:`acquire` of such a branch elsewhere detaches it from its idle slot."""
-        self.repo = repo_root(repo).resolve()
+        # A directory holding .git is its work tree's top: no git process to ask.
+        self.repo = (repo if (repo / ".git").exists() else repo_root(repo)).resolve()
         self.root = (root if root is not None else self.repo / ".aidp" / "worktrees").resolve()
         self._prepared = False
         self._identity: Identity | None = None
@@ -382,7 +383,7 @@ class WorktreePool:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         if self.root.is_relative_to(self.repo / ".aidp"):
-            ensure_excluded(self.repo, ".aidp/")
+            ensure_excluded(self.repo, ".aidp/", common=self.common)
         self._prepared = True
 
     def _lock_path(self, path: Path) -> Path:
@@ -406,12 +407,17 @@ class WorktreePool:
             prefer = prefer.resolve()
             if prefer.parent == self.root and _SLOT.fullmatch(prefer.name):
                 candidates.append(prefer)
-        while self._released:  # list.pop is atomic: threads never get the same entry
+        for path in candidates:
+            fd = _try_lock(self._lock_path(path))
+            if fd is not None:
+                return path, fd
+        # Released slots one at a time (list.pop is atomic: threads never get the same entry);
+        # those not taken stay listed for the next acquire instead of a directory scan.
+        while True:
             try:
-                candidates.append(self._released.pop())
+                path = self._released.pop()
             except IndexError:
                 break
-        for path in candidates:
             fd = _try_lock(self._lock_path(path))
             if fd is not None:
                 return path, fd
