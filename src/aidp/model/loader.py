@@ -408,7 +408,7 @@ def load_plan(
         ]
     root = repo.resolve() if repo is not None else None  # once, not per path checked
     for item in items:
-        problems += check_workstream(item, repo=root, resolved=True)
+        problems += check_workstream(item, repo=root)
     if all_parsed:  # with a file missing, cross-file problems would be mostly noise
         problems += check_plan(items)
     items = [_inline_prompts(item, root, max_file_bytes, problems) for item in items]

@@ -233,22 +233,20 @@ def _cycles(edges: dict[str, list[str]], what: str, at: Callable[[str], Problem]
     return problems
 
 
-def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None,
-                     resolved: bool = False) -> list[Problem]:
+def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> list[Problem]:
     """Checks confined to one workstream: its steps' ids and dependencies, paths, branch names,
     placeholders, and shell steps without ``run``.
 
     Args:
         item: the workstream and where it came from.
-        repo: the repository root, for the inside-the-repository path check (skipped if None).
-        resolved: ``repo`` is already resolved (when checking many workstreams).
+        repo: the repository root, resolved (the caller resolves it once for all workstreams),
+            for the inside-the-repository path check (skipped if None).
 
     Returns:
         The problems found, in file order.
     """
     ws = item.ws
     problems: list[Problem] = []
-    root = repo.resolve() if repo is not None and not resolved else repo
     reason = check_ref_name(ws.base, branch=False)
     if reason:
         problems.append(item.problem("branch-name", f"base {ws.base!r} {reason}", "base"))
@@ -273,7 +271,7 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None,
                 )
             )
     for k, glob in enumerate(ws.scope):
-        if (reason := check_path(glob, repo=root, resolved=True)) is not None:
+        if (reason := check_path(glob, repo=repo, resolved=True)) is not None:
             problems.append(item.problem("unsafe-path", f"scope {glob!r} {reason}", "scope", k))
 
     seen: dict[str, int] = {}
@@ -294,7 +292,7 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None,
         else:
             seen[step.id] = i
         for k, ctx in enumerate(step.context):
-            if (reason := check_path(ctx, repo=root, resolved=True)) is not None:
+            if (reason := check_path(ctx, repo=repo, resolved=True)) is not None:
                 problems.append(
                     item.problem(
                         "unsafe-path",
@@ -307,7 +305,7 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None,
                     )
                 )
         if step.prompt_file is not None:
-            reason = check_path(step.prompt_file, repo=root, base=item.base_dir,
+            reason = check_path(step.prompt_file, repo=repo, base=item.base_dir,
                                 resolved=True)
             if reason is not None:
                 problems.append(
@@ -470,5 +468,5 @@ def validate_workstreams(
 ) -> list[Problem]:
     """Run :func:`check_workstream` on each item, then :func:`check_plan` on all of them."""
     root = repo.resolve() if repo is not None else None
-    problems = [p for item in items for p in check_workstream(item, repo=root, resolved=True)]
+    problems = [p for item in items for p in check_workstream(item, repo=root)]
     return problems + check_plan(items)

@@ -131,10 +131,10 @@ def _try_lock(lock_path: Path) -> int | None:
         os.close(fd)
 
 
-def _is_worktree_dir(path: Path, common: Path | None = None) -> bool:
-    """Whether ``path`` is a worktree whose admin directory still exists -- in the repository
-    whose common git directory is ``common``, when given (a copied repository's slots point
-    at the original's, and a checkout there would commit into the other repository)."""
+def _is_worktree_dir(path: Path, common: Path) -> bool:
+    """Whether ``path`` is a worktree whose admin directory still exists, registered in the
+    repository whose common git directory is ``common`` (a copied repository's slots point at
+    the original's, and a checkout there would commit into the other repository)."""
     dotgit = path / ".git"
     try:
         text = dotgit.read_text(encoding="utf-8")
@@ -145,7 +145,7 @@ def _is_worktree_dir(path: Path, common: Path | None = None) -> bool:
     gitdir = Path(text[len("gitdir:") :].strip())
     if not gitdir.is_absolute():
         gitdir = path / gitdir
-    if common is not None and Path(os.path.realpath(gitdir.parent.parent)) != common:
+    if Path(os.path.realpath(gitdir.parent.parent)) != common:
         return False
     return (gitdir / "HEAD").exists()
 
@@ -451,7 +451,7 @@ class WorktreePool:
         """Make sure the locked slot ``path`` is a registered worktree (create it if needed)."""
         if _is_worktree_dir(path, self.common):
             return
-        if path.exists():  # debris of a crash between mkdir and registration
+        if path.exists():  # debris of a crash before registration, or a copied repo's slot
             shutil.rmtree(path)
         # --no-checkout: the checkout below writes every file once, instead of twice.
         with self._admin_lock():
