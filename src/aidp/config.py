@@ -63,6 +63,10 @@ class CcpmSettings(_Section):
 
 class RunSettings(_Section):
     parallel: int = Field(4, ge=1, le=256, description="steps running at once")
+    prepare_ahead: int | None = Field(
+        None, ge=0, le=64, description="ready workstreams whose worktree is prepared while "
+        "every slot is busy; default: a quarter of `parallel`, at least 1. Only in "
+        "repositories of up to 5,000 tracked files (a spare worktree costs a full checkout once)")
     log_cap_bytes: int = Field(10 * 2**20, ge=4096, description="per-attempt log size cap")
     kill_grace: Duration = Field(5.0, description="SIGTERM to SIGKILL grace period")
     budget: Budget | None = Field(None, description="what one run's attempts may spend")

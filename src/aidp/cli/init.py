@@ -22,6 +22,7 @@ CONFIG_TEMPLATE = """\
 parallel = 4              # steps running at once (aidp run --parallel overrides it)
 log_cap_bytes = 10485760  # each attempt's log keeps its first 10 MiB, then the tail
 kill_grace = "5s"         # after a timeout: SIGTERM, this long, then SIGKILL (whole group)
+# prepare_ahead = 1       # worktrees readied while every slot is busy (default parallel/4)
 
 # Tool profiles. A step names one with `tool:` (default: shell).
 [tools.shell]

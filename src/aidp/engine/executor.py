@@ -211,6 +211,18 @@ class Executor:
         # attempt writes first): one commit less per workstream. Before the tool runs either way.
         self.store.defer(self.fence, record)
 
+    def prepare_for(self, wsr: WorkstreamRuntime, sr: StepRuntime,
+                    dep_heads: list[tuple[str, str]]) -> AttemptReport | None:
+        """:meth:`prepare` for an attempt of ``sr``: None when ready, else the report that
+        the workstream could not be prepared (nothing else to do again after it: the
+        orchestrator fails the workstream)."""
+        try:
+            self.prepare(wsr, dep_heads)
+        except AidpError as exc:
+            return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
+                                 StepState.SKIPPED, prepare_error=exc.message)
+        return None
+
     # -- one attempt -------------------------------------------------------------------------
 
     def run_attempt(
@@ -228,11 +240,9 @@ class Executor:
         runs one step at a time).
         """
         step = sr.step
-        try:
-            self.prepare(wsr, dep_heads)
-        except AidpError as exc:
-            return AttemptReport(wsr.ws.id, step.id, sr.last_number, sr.attempts, None,
-                                 StepState.SKIPPED, prepare_error=exc.message)
+        failed = self.prepare_for(wsr, sr, dep_heads)
+        if failed is not None:
+            return failed
         assert wsr.worktree is not None
         worktree = wsr.worktree.path
         number = sr.last_number + 1

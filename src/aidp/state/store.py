@@ -448,6 +448,10 @@ class Store:
             pending = self._deferred.changes = []
         pending.append((fence, change))
 
+    def drop_deferred(self) -> None:
+        """Forget this thread's deferred changes (what they recorded did not happen after all)."""
+        self._deferred.changes = []
+
     @contextmanager
     def write(self, fence: Fence | None = None) -> Iterator[Tx]:
         """A write transaction; with ``fence``, only while our lease token is current."""

@@ -191,6 +191,15 @@ class WorktreePool:
             self._common = (dotgit if dotgit.is_dir() else common_dir(self.repo)).resolve()
         return self._common
 
+    def tracked_files(self) -> int:
+        """How many files the repository's index lists: what a new slot checks out."""
+        import pygit2
+
+        try:
+            return len(pygit2.Repository(str(self.repo)).index)
+        except pygit2.GitError:
+            return 0
+
     # -- acquire / release -------------------------------------------------------------------
 
     def acquire(
