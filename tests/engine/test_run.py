@@ -403,6 +403,102 @@ def test_tool_concurrency_limit(cli: Cli, tmp_path: Path) -> None:
     assert disjoint([(r.started_at, r.finished_at) for r in rows])
 
 
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one instant (an end before a start at the same instant)."""
+    edges = sorted([(lo, 1) for lo, _ in intervals] + [(hi, -1) for _, hi in intervals],
+                   key=lambda e: (e[0], e[1]))
+    depth = best = 0
+    for _, delta in edges:
+        depth += delta
+        best = max(best, depth)
+    return best
+
+
+def _pool_slots(repo: Path) -> list[str]:
+    return sorted(p.name for p in (repo / ".aidp" / "worktrees").iterdir() if p.is_dir())
+
+
+SIX_SLEEPS = "version: 1\nworkstreams:\n" + "".join(
+    f"  - id: w{i}\n    scope: ['w{i}/**']\n    steps: [{{id: s, run: 'sleep 0.3'}}]\n"
+    for i in range(6))
+
+
+@pytest.mark.parametrize(("ahead", "slots"), [(None, 3), ("0", 2), ("2", 4)])
+def test_prepare_ahead_uses_spare_worktrees_never_more_steps(
+        cli: Cli, tmp_path: Path, ahead: str | None, slots: int) -> None:
+    """While both slots of -p 2 run, the next workstream's worktree is made ready in a spare
+    one (run.prepare_ahead, default 1 at -p 2); still at most two steps run at once."""
+    if ahead is not None:
+        (cli.cwd / "aidp.toml").write_text(f"[run]\nprepare_ahead = {ahead}\n")
+    result, summary = run_json(cli, "--parallel", "2", plan_file(tmp_path, SIX_SLEEPS))
+    assert result.returncode == 0, result.stderr
+    rows = attempts(cli, summary["run_id"])
+    assert len(rows) == 6 and {r.outcome for r in rows} == {"succeeded"}
+    assert _max_overlap([(r.started_at, r.finished_at) for r in rows]) == 2
+    assert len(_pool_slots(cli.cwd)) == slots
+    # every workstream's branch got its own checkpoint on the plan's base, nothing leaked
+    base = rev(cli.cwd, "main")
+    for w in wss(status(cli, summary["run_id"])).values():
+        assert rev(cli.cwd, f"{w['branch']}~1") == base
+        assert git(cli.cwd, "ls-tree", "-r", "--name-only", w["branch"]) == git(
+            cli.cwd, "ls-tree", "-r", "--name-only", "main")
+
+
+@SQLITE_ONLY
+def test_no_spare_worktree_in_a_large_repository(cli: Cli, tmp_path: Path) -> None:
+    """Over 5,000 tracked files a spare worktree costs a full checkout: none is made."""
+    many = cli.cwd / "many"
+    many.mkdir()
+    for i in range(5001):
+        (many / f"f{i}").write_text("x")
+    git(cli.cwd, "add", "many")
+    git(cli.cwd, "commit", "-q", "-m", "many files")
+    result, _summary = run_json(cli, "--parallel", "2", plan_file(tmp_path, SIX_SLEEPS))
+    assert result.returncode == 0, result.stderr
+    assert len(_pool_slots(cli.cwd)) == 2
+
+
+@SQLITE_ONLY
+def test_cancel_while_a_workstream_waits_prepared(cli: Cli, tmp_path: Path) -> None:
+    """-p 1: the second workstream waits prepared for the slot; a cancel then never starts
+    its tool, records no attempt for it, and leaves it cancelled as if never prepared."""
+    marker = tmp_path / "started"
+    text = f"""
+version: 1
+workstreams:
+  - id: a
+    scope: ["a/**"]
+    steps: [{{id: s, run: "echo a >> {marker}; exec sleep 60"}}]
+  - id: b
+    scope: ["b/**"]
+    steps: [{{id: s, run: "echo b >> {marker}; exec sleep 60"}}]
+"""
+    proc = cli.popen("run", "--parallel", "1", plan_file(tmp_path, text))
+    try:
+        _wait_for(lambda: marker.exists() and marker.read_text().strip(), "the first tool")
+        _wait_for(lambda: len(_pool_slots(cli.cwd)) == 2, "the spare worktree")
+        run_id = json.loads(cli("runs", "--json", check=True).stdout)[0]["run_id"]
+        assert cli("cancel", run_id).returncode == 0
+        assert proc.wait(timeout=30) == 1
+    finally:
+        if proc.poll() is None:
+            import os
+
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    assert len(marker.read_text().split()) == 1
+    assert len(attempts(cli, run_id)) == 1
+    data = status(cli, run_id)
+    assert data["status"] == "cancelled"
+    assert steps_of(data, "a")["s"]["status"] == "cancelled"
+    b = wss(data)["b"]
+    assert b["status"] == "cancelled" and b["base"] is None and b["worktree"] is None
+    assert steps_of(data, "b")["s"]["attempts"] == 0
+
+
 # -- merging -----------------------------------------------------------------------------------
 
 

@@ -192,13 +192,14 @@ class WorktreePool:
         return self._common
 
     def tracked_files(self) -> int:
-        """How many files the repository's index lists: what a new slot checks out."""
-        import pygit2
-
+        """How many files the repository's index lists (its header says): what a new slot
+        checks out. 0 when there is no index."""
         try:
-            return len(pygit2.Repository(str(self.repo)).index)
-        except pygit2.GitError:
+            with open(self.common / "index", "rb") as index:
+                header = index.read(12)
+        except OSError:
             return 0
+        return int.from_bytes(header[8:12], "big") if header[:4] == b"DIRC" else 0
 
     # -- acquire / release -------------------------------------------------------------------
 
