@@ -574,7 +574,8 @@ def test_adopted_last_step_finishes_its_workstream(
 def test_adopted_last_step_lets_dependant_workstreams_run(
     cli: Cli, repo: Path, tmp_path: Path, db_url: str
 ) -> None:
-    """After adopting a workstream's last checkpoint, resume runs the workstreams depending on it."""
+    """After adopting a workstream's last checkpoint, resume runs the workstreams depending
+    on it."""
     rewind_case(cli, repo, tmp_path, db_url, lost="s3", dependant=True)
 
 
@@ -642,7 +643,8 @@ def start_and_kill_during(cli: Cli, repo: Path, store: Store, plan: Path, marker
 def test_stale_index_lock_of_a_dead_process_does_not_block_resume(
     cli: Cli, repo: Path, tmp_path: Path, db_url: str
 ) -> None:
-    """A stale index.lock in the worktree's gitdir, left by a killed process, is cleaned on resume."""
+    """A stale index.lock in the worktree's gitdir, left by a killed process, is cleaned on
+    resume."""
     marker = tmp_path / "first-attempt"
     plan = write_small_plan(tmp_path / "plan.yaml", {"locked": [
         {"id": "first", "run": "mkdir -p locked && echo one > locked/a.txt"},

@@ -124,7 +124,8 @@ def _check(repo: Path, arg: str, case: Case) -> None:
 
 @pytest.mark.parametrize("entry", sorted(CASES))
 def test_corpus_file_is_rejected_with_location(tmp_path: Path, entry: str) -> None:
-    """The CLI exits 2 naming file, line and id; nothing is written; the code is the expected one."""
+    """The CLI exits 2 naming file, line and id; nothing is written; the code is the
+    expected one."""
     case = CASES[entry]
     repo = _repo_with(tmp_path, entry)
     _check(repo, f"plans/{entry}", case)

@@ -282,7 +282,8 @@ def test_one_gigabyte_of_output_is_capped_with_flat_memory(
 def test_secret_is_masked_whole_split_and_repeated(
     tmp_path: Path, env: dict[str, str], token: str
 ) -> None:
-    """A secret printed whole, split across two writes, and repeated never reaches log or callback."""
+    """A secret printed whole, split across two writes, and repeated never reaches log or
+    callback."""
     pieces: list[bytes] = []
     argv = [
         sys.executable,
