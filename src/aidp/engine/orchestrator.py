@@ -66,8 +66,8 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 # steps waiting for their next attempt to come due
 _WAITING = (StepState.RETRYING, StepState.CIRCUIT_OPEN)
-# Preparing worktrees ahead needs a spare one: a full checkout, once (about 0.3 s at 5,000 files
-# here, 4 s at 20,000), so only in repositories up to this size.
+# Preparing worktrees ahead needs a spare one: a full checkout, once (0.2-0.3 s at 5,000 files
+# here, 4 s and more at 20,000), so only in repositories up to this size.
 AHEAD_MAX_FILES = 5000
 
 
@@ -569,8 +569,8 @@ class _Orchestrator:
                 self.done.put((wsr, sr, failed, None))
                 return
             if not self._take_slot():
-                if fresh:  # as if never prepared: the store has not been told
-                    self.store.drop_deferred()
+                self.store.drop_deferred()  # nothing ran: the store is not told it was prepared
+                if fresh:  # as if never prepared
                     self._release(wsr)
                     wsr.base_sha = wsr.head_sha = wsr.worktree_path = None
                 self.done.put((wsr, sr, None, None))
