@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import signal
 import time
@@ -459,49 +460,6 @@ def test_no_spare_worktree_in_a_large_repository(cli: Cli, tmp_path: Path) -> No
     assert len(_pool_slots(cli.cwd)) == 2
 
 
-@SQLITE_ONLY
-def test_cancel_while_a_workstream_waits_prepared(cli: Cli, tmp_path: Path) -> None:
-    """-p 1: the second workstream waits prepared for the slot; a cancel then never starts
-    its tool, records no attempt for it, and leaves it cancelled as if never prepared."""
-    marker = tmp_path / "started"
-    text = f"""
-version: 1
-workstreams:
-  - id: a
-    scope: ["a/**"]
-    steps: [{{id: s, run: "echo a >> {marker}; exec sleep 60"}}]
-  - id: b
-    scope: ["b/**"]
-    steps: [{{id: s, run: "echo b >> {marker}; exec sleep 60"}}]
-"""
-    proc = cli.popen("run", "--parallel", "1", plan_file(tmp_path, text))
-    try:
-        _wait_for(lambda: marker.exists() and marker.read_text().strip(), "the first tool")
-        _wait_for(lambda: len(_pool_slots(cli.cwd)) == 2, "the spare worktree")
-        run_id = json.loads(cli("runs", "--json", check=True).stdout)[0]["run_id"]
-        assert cli("cancel", run_id).returncode == 0
-        assert proc.wait(timeout=30) == 1
-    finally:
-        if proc.poll() is None:
-            import os
-
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        assert proc.stdout is not None and proc.stderr is not None
-        proc.stdout.close()
-        proc.stderr.close()
-    started = marker.read_text().split()  # which one got the slot first is a race
-    assert len(started) == 1
-    assert [a.ws_id for a in attempts(cli, run_id)] == started
-    data = status(cli, run_id)
-    assert data["status"] == "cancelled"
-    assert steps_of(data, started[0])["s"]["status"] == "cancelled"
-    waited = wss(data)["b" if started == ["a"] else "a"]
-    assert waited["status"] == "cancelled", json.dumps(waited)
-    assert waited["base"] is None and waited["worktree"] is None
-    assert waited["steps"][0]["attempts"] == 0
-
-
 # -- merging -----------------------------------------------------------------------------------
 
 
@@ -651,6 +609,17 @@ workstreams:
 # -- cancel, rollback, resume ------------------------------------------------------------------
 
 
+def _reap(proc: Any) -> None:
+    """Kill an ``aidp`` started with ``cli.popen`` (its process group) if it still runs; close
+    its pipes."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 def _wait_for(predicate: Any, what: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -679,20 +648,49 @@ workstreams:
         assert result.returncode == 0, result.stdout + result.stderr
         assert proc.wait(timeout=30) == 1
     finally:
-        if proc.poll() is None:
-            import os
-
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        assert proc.stdout is not None and proc.stderr is not None
-        proc.stdout.close()
-        proc.stderr.close()
+        _reap(proc)
     data = status(cli, run_id)
     assert data["status"] == "cancelled" and data["live"] is False
     assert {s["status"] for s in wss(data)["a"]["steps"]} == {"cancelled"}
     _wait_for(lambda: not is_alive(tool_pid), "the tool to die", 10)
     resumed = cli("resume", run_id)
     assert resumed.returncode == 4 and "cancelled" in resumed.stderr
+
+
+@SQLITE_ONLY
+def test_cancel_while_a_workstream_waits_prepared(cli: Cli, tmp_path: Path) -> None:
+    """-p 1: the second workstream waits prepared for the slot; a cancel then never starts
+    its tool, records no attempt for it, and leaves it cancelled as if never prepared."""
+    marker = tmp_path / "started"
+    text = f"""
+version: 1
+workstreams:
+  - id: a
+    scope: ["a/**"]
+    steps: [{{id: s, run: "echo a >> {marker}; exec sleep 60"}}]
+  - id: b
+    scope: ["b/**"]
+    steps: [{{id: s, run: "echo b >> {marker}; exec sleep 60"}}]
+"""
+    proc = cli.popen("run", "--parallel", "1", plan_file(tmp_path, text))
+    try:
+        _wait_for(lambda: marker.exists() and marker.read_text().strip(), "the first tool")
+        _wait_for(lambda: len(_pool_slots(cli.cwd)) == 2, "the spare worktree")
+        run_id = json.loads(cli("runs", "--json", check=True).stdout)[0]["run_id"]
+        assert cli("cancel", run_id).returncode == 0
+        assert proc.wait(timeout=30) == 1
+    finally:
+        _reap(proc)
+    started = marker.read_text().split()  # which one got the slot first is a race
+    assert len(started) == 1
+    assert [a.ws_id for a in attempts(cli, run_id)] == started
+    data = status(cli, run_id)
+    assert data["status"] == "cancelled"
+    assert steps_of(data, started[0])["s"]["status"] == "cancelled"
+    waited = wss(data)["b" if started == ["a"] else "a"]
+    assert waited["status"] == "cancelled", json.dumps(waited)
+    assert waited["base"] is None and waited["worktree"] is None
+    assert waited["steps"][0]["attempts"] == 0
 
 
 CHAIN = """
