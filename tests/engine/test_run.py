@@ -651,6 +651,7 @@ workstreams:
         _reap(proc)
     data = status(cli, run_id)
     assert data["status"] == "cancelled" and data["live"] is False
+    assert wss(data)["a"]["status"] == "cancelled"
     assert {s["status"] for s in wss(data)["a"]["steps"]} == {"cancelled"}
     _wait_for(lambda: not is_alive(tool_pid), "the tool to die", 10)
     resumed = cli("resume", run_id)
@@ -687,6 +688,7 @@ workstreams:
     data = status(cli, run_id)
     assert data["status"] == "cancelled"
     assert steps_of(data, started[0])["s"]["status"] == "cancelled"
+    assert wss(data)[started[0]]["status"] == "cancelled"  # not failed: the user cancelled
     waited = wss(data)["b" if started == ["a"] else "a"]
     assert waited["status"] == "cancelled", json.dumps(waited)
     assert waited["base"] is None and waited["worktree"] is None

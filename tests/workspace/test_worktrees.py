@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +26,23 @@ def test_acquire_creates_worktree_on_new_branch(pool: WorktreePool, git_repo: Pa
     assert (wt.path / "README.md").read_text() == "hello\n"
     assert git(wt.path, "rev-parse", "HEAD") == git(git_repo, "rev-parse", "main")
     pool.release(wt)
+
+
+def test_released_slot_briefly_held_by_a_child_is_reused(pool: WorktreePool) -> None:
+    """A child process being started by another thread shares the slot's lock descriptor until
+    it execs: the next acquire waits for that moment instead of making a new slot."""
+    first = pool.acquire("aidp/r1/a", "main")
+    pid = os.fork()  # as subprocess does: the child holds a copy of the lock for a moment
+    if pid == 0:
+        time.sleep(0.04)
+        os._exit(0)
+    try:
+        pool.release(first)
+        second = pool.acquire("aidp/r1/b", "main")
+    finally:
+        os.waitpid(pid, 0)
+    assert second.path == first.path
+    pool.release(second)
 
 
 def test_pool_directory_is_excluded_from_main_status(pool: WorktreePool, git_repo: Path) -> None:

@@ -807,6 +807,8 @@ class _Orchestrator:
                   if sr.state is not StepState.COMPLETED and sr.key not in self.user_skipped]
         if failed:
             first = failed[0]
+            if self.cancelling and first.state is StepState.CANCELLED:
+                return  # cancelled with the rest of the run (_cancel_rest), not failed
             self._fail_ws(wsr, f"step {first.step.id} {first.state.value}: {first.reason}")
             return
         merged_sha = None

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,6 +108,9 @@ class WorktreeInfo:
     head: str | None
     in_use: bool
     dirty: bool
+
+
+_RELEASED_RETRIES = 20  # 5 ms apart: a slot this pool released, briefly locked by a fork
 
 
 def _try_lock(lock_path: Path) -> int | None:
@@ -429,6 +433,13 @@ class WorktreePool:
             except IndexError:
                 break
             fd = _try_lock(self._lock_path(path))
+            # A child process another thread is starting shares our descriptors until it
+            # execs, the released slot's lock too: wait for that rather than make a new slot.
+            for _ in range(_RELEASED_RETRIES if fd is None else 0):
+                time.sleep(0.005)
+                fd = _try_lock(self._lock_path(path))
+                if fd is not None:
+                    break
             if fd is not None:
                 return path, fd
         for path in self._slot_dirs():
