@@ -229,10 +229,10 @@ class Executor:
         self,
         wsr: WorkstreamRuntime,
         sr: StepRuntime,
-        dep_heads: list[tuple[str, str]],
         siblings: list[StepRuntime] | None = None,
     ) -> AttemptReport:
-        """Run one attempt of ``sr``; every effect is recorded before this returns.
+        """Run one attempt of ``sr`` in ``wsr``'s worktree (:meth:`prepare_for` made it
+        ready); every effect is recorded before this returns.
 
         ``siblings``: the workstream's other steps. When they all completed and this attempt
         succeeds, the workstream's worktree goes back to the pool here, on the worker, instead
@@ -240,9 +240,6 @@ class Executor:
         runs one step at a time).
         """
         step = sr.step
-        failed = self.prepare_for(wsr, sr, dep_heads)
-        if failed is not None:
-            return failed
         assert wsr.worktree is not None
         worktree = wsr.worktree.path
         number = sr.last_number + 1

@@ -554,7 +554,8 @@ class _Orchestrator:
 
     def _work(self, wsr: WorkstreamRuntime, sr: StepRuntime,
               deps: list[tuple[str, str]]) -> None:
-        """On a worker: run ``sr``, then each next step of ``wsr`` that is ready at once.
+        """On a worker: prepare ``wsr``'s worktree, take a run slot, run ``sr``, then each next
+        step of ``wsr`` that is ready at once.
 
         Going straight on saves the round trip through the orchestrator's thread per step
         (the scheduler would choose the same: active workstreams go first). It stops at the
@@ -580,9 +581,8 @@ class _Orchestrator:
                                     {"attempt": sr.last_number + 1})
                 while True:
                     siblings = [other for other in wsr.steps if other is not sr]
-                    report = self.executor.run_attempt(wsr, sr, deps, siblings)
-                    if report.prepare_error is None:
-                        self._apply(sr, report)
+                    report = self.executor.run_attempt(wsr, sr, siblings)
+                    self._apply(sr, report)
                     nxt = None
                     if (report.state is StepState.COMPLETED and not self.cancel.is_set()
                             and self.lease_lost is None):

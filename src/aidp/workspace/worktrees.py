@@ -435,11 +435,11 @@ class WorktreePool:
             fd = _try_lock(self._lock_path(path))
             # A child process another thread is starting shares our descriptors until it
             # execs, the released slot's lock too: wait for that rather than make a new slot.
-            for _ in range(_RELEASED_RETRIES if fd is None else 0):
-                time.sleep(0.005)
-                fd = _try_lock(self._lock_path(path))
+            for _ in range(_RELEASED_RETRIES):
                 if fd is not None:
                     break
+                time.sleep(0.005)
+                fd = _try_lock(self._lock_path(path))
             if fd is not None:
                 return path, fd
         for path in self._slot_dirs():
