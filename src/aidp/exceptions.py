@@ -17,6 +17,7 @@ and whether retrying the same operation may help. The CLI has one top-level hand
     +-- GitError                    exit 5   a git command failed (command, stderr)
     |   +-- MergeConflictError      exit 5   merging dependency results conflicted (files)
     +-- ToolError                   exit 6   a tool could not be started (missing binary ...)
+    +-- IllegalTransition           exit 70  a state change the transition table forbids (a bug)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "AidpError",
     "ConfigError",
     "GitError",
+    "IllegalTransition",
     "InputError",
     "LeaseHeldError",
     "LeaseLostError",
@@ -173,3 +175,9 @@ class ToolError(AidpError):
     """A tool could not be started at all (missing binary, bad command template)."""
 
     exit_code = 6
+
+
+class IllegalTransition(AidpError, RuntimeError):
+    """A state change that a transition table forbids: a bug in aidp, never a user error."""
+
+    exit_code = 70  # EX_SOFTWARE

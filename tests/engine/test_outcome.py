@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from aidp.core.states import AttemptOutcome, StepState
 from aidp.engine.outcome import CheckResult, ToolResult, decide_outcome, next_step_state
-from aidp.engine.states import AttemptOutcome, StepState
 
 O = AttemptOutcome
 OK = ToolResult(0)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from aidp.config import load_settings
-from aidp.engine.clock import AutojumpClock
+from aidp.core.clock import AutojumpClock
 from aidp.engine.orchestrator import create_run, drive_run
 from aidp.model.loader import load_plan
 from aidp.resilience.breaker import BreakerPolicy

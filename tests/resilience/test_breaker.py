@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from aidp.config import BreakerSettings, ToolProfile
-from aidp.engine.states import IllegalTransition
+from aidp.exceptions import IllegalTransition
 from aidp.resilience.breaker import (
     BREAKER_TRANSITIONS,
     Admission,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aidp.engine.states import AttemptOutcome
+from aidp.core.states import AttemptOutcome
 from aidp.model.workstream import RetryPolicy
 from aidp.resilience.retry import RETRYABLE_OUTCOMES, retry_delay, should_retry
 

@@ -84,7 +84,7 @@ def validate(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
 def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
          change_id: str | None, split: str | None) -> None:
     """Show the waves, the critical path and the useful parallelism of workstream files."""
-    from aidp.engine.dag import analyze
+    from aidp.core.dag import analyze
     from aidp.exceptions import InputError
 
     if bool(files) == bool(change_id):

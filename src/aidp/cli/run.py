@@ -105,7 +105,7 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
         run_id = create_run(ctx.store(create=True), ctx.repo, plan, parallel=parallel,
                             tools=set(ctx.settings.tools), bases=bases)
         if not as_json:
-            from aidp.engine.dag import analyze
+            from aidp.core.dag import analyze
 
             shape = analyze(plan)
             click.echo(f"run {run_id}: {len(plan.workstreams)} workstreams, {plan.step_count} "

@@ -1,9 +1,10 @@
-"""The engine: states and transition tables (``states``), pure DAG code (``dag``), the scheduler,
+"""The engine: the scheduler,
 the executor (one attempt), the orchestrator (a run's lifecycle) and run control (cancel,
 rollback).
 
-Import the modules themselves: this package imports nothing, so that ``aidp validate`` (which
-uses ``dag``) does not pay for the orchestrator's database and git imports.
+The vocabulary it works in (states, DAG code, the clock) lives in :mod:`aidp.core`. Import the
+modules themselves: this package imports nothing, so that importing one room does not pay for the
+orchestrator's database and git imports.
 """
 
 from __future__ import annotations

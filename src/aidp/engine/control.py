@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aidp.engine.states import (
+from aidp.core.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     WORKSTREAM_TRANSITIONS,

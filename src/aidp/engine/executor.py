@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aidp.config import Settings, ToolProfile
-from aidp.engine.clock import Clock, SystemClock
+from aidp.core.clock import Clock, SystemClock
+from aidp.core.states import AttemptOutcome, StepState, WorkstreamState
 from aidp.engine.diagnosis import (
     build_fix_prompt,
     check_finding,
@@ -31,7 +32,6 @@ from aidp.engine.diagnosis import (
     write_bundle,
 )
 from aidp.engine.outcome import CheckResult, ToolResult, decide_outcome
-from aidp.engine.states import AttemptOutcome, StepState, WorkstreamState
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
 from aidp.exceptions import AidpError, ToolError
 from aidp.model.scope import ScopeMatcher

@@ -21,18 +21,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aidp.config import Settings
-from aidp.engine.clock import Clock, SystemClock
-from aidp.engine.compensation import run_compensations
-from aidp.engine.dag import all_descendants, descendants, step_order
-from aidp.engine.executor import (
-    AttemptReport,
-    Executor,
-    StepRuntime,
-    WorkstreamRuntime,
-    branch_name,
-)
-from aidp.engine.scheduler import chain_ranks, conflict_map, next_step, pick_ready, rank_order
-from aidp.engine.states import (
+from aidp.core.clock import Clock, SystemClock
+from aidp.core.dag import all_descendants, descendants, step_order
+from aidp.core.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     WORKSTREAM_TRANSITIONS,
@@ -42,6 +33,15 @@ from aidp.engine.states import (
     WorkstreamState,
     check,
 )
+from aidp.engine.compensation import run_compensations
+from aidp.engine.executor import (
+    AttemptReport,
+    Executor,
+    StepRuntime,
+    WorkstreamRuntime,
+    branch_name,
+)
+from aidp.engine.scheduler import chain_ranks, conflict_map, next_step, pick_ready, rank_order
 from aidp.errors.finding import FailureClass, Finding, Severity
 from aidp.exceptions import AidpError, InputError, LeaseLostError, StateError
 from aidp.model.plan import Plan
@@ -213,7 +213,7 @@ def drive_run(
     """Drive ``run_id`` until every workstream is finished (this is also ``aidp resume``).
 
     ``clock``: the time source for retry schedules (tests pass an
-    :class:`~aidp.engine.clock.AutojumpClock` so that backoff waits take no time).
+    :class:`~aidp.core.clock.AutojumpClock` so that backoff waits take no time).
     """
     return _Orchestrator(store, repo, run_id, settings, reporter or _Silent(), decide,
                          parallel, clock or SystemClock()).run()

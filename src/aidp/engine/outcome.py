@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aidp.engine.states import AttemptOutcome, StepState
+from aidp.core.states import AttemptOutcome, StepState
 
 __all__ = ["CheckResult", "ToolResult", "decide_outcome", "next_step_state"]
 

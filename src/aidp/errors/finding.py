@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from aidp.core.states import FailureClass  # re-exported: detector authors import it from here
+
 __all__ = [
     "AttemptEvidence",
     "CheckEvidence",
@@ -21,14 +23,6 @@ __all__ = [
     "Severity",
     "fingerprint_of",
 ]
-
-
-class FailureClass(str, Enum):
-    """Whether running the same thing again may help."""
-
-    TRANSIENT = "transient"  # rate limit, 5xx, timeout, network, OOM kill: retry with backoff
-    PERMANENT = "permanent"  # test failure, type error, conflict, bad credentials: fix, escalate
-    UNKNOWN = "unknown"  # nobody recognised it: retried up to a small separate limit
 
 
 class Severity(str, Enum):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from aidp.engine.dag import all_descendants, find_cycle
+from aidp.core.dag import all_descendants, find_cycle
 from aidp.exceptions import Problem
 from aidp.model.refname import check_ref_name
 from aidp.model.scope import glob_literal_prefix, globs_overlap

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
@@ -22,7 +22,6 @@ __all__ = [
     "FixPolicy",
     "MergeSpec",
     "MergeStrategy",
-    "RetryClass",
     "RetryPolicy",
     "Step",
     "Workstream",
@@ -87,11 +86,8 @@ class MergeStrategy(str, Enum):
     SQUASH = "squash"
 
 
-class RetryClass(str, Enum):
-    """Failure classes a retry policy may retry (see :mod:`aidp.errors`)."""
-
-    TRANSIENT = "transient"
-    UNKNOWN = "unknown"
+#: The :class:`~aidp.core.states.FailureClass` values a retry policy may name.
+RetryableClass = Literal["transient", "unknown"]
 
 
 class RetryPolicy(_Model):
@@ -117,9 +113,9 @@ class RetryPolicy(_Model):
     budget: Duration | None = Field(
         None, description="no attempt starts later than this after the first one"
     )
-    retry_on: list[RetryClass] = Field(
-        default_factory=lambda: [RetryClass.TRANSIENT, RetryClass.UNKNOWN],
-        description="failure classes that are retried",
+    retry_on: list[RetryableClass] = Field(
+        default_factory=lambda: list(get_args(RetryableClass)),
+        description="failure classes that are retried (a permanent failure is fixed instead)",
     )
     max_crashes: int = Field(
         3, ge=1, le=100, description="attempts that may crash (signal, aidp died) before failing"

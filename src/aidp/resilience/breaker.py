@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from aidp.engine.states import IllegalTransition
+from aidp.exceptions import IllegalTransition
 
 if TYPE_CHECKING:
     from aidp.config import BreakerSettings, ToolProfile

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from aidp.engine.states import AttemptOutcome
+from aidp.core.states import AttemptOutcome
 from aidp.model.workstream import FixPolicy, RetryPolicy
 from aidp.resilience.retry import retry_delay
 
@@ -169,7 +169,7 @@ def decide(
     if kind in (FailureKind.TRANSIENT, FailureKind.UNKNOWN):
         if kind is FailureKind.UNKNOWN:
             hist = replace(hist, unknown=hist.unknown + 1)
-        if kind.value not in {c.value for c in retry.retry_on}:
+        if kind.value not in retry.retry_on:
             return Verdict(Action.FAIL, f"{kind.value} failures are not retried",
                            kind=kind), hist
         if counted >= retry.max_attempts:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from aidp.engine.states import AttemptOutcome
+from aidp.core.states import AttemptOutcome
 from aidp.model.workstream import RetryPolicy
 
 __all__ = ["RETRYABLE_OUTCOMES", "retry_delay", "should_retry"]

@@ -2,7 +2,7 @@
 breakers, proposals and their transitions.
 
 Times are UNIX epoch seconds (float). Enum columns hold the ``value`` of the enums in
-:mod:`aidp.engine.states`. The event journal is append-only: rows are inserted, never updated.
+:mod:`aidp.core.states`. The event journal is append-only: rows are inserted, never updated.
 """
 
 from __future__ import annotations

@@ -1,8 +1,13 @@
-"""State enums of runs, workstreams and steps, the attempt outcome enum, and their transition
-tables. Pure data: every state change in the engine and the store goes through :func:`check`.
+"""aidp's vocabulary of states: runs, workstreams and steps, how an attempt ended
+(:class:`AttemptOutcome`), why it failed (:class:`FailureClass`), what it was
+(:class:`AttemptKind`), and the transition tables. Pure data: every state change in the engine and
+the store goes through :func:`check`.
 
 A table maps each state to the set of states it may move to; anything else is a bug and raises
-:class:`IllegalTransition`. Tests cover every (from, to) pair of every table.
+:class:`~aidp.exceptions.IllegalTransition`. Tests cover every (from, to) pair of every table.
+
+One word per concept everywhere: the enum's values are what the ``status`` columns, JSON keys and
+CLI headings say (the database's CHECK constraints list the same values).
 """
 
 from __future__ import annotations
@@ -10,13 +15,17 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
+from aidp.exceptions import IllegalTransition
+
 __all__ = [
     "ATTEMPT_TRANSITIONS",
+    "RETRYABLE_CLASSES",
     "RUN_TRANSITIONS",
     "STEP_TRANSITIONS",
     "WORKSTREAM_TRANSITIONS",
+    "AttemptKind",
     "AttemptOutcome",
-    "IllegalTransition",
+    "FailureClass",
     "RunState",
     "StepState",
     "WorkstreamState",
@@ -90,6 +99,33 @@ class AttemptOutcome(str, Enum):
     BUDGET_EXCEEDED = "budget_exceeded"  # a budget was spent: the attempt did not start
 
 
+class FailureClass(str, Enum):
+    """Whether running the same thing again may help: the one classification of a failure, used
+    by findings, detectors, retry policies (``retry_on``) and recovery alike.
+
+    How an attempt ended (crashed, circuit open, budget exceeded) is its
+    :class:`AttemptOutcome`, not a class.
+    """
+
+    TRANSIENT = "transient"  # rate limit, 5xx, timeout, network, OOM kill: retry with backoff
+    PERMANENT = "permanent"  # test failure, type error, conflict, bad credentials: fix, escalate
+    UNKNOWN = "unknown"  # nobody recognised it: retried up to a small separate limit
+
+
+#: The classes a retry policy may name in ``retry_on`` (a permanent failure is fixed, not retried).
+RETRYABLE_CLASSES = (FailureClass.TRANSIENT, FailureClass.UNKNOWN)
+
+
+class AttemptKind(str, Enum):
+    """What an attempt was for (the ``kind`` column of attempts)."""
+
+    FIRST = "first"  # the step's first try
+    RETRY = "retry"  # the same profile again after a transient failure
+    FIX = "fix"  # the same profile, fed the findings of the failed attempt
+    ESCALATE = "escalate"  # the next profile of the escalation chain, fed the findings
+    APPROVAL = "approval"  # a human approved a gate: stage, check and commit their work
+
+
 R, W, S = RunState, WorkstreamState, StepState
 
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
@@ -135,10 +171,6 @@ ATTEMPT_TRANSITIONS: dict[AttemptOutcome | None, frozenset[AttemptOutcome]] = {
     None: frozenset(AttemptOutcome),
     **{outcome: frozenset() for outcome in AttemptOutcome},
 }
-
-
-class IllegalTransition(RuntimeError):
-    """A state change that the transition table forbids: a bug, never a user error."""
 
 
 E = TypeVar("E", RunState, WorkstreamState, StepState)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aidp.engine.dag import (
+from aidp.core.dag import (
     analyze,
     descendants,
     find_cycle,

@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from aidp.engine.states import (
+from aidp.core.states import (
     ATTEMPT_TRANSITIONS,
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     WORKSTREAM_TRANSITIONS,
     AttemptOutcome,
-    IllegalTransition,
     RunState,
     StepState,
     WorkstreamState,
     check,
 )
+from aidp.exceptions import IllegalTransition
 
 TABLES: dict[str, tuple[type[Enum], dict[Any, frozenset[Any]]]] = {
     "run": (RunState, RUN_TRANSITIONS),

@@ -7,17 +7,16 @@ Nodes that appear only as dependencies are leaves. Nothing here does I/O.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # only types: aidp.model.validate imports this module at run time
-    from aidp.model.plan import Plan
-    from aidp.model.workstream import Workstream
+from typing import Any, Protocol
 
 __all__ = [
     "PlanAnalysis",
+    "PlanGraph",
+    "StepNode",
+    "WorkstreamNode",
     "all_descendants",
     "analyze",
     "descendants",
@@ -122,7 +121,34 @@ def _ordered_topo(order: list[str], edges: Mapping[str, Iterable[str]]) -> list[
     return result
 
 
-def step_order(ws: Workstream) -> list[str]:
+class StepNode(Protocol):
+    """What the graph code reads of a step (:class:`aidp.model.workstream.Step` is one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def depends_on(self) -> Sequence[str]: ...
+
+
+class WorkstreamNode(StepNode, Protocol):
+    """What the graph code reads of a workstream (:class:`aidp.model.workstream.Workstream`)."""
+
+    @property
+    def conflicts_with(self) -> Sequence[str]: ...
+    @property
+    def steps(self) -> Sequence[StepNode]: ...
+
+
+class PlanGraph(Protocol):
+    """What the graph code reads of a plan (:class:`aidp.model.plan.Plan` is one)."""
+
+    @property
+    def workstreams(self) -> Sequence[WorkstreamNode]: ...
+    @property
+    def step_count(self) -> int: ...
+
+
+def step_order(ws: WorkstreamNode) -> list[str]:
     """The ids of ``ws``'s steps in a topological order, ties broken by file order.
 
     Raises:
@@ -209,7 +235,7 @@ class PlanAnalysis:
         }
 
 
-def analyze(plan: Plan) -> PlanAnalysis:
+def analyze(plan: PlanGraph) -> PlanAnalysis:
     """Analyze a validated plan.
 
     Args:
