@@ -178,7 +178,8 @@ workstreams:
         outcomes = [a.outcome for a in store.attempts(run_id)]
         assert outcomes[-1] == "budget_exceeded" and len(outcomes) == 2
         (step,) = store.steps(run_id)
-        assert step.failure_class == "budget" and "100 tokens" in step.reason
+        assert step.outcome == "budget_exceeded" and "100 tokens" in step.reason
+        assert step.failure_class is None
         usage = store.usage(run_id)
         assert sum(r.input_tokens + r.output_tokens for r in usage) == 120
     finally:
@@ -210,7 +211,7 @@ def test_dead_provider_opens_the_breaker_across_concurrent_runs(
     for out, _ in outs:
         status = json.loads(cli("status", json.loads(out)["run_id"], "--json",
                                 check=True).stdout)
-        classes += [s["failure_class"] for w in status["workstreams"] for s in w["steps"]]
+        classes += [s["outcome"] for w in status["workstreams"] for s in w["steps"]]
     assert requests <= 3, requests
     assert classes.count("circuit_open") >= 16 - 3
     listed = json.loads(cli("breakers", "list", "--json", check=True).stdout)

@@ -143,7 +143,7 @@ workstreams:
     assert len(first) == 1, steps
     (attempt,) = first[0]["attempt_list"]
     assert attempt["failure_class"] == "transient", attempt
-    assert any(s["failure_class"] == "circuit_open" for s in steps.values()), steps
+    assert any(s["outcome"] == "circuit_open" for s in steps.values()), steps
     listed = json.loads(cli("breakers", "list", "--json", check=True).stdout)
     items = listed if isinstance(listed, list) else listed.get("breakers", [])
     assert {i["key"]: i["state"] for i in items}.get("profile:codex") == "open"

@@ -148,7 +148,8 @@ workstreams:
     code, status = run_status(cli, plan)
     assert code == 1
     step = step_of(status, "w", "poison")
-    assert step["status"] == "failed" and step["failure_class"] == "crashed"
+    assert step["status"] == "failed" and step["outcome"] == "crashed"
+    assert step["failure_class"] is None  # crashed is an outcome, not a class
     assert [a["outcome"] for a in step["attempt_list"]] == ["crashed"] * 3
     assert [(c["action"], c["status"]) for c in step["compensations"]] == [
         ("reset", "succeeded"), ("run", "succeeded")]

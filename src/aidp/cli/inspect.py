@@ -60,7 +60,7 @@ def run_status(ctx: Context, run_id: str) -> dict[str, Any]:
         steps.setdefault(s.ws_id, []).append({
             "id": s.step_id, "status": s.status, "attempts": s.attempts, "reason": s.reason,
             "checkpoint": s.checkpoint_sha, "next_attempt_at": _ts(s.next_attempt_at),
-            "failure_class": s.failure_class, "profile": s.profile,
+            "failure_class": s.failure_class, "outcome": s.outcome, "profile": s.profile,
             "attempt_list": attempts.get((s.ws_id, s.step_id), []),
             "compensations": compensations.get((s.ws_id, s.step_id), []),
         })
@@ -115,8 +115,8 @@ def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_
                       ws["reason"] or ws["branch"])
         for step in ws["steps"]:
             note = step["reason"] or ""
-            if step["failure_class"]:
-                note = f"[{step['failure_class']}] {note}"
+            if step["failure_class"] or step["outcome"] not in (None, "succeeded"):
+                note = f"[{step['failure_class'] or step['outcome']}] {note}"
             if step["next_attempt_at"]:
                 note = f"next attempt at {step['next_attempt_at']}; {note}"
             table.add_row(f"  {step['id']}", step["status"], str(step["attempts"] or ""),

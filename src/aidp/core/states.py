@@ -26,6 +26,7 @@ __all__ = [
     "AttemptKind",
     "AttemptOutcome",
     "FailureClass",
+    "ProposalState",
     "RunState",
     "StepState",
     "WorkstreamState",
@@ -87,7 +88,11 @@ _STEP_TERMINAL = frozenset(
 
 
 class AttemptOutcome(str, Enum):
-    """How one attempt ended. ``None`` (no outcome yet) means the attempt is in flight."""
+    """How one attempt ended. ``None`` (no outcome yet) means the attempt is in flight.
+
+    A step that ended failed or timed out records the outcome that ended it (``steps.outcome``):
+    its last attempt's, or ``circuit_open`` when the breakers refused it and it had to fail.
+    """
 
     SUCCEEDED = "succeeded"
     FAILED_TRANSIENT = "failed_transient"
@@ -97,6 +102,7 @@ class AttemptOutcome(str, Enum):
     CANCELLED = "cancelled"
     NO_CHANGE = "no_change"
     BUDGET_EXCEEDED = "budget_exceeded"  # a budget was spent: the attempt did not start
+    CIRCUIT_OPEN = "circuit_open"  # every breaker refused: no tool ran (a step's outcome only)
 
 
 class FailureClass(str, Enum):
@@ -124,6 +130,23 @@ class AttemptKind(str, Enum):
     FIX = "fix"  # the same profile, fed the findings of the failed attempt
     ESCALATE = "escalate"  # the next profile of the escalation chain, fed the findings
     APPROVAL = "approval"  # a human approved a gate: stage, check and commit their work
+
+
+class ProposalState(str, Enum):
+    """A change proposal's review state (its transition table is in :mod:`aidp.specs.lifecycle`)."""
+
+    DRAFT = "draft"
+    REVIEW = "review"
+    CHANGES_REQUESTED = "changes_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    IN_PROGRESS = "in_progress"
+    APPLIED = "applied"
+    ARCHIVED = "archived"
+
+    @property
+    def terminal(self) -> bool:
+        return self is ProposalState.ARCHIVED
 
 
 R, W, S = RunState, WorkstreamState, StepState

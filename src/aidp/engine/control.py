@@ -110,7 +110,7 @@ def rollback_run(store: Store, repo: Path, run_id: str, ws_id: str, step_id: str
             for sid in reopened:
                 check(STEP_TRANSITIONS, StepState(steps[sid].status), StepState.PENDING)
                 tx.update_step(run_id, ws_id, sid, status=StepState.PENDING.value, attempts=0,
-                               checkpoint_sha=None, reason=None, finished_at=None)
+                               checkpoint_sha=None, reason=None, finished_at=None, outcome=None)
             tx.delete_checkpoints(run_id, ws_id, reopened)
             ws_state = WorkstreamState(ws.status)
             if ws_state in (WorkstreamState.COMPLETED, WorkstreamState.FAILED):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aidp.config import Settings, ToolProfile
 from aidp.core.clock import Clock, SystemClock
-from aidp.core.states import AttemptOutcome, StepState, WorkstreamState
+from aidp.core.states import AttemptOutcome, FailureClass, StepState, WorkstreamState
 from aidp.engine.diagnosis import (
     build_fix_prompt,
     check_finding,
@@ -37,7 +37,7 @@ from aidp.exceptions import AidpError, ToolError
 from aidp.model.scope import ScopeMatcher
 from aidp.model.workstream import MergeStrategy, Step, Workstream
 from aidp.resilience.breaker import BreakerPolicy
-from aidp.resilience.recovery import Action, FailureKind, History, decide, failure_kind
+from aidp.resilience.recovery import Action, History, decide, failure_class
 from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
 from aidp.state.store import Fence, Store, Tx
 from aidp.tools.adapter import AdapterResult, Invocation
@@ -375,14 +375,14 @@ class Executor:
         sourced = dedupe_sourced(sourced)
         findings = [f for _, f in sourced]
         detected_class = classify(findings)
-        failure = failure_kind(outcome, detected_class.value if detected_class else None)
+        failure = failure_class(outcome, detected_class)
         # What the tool itself can fix when told: failed checks, no change, changes outside
         # the scope, edits the adapter could not apply (not: bad credentials, unknown model).
         fixable = bool(outside) or outcome is AttemptOutcome.NO_CHANGE or any(
             c.exit_code != 0 for c in checks) or any(
             f.detector == EDITS_DETECTOR for f in result.findings)
         verdict, history = decide(
-            step.retry, step.fix, sr.history, outcome=outcome, kind=failure,
+            step.retry, step.fix, sr.history, outcome=outcome, failure=failure,
             started_at=started_at, now=self.clock.now(),
             fingerprints=[f.fingerprint for f in findings],
             retry_after_s=max((f.retry_after for f in findings if f.retry_after), default=None),
@@ -409,13 +409,14 @@ class Executor:
                 next_profile = verdict.profile
         if verdict.action is Action.FAIL or verdict.notes:
             reason = "; ".join(x for x in (reason, verdict.reason, *verdict.notes) if x)
-        failure_class = verdict.kind.value if verdict.kind is not None else None
+        step_class = (verdict.failure_class.value if verdict.failure_class is not None
+                      else None)
         counted = history.counted + history.crashes
         breaker_state = self._settle_breaker(permit, profile_name, outcome, failure, findings)
         diagnostics = None
         if outcome not in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
             diagnostics = self._write_diagnostics(
-                wsr, step, number, kind, profile_name, result, outcome, reason, failure_class,
+                wsr, step, number, kind, profile_name, result, outcome, reason, step_class,
                 findings, detector_failures, names, log_path, worktree, breaker_state)
         # The workstream's last step completed: it ends in this transaction too (unless it
         # merges, which the orchestrator does), one commit less per workstream.
@@ -447,7 +448,8 @@ class Executor:
                 self.run_id, wsr.ws.id, step.id, status=state.value, attempts=counted,
                 reason=reason, next_attempt_at=next_at, checkpoint_sha=sha,
                 history_json=json.dumps({"history": history.to_dict(), "next": next_kind}),
-                failure_class=failure_class if state.terminal else None,
+                failure_class=step_class if state.terminal else None,
+                outcome=outcome.value if state.terminal else None,
                 profile=next_profile,
                 **({"finished_at": tx.now} if state.terminal else {}),
             )
@@ -475,7 +477,7 @@ class Executor:
         return AttemptReport(wsr.ws.id, step.id, number, counted, outcome, state, reason, sha,
                              next_at, history=history, next_kind=next_kind,
                              profile=next_profile, fix_findings=fix_findings,
-                             failure_class=failure_class, closed_workstream=closes)
+                             failure_class=step_class, closed_workstream=closes)
 
     # -- circuit breakers ---------------------------------------------------------------------
 
@@ -529,15 +531,14 @@ class Executor:
         with self.store.write(self.fence) as tx:
             tx.update_step(self.run_id, wsr.ws.id, sr.step.id, status=state.value,
                            reason=reason, next_attempt_at=when if wait else None,
-                           failure_class=None if wait else "circuit_open",
+                           outcome=None if wait else AttemptOutcome.CIRCUIT_OPEN.value,
                            **({} if wait else {"finished_at": tx.now}))
             tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, sr.step.id, reason=reason,
                      next_attempt_at=when if wait else None)
         return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None, state,
                              reason, next_attempt_at=when if wait else None,
                              history=sr.history, next_kind=sr.next_kind, profile=sr.profile,
-                             fix_findings=sr.fix_findings,
-                             failure_class=None if wait else "circuit_open")
+                             fix_findings=sr.fix_findings)
 
     def _choose(self, step: Step) -> Choice:
         """The profile for a step asking for a capability: the registry scores the matching
@@ -578,7 +579,7 @@ class Executor:
                              failure_class="permanent")
 
     def _settle_breaker(self, permit: Permit | None, profile_name: str,
-                        outcome: AttemptOutcome, failure: FailureKind | None,
+                        outcome: AttemptOutcome, failure: FailureClass | None,
                         findings: list[Finding]) -> dict[str, str] | None:
         """Tell the breakers how the attempt went; their states afterwards (for diagnostics).
 
@@ -591,9 +592,11 @@ class Executor:
         if outcome is AttemptOutcome.CANCELLED:
             after = self.breakers.release_all(permit, policy, now=self.clock.now())
         else:
-            transient = failure is FailureKind.TRANSIENT
+            transient = failure is FailureClass.TRANSIENT
+            crashed = outcome is AttemptOutcome.CRASHED
+            answered = not crashed and failure in (None, FailureClass.PERMANENT)
             after = self.breakers.record_all(
-                permit, policy, success=failure in (None, FailureKind.PERMANENT),
+                permit, policy, success=answered,
                 transient=transient, now=self.clock.now(),
                 retry_after=max((f.retry_after for f in findings if f.retry_after),
                                 default=None) if transient else None)
@@ -635,15 +638,16 @@ class Executor:
                 run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
                 host=self.host, kind=kind, profile=profile_name)
             tx.update_attempt(attempt_id, outcome=AttemptOutcome.BUDGET_EXCEEDED.value,
-                              finished_at=tx.now, error=spent, failure_class="budget")
+                              finished_at=tx.now, error=spent)
             tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.FAILED.value,
-                           reason=spent, failure_class="budget", next_attempt_at=None,
+                           reason=spent, outcome=AttemptOutcome.BUDGET_EXCEEDED.value,
+                           next_attempt_at=None,
                            finished_at=tx.now)
             tx.event(self.run_id, "step.failed", wsr.ws.id, step.id, attempt=number,
                      outcome=AttemptOutcome.BUDGET_EXCEEDED.value, reason=spent)
         return AttemptReport(wsr.ws.id, step.id, number, sr.attempts,
                              AttemptOutcome.BUDGET_EXCEEDED, StepState.FAILED, spent,
-                             history=sr.history, failure_class="budget")
+                             history=sr.history)
 
     def _await_approval(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> AttemptReport:
         """A human gate: the step waits, its worktree prepared, for `aidp approve/reject`."""

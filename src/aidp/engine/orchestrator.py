@@ -382,10 +382,11 @@ class _Orchestrator:
                         reason = (f"crashed {hist.crashes} times (max_crashes "
                                   f"{sr.step.retry.max_crashes}), the last time with aidp")
                         self._set_step(tx, sr, StepState.FAILED, reason=reason,
-                                       failure_class="crashed", finished_at=tx.now,
+                                       outcome=AttemptOutcome.CRASHED.value,
+                                       finished_at=tx.now,
                                        history_json=_history_json(sr))
                         tx.event(self.run_id, "step.failed", sr.ws_id, sr.step.id,
-                                 reason=reason, failure_class="crashed")
+                                 reason=reason, outcome=AttemptOutcome.CRASHED.value)
                     else:
                         self._set_step(tx, sr, StepState.PENDING, reason=None,
                                        history_json=_history_json(sr))
@@ -393,7 +394,8 @@ class _Orchestrator:
                     sr.history, sr.profile, sr.next_kind, sr.fix_findings = (
                         History(), None, "retry", ())
                     self._set_step(tx, sr, StepState.PENDING, reason=None, attempts=0,
-                                   history_json=None, profile=None, failure_class=None)
+                                   history_json=None, profile=None, failure_class=None,
+                                   outcome=None)
             for wsr in self.ws.values():
                 if wsr.state in (WorkstreamState.FAILED, WorkstreamState.SKIPPED):
                     self._set_ws(tx, wsr, WorkstreamState.PENDING, reason=None)
@@ -746,7 +748,8 @@ class _Orchestrator:
                     History(), None, "retry", ())
                 with self.store.write(self.fence) as tx:
                     self._set_step(tx, sr, StepState.PENDING, attempts=0, reason=None,
-                                   history_json=None, profile=None, failure_class=None)
+                                   history_json=None, profile=None, failure_class=None,
+                                   outcome=None)
                     tx.event(self.run_id, "step.retry_requested", wsr.ws.id, sr.step.id)
                 return
             if choice == "skip":

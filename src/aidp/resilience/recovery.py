@@ -27,20 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from aidp.core.states import AttemptOutcome
+from aidp.core.states import AttemptOutcome, FailureClass
 from aidp.model.workstream import FixPolicy, RetryPolicy
 from aidp.resilience.retry import retry_delay
 
-__all__ = ["Action", "FailureKind", "History", "Verdict", "decide", "failure_kind"]
-
-
-class FailureKind(str, Enum):
-    """The class of a failed attempt as recovery sees it (detectors' classes plus crashed)."""
-
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
-    UNKNOWN = "unknown"
-    CRASHED = "crashed"
+__all__ = ["Action", "History", "Verdict", "decide", "failure_class"]
 
 
 class Action(str, Enum):
@@ -93,31 +84,29 @@ class Verdict:
     reason: str | None = None
     delay_s: float = 0.0
     profile: str | None = None  # ESCALATE: the profile to use next
-    kind: FailureKind | None = None  # the class the step fails with (FAIL)
+    failure_class: FailureClass | None = None  # the class the step fails with (FAIL)
     notes: tuple[str, ...] = field(default=())
 
 
-def failure_kind(outcome: AttemptOutcome, detected: str | None) -> FailureKind | None:
-    """The recovery class of an attempt: from its outcome, refined by the detectors' class
-    (``detected``: ``transient`` / ``permanent`` / ``unknown`` or None when nothing matched)."""
-    if outcome in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
+def failure_class(outcome: AttemptOutcome, detected: FailureClass | None) -> FailureClass | None:
+    """The class of a failed attempt: from its outcome, refined by the detectors' class
+    (``detected``, None when nothing matched).
+
+    None when there is nothing to classify: the attempt succeeded, was cancelled, or crashed
+    (a crash is an outcome, counted apart by :func:`decide`, not a class)."""
+    if outcome in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED, AttemptOutcome.CRASHED):
         return None
-    if outcome is AttemptOutcome.CRASHED:
-        return FailureKind.CRASHED
     if outcome is AttemptOutcome.TIMED_OUT:
-        return FailureKind.TRANSIENT
+        return FailureClass.TRANSIENT
     if outcome is AttemptOutcome.NO_CHANGE:
-        return FailureKind.PERMANENT
+        return FailureClass.PERMANENT
     if outcome is AttemptOutcome.FAILED_PERMANENT:
         # A failed check or scope violation is permanent whatever the tool printed, unless a
         # detector saw something transient (e.g. a check that could not reach a service).
-        return FailureKind.TRANSIENT if detected == "transient" else FailureKind.PERMANENT
+        return (FailureClass.TRANSIENT if detected is FailureClass.TRANSIENT
+                else FailureClass.PERMANENT)
     # FAILED_TRANSIENT: the tool failed; the detectors say why, or it stays unknown.
-    if detected == "permanent":
-        return FailureKind.PERMANENT
-    if detected == "transient":
-        return FailureKind.TRANSIENT
-    return FailureKind.UNKNOWN
+    return detected or FailureClass.UNKNOWN
 
 
 def decide(
@@ -126,7 +115,7 @@ def decide(
     history: History,
     *,
     outcome: AttemptOutcome,
-    kind: FailureKind | None,
+    failure: FailureClass | None,
     started_at: float,
     now: float,
     fingerprints: Sequence[str] = (),
@@ -145,7 +134,8 @@ def decide(
     history = replace(history, first_started_at=first)
     if interrupted:
         return Verdict(Action.DONE), history
-    if kind is None:  # succeeded or cancelled: it counts as an attempt, nothing to decide
+    crashed = outcome is AttemptOutcome.CRASHED
+    if failure is None and not crashed:  # succeeded or cancelled: it counts, nothing to decide
         return Verdict(Action.DONE), replace(history, counted=history.counted + 1)
 
     def backoff(counted: int, hist: History, why: str) -> tuple[Verdict, History]:
@@ -154,31 +144,31 @@ def decide(
             delay = max(delay, retry_after_s)
         if retry.budget is not None and now + delay > first + retry.budget:
             return (Verdict(Action.FAIL, f"{why}; the retry budget of {retry.budget:g}s is spent",
-                            kind=kind), hist)
-        return Verdict(Action.RETRY, why, delay_s=delay, kind=kind), hist
+                            failure_class=failure), hist)
+        return Verdict(Action.RETRY, why, delay_s=delay, failure_class=failure), hist
 
-    if kind is FailureKind.CRASHED:
+    if crashed:
         hist = replace(history, crashes=history.crashes + 1)
         if hist.crashes >= retry.max_crashes:
             return (Verdict(Action.FAIL, f"crashed {hist.crashes} times (max_crashes "
-                            f"{retry.max_crashes})", kind=kind), hist)
+                            f"{retry.max_crashes})", failure_class=failure), hist)
         return backoff(hist.crashes, hist, f"crash {hist.crashes} of {retry.max_crashes}")
 
     counted = history.counted + 1
     hist = replace(history, counted=counted)
-    if kind in (FailureKind.TRANSIENT, FailureKind.UNKNOWN):
-        if kind is FailureKind.UNKNOWN:
+    if failure in (FailureClass.TRANSIENT, FailureClass.UNKNOWN):
+        if failure is FailureClass.UNKNOWN:
             hist = replace(hist, unknown=hist.unknown + 1)
-        if kind.value not in retry.retry_on:
-            return Verdict(Action.FAIL, f"{kind.value} failures are not retried",
-                           kind=kind), hist
+        if failure.value not in retry.retry_on:
+            return Verdict(Action.FAIL, f"{failure.value} failures are not retried",
+                           failure_class=failure), hist
         if counted >= retry.max_attempts:
             return (Verdict(Action.FAIL, f"{counted} attempts (max_attempts "
-                            f"{retry.max_attempts})", kind=kind), hist)
-        if kind is FailureKind.UNKNOWN and hist.unknown >= retry.max_unknown:
+                            f"{retry.max_attempts})", failure_class=failure), hist)
+        if failure is FailureClass.UNKNOWN and hist.unknown >= retry.max_unknown:
             return (Verdict(Action.FAIL, f"{hist.unknown} unknown failures (max_unknown "
-                            f"{retry.max_unknown})", kind=kind), hist)
-        return backoff(counted, hist, f"{kind.value} failure, attempt {counted} of "
+                            f"{retry.max_unknown})", failure_class=failure), hist)
+        return backoff(counted, hist, f"{failure.value} failure, attempt {counted} of "
                        f"{retry.max_attempts}")
 
     # Permanent.
@@ -186,19 +176,20 @@ def decide(
     previous = hist.last_fingerprints
     hist = replace(hist, last_fingerprints=fps)
     if not fixable:
-        return Verdict(Action.FAIL, "permanent failure", kind=kind), hist
+        return Verdict(Action.FAIL, "permanent failure", failure_class=failure), hist
     oscillating = bool(fps) and previous == fps and hist.fixes > 0
     if not oscillating and hist.fixes < fix.max:
         hist = replace(hist, fixes=hist.fixes + 1)
-        return (Verdict(Action.FIX, f"fix attempt {hist.fixes} of {fix.max}", kind=kind), hist)
+        return (Verdict(Action.FIX, f"fix attempt {hist.fixes} of {fix.max}",
+                        failure_class=failure), hist)
     notes = ("the same findings came back: the fix loop stopped",) if oscillating else ()
     if hist.escalations < len(fix.escalate):
         profile = fix.escalate[hist.escalations]
         hist = replace(hist, escalations=hist.escalations + 1, fixes=0,
                        last_fingerprints=None)
         return (Verdict(Action.ESCALATE, f"escalating to {profile}", profile=profile,
-                        kind=kind, notes=notes), hist)
+                        failure_class=failure, notes=notes), hist)
     why = "permanent failure" + (f" after {hist.fixes} fix attempts" if hist.fixes else "")
     if oscillating:
         why += " (the same findings twice in a row)"
-    return Verdict(Action.FAIL, why, kind=kind, notes=notes), hist
+    return Verdict(Action.FAIL, why, failure_class=failure, notes=notes), hist

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from aidp.core.states import ProposalState  # re-exported: the lifecycle's vocabulary
 from aidp.exceptions import StateError
 
 __all__ = [
@@ -27,21 +28,6 @@ __all__ = [
     "check_transition",
     "transition",
 ]
-
-
-class ProposalState(str, Enum):
-    DRAFT = "draft"
-    REVIEW = "review"
-    CHANGES_REQUESTED = "changes_requested"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    IN_PROGRESS = "in_progress"
-    APPLIED = "applied"
-    ARCHIVED = "archived"
-
-    @property
-    def terminal(self) -> bool:
-        return self is ProposalState.ARCHIVED
 
 
 class ProposalAction(str, Enum):

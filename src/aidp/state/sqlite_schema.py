@@ -170,6 +170,7 @@ DDL: tuple[str, ...] = (
         '\thistory_json TEXT, \n'
         '\tfailure_class VARCHAR(16), \n'
         '\tprofile VARCHAR(64), \n'
+        '\toutcome VARCHAR(24), \n'
         '\tCONSTRAINT pk_steps PRIMARY KEY (run_id, ws_id, step_id), \n'
         '\tCONSTRAINT fk_steps_run_id FOREIGN KEY(run_id, ws_id) REFERENCES workstreams (run_id, ws_id) ON DELETE CASCADE\n'
         ')'

@@ -106,6 +106,8 @@ steps = Table(
     Column("history_json", Text),
     Column("failure_class", String(16)),
     Column("profile", String(64)),
+    # migration 0005: the outcome that ended a failed step (crashed, circuit_open, ...)
+    Column("outcome", String(24)),
     ForeignKeyConstraint(
         ["run_id", "ws_id"], ["workstreams.run_id", "workstreams.ws_id"], ondelete="CASCADE"
     ),
