@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from secrets import token_hex
 
 from aidp.exceptions import ToolError
 from aidp.process.capped_log import CARRY_LIMIT, MIN_SECRET_LEN, CappedLog, SecretMasker
@@ -117,6 +116,8 @@ def build_env(
 
 def new_token() -> str:
     """A fresh random process token (record it before starting, for crash recovery)."""
+    from secrets import token_hex  # here: git imports this module, and secrets costs ~3 ms
+
     return token_hex(16)
 
 
