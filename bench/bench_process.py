@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from aidp.tools.process import CappedLog, build_env, run_process
+from aidp.process.runner import CappedLog, build_env, run_process
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from aidp.procfs import is_alive
+from aidp.process.procfs import is_alive
 from aidp.state import tables
 from aidp.state.store import Store
 from tests.conftest import Cli, CliResult, git, init_repo

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aidp.procfs import is_alive
+from aidp.process.procfs import is_alive
 from tests.conftest import Cli
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

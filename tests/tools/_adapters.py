@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from aidp.config import ToolProfile
+from aidp.process.capped_log import CappedLog
+from aidp.process.runner import build_env, new_token
 from aidp.tools.adapter import Invocation
-from aidp.tools.capped_log import CappedLog
-from aidp.tools.process import build_env, new_token
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "aidp tests", "GIT_AUTHOR_EMAIL": "tests@aidp.invalid",

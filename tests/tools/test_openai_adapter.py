@@ -14,10 +14,10 @@ import pytest
 from aidp.config import RateLimit, ToolProfile
 from aidp.errors.finding import FailureClass
 from aidp.model.scope import compile_scope
+from aidp.process.capped_log import CappedLog
 from aidp.testing import FakeLLM
 from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.adapters import OpenAIAdapter
-from aidp.tools.capped_log import CappedLog
 from aidp.tools.ratelimit import reset_limiters
 from tests.conftest import git, init_repo
 

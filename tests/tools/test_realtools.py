@@ -20,12 +20,12 @@ import pytest
 
 from aidp.config import ToolProfile
 from aidp.errors import AttemptEvidence, FailureClass, classify, default_manager
+from aidp.process.runner import _pids_with_token
 from aidp.testing import FakeLLM
 from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.adapters._common import resolve_command
 from aidp.tools.adapters.aider import AiderAdapter
 from aidp.tools.adapters.codex import CodexAdapter
-from aidp.tools.process import _pids_with_token
 from tests.tools._adapters import GREETING, KEY_ENV, SECRET, git, invocation, log_text, make_repo
 
 pytestmark = pytest.mark.realtools

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from aidp.exceptions import InputError, NotFoundError
+from aidp.exceptions import GitError, InputError, NotFoundError
 
 if TYPE_CHECKING:
     from aidp.config import Settings
@@ -39,16 +38,14 @@ def repo_options(func: F) -> F:
 
 
 def git_toplevel(cwd: Path | None = None) -> Path | None:
-    """The top-level directory of the git work tree around ``cwd``, or None outside one."""
+    """The top-level directory (resolved) of the git work tree around ``cwd`` (default: the
+    current directory), or None outside one or when git cannot run."""
+    from aidp.workspace.git import repo_root
+
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, check=False, timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        return repo_root(Path.cwd() if cwd is None else cwd).resolve()
+    except (InputError, GitError):
         return None
-    top = result.stdout.strip()
-    return Path(top).resolve() if result.returncode == 0 and top else None
 
 
 def resolve_repo(repo: Path | None) -> Path:

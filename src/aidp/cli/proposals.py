@@ -9,7 +9,6 @@ an applied change into the specs exactly as ``openspec archive`` does.
 from __future__ import annotations
 
 import getpass
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import click
 
 from aidp.cli.common import Context, echo_json, repo_options
-from aidp.exceptions import InputError, NotFoundError
+from aidp.exceptions import GitError, InputError, NotFoundError
 
 __all__ = ["proposals"]
 
@@ -26,11 +25,11 @@ __all__ = ["proposals"]
 def _actor(by: str | None, repo: Path) -> str:
     if by:
         return by
+    from aidp.workspace.git import run_git
+
     try:
-        name = subprocess.run(["git", "config", "user.name"], cwd=repo, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=30,
-                              check=False).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
+        name = run_git(["config", "user.name"], repo, check=False, timeout_s=30).stdout.strip()
+    except GitError:  # git missing or timed out
         name = ""
     return name or getpass.getuser()
 

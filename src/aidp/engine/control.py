@@ -14,9 +14,9 @@ from aidp.core.states import (
     check,
 )
 from aidp.exceptions import NotFoundError, StateError
+from aidp.process.runner import kill_by_token
 from aidp.state.lease import acquire_lease, lease_is_live, release_lease
 from aidp.state.store import Store
-from aidp.tools.process import kill_by_token
 from aidp.workspace.checkpoint import list_checkpoints
 from aidp.workspace.git import run_git
 

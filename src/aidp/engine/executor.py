@@ -36,13 +36,13 @@ from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
 from aidp.exceptions import AidpError, ToolError
 from aidp.model.scope import ScopeMatcher
 from aidp.model.workstream import MergeStrategy, Step, Workstream
+from aidp.process.runner import CappedLog, build_env, run_process
 from aidp.resilience.breaker import BreakerPolicy
 from aidp.resilience.recovery import Action, History, decide, failure_class
 from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
 from aidp.state.store import Fence, Store, Tx
 from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
-from aidp.tools.process import CappedLog, build_env, run_process
 from aidp.tools.registry import (
     Choice,
     ProfileHealth,

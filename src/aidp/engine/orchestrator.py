@@ -47,10 +47,10 @@ from aidp.exceptions import AidpError, InputError, LeaseLostError, StateError
 from aidp.model.plan import Plan
 from aidp.model.scope import compile_scope
 from aidp.model.workstream import MergeStrategy
+from aidp.process.runner import kill_by_token
 from aidp.resilience.recovery import History
 from aidp.state.lease import LEASE_TTL_S, acquire_lease, release_lease, renew_lease
 from aidp.state.store import Fence, Store
-from aidp.tools.process import kill_by_token
 from aidp.workspace.checkpoint import list_checkpoints
 from aidp.workspace.git import rev_parse
 from aidp.workspace.merge import merge_into_target

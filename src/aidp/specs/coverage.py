@@ -17,7 +17,8 @@ scenario only an active change adds is looked up in the active changes too.
 
 Tests are found by reading test files (``test_*.py``, ``*_test.py``) with :mod:`ast`: nothing
 of the user's code is imported. Results come from a JUnit XML file (pytest ``--junitxml``) or
-from :func:`run_tests`, which runs exactly the tagged tests in their own process group.
+from :func:`run_tests`, which runs exactly the tagged tests in their own process group
+(:func:`aidp.process.runner.run_captured`).
 
 Errors: :class:`~aidp.exceptions.ValidationError` (exit 2) listing every bad tag or malformed
 file as ``file:line``; :class:`~aidp.exceptions.InputError` (exit 2) when the test run times out
@@ -31,7 +32,6 @@ import enum
 import os
 import re
 import shlex
-import signal
 import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
@@ -41,6 +41,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aidp.exceptions import InputError, NotFoundError, Problem, ValidationError
+from aidp.process.runner import run_captured
 from aidp.specs.index import find_references
 from aidp.specs.model import Project, Scenario
 from aidp.specs.resolver import parse_uri, resolve
@@ -331,22 +332,17 @@ def run_tests(root: Path, nodeids: list[str], command: str, *,
         argv = [*shlex.split(command), f"--junitxml={report}", f"--rootdir={root}",
                 "-o", "junit_family=xunit2", *nodeids]
         try:
-            proc = subprocess.Popen(argv, cwd=root, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            done = run_captured(argv, cwd=root, timeout_s=timeout_s, merge_stderr=True,
+                                errors="replace")
         except OSError as exc:
             raise InputError(f"cannot run {argv[0]!r}: {exc.strerror}",
                              hint="set [specs] test_command in aidp.toml") from None
-        try:
-            output, _ = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
             raise InputError(f"the tagged tests did not finish in {timeout_s:g} s: killed",
                              hint="pass a larger --timeout") from None
         if not report.is_file():
-            tail = output.decode(errors="replace").strip().splitlines()[-3:]
-            raise InputError(f"{command!r} wrote no JUnit report (exit {proc.returncode}): "
+            tail = done.stdout.strip().splitlines()[-3:]
+            raise InputError(f"{command!r} wrote no JUnit report (exit {done.returncode}): "
                              + " | ".join(tail), hint="is it a pytest command line?")
         return read_junit(report, "junit report of the tagged tests")
 

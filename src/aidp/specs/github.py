@@ -20,9 +20,10 @@ One sync:
    marker is ignored when comparing and refreshed when editing) and closes the issues of
    closed tasks. Nothing changed: no write call at all.
 
-Every ``gh`` call is an argument list (no shell), with stdin closed, in its own session with a
-wall-clock timeout that kills the process group. The environment is passed through (``gh``
-reads its token from it) and never logged.
+Every ``gh`` call is an argument list (no shell), run by
+:func:`aidp.process.runner.run_captured`: stdin closed, in its own session, with a wall-clock
+timeout that kills the process group. The environment is passed through (``gh`` reads its token
+from it) and never logged.
 
 ::
 
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from aidp.exceptions import InputError, Problem, ToolError, ValidationError
+from aidp.process.runner import run_captured
 from aidp.specs.bridge import step_id
 from aidp.specs.ccpm import Epic, EpicTask, load_epic
 from aidp.specs.project import read_text
@@ -155,25 +157,16 @@ class GhRunner:
         env = {**os.environ, "GH_PROMPT_DISABLED": "1", "GH_NO_UPDATE_NOTIFIER": "1",
                "NO_COLOR": "1", "GH_PAGER": "cat"}
         try:
-            proc = subprocess.Popen([self.binary, *argv], cwd=self.cwd, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                                    errors="replace", start_new_session=True)
+            done = run_captured([self.binary, *argv], cwd=self.cwd, env=env,
+                                timeout_s=self.timeout_s, errors="replace")
         except OSError as exc:
             raise GhError(argv, 127, f"cannot run gh: {exc}") from exc
-        try:
-            stdout, stderr = proc.communicate(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.communicate()
             raise GhError(argv, -signal.SIGKILL,
                           f"timed out after {self.timeout_s:g}s") from None
-        if proc.returncode != 0:
-            raise GhError(argv, proc.returncode, stderr)
-        return stdout
+        if done.returncode != 0:
+            raise GhError(argv, done.returncode, done.stderr)
+        return done.stdout
 
 
 @dataclass

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from aidp.exceptions import LeaseHeldError
-from aidp.procfs import is_alive, self_identity
+from aidp.process.procfs import is_alive, self_identity
 from aidp.state.store import Fence, Store
 
 __all__ = ["LEASE_TTL_S", "acquire_lease", "lease_is_live", "release_lease", "renew_lease"]

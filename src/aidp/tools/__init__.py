@@ -1,5 +1,5 @@
-"""Running tools: the process runner (``process``: own session, timeout, group kill, capped and
-masked logs) and the ``shell`` adapter's command building (``shell``)."""
+"""Running tools: the adapters, the registry, prompts and the ``shell`` adapter's command building
+(``shell``). Processes themselves are started by :mod:`aidp.process.runner`."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ the entry-point group ``aidp.adapters``) through one attempt. Adapters never imp
 they get everything in an :class:`Invocation` and answer with an :class:`AdapterResult`. The
 engine, not the adapter, stages, scope-checks and commits the changes afterwards.
 
-Rules for every adapter: run processes through :func:`aidp.tools.process.run_process` (own
+Rules for every adapter: run processes through :func:`aidp.process.runner.run_process` (own
 session, stdin ``/dev/null``, wall-clock timeout killing the group, ``cancel`` honoured, output
 masked into ``log``), keep per-attempt HOME / config under ``attempt_dir`` (never the user's), pass
 secrets by environment only.
@@ -23,7 +23,7 @@ from aidp.errors.finding import Finding
 
 if TYPE_CHECKING:
     from aidp.config import ToolProfile
-    from aidp.tools.capped_log import CappedLog
+    from aidp.process.capped_log import CappedLog
 
 __all__ = ["Adapter", "AdapterResult", "Invocation", "ProbeResult", "ToolEvent", "Usage"]
 

@@ -1,10 +1,11 @@
 """A thin, typed wrapper around the git command line.
 
-Every git subprocess aidp starts goes through :func:`run_git`: stdin is closed (or fed from
-``input``), prompts are disabled, the locale is ``C`` so output is parseable, variables that would
-point git at another repository are dropped, and a timeout kills the whole process group (git's own
-children -- hooks, helpers -- included). Failures raise :class:`~aidp.exceptions.GitError` carrying
-the argv, exit code, stderr and working directory.
+Every git subprocess aidp starts goes through :func:`run_git`, which runs it with
+:func:`aidp.process.runner.run_captured`: stdin is closed (or fed from ``input``), prompts are
+disabled, the locale is ``C`` so output is parseable, variables that would point git at another
+repository are dropped, and a timeout kills the whole process group (git's own children -- hooks,
+helpers -- included). Failures raise :class:`~aidp.exceptions.GitError` carrying the argv, exit
+code, stderr and working directory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aidp.exceptions import GitError, InputError
+from aidp.process.runner import run_captured
 
 __all__ = [
     "FALLBACK_EMAIL",
@@ -89,34 +91,20 @@ def run_git(
     Raises:
         GitError: git is missing, timed out, or (with ``check``) exited non-zero.
     """
-    argv = ["git", *args]
     try:
-        proc = subprocess.Popen(
-            argv,
+        done = run_captured(
+            ["git", *args],
             cwd=cwd,
             env=git_env(env) if base_env is None else {**base_env, **(env or {})},
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="surrogateescape",
-            start_new_session=True,
+            input=input,
+            timeout_s=timeout_s,
         )
     except FileNotFoundError as exc:
         raise GitError(args, 127, f"cannot run git: {exc}", cwd=cwd) from exc
-    try:
-        stdout, stderr = proc.communicate(input, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
         raise GitError(args, -signal.SIGKILL, f"timed out after {timeout_s:g}s", cwd=cwd) from None
-    done = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if check and done.returncode != 0:
-        raise GitError(args, done.returncode, stderr, cwd=cwd)
+        raise GitError(args, done.returncode, done.stderr, cwd=cwd)
     return done
 
 

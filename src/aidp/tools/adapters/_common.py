@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aidp.exceptions import ToolError
+from aidp.process.capped_log import MIN_SECRET_LEN, CappedLog
+from aidp.process.runner import build_env, run_process
 from aidp.tools.adapter import ProbeResult
-from aidp.tools.capped_log import MIN_SECRET_LEN, CappedLog
-from aidp.tools.process import build_env, run_process
 
 if TYPE_CHECKING:
     from aidp.config import ToolProfile

@@ -29,6 +29,7 @@ from typing import Any
 
 from aidp.config import ToolProfile
 from aidp.exceptions import ToolError
+from aidp.process.runner import kill_by_token, run_process
 from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult, ToolEvent, Usage
 from aidp.tools.adapters._common import (
     LineReader,
@@ -38,7 +39,6 @@ from aidp.tools.adapters._common import (
     probe_cli,
     resolve_command,
 )
-from aidp.tools.process import kill_by_token, run_process
 
 __all__ = [
     "AiderAdapter",

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aidp.errors.finding import FailureClass, Finding
+from aidp.process.capped_log import MIN_SECRET_LEN
 from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult, ToolEvent, Usage
-from aidp.tools.capped_log import MIN_SECRET_LEN
 from aidp.tools.edits import apply_edits, parse_edits
 from aidp.tools.prompts import build_messages, read_files
 from aidp.tools.ratelimit import limiter_for

@@ -2,7 +2,7 @@
 
 The command is the step's ``run`` or the profile's ``command``, with the placeholders of
 :mod:`aidp.tools.shell` substituted. The tool gets the attempt's environment (``AIDP_*``
-variables included) and runs under :func:`aidp.tools.process.run_process`.
+variables included) and runs under :func:`aidp.process.runner.run_process`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aidp.exceptions import ToolError
+from aidp.process.runner import run_process
 from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult
-from aidp.tools.process import run_process
 from aidp.tools.shell import build_argv
 
 if TYPE_CHECKING:

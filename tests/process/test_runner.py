@@ -1,4 +1,4 @@
-"""Tests for aidp.tools.process: real processes, real pipes, real /proc -- no mocks."""
+"""Tests for aidp.process.runner: real processes, real pipes, real /proc -- no mocks."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aidp.exceptions import ToolError
-from aidp.tools.capped_log import CappedLog
-from aidp.tools.process import (
+from aidp.process.capped_log import CappedLog
+from aidp.process.runner import (
     CARRY_LIMIT,
     TOKEN_ENV,
     ProcessResult,
@@ -29,6 +29,7 @@ from aidp.tools.process import (
     kill_by_token,
     new_token,
     process_start_time,
+    run_captured,
     run_process,
 )
 
@@ -531,3 +532,86 @@ def test_notes_past_the_cap_keep_each_sections_tail(tmp_path: Path) -> None:
     assert lines[2] == b"hij"
     assert lines[3].startswith(b"--- check 1: very long") and len(lines[3]) < 1100
     assert lines[4:] == [b"--- [aidp] output truncated: 3 bytes omitted ---", b"NOP"]
+
+
+# -- capture mode --------------------------------------------------------------------------------
+
+
+def test_captured_output_and_exit_code(tmp_path: Path) -> None:
+    """stdout and stderr come back separately as text, with the exit code; cwd is honoured."""
+    done = run_captured(
+        ["sh", "-c", "pwd; echo oops >&2; exit 3"], cwd=tmp_path, timeout_s=30.0
+    )
+    assert done.returncode == 3
+    assert done.stdout == f"{tmp_path}\n"
+    assert done.stderr == "oops\n"
+    assert done.args == ["sh", "-c", "pwd; echo oops >&2; exit 3"]
+
+
+def test_captured_merge_stderr_and_undecodable_bytes(tmp_path: Path) -> None:
+    """merge_stderr sends stderr into stdout; invalid UTF-8 survives as surrogate escapes."""
+    done = run_captured(
+        ["sh", "-c", "printf 'a\\377'; printf b >&2"], cwd=tmp_path, timeout_s=30.0,
+        merge_stderr=True,
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == "a\udcffb"
+    assert done.stdout.encode("utf-8", "surrogateescape") == b"a\xffb"
+
+
+def test_captured_input_is_fed_and_stdin_closed_without_it(tmp_path: Path) -> None:
+    """input reaches stdin; without input stdin is /dev/null (a reader sees EOF at once)."""
+    fed = run_captured(["cat"], cwd=tmp_path, timeout_s=30.0, input="héllo\n")
+    assert fed.stdout == "héllo\n"
+    closed = run_captured(["cat"], cwd=tmp_path, timeout_s=30.0)
+    assert closed.returncode == 0 and closed.stdout == ""
+
+
+def test_captured_env_and_own_session(tmp_path: Path) -> None:
+    """The child gets exactly ``env`` and runs as the leader of its own session."""
+    code = "import os; print(os.environ['ONLY'], len(os.environ), os.getsid(0) == os.getpid())"
+    done = run_captured(
+        [sys.executable, "-c", code], cwd=tmp_path, timeout_s=30.0, env={"ONLY": "this"}
+    )
+    # The interpreter may add LC_CTYPE on its own; nothing of ours leaks in.
+    value, count, leader = done.stdout.split()
+    assert (value, leader) == ("this", "True") and int(count) <= 2
+
+
+def test_captured_missing_command_raises_file_not_found(tmp_path: Path) -> None:
+    """A missing command is an OSError (FileNotFoundError) from the runner, nothing started."""
+    with pytest.raises(FileNotFoundError):
+        run_captured(["aidp-no-such-command-xyz"], cwd=tmp_path, timeout_s=30.0)
+
+
+def test_captured_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+    """At the timeout the leader and its background grandchild are killed, fast."""
+    script = "echo $$; sleep 30 & echo $!; sleep 30"
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as caught:
+        run_captured(["sh", "-c", script], cwd=tmp_path, timeout_s=0.5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 5.0
+    assert caught.value.timeout == 0.5 and caught.value.cmd == ["sh", "-c", script]
+    output = caught.value.output
+    assert isinstance(output, str)
+    pids = [int(line) for line in output.split()]
+    assert len(pids) == 2  # the shell, then its background sleep
+    assert wait_until_dead(pids, within_s=2.0) == []
+    assert _group_members(pids[0]) == []
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``, from /proc/PID/stat."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{name}/stat").read_text(errors="replace")
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X", "x"):
+            members.append(int(name))
+    return members

@@ -1,15 +1,24 @@
-"""The one way aidp runs an external process (tools and acceptance checks alike).
+"""The one way aidp runs an external process: tools, acceptance checks, git, gh, test runs.
 
-Every process runs in its own session and process group, with stdin closed, its output (stdout and
-stderr merged) drained concurrently into a :class:`~aidp.tools.capped_log.CappedLog` with secrets
-masked, and a wall-clock timeout that kills the whole group. Each process carries a random token in
-its environment (``AIDP_PROCESS_TOKEN``), so descendants that escaped the group with ``setsid`` can
-still be found in ``/proc/*/environ`` and killed -- after a timeout, a cancel, an output pipe held
-open after exit, or an orchestrator crash (:func:`kill_by_token`).
+Nothing else in aidp calls :mod:`subprocess` or ``os.killpg`` (``tests/test_architecture.py``
+checks it). Two modes:
 
-The normal path costs one ``pidfd`` and one ``poll`` loop over a bare ``subprocess.run``: no
-threads, no extra processes, no ``/proc`` scan. Process exit is watched through a pidfd, which
-does not reap the child, so the group is killed while the leader's pid cannot yet be reused.
+* :func:`run_process` -- a long-running tool or acceptance check. The process runs in its own
+  session and process group, with stdin closed, its output (stdout and stderr merged) drained
+  concurrently into a :class:`~aidp.process.capped_log.CappedLog` with secrets masked, and a
+  wall-clock timeout that kills the whole group. Each process carries a random token in its
+  environment (``AIDP_PROCESS_TOKEN``), so descendants that escaped the group with ``setsid`` can
+  still be found in ``/proc/*/environ`` and killed -- after a timeout, a cancel, an output pipe
+  held open after exit, or an orchestrator crash (:func:`kill_by_token`).
+
+  The normal path costs one ``pidfd`` and one ``poll`` loop over a bare ``subprocess.run``: no
+  threads, no extra processes, no ``/proc`` scan. Process exit is watched through a pidfd, which
+  does not reap the child, so the group is killed while the leader's pid cannot yet be reused.
+
+* :func:`run_captured` -- a short command whose output the caller parses (git, gh, a pytest run).
+  Own session, stdin closed or fed from ``input``, stdout and stderr captured as text; at the
+  timeout the whole process group is killed and :class:`subprocess.TimeoutExpired` raised. It
+  costs exactly one ``Popen`` and one ``communicate``: git runs on every step.
 
 Liveness reads the state letter in ``/proc/PID/stat``: this sandbox reaps orphans late, so a
 killed process can linger as a zombie that ``kill(pid, 0)`` would call alive.
@@ -28,11 +37,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from secrets import token_hex
 
 from aidp.exceptions import ToolError
-from aidp.procfs import is_alive, process_start_time
-from aidp.tools.capped_log import CARRY_LIMIT, MIN_SECRET_LEN, CappedLog, SecretMasker
+from aidp.process.capped_log import CARRY_LIMIT, MIN_SECRET_LEN, CappedLog, SecretMasker
+from aidp.process.procfs import is_alive, process_start_time
 
 __all__ = [
     "CARRY_LIMIT",
@@ -46,6 +54,7 @@ __all__ = [
     "kill_by_token",
     "new_token",
     "process_start_time",
+    "run_captured",
     "run_process",
 ]
 
@@ -107,6 +116,8 @@ def build_env(
 
 def new_token() -> str:
     """A fresh random process token (record it before starting, for crash recovery)."""
+    from secrets import token_hex  # here: git imports this module, and secrets costs ~3 ms
+
     return token_hex(16)
 
 
@@ -134,7 +145,8 @@ def _pids_with_token(token: str) -> set[int]:
 
 
 def _signal(pid: int, sig: int, *, group: bool = False) -> bool:
-    """Send ``sig``; False if there was no such process (or it is not ours)."""
+    """Send ``sig`` to ``pid`` (or, with ``group``, to its process group); False if there was no
+    such process (or it is not ours). The only place aidp calls ``os.killpg``."""
     try:
         if group:
             os.killpg(pid, sig)
@@ -402,3 +414,83 @@ def run_process(
         output_bytes=run.output_bytes,
         token=token,
     )
+
+
+def run_captured(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    merge_stderr: bool = False,
+    errors: str = "surrogateescape",
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command in its own session and return its exit code and captured output.
+
+    The cheap mode for commands whose output is parsed (git runs on every step): one ``Popen`` and
+    one ``communicate``, no threads, no ``/proc`` scan, no process token.
+
+    Args:
+        argv: the command; ``argv[0]`` is looked up on the ``PATH`` of ``env``.
+        cwd: working directory (None: aidp's own).
+        timeout_s: wall-clock seconds until the whole process group is killed with SIGKILL.
+        env: the child's whole environment (None: aidp's own).
+        input: text fed to stdin (UTF-8); without it stdin is ``/dev/null``.
+        merge_stderr: send stderr into stdout (the result's ``stderr`` is then ``""``).
+        errors: how undecodable UTF-8 output is decoded (``surrogateescape`` keeps the bytes,
+            ``replace`` is for text shown to people).
+
+    Returns:
+        a :class:`subprocess.CompletedProcess` with ``argv`` as a list, ``returncode`` (negative:
+        killed by that signal), ``stdout`` and ``stderr`` as text. A non-zero exit is a result,
+        not an error.
+
+    Raises:
+        OSError: the command or the working directory does not exist or cannot be executed
+            (``FileNotFoundError`` for a missing one).
+        subprocess.TimeoutExpired: the command ran longer than ``timeout_s``; its process group
+            was killed and the leader reaped before this is raised (``output`` and ``stderr``
+            carry what was read). A descendant that left the group with ``setsid`` is not
+            hunted; its pipes are abandoned after a second.
+    """
+    args = list(argv)
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors=errors,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = _kill_group_and_reap(proc)
+        raise subprocess.TimeoutExpired(args, timeout_s, output=stdout, stderr=stderr) from None
+    except BaseException:  # KeyboardInterrupt and the like: leave nothing running
+        _kill_group_and_reap(proc)
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr or "")
+
+
+def _kill_group_and_reap(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGKILL the process group of ``proc``, reap the leader and return the rest of its output.
+
+    Reading stops after :data:`FINAL_DRAIN_S` seconds when a descendant outside the group still
+    holds a pipe.
+    """
+    _signal(proc.pid, signal.SIGKILL, group=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=FINAL_DRAIN_S)
+    except subprocess.TimeoutExpired:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+        return "", ""
+    return stdout or "", stderr or ""
