@@ -48,3 +48,61 @@ def test_killpg_only_in_process_runner() -> None:
             if used:
                 found.append(f"{path.relative_to(SRC.parent)}:{node.lineno}")
     assert SRC.is_dir() and found == [], "kill process groups in aidp.process.runner: " + str(found)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``aidp.*`` module that ``path`` imports, at module level or inside functions (and
+    under ``TYPE_CHECKING``): the strictest graph."""
+    module = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.startswith("aidp.")}
+
+
+def _package_of(module: str) -> str:
+    """``aidp.engine.executor`` -> ``engine``; top-level modules are their own package."""
+    return module.split(".")[1] if module.count(".") else module
+
+
+def _package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        source = _package_of(".".join(path.relative_to(SRC.parent).with_suffix("").parts))
+        targets = {_package_of(name) for name in _imports(path)}
+        graph.setdefault(source, set()).update(
+            t for t in targets if (SRC / t).is_dir() or (SRC / f"{t}.py").exists())
+        graph[source].discard(source)
+    return graph
+
+
+def test_no_import_cycle_between_packages() -> None:
+    """The packages of src/aidp form a DAG, counting function-level and type-only imports."""
+    from graphlib import CycleError, TopologicalSorter
+
+    try:
+        TopologicalSorter(_package_graph()).prepare()
+    except CycleError as exc:
+        raise AssertionError(f"import cycle between packages: {' -> '.join(exc.args[1])}") \
+            from None
+
+
+def test_base_layer_imports_nothing_else_of_aidp() -> None:
+    """aidp.core (the vocabulary) and aidp.exceptions import no other part of aidp."""
+    base = {"core", "exceptions"}
+    found = {
+        f"{path.relative_to(SRC.parent)} imports {name}"
+        for path in [*(SRC / "core").rglob("*.py"), SRC / "exceptions.py"]
+        for name in _imports(path)
+        if _package_of(name) not in base
+    }
+    assert (SRC / "core").is_dir() and found == set(), sorted(found)
