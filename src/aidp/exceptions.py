@@ -6,18 +6,30 @@ and whether retrying the same operation may help. The CLI has one top-level hand
 
 ::
 
-    AidpError                       exit 1
-    +-- InputError                  exit 2   bad input, rejected before anything is written
-    |   +-- ValidationError         exit 2   workstream files: carries a list of Problems
-    |   +-- ConfigError             exit 2   aidp.toml / environment
-    +-- NotFoundError               exit 3   unknown run, step, workstream, checkpoint
-    +-- StateError                  exit 4   the operation does not fit the current state
-    |   +-- LeaseHeldError          exit 4   another orchestrator drives the run (says who)
-    |   +-- LeaseLostError          exit 4   our lease was taken over; stop writing at once
-    +-- GitError                    exit 5   a git command failed (command, stderr)
-    |   +-- MergeConflictError      exit 5   merging dependency results conflicted (files)
-    +-- ToolError                   exit 6   a tool could not be started (missing binary ...)
-    +-- IllegalTransition           exit 70  a state change the transition table forbids (a bug)
+    AidpError                         exit 1
+    +-- InputError                    exit 2   bad input, rejected before anything is written
+    |   +-- ValidationError           exit 2   workstream files: carries a list of Problems
+    |   +-- ConfigError               exit 2   aidp.toml / environment
+    |   +-- ApplyError                exit 2   aidp.specs.apply: a change's deltas do not apply
+    |   +-- ShowError                 exit 2   aidp.specs.compat: `openspec show` cannot show it
+    |   +-- GithubSyncRefused         exit 2   aidp.specs.github: a sync that would lose data
+    |   +-- ScriptError               exit 2   aidp.testing.script: a bad fake-LLM script
+    +-- NotFoundError                 exit 3   unknown run, step, workstream, checkpoint
+    +-- StateError                    exit 4   the operation does not fit the current state
+    |   +-- LeaseHeldError            exit 4   another orchestrator drives the run (says who)
+    |   +-- LeaseLostError            exit 4   our lease was taken over; stop writing at once
+    |   +-- IllegalProposalTransition exit 4   aidp.specs.lifecycle: not from this state
+    +-- GitError                      exit 5   a git command failed (command, stderr)
+    |   +-- MergeConflictError        exit 5   merging dependency results conflicted (files)
+    +-- ToolError                     exit 6   a tool could not be started (missing binary ...)
+    |   +-- NoProfileError            exit 6   aidp.tools.registry: no profile for a capability;
+    |   |                                      retryable when only open breakers refused it
+    |   +-- GhError                   exit 6   aidp.specs.github: the gh CLI failed
+    +-- IllegalTransition             exit 70  a state change the transition table forbids (a bug)
+
+``retryable`` says whether the same operation may succeed if tried again unchanged (False unless
+a class or an instance says otherwise). Classes defined beside the code that raises them are
+drawn here all the same; a test keeps this tree complete.
 """
 
 from __future__ import annotations
