@@ -102,7 +102,7 @@ def test_all_files_are_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "code"),
     [
-        ("version: 1\nyes: 2\n", "yaml-key"),
+        ("version: 1\ntrue: 2\n", "yaml-key"),
         ("version: 1\n? [a]\n: 1\n", "yaml-key"),
         ("version: 1\nworkstreams: !!set {a}\n", "yaml-tag"),
         ("version: !!int x\n", "yaml-tag"),
@@ -249,3 +249,14 @@ def test_plan_with_inlined_prompt_round_trips(tmp_path: Path) -> None:
     step = plan.step("w", "s")
     assert step.prompt == "Do it.\n" and step.prompt_file is None
     assert Plan.from_json(plan.to_json()) == plan
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "y", "n", "Yes", "NO"])
+def test_yaml_11_booleans_are_strings_in_every_yaml_aidp_reads(word: str) -> None:
+    """`yes`, `no`, `on` ... are strings in workstream files, CCPM frontmatter and OpenSpec
+    configs alike (YAML 1.2 booleans: only true/false are booleans)."""
+    from aidp.model.yaml_tree import load_yaml
+
+    tree, _ = build_yaml_tree(f"a: {word}\nb: true\nc: False\n")
+    assert tree == {"a": word, "b": True, "c": False}
+    assert load_yaml(f"a: {word}\nb: true\nc: False\n") == tree

@@ -7,6 +7,7 @@ A module of its own so that plans in JSON never import PyYAML (a start-up cost o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -15,13 +16,48 @@ import yaml
 
 from aidp.model.loader import MAX_DEPTH, NodePath, TreeError
 
-__all__ = ["YamlTreeBuilder"]
+__all__ = ["Yaml12Loader", "Yaml12Resolver", "YamlTreeBuilder", "load_yaml"]
 
 _STD = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_STD}{name}" for name in ("str", "int", "float", "bool", "null")}
 _COLLECTION_TAGS = {None, "!", f"{_STD}map", f"{_STD}seq"}
 _YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NO_KEY = object()
+_BOOL = f"{_STD}bool"
+
+
+def _yaml12_booleans(resolvers: dict[Any, list[tuple[str, Any]]]) -> dict[Any, list[Any]]:
+    """PyYAML's implicit resolvers with YAML 1.1's booleans (``yes``, ``on``, ``no`` ...)
+    replaced by YAML 1.2's (``true`` / ``false``)."""
+    table = {key: [(tag, rx) for tag, rx in entries if tag != _BOOL]
+             for key, entries in resolvers.items()}
+    pattern = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+    for first in "tTfF":
+        table.setdefault(first, []).append((_BOOL, pattern))
+    return table
+
+
+class Yaml12Resolver(yaml.resolver.Resolver):
+    """PyYAML's resolver with YAML 1.2 booleans: every YAML aidp reads (workstream files,
+    OpenSpec configs, CCPM frontmatter) agrees that ``yes`` and ``no`` are strings, as the
+    reference OpenSpec CLI's ``yaml`` package and JSON Schema tools read them."""
+
+    yaml_implicit_resolvers = _yaml12_booleans(yaml.resolver.Resolver.yaml_implicit_resolvers)
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """A safe loader with :class:`Yaml12Resolver`'s booleans."""
+
+    yaml_implicit_resolvers = Yaml12Resolver.yaml_implicit_resolvers
+
+
+def load_yaml(text: str) -> object:
+    """Parse YAML safely with YAML 1.2 booleans.
+
+    Raises:
+        yaml.YAMLError: the text is not valid YAML.
+    """
+    return yaml.load(text, Loader=Yaml12Loader)
 
 
 def _show_tag(tag: str | None) -> str:
@@ -45,7 +81,7 @@ class YamlTreeBuilder:
     """Builds plain dicts/lists/scalars from PyYAML events, recording each node's line."""
 
     def __init__(self) -> None:
-        self.resolver = yaml.resolver.Resolver()
+        self.resolver = Yaml12Resolver()
         self.constructor = yaml.constructor.SafeConstructor()
         self.lines: dict[NodePath, int] = {}
         self.stack: list[_Frame] = []

@@ -29,8 +29,9 @@ from typing import Any
 import yaml
 
 from aidp.exceptions import NotFoundError, Problem, ValidationError
+from aidp.model.yaml_tree import load_yaml
 from aidp.specs.bridge import step_id
-from aidp.specs.project import load_yaml, read_text
+from aidp.specs.project import read_text
 
 __all__ = ["Epic", "EpicTask", "epic_to_workstreams", "find_epic", "load_epic"]
 

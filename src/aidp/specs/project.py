@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from aidp.exceptions import NotFoundError
+from aidp.model.yaml_tree import load_yaml
 from aidp.specs.markdown import (
     SCENARIO_HEADER,
     extract_requirement_body,
@@ -48,7 +49,6 @@ __all__ = [
     "find_root",
     "load_change",
     "load_project",
-    "load_yaml",
     "parse_delta_file",
     "parse_proposal",
     "parse_spec",
@@ -212,25 +212,6 @@ def parse_tasks(content: str, file: str = "tasks.md") -> tuple[Task, ...]:
                           (match.group(1) or "").lower() == "x", Position(file, index + 1),
                           group))
     return tuple(tasks)
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """A safe loader whose booleans are YAML 1.2's (``true`` / ``false``), as the reference
-    CLI's ``yaml`` package reads them: ``yes``, ``on`` and ``no`` stay strings."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"))
-
-
-def load_yaml(text: str) -> object:
-    """Parse YAML safely with YAML 1.2 booleans; yaml.YAMLError on bad input."""
-    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 def _js_type(value: object) -> str:
