@@ -43,7 +43,7 @@ __all__ = [
     "run_plan", "split_step_ref",
 ]
 
-_USAGE_FIELDS = ("list_attempts", "input_tokens", "output_tokens", "cost_usd", "requests")
+_USAGE_FIELDS = ("attempts", "input_tokens", "output_tokens", "cost_usd", "requests")
 
 
 def resolve_run(app: AppContext, ref: str | None) -> str:
