@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aidp.app import queries
 from aidp.app.views import CancelOutcome, PruneOutcome, RollbackOutcome, StepRef, WorktreeView
@@ -60,8 +60,8 @@ def create_run(app: AppContext, plan: Plan, *, parallel: int, change_id: str | N
 
 
 def drive_run(app: AppContext, run_id: str, *, reporter: Reporter | None = None,
-              decide: Callable[..., str] | None = None, parallel: int | None = None
-              ) -> RunSummary:
+              decide: Callable[..., str] | None = None, parallel: int | None = None,
+              on_note: Callable[[str], None] | None = None) -> RunSummary:
     """Drive run ``run_id`` until every workstream is finished (a new run, or ``resume``: steps
     already done are not redone).
 
@@ -70,6 +70,8 @@ def drive_run(app: AppContext, run_id: str, *, reporter: Reporter | None = None,
         decide: asked what to do about a failed step (``retry``, ``skip`` or ``abort``);
             None lets the run's retry rules decide.
         parallel: steps running at once (default: the run's setting).
+        on_note: receives a line for each CCPM task file updated as the run goes (when the
+            repository has ``.claude/epics/`` tasks for the run's workstreams).
 
     Returns:
         The run's summary (its ``to_dict()`` is what ``aidp run --json`` prints).
@@ -79,9 +81,32 @@ def drive_run(app: AppContext, run_id: str, *, reporter: Reporter | None = None,
     """
     from aidp.engine.orchestrator import drive_run as drive
 
+    if (app.repo / ".claude" / "epics").is_dir():  # CCPM task status follows the run
+        from aidp.specs.sync import EpicStatusReporter, epic_task_files
+
+        tasks = epic_task_files(app.repo)
+        plan = queries.run_plan(app, run_id)
+        files = {ws.id: tasks[ws.id] for ws in plan.workstreams if ws.id in tasks}
+        if files:
+            reporter = EpicStatusReporter(reporter or _Silent(), files, on_note or _ignore)
     return drive(app.store(), app.repo, run_id, app.settings, reporter=reporter,
                  decide=decide,  # type: ignore[arg-type]  # Decision is a str Literal
                  parallel=parallel)
+
+
+class _Silent:
+    """A reporter that ignores everything (what the engine uses when given none)."""
+
+    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
+              ) -> None:
+        return None
+
+    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
+        return None
+
+
+def _ignore(line: str) -> None:
+    return None
 
 
 def cancel_run(app: AppContext, run_ref: str | None, *, wait_s: float = 30.0,

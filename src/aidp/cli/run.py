@@ -40,16 +40,9 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
 
     plan = run_plan(ctx.app, run_id)
     reporter = _reporter(ctx, [(ws.id, len(ws.steps)) for ws in plan.workstreams], as_json)
-    if (ctx.repo / ".claude" / "epics").is_dir():  # CCPM task status follows the run
-        from aidp.specs.sync import EpicStatusReporter, epic_task_files
-
-        tasks = epic_task_files(ctx.repo)
-        files = {ws.id: tasks[ws.id] for ws in plan.workstreams if ws.id in tasks}
-        if files:
-            reporter = EpicStatusReporter(reporter, files,
-                                          lambda line: click.echo(line, err=True))
     summary = drive_run(ctx.app, run_id, reporter=reporter,
-                        decide=_ask if interactive else None, parallel=parallel)
+                        decide=_ask if interactive else None, parallel=parallel,
+                        on_note=lambda line: click.echo(line, err=True))
     if as_json:
         echo_json(summary.to_dict())
     else:
