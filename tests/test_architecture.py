@@ -27,9 +27,10 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_cli_uses_only_the_application_layer() -> None:
-    """No module of aidp.cli imports the store, the breaker book or the worktree pool: the CLI
-    reaches state only through aidp.app."""
-    forbidden = ("aidp.state.store", "aidp.state.breakers", "aidp.workspace.worktrees")
+    """No module of aidp.cli imports the store, the breaker book, the worktree pool (nor any
+    other part of aidp.state or aidp.engine): the CLI reaches state only through aidp.app."""
+    forbidden = ("aidp.state.store", "aidp.state.breakers", "aidp.workspace.worktrees",
+                 "aidp.state", "aidp.engine")
     modules = sorted((SRC / "cli").rglob("*.py"))
     assert modules, "no CLI modules found"
     offences = [f"{path.relative_to(SRC.parent)} imports {name}"
