@@ -1,4 +1,5 @@
-"""Architecture rules checked on the source tree of src/aidp (read with :mod:`ast`, nothing run)."""
+"""Architecture rules, read from the source tree of src/aidp with :mod:`ast` (nothing run):
+the layers of DESIGN.md, which package may import which, one process runner."""
 
 from __future__ import annotations
 
@@ -106,3 +107,16 @@ def test_base_layer_imports_nothing_else_of_aidp() -> None:
         if _package_of(name) not in base
     }
     assert (SRC / "core").is_dir() and found == set(), sorted(found)
+
+
+def test_cli_uses_only_the_application_layer() -> None:
+    """No module of aidp.cli imports the store, the breaker book, the worktree pool (nor any
+    other part of aidp.state or aidp.engine): the CLI reaches state only through aidp.app."""
+    forbidden = ("aidp.state.store", "aidp.state.breakers", "aidp.workspace.worktrees",
+                 "aidp.state", "aidp.engine")
+    modules = sorted((SRC / "cli").rglob("*.py"))
+    assert modules, "no CLI modules found"
+    offences = [f"{path.relative_to(SRC.parent)} imports {name}"
+                for path in modules for name in sorted(_imports(path))
+                if any(name == bad or name.startswith(bad + ".") for bad in forbidden)]
+    assert offences == []

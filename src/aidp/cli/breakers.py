@@ -1,65 +1,25 @@
-"""``aidp breakers [list|reset KEY]``: the circuit breakers shared by every run of a database."""
+"""``aidp breakers [list|reset KEY]``: the circuit breakers shared by every run of a database,
+read and reset through the application layer (:mod:`aidp.app`)."""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from aidp.cli.common import Context, echo_json, repo_options
-from aidp.exceptions import NotFoundError
 
-if TYPE_CHECKING:
-    from aidp.state.breakers import BreakerRow
-
-__all__ = ["breaker_view", "breakers"]
-
-
-def _ts(value: float | None) -> str | None:
-    return None if value is None else datetime.fromtimestamp(value).isoformat(timespec="seconds")
-
-
-def breaker_view(row: BreakerRow, now: float) -> dict[str, Any]:
-    """One breaker as plain data, as of ``now`` (the shape ``breakers list --json`` prints)."""
-    snap = row.view(now)
-    reopen_in = None if snap.reopen_at is None else max(0.0, snap.reopen_at - now)
-    return {
-        "key": row.key,
-        "state": snap.state.value,
-        "failures": len(snap.failures),
-        "failure_threshold": None if row.policy is None else row.policy.failure_threshold,
-        "opened_at": _ts(snap.opened_at),
-        "reopen_at": _ts(snap.reopen_at),
-        "reopen_in_s": None if reopen_in is None else round(reopen_in, 1),
-        "probes": len(snap.probes),
-        "half_open_probes": None if row.policy is None else row.policy.half_open_probes,
-        "in_flight": len(snap.in_flight),
-        "counters": snap.counters.to_dict(),
-        "updated_at": _ts(row.updated_at),
-    }
-
-
-def _rows(ctx: Context) -> list[BreakerRow]:
-    from aidp.state.breakers import BreakerBook
-
-    try:
-        store = ctx.store()
-    except NotFoundError:  # no database yet: no breaker has ever been used
-        return []
-    return BreakerBook(store).list()
+__all__ = ["breakers"]
 
 
 def _print(repo: Path | None, config_path: Path | None, as_json: bool) -> None:
+    from aidp.app import list_breakers
+
     ctx = Context(repo, config_path)
     try:
-        rows = _rows(ctx)
+        views = [view.to_dict() for view in list_breakers(ctx.app)]
     finally:
         ctx.close()
-    now = time.time()
-    views = [breaker_view(row, now) for row in rows]
     if as_json:
         echo_json(views)
         return
@@ -109,19 +69,12 @@ def list_(repo: Path | None, config_path: Path | None, as_json: bool) -> None:
 @repo_options
 def reset(key: str, repo: Path | None, config_path: Path | None) -> None:
     """Close breaker KEY by hand (for instance once a provider is known to be back)."""
-    from aidp.state.breakers import BreakerBook
+    from aidp.app import reset_breaker
 
     ctx = Context(repo, config_path)
     try:
-        try:
-            store = ctx.store()
-        except NotFoundError:
-            raise NotFoundError(f"no breaker {key!r}", hint="there is no aidp database here yet"
-                                ) from None
-        book = BreakerBook(store)
-        before = book.snapshot(key)
-        book.reset(key)
+        before = reset_breaker(ctx.app, key)
     finally:
         ctx.close()
-    was = "" if before is None else f" (was {before.state.value})"
+    was = "" if before is None else f" (was {before})"
     click.echo(f"reset {key}: closed{was}")

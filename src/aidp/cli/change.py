@@ -4,19 +4,18 @@ The change is compiled (:func:`aidp.specs.bridge.change_to_workstreams`: one ste
 its prompt carrying the requirement text and scenarios) into ``.aidp/changes/ID.yaml``, which
 then goes through the same validation as any workstream file. ``aidp run --change`` runs only a
 change whose proposal is approved (``[specs] require_approval = false`` lifts that), moves the
-proposal to ``in_progress`` when the run starts and to ``applied`` when it completes.
+proposal to ``in_progress`` when the run starts and to ``applied`` when it completes: those
+moves are the application layer's (:func:`aidp.app.start_change`, :func:`aidp.app.finish_change`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aidp.cli.common import actor
 from aidp.config import Settings
 from aidp.exceptions import InputError, StateError, ValidationError
 
-__all__ = ["compile_change", "finish_change", "start_change"]
-
+__all__ = ["compile_change"]
 
 
 def compile_change(repo: Path, settings: Settings, change_id: str, tool: str | None, *,
@@ -55,34 +54,3 @@ def compile_change(repo: Path, settings: Settings, change_id: str, tool: str | N
                     + yaml.safe_dump(document, sort_keys=False, allow_unicode=True),
                     encoding="utf-8")
     return path
-
-
-def start_change(store: object, settings: Settings, change_id: str) -> None:
-    """Refuse an unapproved change (unless configured otherwise); mark it in progress."""
-    from aidp.specs.lifecycle import ProposalAction, ProposalState
-    from aidp.specs.proposals import ProposalBook
-
-    book = ProposalBook(store)  # type: ignore[arg-type]
-    record = book.get(change_id)
-    state = record.state if record is not None else None
-    if state is ProposalState.IN_PROGRESS:
-        return  # a run of it failed before: run it again
-    if state is not ProposalState.APPROVED:
-        if settings.specs.require_approval:
-            raise StateError(
-                f"change {change_id!r} is {state.value if state else 'not proposed'}, "
-                "not approved", hint=f"aidp proposals approve {change_id} (after submit), or "
-                "set [specs] require_approval = false")
-        return
-    book.act(change_id, ProposalAction.START, actor(), comment="aidp run --change")
-
-
-def finish_change(store: object, change_id: str) -> None:
-    """After a completed run: the proposal is applied (if it was in progress)."""
-    from aidp.specs.lifecycle import ProposalAction, ProposalState
-    from aidp.specs.proposals import ProposalBook
-
-    book = ProposalBook(store)  # type: ignore[arg-type]
-    record = book.get(change_id)
-    if record is not None and record.state is ProposalState.IN_PROGRESS:
-        book.act(change_id, ProposalAction.APPLY, actor(), comment="run completed")

@@ -1,4 +1,7 @@
-"""What every CLI command shares: finding the repository, settings, the store, JSON output."""
+"""What every CLI command shares: finding the repository, its settings and the application
+layer's context on it (:mod:`aidp.app`, the CLI's only door to state), JSON output, the actor.
+
+It opens no store, pool or breaker book itself: that is :class:`aidp.app.AppContext`'s job."""
 
 from __future__ import annotations
 
@@ -10,15 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from aidp.exceptions import GitError, InputError, NotFoundError
+from aidp.exceptions import GitError, InputError
 
 if TYPE_CHECKING:
     from aidp.config import Settings
-    from aidp.state.store import Store
 
 __all__ = [
     "Context", "actor", "echo_json", "git_toplevel", "repo_options", "resolve_repo",
-    "split_step_ref",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,76 +62,30 @@ def resolve_repo(repo: Path | None) -> Path:
 
 
 class Context:
-    """Repository, settings and (lazily) the store of one CLI invocation."""
+    """Repository and settings of one CLI invocation, and the application layer's context on
+    them (:attr:`app`: every query and command goes through it; the CLI never opens the store).
+    """
 
     def __init__(self, repo: Path | None, config_path: Path | None) -> None:
-        from aidp.config import load_settings
+        from aidp.app.context import AppContext
 
-        self.repo = resolve_repo(repo)
-        self.settings: Settings = load_settings(self.repo, config_path)
-        self._store: Store | None = None
-
-    @property
-    def database_url(self) -> str:
-        return self.settings.database_url(self.repo)
-
-    def store(self, *, create: bool = False) -> Store:
-        """Open the store; ``create`` makes the database (and ``.aidp/``) if missing."""
-        if self._store is None:
-            from aidp.state.store import Store
-
-            url = self.database_url
-            if url.startswith("sqlite") and url.endswith("/.aidp/aidp.db"):
-                db_file = self.repo / ".aidp" / "aidp.db"
-                if not db_file.exists():
-                    if not create:
-                        raise NotFoundError(f"no aidp database in {self.repo}",
-                                            hint="start a run with `aidp run FILE`")
-                    self.ensure_aidp_dir()
-            self._store = Store(url)
-        return self._store
-
-    def resolve_step(self, run_ref: str | None, step_ref: str) -> tuple[str, str, str]:
-        """``(run_id, ws_id, step_id)`` from a run reference and ``WS/STEP`` (or a step id
-        unique in the run); NotFoundError otherwise."""
-        store = self.store()
-        run_id = store.resolve_run(run_ref)
-        ws_id, step_id = split_step_ref(step_ref, [(s.ws_id, s.step_id)
-                                                   for s in store.steps(run_id)])
-        return run_id, ws_id, step_id
+        self.app = AppContext.open(resolve_repo(repo), config_path)
+        self.repo: Path = self.app.repo
+        self.settings: Settings = self.app.settings
 
     def ensure_aidp_dir(self) -> None:
         """Create ``.aidp/`` and keep it out of git (``.git/info/exclude``)."""
-        from aidp.workspace.git import ensure_excluded
-
-        (self.repo / ".aidp").mkdir(exist_ok=True)
-        ensure_excluded(self.repo, ".aidp/")
+        self.app.ensure_aidp_dir()
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        """Close what the application layer opened (the store)."""
+        self.app.close()
 
 
 def echo_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
     sys.stdout.flush()
-
-
-def split_step_ref(ref: str, known: list[tuple[str, str]]) -> tuple[str, str]:
-    """``ws/step`` or a step id unique in the run, resolved against ``known`` (ws, step) pairs."""
-    if "/" in ref:
-        ws_id, step_id = ref.split("/", 1)
-        if (ws_id, step_id) in known:
-            return ws_id, step_id
-        raise NotFoundError(f"no step {ref!r} in this run")
-    matches = [pair for pair in known if pair[1] == ref]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise NotFoundError(f"no step {ref!r} in this run")
-    raise NotFoundError(f"step id {ref!r} is ambiguous",
-                        hint="use WORKSTREAM/STEP: " + ", ".join(f"{w}/{s}" for w, s in matches))
 
 
 def actor() -> str:

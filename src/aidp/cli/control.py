@@ -1,8 +1,8 @@
-"""``aidp cancel`` and ``aidp rollback``: changing a run from outside its orchestrator."""
+"""``aidp cancel``, ``aidp rollback``, ``aidp approve`` and ``aidp reject``: changing a run from
+outside its orchestrator, through the application layer's commands (:mod:`aidp.app`)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -20,25 +20,16 @@ __all__ = ["approve", "cancel", "reject", "rollback"]
 def cancel(run_ref: str | None, repo: Path | None, config_path: Path | None, wait_s: float
            ) -> int:
     """Cancel RUN (default: the newest). A live run stops its tools and ends cancelled."""
-    from aidp.engine.control import cancel_run
+    from aidp.app import cancel_run
 
     ctx = Context(repo, config_path)
     try:
-        store = ctx.store()
-        run_id = store.resolve_run(run_ref)
-        live = cancel_run(store, run_id)
-        if live:
-            click.echo(f"cancel requested; waiting for run {run_id} to stop ...")
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                if store.run(run_id).status in ("cancelled", "completed", "failed"):
-                    break
-                time.sleep(0.2)
-        status = store.run(run_id).status
-        click.echo(f"run {run_id} {status}")
-        return 0 if status == "cancelled" else 1
+        outcome = cancel_run(ctx.app, run_ref, wait_s=wait_s, on_wait=lambda run_id: click.echo(
+            f"cancel requested; waiting for run {run_id} to stop ..."))
     finally:
         ctx.close()
+    click.echo(f"run {outcome.run_id} {outcome.status}")
+    return 0 if outcome.cancelled else 1
 
 
 @click.command()
@@ -52,17 +43,17 @@ def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step:
     The steps after it become pending again (`aidp resume RUN` runs them); their commits stay
     reachable in the reflog. Refused while the run is live.
     """
-    from aidp.engine.control import rollback_run
+    from aidp.app import rollback_run
 
     ctx = Context(repo, config_path)
     try:
-        run_id, ws_id, step_id = ctx.resolve_step(run_ref, to_step)
-        reopened = rollback_run(ctx.store(), ctx.repo, run_id, ws_id, step_id)
+        outcome = rollback_run(ctx.app, run_ref, to_step)
     finally:
         ctx.close()
-    click.echo(f"{ws_id} is back at the checkpoint of {step_id}; pending again: "
-               + (", ".join(reopened) or "nothing"))
-    click.echo(f"run `aidp resume {run_id}` to run them")
+    step = outcome.step
+    click.echo(f"{step.ws_id} is back at the checkpoint of {step.step_id}; pending again: "
+               + (", ".join(outcome.reopened) or "nothing"))
+    click.echo(f"run `aidp resume {step.run_id}` to run them")
 
 
 
@@ -75,14 +66,12 @@ def approve(run_ref: str, step_ref: str, comment: str | None, repo: Path | None,
             config_path: Path | None) -> None:
     """Approve STEP (WORKSTREAM/STEP) of RUN, waiting at a human gate: its worktree's changes
     are checked and committed as the step's checkpoint."""
-    from aidp.engine.control import decide_gate
+    from aidp.app import decide_gate
 
     ctx = Context(repo, config_path)
     try:
-        run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
-        decide_gate(ctx.store(), run_id, ws_id, step_id, approve=True, by=actor(),
-                    reason=comment)
-        click.echo(f"approved {ws_id}/{step_id} of run {run_id}")
+        step = decide_gate(ctx.app, run_ref, step_ref, approve=True, by=actor(), reason=comment)
+        click.echo(f"approved {step.ws_id}/{step.step_id} of run {step.run_id}")
     finally:
         ctx.close()
 
@@ -95,13 +84,11 @@ def approve(run_ref: str, step_ref: str, comment: str | None, repo: Path | None,
 def reject(run_ref: str, step_ref: str, reason: str, repo: Path | None,
            config_path: Path | None) -> None:
     """Reject STEP (WORKSTREAM/STEP) of RUN, waiting at a human gate: the step fails."""
-    from aidp.engine.control import decide_gate
+    from aidp.app import decide_gate
 
     ctx = Context(repo, config_path)
     try:
-        run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
-        decide_gate(ctx.store(), run_id, ws_id, step_id, approve=False, by=actor(),
-                    reason=reason)
-        click.echo(f"rejected {ws_id}/{step_id} of run {run_id}")
+        step = decide_gate(ctx.app, run_ref, step_ref, approve=False, by=actor(), reason=reason)
+        click.echo(f"rejected {step.ws_id}/{step.step_id} of run {step.run_id}")
     finally:
         ctx.close()

@@ -1,14 +1,13 @@
-"""``aidp findings`` and ``aidp diagnose``: why steps failed."""
+"""``aidp findings`` and ``aidp diagnose``: why steps failed, rendered from the application
+layer's read models (:mod:`aidp.app`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from aidp.cli.common import Context, echo_json, repo_options
-from aidp.cli.inspect import finding_dict
 
 __all__ = ["diagnose", "findings"]
 
@@ -22,21 +21,21 @@ __all__ = ["diagnose", "findings"]
 def findings(run_ref: str | None, step_ref: str | None, attempt: int | None,
              repo: Path | None, config_path: Path | None, as_json: bool) -> None:
     """List the findings of RUN (default: the newest): one normalized error per line."""
+    from aidp.app import list_findings, resolve_run, resolve_step
+
     ctx = Context(repo, config_path)
     try:
-        store = ctx.store()
         if step_ref is not None:
-            run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
-            rows = store.findings(run_id, ws_id, step_id)
+            step = resolve_step(ctx.app, run_ref, step_ref)
+            run_id = step.run_id
+            rows = list_findings(ctx.app, run_id, ws_id=step.ws_id, step_id=step.step_id,
+                                 attempt=attempt)
         else:
-            run_id = store.resolve_run(run_ref)
-            rows = store.findings(run_id)
+            run_id = resolve_run(ctx.app, run_ref)
+            rows = list_findings(ctx.app, run_id, attempt=attempt)
     finally:
         ctx.close()
-    if attempt is not None:
-        rows = [r for r in rows if r.attempt == attempt]
-    items = [{"workstream": r.ws_id, "step": r.step_id, "attempt": r.attempt,
-              **finding_dict(r)} for r in rows]
+    items = [r.to_dict() for r in rows]
     if as_json:
         echo_json({"run_id": run_id, "findings": items})
         return
@@ -62,24 +61,15 @@ def findings(run_ref: str | None, step_ref: str | None, attempt: int | None,
 def diagnose(run_ref: str, step_ref: str, attempt: int | None, repo: Path | None,
              config_path: Path | None, as_json: bool) -> None:
     """Print the diagnostics bundle of a failed attempt of STEP (WORKSTREAM/STEP) of RUN."""
-    from aidp.exceptions import NotFoundError
+    from aidp.app import get_diagnostics, resolve_step
 
     ctx = Context(repo, config_path)
     try:
-        run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
-        rows = [a for a in ctx.store().attempts(run_id, ws_id, step_id) if a.diagnostics_path]
+        step = resolve_step(ctx.app, run_ref, step_ref)
+        bundle = get_diagnostics(ctx.app, step, attempt).to_dict()
     finally:
         ctx.close()
-    if attempt is not None:
-        rows = [a for a in rows if a.number == attempt]
-    if not rows:
-        raise NotFoundError(f"step {ws_id}/{step_id} has no failed attempt"
-                            + (f" {attempt}" if attempt else "") + " with diagnostics")
-    path = Path(rows[-1].diagnostics_path)
-    try:
-        bundle = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NotFoundError(f"diagnostics bundle {path} is unreadable: {exc}") from exc
+    ws_id, step_id = step.ws_id, step.step_id
     if as_json:
         echo_json(bundle)
         return

@@ -1,89 +1,17 @@
-"""``aidp status``, ``aidp runs`` and ``aidp logs``: read-only views of the journal."""
+"""``aidp status``, ``aidp runs`` and ``aidp logs``: read-only views of the journal, rendered
+from the application layer's read models (:mod:`aidp.app`)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
 from aidp.cli.common import Context, echo_json, repo_options
 
-__all__ = ["finding_dict", "logs", "run_status", "runs", "status"]
-
-
-def _ts(value: float | None) -> str | None:
-    return None if value is None else datetime.fromtimestamp(value).isoformat(timespec="seconds")
-
-
-def finding_dict(f: Any) -> dict[str, Any]:
-    """A findings row as plain data (``status --json``, ``findings --json``)."""
-    return {"source": f.source, "detector": f.detector, "file": f.file, "line": f.line,
-            "column": f.col, "code": f.code, "message": f.message, "severity": f.severity,
-            "class": f.failure_class, "fingerprint": f.fingerprint,
-            "retry_after": f.retry_after}
-
-
-def run_status(ctx: Context, run_id: str) -> dict[str, Any]:
-    """The whole state of a run as plain data (the same shape ``status --json`` prints)."""
-    from aidp.state.lease import lease_is_live
-
-    store = ctx.store()
-    row = store.run(run_id)
-    lease = store.lease(run_id)
-    live = lease_is_live(lease)
-    findings: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for f in store.findings(run_id):
-        findings.setdefault((f.ws_id, f.step_id, f.attempt), []).append(finding_dict(f))
-    attempts: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for a in store.attempts(run_id):
-        attempts.setdefault((a.ws_id, a.step_id), []).append({
-            "number": a.number, "kind": a.kind, "profile": a.profile, "adapter": a.adapter,
-            "outcome": a.outcome, "failure_class": a.failure_class, "reason": a.error,
-            "exit_code": a.exit_code, "signal": a.signal, "interrupted": bool(a.interrupted),
-            "started_at": _ts(a.started_at), "finished_at": _ts(a.finished_at),
-            "choice_reason": a.choice_reason, "tool_version": a.tool_version,
-            "usage": {"input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
-                      "cost_usd": a.cost_usd, "requests": a.requests},
-            "diagnostics": a.diagnostics_path,
-            "findings": findings.get((a.ws_id, a.step_id, a.number), []),
-        })
-    compensations: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for c in store.compensations(run_id):
-        compensations.setdefault((c.ws_id, c.step_id), []).append({
-            "position": c.position, "action": c.kind, "status": c.status, "detail": c.detail})
-    steps: dict[str, list[dict[str, Any]]] = {}
-    for s in store.steps(run_id):
-        steps.setdefault(s.ws_id, []).append({
-            "id": s.step_id, "status": s.status, "attempts": s.attempts, "reason": s.reason,
-            "checkpoint": s.checkpoint_sha, "next_attempt_at": _ts(s.next_attempt_at),
-            "failure_class": s.failure_class, "outcome": s.outcome, "profile": s.profile,
-            "attempt_list": attempts.get((s.ws_id, s.step_id), []),
-            "compensations": compensations.get((s.ws_id, s.step_id), []),
-        })
-    return {
-        "run_id": row.id,
-        "status": row.status,
-        "live": live,
-        "holder": lease.holder if live and lease is not None else None,
-        "repo": row.repo,
-        "created_at": _ts(row.created_at),
-        "started_at": _ts(row.started_at),
-        "finished_at": _ts(row.finished_at),
-        "cancel_requested": bool(row.cancel_requested),
-        "workstreams": [
-            {
-                "id": w.ws_id, "status": w.status, "branch": w.branch, "base": w.base_sha,
-                "head": w.head_sha, "merged": w.merged_sha, "worktree": w.worktree,
-                "reason": w.reason, "steps": steps.get(w.ws_id, []),
-                "compensations": compensations.get((w.ws_id, ""), []),
-            }
-            for w in store.workstreams(run_id)
-        ],
-    }
+__all__ = ["logs", "runs", "status"]
 
 
 @click.command()
@@ -93,9 +21,11 @@ def run_status(ctx: Context, run_id: str) -> dict[str, Any]:
 def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_json: bool
            ) -> None:
     """Show RUN (default: the newest): its workstreams, steps and checkpoints."""
+    from aidp.app import get_run, resolve_run
+
     ctx = Context(repo, config_path)
     try:
-        data = run_status(ctx, ctx.store().resolve_run(run_ref))
+        data = get_run(ctx.app, resolve_run(ctx.app, run_ref)).to_dict()
     finally:
         ctx.close()
     if as_json:
@@ -130,21 +60,13 @@ def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs(repo: Path | None, config_path: Path | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
+    from aidp.app import list_runs
+
     ctx = Context(repo, config_path)
     try:
-        store = ctx.store()
-        rows = store.runs(limit)
-        counts = {r.id: store.workstreams(r.id) for r in rows}
+        items = [item.to_dict() for item in list_runs(ctx.app, limit)]
     finally:
         ctx.close()
-    items = [
-        {
-            "run_id": r.id, "status": r.status, "created_at": _ts(r.created_at),
-            "finished_at": _ts(r.finished_at), "workstreams": len(counts[r.id]),
-            "completed": sum(1 for w in counts[r.id] if w.status == "completed"),
-        }
-        for r in rows
-    ]
     if as_json:
         echo_json(items)
         return
@@ -162,20 +84,13 @@ def runs(repo: Path | None, config_path: Path | None, limit: int, as_json: bool)
 def logs(run_ref: str, step_ref: str, repo: Path | None, config_path: Path | None,
          attempt: int | None, follow: bool) -> None:
     """Print the log of STEP (WORKSTREAM/STEP, or a step id unique in the run) of RUN."""
-    from aidp.exceptions import NotFoundError
+    from aidp.app import get_attempt, resolve_step
 
     ctx = Context(repo, config_path)
     try:
-        store = ctx.store()
-        run_id, ws_id, step_id = ctx.resolve_step(run_ref, step_ref)
-        rows = store.attempts(run_id, ws_id, step_id)
-        if attempt is not None:
-            rows = [a for a in rows if a.number == attempt]
-        if not rows:
-            raise NotFoundError(f"step {ws_id}/{step_id} has no attempt"
-                                + (f" {attempt}" if attempt else " yet"))
-        chosen = rows[-1]
-        path = Path(chosen.log_path)
+        step = resolve_step(ctx.app, run_ref, step_ref)
+        chosen = get_attempt(ctx.app, step, attempt)
+        path = Path(chosen.log_path or "")
         offset = 0
         while True:
             if path.exists():
@@ -187,8 +102,7 @@ def logs(run_ref: str, step_ref: str, repo: Path | None, config_path: Path | Non
                 sys.stdout.flush()
             if not follow:
                 break
-            current = [a for a in store.attempts(run_id, ws_id, step_id) if a.id == chosen.id]
-            if current and current[0].outcome is not None:
+            if get_attempt(ctx.app, step, chosen.number).finished:
                 follow = False  # one more read picks up the rest
                 continue
             time.sleep(0.2)

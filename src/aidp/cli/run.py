@@ -1,4 +1,5 @@
-"""``aidp run`` and ``aidp resume``."""
+"""``aidp run`` and ``aidp resume``: create and drive runs through the application layer's
+commands (:mod:`aidp.app`), showing progress as they go."""
 
 from __future__ import annotations
 
@@ -34,24 +35,14 @@ def _ask(sr: Any, report: Any) -> str:
 
 def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
            interactive: bool) -> int:
+    from aidp.app import drive_run, run_plan
     from aidp.cli.progress import render_summary
-    from aidp.engine.orchestrator import drive_run
-    from aidp.model.plan import Plan
 
-    store = ctx.store()
-    plan = Plan.from_json(store.run(run_id).plan_json)
+    plan = run_plan(ctx.app, run_id)
     reporter = _reporter(ctx, [(ws.id, len(ws.steps)) for ws in plan.workstreams], as_json)
-    if (ctx.repo / ".claude" / "epics").is_dir():  # CCPM task status follows the run
-        from aidp.specs.sync import EpicStatusReporter, epic_task_files
-
-        tasks = epic_task_files(ctx.repo)
-        files = {ws.id: tasks[ws.id] for ws in plan.workstreams if ws.id in tasks}
-        if files:
-            reporter = EpicStatusReporter(reporter, files,
-                                          lambda line: click.echo(line, err=True))
-    summary = drive_run(store, ctx.repo, run_id, ctx.settings, reporter=reporter,
-                        decide=_ask if interactive else None,  # type: ignore[arg-type]
-                        parallel=parallel)
+    summary = drive_run(ctx.app, run_id, reporter=reporter,
+                        decide=_ask if interactive else None, parallel=parallel,
+                        on_note=lambda line: click.echo(line, err=True))
     if as_json:
         echo_json(summary.to_dict())
     else:
@@ -81,8 +72,9 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
 
     Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input.
     """
+    from aidp.app import create_run
+    from aidp.cli.common import actor
     from aidp.cli.plan import load_or_exit
-    from aidp.engine.orchestrator import create_run, preflight
     from aidp.exceptions import InputError
 
     ctx = Context(repo, config_path)
@@ -96,14 +88,8 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
         files = (compile_change(ctx.repo, ctx.settings, change_id, change_tool, split=split),)
     plan = load_or_exit(files, ctx.repo, as_json)
     parallel = parallel or ctx.settings.run.parallel
-    bases = preflight(ctx.repo, plan, tools=set(ctx.settings.tools))  # before any write
     try:
-        if change_id is not None:
-            from aidp.cli.change import start_change
-
-            start_change(ctx.store(create=True), ctx.settings, change_id)
-        run_id = create_run(ctx.store(create=True), ctx.repo, plan, parallel=parallel,
-                            tools=set(ctx.settings.tools), bases=bases)
+        run_id = create_run(ctx.app, plan, parallel=parallel, change_id=change_id, by=actor())
         if not as_json:
             from aidp.core.dag import analyze
 
@@ -116,9 +102,9 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
         code = _drive(ctx, run_id, parallel=parallel, as_json=as_json,
                       interactive=interactive)
         if code == 0 and change_id is not None:
-            from aidp.cli.change import finish_change
+            from aidp.app import finish_change
 
-            finish_change(ctx.store(), change_id)
+            finish_change(ctx.app, change_id, by=actor())
         return code
     finally:
         ctx.close()
@@ -138,9 +124,11 @@ def resume(run_ref: str | None, repo: Path | None, config_path: Path | None,
     Steps whose checkpoint commit exists in git but not in the database are adopted; failed
     steps are tried again; a live run (its orchestrator still holds the lease) is refused.
     """
+    from aidp.app import resolve_run
+
     ctx = Context(repo, config_path)
     try:
-        run_id = ctx.store().resolve_run(run_ref)
+        run_id = resolve_run(ctx.app, run_ref)
         if not as_json:
             click.echo(f"resuming run {run_id}")
         return _drive(ctx, run_id, parallel=parallel, as_json=as_json, interactive=interactive)

@@ -1,24 +1,15 @@
-"""``aidp usage``: tokens and cost per step, workstream, profile and run (the cost ledger)."""
+"""``aidp usage``: tokens and cost per step, workstream, profile and run (the cost ledger of
+:func:`aidp.app.get_usage`)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import click
 
 from aidp.cli.common import Context, echo_json, repo_options
 
 __all__ = ["usage"]
-
-_FIELDS = ("attempts", "input_tokens", "output_tokens", "cost_usd", "requests")
-
-
-def _add(into: dict[str, Any], row: Any) -> None:
-    for name in _FIELDS:
-        into[name] = into.get(name, 0) + (getattr(row, name) or 0)
-
 
 @click.command()
 @click.argument("run_ref", metavar="RUN", required=False)
@@ -28,29 +19,19 @@ def _add(into: dict[str, Any], row: Any) -> None:
 def usage(run_ref: str | None, all_runs: bool, repo: Path | None, config_path: Path | None,
           as_json: bool) -> None:
     """Show tokens and cost of RUN (default: the newest) per step, workstream and profile."""
+    from aidp.app import get_usage, resolve_run
+
     ctx = Context(repo, config_path)
     try:
-        store = ctx.store()
-        run_id = None if all_runs else store.resolve_run(run_ref)
-        rows = store.usage(run_id)
+        run_id = None if all_runs else resolve_run(ctx.app, run_ref)
+        ledger = get_usage(ctx.app, run_id)
     finally:
         ctx.close()
-    total: dict[str, Any] = {}
-    by_step: dict[str, dict[str, Any]] = defaultdict(dict)
-    by_ws: dict[str, dict[str, Any]] = defaultdict(dict)
-    by_profile: dict[str, dict[str, Any]] = defaultdict(dict)
-    by_run: dict[str, dict[str, Any]] = defaultdict(dict)
-    for row in rows:
-        _add(total, row)
-        _add(by_step[f"{row.ws_id}/{row.step_id}"], row)
-        _add(by_ws[row.ws_id], row)
-        _add(by_profile[row.profile or "?"], row)
-        _add(by_run[row.run_id], row)
-    data = {"run_id": run_id, "total": total, "runs": dict(by_run),
-            "workstreams": dict(by_ws), "steps": dict(by_step), "profiles": dict(by_profile)}
     if as_json:
-        echo_json(data)
+        echo_json(ledger.to_dict())
         return
+    total, by_profile, by_ws, by_step = (ledger.total, ledger.profiles, ledger.workstreams,
+                                         ledger.steps)
     click.echo(f"{'run ' + run_id if run_id else 'all runs'}: "
                f"{total.get('input_tokens', 0)} tokens in, {total.get('output_tokens', 0)} out, "
                f"${total.get('cost_usd', 0.0):.4f}, {total.get('requests', 0)} requests, "

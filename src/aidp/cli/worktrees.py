@@ -1,4 +1,5 @@
-"""``aidp worktrees list|prune``: the pool of reusable worktrees under ``.aidp/worktrees``."""
+"""``aidp worktrees list|prune``: the pool of reusable worktrees under ``.aidp/worktrees``, seen
+and pruned through the application layer (:mod:`aidp.app`)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,12 @@ def worktrees() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(repo: Path | None, config_path: Path | None, as_json: bool) -> None:
     """List pooled worktrees: branch, head, in use, dirty."""
-    from aidp.workspace.worktrees import WorktreePool
+    from aidp.app import list_worktrees
 
     ctx = Context(repo, config_path)
-    infos = WorktreePool(ctx.repo).list()
+    infos = list_worktrees(ctx.app)
     if as_json:
-        echo_json([{"path": str(i.path), "branch": i.branch, "head": i.head,
-                    "in_use": i.in_use, "dirty": i.dirty} for i in infos])
+        echo_json([i.to_dict() for i in infos])
         return
     if not infos:
         click.echo("no pooled worktrees")
@@ -43,15 +43,13 @@ def list_(repo: Path | None, config_path: Path | None, as_json: bool) -> None:
 def prune(repo: Path | None, config_path: Path | None, force: bool) -> None:
     """Remove idle pooled worktrees. Worktrees in use are never touched; worktrees holding
     uncommitted files are kept unless --force. Branches (and so checkpoints) are never deleted."""
-    from aidp.workspace.worktrees import WorktreePool
+    from aidp.app import prune_worktrees
 
     ctx = Context(repo, config_path)
-    pool = WorktreePool(ctx.repo)
-    kept = [i for i in pool.list() if i.dirty and not i.in_use and not force]
-    removed = pool.prune(force=force)
-    for path in removed:
+    outcome = prune_worktrees(ctx.app, force=force)
+    for path in outcome.removed:
         click.echo(f"removed {path}")
-    for info in kept:
+    for info in outcome.kept:
         click.echo(f"kept {info.path}: uncommitted files (use --force to remove)")
-    if not removed and not kept:
+    if not outcome.removed and not outcome.kept:
         click.echo("nothing to prune")
