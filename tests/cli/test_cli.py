@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aidp import __version__
-from tests.conftest import AIDP, Cli, init_repo
+from tests.conftest import Cli, init_repo
 
 HEAVY = ("sqlalchemy", "pygit2", "alembic", "fastapi", "uvicorn", "jinja2", "rich.live")
 
@@ -73,10 +73,9 @@ def test_help_lists_every_command() -> None:
         assert f"  {name} " in out, name
 
 
-def test_version() -> None:
+def test_version(tmp_path: Path) -> None:
     """aidp --version prints the package version."""
-    proc = subprocess.run([AIDP, "--version"], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, check=False)
+    proc = Cli(tmp_path)("--version", timeout=60)
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"aidp, version {__version__}"
 
