@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aidp import __version__
-from tests.conftest import AIDP, Cli, init_repo
+from tests.conftest import Cli, init_repo
 
 HEAVY = ("sqlalchemy", "pygit2", "alembic", "fastapi", "uvicorn", "jinja2", "rich.live")
 
@@ -73,10 +73,9 @@ def test_help_lists_every_command() -> None:
         assert f"  {name} " in out, name
 
 
-def test_version() -> None:
+def test_version(tmp_path: Path) -> None:
     """aidp --version prints the package version."""
-    proc = subprocess.run([AIDP, "--version"], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, check=False)
+    proc = Cli(tmp_path, in_process=True)("--version")
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"aidp, version {__version__}"
 
@@ -97,7 +96,8 @@ def test_outside_a_git_repository(tmp_path: Path, args: tuple[str, ...]) -> None
     where = tmp_path / "plain"
     where.mkdir()
     (where / "x.yaml").write_text("version: 1\nworkstreams: [{id: a, steps: [{id: s}]}]\n")
-    result = Cli(where, f"sqlite+pysqlite:///{tmp_path / 'db.sqlite'}")(*args)
+    db = f"sqlite+pysqlite:///{tmp_path / 'db.sqlite'}"
+    result = Cli(where, db, in_process=True)(*args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: not a git repository")
     assert "hint:" in result.stderr and "Traceback" not in result.stderr
@@ -105,7 +105,7 @@ def test_outside_a_git_repository(tmp_path: Path, args: tuple[str, ...]) -> None
 
 def test_no_database_yet(repo: Path) -> None:
     """aidp status in a repository without runs (default SQLite): exit 3 with a hint."""
-    result = Cli(repo)("status")
+    result = Cli(repo, in_process=True)("status")
     assert result.returncode == 3
     assert result.stderr.startswith("error: no aidp database")
     assert "hint:" in result.stderr
@@ -139,7 +139,7 @@ def test_bad_database_url_is_a_config_error(repo: Path) -> None:
 
 def test_init_refuses_to_overwrite(repo: Path) -> None:
     """A second aidp init exits 2 naming the existing files; --force overwrites."""
-    cli = Cli(repo)
+    cli = Cli(repo, in_process=True)
     assert cli("init").returncode == 0
     (repo / "aidp.toml").write_text("# mine\n")
     again = cli("init")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AIDP
+from tests.conftest import Cli, CliResult
 from tests.specs.corpus import ADD_OK, LOGIN, proposal, spec
 
 
-def aidp(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([AIDP, "specs", *args], cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=90, check=False)
+def aidp(cwd: Path, *args: str) -> CliResult:
+    """The real ``aidp specs *args`` in ``cwd``; never a traceback."""
+    proc = Cli(cwd)("specs", *args, timeout=90)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 

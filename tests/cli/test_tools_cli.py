@@ -13,7 +13,8 @@ import pytest
 from aidp.testing import FakeLLM
 from tests.cli.test_cli import HEAVY, _modules_after
 from tests.conftest import AIDP, GIT_ENV
-from tests.tools._adapters import make_repo
+from tests.helpers import git, init_repo
+from tests.tools._adapters import GREETING
 from tests.tools.test_realtools import require
 
 CONFIG = """\
@@ -47,7 +48,7 @@ def aidp(repo: Path, *args: str, env: dict[str, str] | None = None
 def configured(tmp_path: Path, *, aider: str = "/nonexistent/aider",
                codex: str = "/nonexistent/codex", url: str = "http://127.0.0.1:9/v1") -> Path:
     """A repository whose aidp.toml declares an aider and a codex profile."""
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     (repo / "aidp.toml").write_text(CONFIG.format(aider=aider, codex=codex, url=url))
     return repo
 
@@ -101,8 +102,8 @@ def test_check_of_a_missing_binary_fails_in_one_line_and_is_stored(tmp_path: Pat
 
 
 def git_status(repo: Path) -> str:
-    return subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
-                          text=True, check=True, timeout=30).stdout
+    """``git status --porcelain`` of ``repo``."""
+    return git(repo, "status", "--porcelain")
 
 
 def test_check_of_an_unknown_profile_is_a_one_line_error(tmp_path: Path) -> None:
@@ -133,7 +134,7 @@ def test_a_crashing_plugin_probe_is_reported_not_raised(tmp_path: Path) -> None:
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: aidp-crashy\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[aidp.adapters]\ncrashy = aidp_crashy:CrashyAdapter\n")
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     (repo / "aidp.toml").write_text('[tools.boom]\nadapter = "crashy"\n')
     result = aidp(repo, "tools", "check", "boom", env={"PYTHONPATH": str(plugins)})
     assert result.returncode == 1

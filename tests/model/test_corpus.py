@@ -11,7 +11,8 @@ import pytest
 
 from aidp.exceptions import ValidationError
 from aidp.model.loader import load_plan
-from tests.model._helpers import assert_untouched, git, make_repo, run_aidp
+from tests.helpers import Cli, CliResult, git, init_repo
+from tests.model._helpers import assert_untouched
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -97,7 +98,7 @@ def test_every_corpus_entry_has_a_case() -> None:
 
 
 def _repo_with(tmp_path: Path, entry: str) -> Path:
-    repo = make_repo(tmp_path / "repo")
+    repo = init_repo(tmp_path / "repo")
     source = CORPUS / entry
     target = repo / "plans" / entry
     if source.is_dir():
@@ -108,6 +109,11 @@ def _repo_with(tmp_path: Path, entry: str) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "plans")
     return repo
+
+
+def run_aidp(repo: Path, *args: str) -> CliResult:
+    """``aidp *args`` in ``repo``, in this process (validation needs no separate process)."""
+    return Cli(repo, in_process=True)(*args)
 
 
 def _check(repo: Path, arg: str, case: Case) -> None:
@@ -138,7 +144,7 @@ def test_corpus_file_is_rejected_with_location(tmp_path: Path, entry: str) -> No
 def test_too_large_file_is_rejected_before_reading(tmp_path: Path) -> None:
     """A file over the size limit is refused with code too-large, by the CLI too."""
     body = "version: 1\nworkstreams:\n" + "# padding\n" * 110_000
-    repo = make_repo(tmp_path / "repo", {"plans/big.yaml": body})
+    repo = init_repo(tmp_path / "repo", {"plans/big.yaml": body})
     _check(repo, "plans/big.yaml", Case("big.yaml", None, None, "too-large", "limit"))
     with pytest.raises(ValidationError) as info:
         load_plan([repo / "plans" / "big.yaml"], max_file_bytes=1000)
@@ -148,7 +154,7 @@ def test_too_large_file_is_rejected_before_reading(tmp_path: Path) -> None:
 def test_non_utf8_file_is_rejected(tmp_path: Path) -> None:
     """A file that is not UTF-8 is refused with the line of the first bad byte."""
     body = "version: 1\nworkstreams:\n  - id: caf\xe9\n".encode("latin-1")
-    repo = make_repo(tmp_path / "repo", {"plans/latin1.yaml": body})
+    repo = init_repo(tmp_path / "repo", {"plans/latin1.yaml": body})
     _check(repo, "plans/latin1.yaml", Case("latin1.yaml", 3, None, "encoding", "UTF-8"))
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from aidp.exceptions import NotFoundError
 from aidp.model.loader import load_plan
 from aidp.specs import load_project
 from aidp.specs.bridge import change_to_workstreams, step_id
-from tests.conftest import AIDP, GIT_ENV, init_repo
+from tests.conftest import Cli, git, init_repo
 from tests.specs.corpus import ADD_OK, LOGIN, proposal, spec
 
 TWO_REQS = ADD_OK + ("\n### Requirement: Recovery codes\nThe system SHALL issue ten recovery "
@@ -93,18 +91,13 @@ def test_unknown_change_is_not_found(root: Path) -> None:
 
 def test_plan_then_run_end_to_end(root: Path) -> None:
     """aidp specs plan -o FILE, then aidp run FILE: every task step runs and checkpoints."""
-    env = {**os.environ, **GIT_ENV}
-    env.pop("AIDP_DATABASE_URL", None)
-
-    def aidp(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([AIDP, *args], cwd=root, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, env=env, timeout=120, check=False)
+    aidp = Cli(root)
 
     made = aidp("specs", "plan", "add-2fa", "-o", "ws.yaml", "--tool", "shell", "--run",
                 "echo {step} >> done.txt")
     assert made.returncode == 0, made.stderr
-    subprocess.run(["git", "add", "ws.yaml"], cwd=root, check=True, env=env)
-    subprocess.run(["git", "commit", "-qm", "plan"], cwd=root, check=True, env=env)
+    git(root, "add", "ws.yaml")
+    git(root, "commit", "-qm", "plan")
     ran = aidp("run", "ws.yaml", "--json")
     assert ran.returncode == 0, ran.stderr
     summary = json.loads(ran.stdout)

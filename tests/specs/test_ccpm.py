@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 from aidp.exceptions import ValidationError
 from aidp.model.loader import load_plan
 from aidp.specs.ccpm import epic_to_workstreams, find_epic, load_epic
-from tests.conftest import AIDP
+from tests.conftest import Cli
 
 EPIC = "---\nname: auth\nstatus: in-progress\nprogress: 20%\n---\n# Epic: auth\n"
 
@@ -106,8 +105,7 @@ def test_find_epic_by_name_or_path(tmp_path: Path) -> None:
 def test_cli_epic_reports_problems_in_one_line_each(tmp_path: Path) -> None:
     """aidp specs epic on a broken epic: every problem as file:line: [id] message, exit 2."""
     make_epic(tmp_path, {**BEFORE_SYNC, "009.md": "---\nname: y\ndepends_on: [42]\n---\n"})
-    proc = subprocess.run([AIDP, "specs", "epic", "auth"], cwd=tmp_path, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    proc = Cli(tmp_path)("specs", "epic", "auth", timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0] == (".claude/epics/auth/009.md:3: [y] depends_on: no task "
                                            "42 in this epic")

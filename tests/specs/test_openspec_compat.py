@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aidp.specs.compat import ShowError, list_changes, list_specs, show_change, show_spec
-from tests.conftest import AIDP
+from tests.conftest import Cli
 from tests.specs.conftest import Reference
 from tests.specs.corpus import CHANGES, SPECS, build
 
@@ -27,8 +26,7 @@ SHOWN_BY_DEFAULT = {"add-valid", "rename-valid", "remove-bullet", "what-changes-
 
 
 def _aidp(cwd: Path, *args: str) -> tuple[int, Any]:
-    proc = subprocess.run([AIDP, "specs", *args], cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=120, check=False)
+    proc = Cli(cwd)("specs", *args, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -189,8 +187,7 @@ def test_archive_refusals_match_openspec(corpus: Path, tmp_path: Path, reference
     shutil.copytree(corpus, ref_root, ignore=shutil.ignore_patterns(".aidp"))
     ref_code, _ = reference.json(ref_root, "archive", item, "--yes", "--json")
     before = _spec_files(ours_root)
-    proc = subprocess.run([AIDP, "specs", "archive", item], cwd=ours_root, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+    proc = Cli(ours_root)("specs", "archive", item, timeout=120)
     assert ref_code != 0 and proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: openspec/changes/") and "Traceback" not in proc.stderr
     assert _spec_files(ours_root) == before == _spec_files(ref_root)

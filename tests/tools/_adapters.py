@@ -1,9 +1,9 @@
-"""Helpers for the adapter tests: a tiny real git worktree and an Invocation for one attempt."""
+"""Helpers for the adapter tests: an Invocation for one attempt (the repository each test
+builds with ``tests.helpers.init_repo(tmp_path / "repo", {"hello.py": GREETING})``)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,31 +14,9 @@ from aidp.process.capped_log import CappedLog
 from aidp.process.runner import build_env, new_token
 from aidp.tools.adapter import Invocation
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "aidp tests", "GIT_AUTHOR_EMAIL": "tests@aidp.invalid",
-    "GIT_COMMITTER_NAME": "aidp tests", "GIT_COMMITTER_EMAIL": "tests@aidp.invalid",
-}
 SECRET = "sk-test-Secret-4242"
 KEY_ENV = "AIDP_TEST_LLM_KEY"
 GREETING = 'def greet():\n    return "hello"\n'
-
-
-def git(repo: Path, *args: str) -> str:
-    """Run git in ``repo``; its stdout."""
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
-                            env={**os.environ, **GIT_ENV}, timeout=60)
-    return result.stdout
-
-
-def make_repo(tmp_path: Path) -> Path:
-    """A git repository with one committed file, hello.py."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "hello.py").write_text(GREETING)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "init")
-    return repo
 
 
 @contextmanager

@@ -25,7 +25,8 @@ from aidp.tools.adapters.aider import (
     parse_tokens,
     request_timeout_s,
 )
-from tests.tools._adapters import KEY_ENV, SECRET, invocation, make_repo
+from tests.helpers import init_repo
+from tests.tools._adapters import GREETING, KEY_ENV, SECRET, invocation
 
 PROFILE = ToolProfile(adapter="aider", model="fake-model", base_url="http://127.0.0.1:9/v1",
                       api_key_env=KEY_ENV)
@@ -59,7 +60,7 @@ def test_argv_is_offline_non_interactive_and_keeps_files_outside_the_worktree(
 ) -> None:
     """The command line carries the measured offline flags, history outside the worktree, the
     scope as editable files, context via --read, and never the key."""
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     spec = tmp_path / "spec.md"
     with invocation(tmp_path, repo, PROFILE, timeout_s=100.0, context_files=[spec]) as inv:
         argv = aider_argv(["aider"], inv, message_file=inv.attempt_dir / "prompt.md",
@@ -86,7 +87,7 @@ def test_argv_is_offline_non_interactive_and_keeps_files_outside_the_worktree(
 
 def test_profile_args_override_timeout_and_edit_format(tmp_path: Path) -> None:
     """Extra profile args go in; a --timeout or --edit-format there replaces aidp's own."""
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     profile = PROFILE.model_copy(update={"args": ["--timeout", "7", "--edit-format", "whole"]})
     with invocation(tmp_path, repo, profile) as inv:
         argv = aider_argv(["aider"], inv, message_file=Path("m"), metadata_file=None)
@@ -98,7 +99,7 @@ def test_profile_args_override_timeout_and_edit_format(tmp_path: Path) -> None:
 def test_a_huge_scope_is_not_sent_as_editable_files(tmp_path: Path) -> None:
     """Past MAX_EDITABLE_FILES scope files, none go on the command line (Aider adds the files
     the conversation names); up to it, all do."""
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     many = [f"f{i}.py" for i in range(MAX_EDITABLE_FILES + 1)]
     with invocation(tmp_path, repo, PROFILE, scope_files=many) as inv:
         argv = aider_argv(["aider"], inv, message_file=Path("m"), metadata_file=None)
@@ -183,7 +184,7 @@ def test_output_parser_never_crashes(pieces: list[bytes]) -> None:
 
 def test_missing_binary_is_an_error_result(tmp_path: Path) -> None:
     """When the aider binary is missing, run() reports an error instead of raising."""
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     profile = PROFILE.model_copy(update={"command": str(tmp_path / "no" / "aider")})
     with invocation(tmp_path, repo, profile) as inv:
         result = AiderAdapter().run(inv)

@@ -27,7 +27,8 @@ from aidp.tools.adapters.codex import (
     codex_prompt,
     stream_idle_timeout_ms,
 )
-from tests.tools._adapters import KEY_ENV, SECRET, invocation, make_repo
+from tests.helpers import init_repo
+from tests.tools._adapters import GREETING, KEY_ENV, SECRET, invocation
 
 PROFILE = ToolProfile(adapter="codex", model="fake-model", base_url="http://127.0.0.1:9/v1",
                       api_key_env=KEY_ENV, sandbox="danger-full-access")
@@ -113,7 +114,7 @@ def test_idle_timeout_is_a_bounded_share_of_the_step_timeout(step: float, expect
 
 def test_argv_is_exec_json_strict_ephemeral_in_the_worktree(tmp_path: Path) -> None:
     """The command line is codex exec --json --strict-config --ephemeral -C WORKTREE -- PROMPT."""
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     profile = PROFILE.model_copy(update={"args": ["--skip-git-repo-check"]})
     with invocation(tmp_path, repo, profile) as inv:
         argv = codex_argv(["codex"], inv, "-rf do it")
@@ -206,7 +207,7 @@ def test_jsonl_parser_never_crashes(lines: list[bytes]) -> None:
 
 def test_missing_binary_is_an_error_result(tmp_path: Path) -> None:
     """When the codex binary is missing, run() reports an error instead of raising."""
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     profile = PROFILE.model_copy(update={"command": ["/nonexistent/codex"]})
     with invocation(tmp_path, repo, profile) as inv:
         result = CodexAdapter().run(inv)

@@ -26,7 +26,8 @@ from aidp.tools.adapter import AdapterResult, Invocation
 from aidp.tools.adapters._common import resolve_command
 from aidp.tools.adapters.aider import AiderAdapter
 from aidp.tools.adapters.codex import CodexAdapter
-from tests.tools._adapters import GREETING, KEY_ENV, SECRET, git, invocation, log_text, make_repo
+from tests.helpers import git, init_repo
+from tests.tools._adapters import GREETING, KEY_ENV, SECRET, invocation, log_text
 
 pytestmark = pytest.mark.realtools
 
@@ -82,7 +83,7 @@ def run_tool(
     **kwargs: Any,
 ) -> tuple[AdapterResult, Invocation, Path]:
     """Run ``adapter`` once on a fresh repository; return the result, invocation and repo."""
-    repo = make_repo(tmp_path)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
     with invocation(tmp_path, repo, profile, extra_env=llm.proxy_env(), **kwargs) as inv:
         result = adapter.run(inv)
     assert_nothing_left(inv)

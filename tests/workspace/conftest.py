@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 
 from aidp.workspace import WorktreePool
-from tests.workspace._repo import init_repo
+from tests.helpers import init_repo
 
 
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
     """A repository on branch main with one commit (README.md, .gitignore, src/app.py)."""
-    return init_repo(tmp_path / "repo")
+    return init_repo(tmp_path / "repo", {
+        "README.md": "hello\n", ".gitignore": "*.log\nbuild/\n", "src/app.py": "x = 1\n",
+    })
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from aidp.workspace import (
     list_checkpoints,
     stage_all,
 )
-from tests.workspace._repo import commit_files, git, write
+from tests.helpers import commit_files, git, write
 
 TRAILERS = {"Aidp-Run": "R1", "Aidp-Workstream": "api", "Aidp-Step": "impl", "Aidp-Attempt": "1"}
 
@@ -134,7 +134,7 @@ def test_commit_uses_repository_identity(wt: Worktree) -> None:
     """Author and committer come from the repository's configuration."""
     sha = commit_staged(wt, message="step", trailers=TRAILERS)
     assert git(wt.path, "log", "-1", "--format=%an <%ae>|%cn <%ce>", sha).strip() == (
-        "Test Person <test@example.com>|Test Person <test@example.com>"
+        "aidp tests <tests@aidp.invalid>|aidp tests <tests@aidp.invalid>"
     )
 
 

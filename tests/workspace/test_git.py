@@ -19,7 +19,7 @@ from aidp.workspace import (
     rev_parse,
     run_git,
 )
-from tests.workspace._repo import git, write
+from tests.helpers import git, write
 
 EMPTY_BLOB = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
 
@@ -113,8 +113,8 @@ def test_ensure_excluded_adds_once_and_covers_worktrees(git_repo: Path) -> None:
 def test_identity_from_config(git_repo: Path) -> None:
     """A configured identity is used as is."""
     ident = resolve_identity(git_repo)
-    assert (ident.author_name, ident.author_email) == ("Test Person", "test@example.com")
-    assert git_identity_env(git_repo)["GIT_COMMITTER_EMAIL"] == "test@example.com"
+    assert (ident.author_name, ident.author_email) == ("aidp tests", "tests@aidp.invalid")
+    assert git_identity_env(git_repo)["GIT_COMMITTER_EMAIL"] == "tests@aidp.invalid"
 
 
 def test_identity_fallback_lets_commits_work(

@@ -8,7 +8,7 @@ import pytest
 
 from aidp.exceptions import GitError
 from aidp.workspace import WorktreePool, clean_stale_locks, run_git
-from tests.workspace._repo import git, write
+from tests.helpers import git, write
 
 
 def test_stale_worktree_index_lock_blocks_commit_until_cleaned(

@@ -14,7 +14,7 @@ from aidp.workspace import (
     merge_into_worktree,
     rev_parse,
 )
-from tests.workspace._repo import commit_files, git
+from tests.helpers import commit_files, git
 
 TRAILERS = {"Aidp-Run": "R1", "Aidp-Workstream": "ui"}
 

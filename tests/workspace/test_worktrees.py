@@ -15,7 +15,7 @@ import pytest
 
 from aidp.exceptions import InputError, StateError
 from aidp.workspace import Worktree, WorktreePool, current_branch, reset_worktree
-from tests.workspace._repo import commit_files, git, write
+from tests.helpers import commit_files, git, write
 
 
 def test_acquire_creates_worktree_on_new_branch(pool: WorktreePool, git_repo: Path) -> None:
