@@ -37,7 +37,7 @@ __all__ = [
     "sqlite_url",
 ]
 
-HEAD_REVISION = "0005"  # a test proves it equals the newest migration's revision
+HEAD_REVISION = "0006"  # a test proves it equals the newest migration's revision
 BUSY_TIMEOUT_MS = 30_000
 _SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 
@@ -244,9 +244,24 @@ def _migrate_sqlite(engine: Engine, revision: str | None, *, replay: bool) -> No
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        # A migration may rebuild a table (SQLite cannot alter constraints): drop the old one,
+        # rename the copy. With foreign keys on, dropping a parent table deletes its children's
+        # rows (ON DELETE CASCADE), so they go off for the upgrade. The pragma is a no-op inside
+        # a transaction: it is set on the driver connection before the transaction begins, and
+        # the keys are checked before the commit instead.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the schema upgrade broke foreign keys: {broken[:5]}")
+        finally:
+            driver.execute("PRAGMA foreign_keys = ON")
 
 
 def _redact(url: str) -> str:
