@@ -59,10 +59,11 @@ def sqlite_file(url: str) -> str | None:
     return None
 
 
-def connect_sqlite(path: str) -> sqlite3.Connection:
+def connect_sqlite(path: str | Path) -> sqlite3.Connection:
     """A ``sqlite3`` connection in autocommit mode (transactions are begun explicitly, so that
     writers can say ``BEGIN IMMEDIATE``), WAL, a busy timeout, foreign keys on; usable from any
-    thread (one at a time)."""
+    thread (one at a time). The one way aidp opens a SQLite file: the store's database and the
+    spec index (:mod:`aidp.specs.index`) alike."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                            timeout=BUSY_TIMEOUT_MS / 1000)
     _configure_sqlite_connection(conn)
