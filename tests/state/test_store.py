@@ -19,8 +19,9 @@ from sqlalchemy import insert, inspect, select, update
 from aidp.exceptions import LeaseHeldError, LeaseLostError
 from aidp.state import db
 from aidp.state.lease import acquire_lease, lease_is_live, release_lease, renew_lease
-from aidp.state.store import Fence, Store
+from aidp.state.store import Store
 from aidp.state.tables import events, leases, metadata
+from aidp.state.tx import Fence
 
 VERSIONS = Path(db.__file__).parent / "migrations" / "versions"
 TABLES = {"runs", "workstreams", "steps", "attempts", "checkpoints", "events", "leases"}

@@ -34,6 +34,7 @@ from aidp.specs.project import (
     parse_spec,
     parse_tasks,
 )
+from aidp.state.db import connect_sqlite
 
 __all__ = [
     "INDEX_FILE",
@@ -158,10 +159,8 @@ class SpecIndex:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=10000")
+        # the store's connection factory: autocommit, WAL, the same busy timeout and pragmas
+        self.conn = connect_sqlite(path)
         self.fts5 = False
         self._written = 0
         self._ensure_schema()

@@ -11,13 +11,11 @@ same state).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from sqlalchemy import insert, select, update
+from typing import TYPE_CHECKING, Any
 
 from aidp.exceptions import NotFoundError
 from aidp.specs.lifecycle import ProposalAction, ProposalState, transition
-from aidp.state.tables import proposal_transitions, proposals
+from aidp.state import proposals as ops
 
 if TYPE_CHECKING:
     from aidp.state.store import Store
@@ -56,43 +54,26 @@ class ProposalBook:
 
     def get(self, change_id: str) -> ProposalRecord | None:
         """The proposal of ``change_id``, or None if it was never recorded."""
-        with self.store.reader.connect() as conn:
-            row = conn.execute(select(proposals).where(
-                proposals.c.change_id == change_id)).first()
-        if row is None:
-            return None
-        return ProposalRecord(row.change_id, ProposalState(row.state), row.title,
-                              row.created_at, row.updated_at)
+        row = ops.proposal(self.store, change_id)
+        return None if row is None else _record(row)
 
     def all(self) -> list[ProposalRecord]:
         """Every recorded proposal, by change id."""
-        with self.store.reader.connect() as conn:
-            rows = conn.execute(select(proposals).order_by(proposals.c.change_id)).all()
-        return [ProposalRecord(r.change_id, ProposalState(r.state), r.title, r.created_at,
-                               r.updated_at) for r in rows]
+        return [_record(row) for row in ops.proposals(self.store)]
 
     def history(self, change_id: str) -> list[TransitionRecord]:
         """Every recorded move of ``change_id``, oldest first."""
-        with self.store.reader.connect() as conn:
-            rows = conn.execute(select(proposal_transitions).where(
-                proposal_transitions.c.change_id == change_id).order_by(
-                proposal_transitions.c.id)).all()
         return [TransitionRecord(ProposalState(r.from_state) if r.from_state else None,
                                  ProposalState(r.to_state), r.action, r.actor, r.comment, r.ts)
-                for r in rows]
+                for r in ops.proposal_history(self.store, change_id)]
 
     def ensure(self, change_id: str, title: str | None, actor: str) -> ProposalRecord:
         """Record ``change_id`` as a draft if it is not recorded yet."""
         with self.store.write() as tx:
-            row = tx.conn.execute(select(proposals.c.state).where(
-                proposals.c.change_id == change_id)).first()
-            if row is None:
-                tx.conn.execute(insert(proposals).values(
-                    change_id=change_id, state=ProposalState.DRAFT.value, title=title,
-                    created_at=tx.now, updated_at=tx.now))
-                tx.conn.execute(insert(proposal_transitions).values(
-                    change_id=change_id, from_state=None, to_state=ProposalState.DRAFT.value,
-                    action="create", actor=actor, comment=None, ts=tx.now))
+            if ops.proposal_state(tx, change_id) is None:
+                draft = ProposalState.DRAFT.value
+                ops.insert_proposal(tx, change_id, draft, title)
+                ops.insert_proposal_transition(tx, change_id, None, draft, "create", actor, None)
         found = self.get(change_id)
         assert found is not None
         return found
@@ -102,18 +83,20 @@ class ProposalBook:
         """Apply ``action``; IllegalProposalTransition (nothing written) if the state forbids
         it, NotFoundError if the proposal was never recorded."""
         with self.store.write() as tx:
-            row = tx.conn.execute(select(proposals.c.state).where(
-                proposals.c.change_id == change_id)).first()
-            if row is None:
+            state = ops.proposal_state(tx, change_id)
+            if state is None:
                 raise NotFoundError(f"no proposal for change {change_id!r}",
                                     hint=f"`aidp proposals submit {change_id}` records it")
-            current = ProposalState(row.state)
+            current = ProposalState(state)
             new = transition(current, action)
-            tx.conn.execute(update(proposals).where(proposals.c.change_id == change_id).values(
-                state=new.value, updated_at=tx.now))
-            tx.conn.execute(insert(proposal_transitions).values(
-                change_id=change_id, from_state=current.value, to_state=new.value,
-                action=action.value, actor=actor, comment=comment, ts=tx.now))
+            ops.update_proposal(tx, change_id, new.value)
+            ops.insert_proposal_transition(tx, change_id, current.value, new.value,
+                                           action.value, actor, comment)
         found = self.get(change_id)
         assert found is not None
         return found
+
+
+def _record(row: Any) -> ProposalRecord:
+    return ProposalRecord(row.change_id, ProposalState(row.state), row.title, row.created_at,
+                          row.updated_at)

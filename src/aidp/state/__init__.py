@@ -12,7 +12,8 @@ from aidp.state.breakers import (
     profile_key,
 )
 from aidp.state.lease import LEASE_TTL_S, acquire_lease, lease_is_live, release_lease, renew_lease
-from aidp.state.store import Fence, Store, Tx
+from aidp.state.store import Store
+from aidp.state.tx import Fence, Tx
 
 __all__ = [
     "LEASE_TTL_S",

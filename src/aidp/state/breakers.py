@@ -34,7 +34,8 @@ from aidp.resilience.breaker import (
     release,
     reset,
 )
-from aidp.state.store import Store, Tx
+from aidp.state.store import Store
+from aidp.state.tx import Tx
 
 __all__ = ["BreakerBook", "BreakerRow", "Permit", "breaker_keys", "endpoint_key", "profile_key"]
 

@@ -37,7 +37,7 @@ __all__ = [
     "sqlite_url",
 ]
 
-HEAD_REVISION = "0005"  # a test proves it equals the newest migration's revision
+HEAD_REVISION = "0006"  # a test proves it equals the newest migration's revision
 BUSY_TIMEOUT_MS = 30_000
 _SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 
@@ -59,10 +59,11 @@ def sqlite_file(url: str) -> str | None:
     return None
 
 
-def connect_sqlite(path: str) -> sqlite3.Connection:
+def connect_sqlite(path: str | Path) -> sqlite3.Connection:
     """A ``sqlite3`` connection in autocommit mode (transactions are begun explicitly, so that
     writers can say ``BEGIN IMMEDIATE``), WAL, a busy timeout, foreign keys on; usable from any
-    thread (one at a time)."""
+    thread (one at a time). The one way aidp opens a SQLite file: the store's database and the
+    spec index (:mod:`aidp.specs.index`) alike."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                            timeout=BUSY_TIMEOUT_MS / 1000)
     _configure_sqlite_connection(conn)
@@ -244,9 +245,24 @@ def _migrate_sqlite(engine: Engine, revision: str | None, *, replay: bool) -> No
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        # A migration may rebuild a table (SQLite cannot alter constraints): drop the old one,
+        # rename the copy. With foreign keys on, dropping a parent table deletes its children's
+        # rows (ON DELETE CASCADE), so they go off for the upgrade. The pragma is a no-op inside
+        # a transaction: it is set on the driver connection before the transaction begins, and
+        # the keys are checked before the commit instead.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the schema upgrade broke foreign keys: {broken[:5]}")
+        finally:
+            driver.execute("PRAGMA foreign_keys = ON")
 
 
 def _redact(url: str) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from aidp.exceptions import LeaseHeldError
 from aidp.process.procfs import is_alive, self_identity
-from aidp.state.store import Fence, Store
+from aidp.state.store import Store
+from aidp.state.tx import Fence
 
 __all__ = ["LEASE_TTL_S", "acquire_lease", "lease_is_live", "release_lease", "renew_lease"]
 

@@ -21,7 +21,8 @@ DDL: tuple[str, ...] = (
         '\tsnapshot TEXT NOT NULL, \n'
         '\tpolicy TEXT, \n'
         '\tupdated_at FLOAT NOT NULL, \n'
-        '\tCONSTRAINT pk_breakers PRIMARY KEY ("key")\n'
+        '\tCONSTRAINT pk_breakers PRIMARY KEY ("key"), \n'
+        "\tCONSTRAINT ck_breakers_state CHECK (state IN ('closed', 'open', 'half_open'))\n"
         ')'
     ),
     (
@@ -34,7 +35,8 @@ DDL: tuple[str, ...] = (
         '\tstatus VARCHAR(16) NOT NULL, \n'
         '\tdetail TEXT, \n'
         '\tcreated_at FLOAT NOT NULL, \n'
-        '\tCONSTRAINT pk_compensations PRIMARY KEY (run_id, ws_id, step_id, position)\n'
+        '\tCONSTRAINT pk_compensations PRIMARY KEY (run_id, ws_id, step_id, position), \n'
+        "\tCONSTRAINT ck_compensations_status CHECK (status IN ('succeeded', 'failed'))\n"
         ')'
     ),
     (
@@ -71,7 +73,9 @@ DDL: tuple[str, ...] = (
         '\tfingerprint VARCHAR(32) NOT NULL, \n'
         '\tretry_after FLOAT, \n'
         '\tcreated_at FLOAT NOT NULL, \n'
-        '\tCONSTRAINT pk_findings PRIMARY KEY (id)\n'
+        '\tCONSTRAINT pk_findings PRIMARY KEY (id), \n'
+        "\tCONSTRAINT ck_findings_severity CHECK (severity IN ('error', 'warning', 'info')), \n"
+        "\tCONSTRAINT ck_findings_failure_class CHECK (failure_class IN ('transient', 'permanent', 'unknown'))\n"
         ')'
     ),
     (
@@ -102,7 +106,9 @@ DDL: tuple[str, ...] = (
         '\tactor VARCHAR(255) NOT NULL, \n'
         '\tcomment TEXT, \n'
         '\tts FLOAT NOT NULL, \n'
-        '\tCONSTRAINT pk_proposal_transitions PRIMARY KEY (id)\n'
+        '\tCONSTRAINT pk_proposal_transitions PRIMARY KEY (id), \n'
+        "\tCONSTRAINT ck_proposal_transitions_from_state CHECK (from_state IN ('draft', 'review', 'changes_requested', 'approved', 'rejected', 'in_progress', 'applied', 'archived')), \n"
+        "\tCONSTRAINT ck_proposal_transitions_to_state CHECK (to_state IN ('draft', 'review', 'changes_requested', 'approved', 'rejected', 'in_progress', 'applied', 'archived'))\n"
         ')'
     ),
     (
@@ -115,7 +121,8 @@ DDL: tuple[str, ...] = (
         '\ttitle TEXT, \n'
         '\tcreated_at FLOAT NOT NULL, \n'
         '\tupdated_at FLOAT NOT NULL, \n'
-        '\tCONSTRAINT pk_proposals PRIMARY KEY (change_id)\n'
+        '\tCONSTRAINT pk_proposals PRIMARY KEY (change_id), \n'
+        "\tCONSTRAINT ck_proposals_state CHECK (state IN ('draft', 'review', 'changes_requested', 'approved', 'rejected', 'in_progress', 'applied', 'archived'))\n"
         ')'
     ),
     (
@@ -132,7 +139,8 @@ DDL: tuple[str, ...] = (
         '\tstarted_at FLOAT, \n'
         '\tfinished_at FLOAT, \n'
         '\tupdated_at FLOAT NOT NULL, \n'
-        '\tCONSTRAINT pk_runs PRIMARY KEY (id)\n'
+        '\tCONSTRAINT pk_runs PRIMARY KEY (id), \n'
+        "\tCONSTRAINT ck_runs_status CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled'))\n"
         ')'
     ),
     (
@@ -151,7 +159,8 @@ DDL: tuple[str, ...] = (
         '\tstarted_at FLOAT, \n'
         '\tfinished_at FLOAT, \n'
         '\tCONSTRAINT pk_workstreams PRIMARY KEY (run_id, ws_id), \n'
-        '\tCONSTRAINT fk_workstreams_run_id FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE\n'
+        '\tCONSTRAINT fk_workstreams_run_id FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE, \n'
+        "\tCONSTRAINT ck_workstreams_status CHECK (status IN ('pending', 'running', 'completed', 'failed', 'skipped', 'cancelled'))\n"
         ')'
     ),
     (
@@ -172,7 +181,10 @@ DDL: tuple[str, ...] = (
         '\tprofile VARCHAR(64), \n'
         '\toutcome VARCHAR(24), \n'
         '\tCONSTRAINT pk_steps PRIMARY KEY (run_id, ws_id, step_id), \n'
-        '\tCONSTRAINT fk_steps_run_id FOREIGN KEY(run_id, ws_id) REFERENCES workstreams (run_id, ws_id) ON DELETE CASCADE\n'
+        '\tCONSTRAINT fk_steps_run_id FOREIGN KEY(run_id, ws_id) REFERENCES workstreams (run_id, ws_id) ON DELETE CASCADE, \n'
+        "\tCONSTRAINT ck_steps_status CHECK (status IN ('pending', 'running', 'validating', 'retrying', 'awaiting_approval', 'circuit_open', 'completed', 'failed', 'timeout', 'skipped', 'cancelled')), \n"
+        "\tCONSTRAINT ck_steps_outcome CHECK (outcome IN ('succeeded', 'failed_transient', 'failed_permanent', 'timed_out', 'crashed', 'cancelled', 'no_change', 'budget_exceeded', 'circuit_open')), \n"
+        "\tCONSTRAINT ck_steps_failure_class CHECK (failure_class IN ('transient', 'permanent', 'unknown'))\n"
         ')'
     ),
     (
@@ -208,7 +220,10 @@ DDL: tuple[str, ...] = (
         '\tdiagnostics_path TEXT, \n'
         '\tCONSTRAINT pk_attempts PRIMARY KEY (id), \n'
         '\tCONSTRAINT uq_attempts_run_id UNIQUE (run_id, ws_id, step_id, number), \n'
-        '\tCONSTRAINT fk_attempts_run_id FOREIGN KEY(run_id, ws_id, step_id) REFERENCES steps (run_id, ws_id, step_id) ON DELETE CASCADE\n'
+        '\tCONSTRAINT fk_attempts_run_id FOREIGN KEY(run_id, ws_id, step_id) REFERENCES steps (run_id, ws_id, step_id) ON DELETE CASCADE, \n'
+        "\tCONSTRAINT ck_attempts_outcome CHECK (outcome IN ('succeeded', 'failed_transient', 'failed_permanent', 'timed_out', 'crashed', 'cancelled', 'no_change', 'budget_exceeded', 'circuit_open')), \n"
+        "\tCONSTRAINT ck_attempts_failure_class CHECK (failure_class IN ('transient', 'permanent', 'unknown')), \n"
+        "\tCONSTRAINT ck_attempts_kind CHECK (kind IN ('first', 'retry', 'fix', 'escalate', 'approval'))\n"
         ')'
     ),
     (

@@ -7,9 +7,13 @@ Times are UNIX epoch seconds (float). Enum columns hold the ``value`` of the enu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import Enum
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Float,
     ForeignKeyConstraint,
@@ -23,7 +27,20 @@ from sqlalchemy import (
     false,
 )
 
+from aidp.core.states import (
+    AttemptKind,
+    AttemptOutcome,
+    FailureClass,
+    ProposalState,
+    RunState,
+    StepState,
+    WorkstreamState,
+)
+from aidp.errors.finding import Severity
+from aidp.resilience.breaker import BreakerState
+
 __all__ = [
+    "ALLOWED",
     "attempts",
     "breakers",
     "checkpoints",
@@ -45,8 +62,45 @@ metadata = MetaData(
         "fk": "fk_%(table_name)s_%(column_0_name)s",
         "uq": "uq_%(table_name)s_%(column_0_name)s",
         "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
     }
 )
+
+
+def values_of(enum: type[Enum]) -> tuple[str, ...]:
+    """The values an enum column may hold."""
+    return tuple(str(member.value) for member in enum)
+
+
+#: The values of every constrained column: (table, column) -> allowed values. A CHECK constraint
+#: ``ck_<table>_<column>`` (``column IN (...)``; NULL passes) holds each column to its list.
+ALLOWED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("runs", "status"): values_of(RunState),
+    ("workstreams", "status"): values_of(WorkstreamState),
+    ("steps", "status"): values_of(StepState),
+    ("steps", "outcome"): values_of(AttemptOutcome),
+    ("steps", "failure_class"): values_of(FailureClass),
+    ("attempts", "outcome"): values_of(AttemptOutcome),
+    ("attempts", "failure_class"): values_of(FailureClass),
+    ("attempts", "kind"): values_of(AttemptKind),
+    ("findings", "severity"): values_of(Severity),
+    ("findings", "failure_class"): values_of(FailureClass),
+    ("compensations", "status"): ("succeeded", "failed"),
+    ("breakers", "state"): values_of(BreakerState),
+    ("proposals", "state"): values_of(ProposalState),
+    ("proposal_transitions", "from_state"): values_of(ProposalState),
+    ("proposal_transitions", "to_state"): values_of(ProposalState),
+}
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    """The SQL condition ``column IN ('a', 'b', ...)``."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _checks(table: str) -> list[CheckConstraint]:
+    return [CheckConstraint(one_of(column, values), name=column)
+            for (owner, column), values in ALLOWED.items() if owner == table]
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (so that it is an alias of the rowid).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -66,6 +120,7 @@ runs = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("updated_at", Float, nullable=False),
+    *_checks("runs"),
 )
 
 workstreams = Table(
@@ -85,6 +140,7 @@ workstreams = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+    *_checks("workstreams"),
 )
 
 steps = Table(
@@ -111,6 +167,7 @@ steps = Table(
     ForeignKeyConstraint(
         ["run_id", "ws_id"], ["workstreams.run_id", "workstreams.ws_id"], ondelete="CASCADE"
     ),
+    *_checks("steps"),
 )
 
 attempts = Table(
@@ -152,6 +209,7 @@ attempts = Table(
         ["steps.run_id", "steps.ws_id", "steps.step_id"],
         ondelete="CASCADE",
     ),
+    *_checks("attempts"),
 )
 
 checkpoints = Table(
@@ -204,6 +262,7 @@ findings = Table(
     Column("fingerprint", String(32), nullable=False),
     Column("retry_after", Float),
     Column("created_at", Float, nullable=False),
+    *_checks("findings"),
 )
 Index("ix_findings_run_id_ws_id", findings.c.run_id, findings.c.ws_id, findings.c.step_id)
 
@@ -218,6 +277,7 @@ compensations = Table(
     Column("status", String(16), nullable=False),  # succeeded | failed
     Column("detail", Text),
     Column("created_at", Float, nullable=False),
+    *_checks("compensations"),
 )
 
 leases = Table(
@@ -247,6 +307,7 @@ breakers = Table(
     Column("snapshot", Text, nullable=False),
     Column("policy", Text),
     Column("updated_at", Float, nullable=False),
+    *_checks("breakers"),
 )
 
 # A change proposal's review state (aidp.specs.lifecycle.ProposalState); keyed by change id.
@@ -258,6 +319,7 @@ proposals = Table(
     Column("title", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    *_checks("proposals"),
 )
 
 # Append-only history: who moved which proposal from where to where, when, and why.
@@ -272,6 +334,7 @@ proposal_transitions = Table(
     Column("actor", String(255), nullable=False),
     Column("comment", Text),
     Column("ts", Float, nullable=False),
+    *_checks("proposal_transitions"),
 )
 Index("ix_proposal_transitions_change_id_id", proposal_transitions.c.change_id,
       proposal_transitions.c.id)
