@@ -82,7 +82,7 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input.
     """
     from aidp.cli.plan import load_or_exit
-    from aidp.engine.orchestrator import create_run, preflight
+    from aidp.engine.run import create_run, preflight
     from aidp.exceptions import InputError
 
     ctx = Context(repo, config_path)

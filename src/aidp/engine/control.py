@@ -8,6 +8,7 @@ from aidp.core.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     WORKSTREAM_TRANSITIONS,
+    AttemptOutcome,
     RunState,
     StepState,
     WorkstreamState,
@@ -64,8 +65,8 @@ def cancel_run(store: Store, run_id: str) -> bool:
                 kill_by_token(attempt.token, pid_hint=attempt.pid)
         with store.write(fence) as tx:
             for attempt in in_flight:
-                tx.update_attempt(attempt.id, outcome="cancelled", interrupted=True,
-                                  finished_at=tx.now, error="cancelled")
+                tx.update_attempt(attempt.id, outcome=AttemptOutcome.CANCELLED.value,
+                                  interrupted=True, finished_at=tx.now, error="cancelled")
             for s in store.steps(run_id):
                 if not StepState(s.status).terminal:
                     tx.update_step(run_id, s.ws_id, s.step_id, status=StepState.CANCELLED.value,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aidp.core.states import AttemptKind
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, FailureClass, Finding
 from aidp.workspace.git import run_git
 
@@ -136,7 +137,7 @@ def build_fix_prompt(prompt: str | None, findings: Sequence[Finding], *, kind: s
         by_file.setdefault(finding.file or "(no file)", []).append(finding)
     lines = [prompt.rstrip() if prompt else "Make the step's acceptance checks pass.", ""]
     lines.append("## The previous attempt failed" + (
-        " (another tool tried first)" if kind == "escalate" else ""))
+        " (another tool tried first)" if kind == AttemptKind.ESCALATE.value else ""))
     lines.append("Fix these problems, changing only files inside the scope:")
     for path in sorted(by_file):
         lines.append("")

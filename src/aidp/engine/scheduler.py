@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence, Set
 from itertools import chain
 
 from aidp.core.states import StepState, WorkstreamState
-from aidp.engine.executor import StepRuntime, WorkstreamRuntime
+from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
 
 __all__ = ["chain_ranks", "conflict_map", "next_step", "pick_ready", "rank_order"]
 
