@@ -1,4 +1,9 @@
-"""Operations on a run from outside its orchestrator: cancel and rollback."""
+"""Operations on a run from outside its orchestrator: a human gate's decision, cancel, rollback.
+
+Owns :func:`decide_gate` (a journal entry the orchestrator acts on), :func:`cancel_run` (asks a
+live orchestrator to stop, or cancels a run nobody drives) and :func:`rollback_run`. Whatever it
+changes in the run's rows it changes under the run's lease; it never runs a step or a tool.
+"""
 
 from __future__ import annotations
 

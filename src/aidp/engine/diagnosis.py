@@ -4,7 +4,8 @@ The executor calls :func:`detect` with what the tool and the checks left behind 
 of :mod:`aidp.errors` read it; a detector that raises is reported, never fatal), adds the
 engine's own findings for what only it knows (changes outside the scope, no change, a failed
 check nobody explained), builds the prompt of a fix attempt from the findings, and writes the
-diagnostics bundle that ``aidp diagnose`` prints.
+diagnostics bundle that ``aidp diagnose`` prints. It never writes the store and never decides
+what follows a failure (:func:`aidp.resilience.recovery.decide` does).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The executor: one attempt of one step, from a prepared worktree to a checkpoint commit.
 
 What the design calls the Executor (:class:`Executor`): it runs on a worker thread, gives the
-workstream a worktree from the pool (at its last checkpoint, or at its start with its
-dependencies merged), and runs an attempt in four phases:
+workstream a worktree from the pool (:mod:`~aidp.engine.preparation`: at its last checkpoint,
+or at its start with its dependencies merged), and runs an attempt in four phases:
 
 1. **admit** (:mod:`~aidp.engine.admission`): the profile, the budgets, the breakers, a human gate;
 2. **invoke** (:mod:`~aidp.engine.invocation`): the tool in its own process session, the scope
@@ -21,7 +21,8 @@ The store sees an attempt in these write transactions:
   and history, the checkpoint row, the workstream's head (and its completion when this was its
   last step and nothing merges), and their events -- one transaction, so a reader never sees an
   attempt finished without its step or a checkpoint without its attempt. The breaker book keeps
-  its own rows in its own transactions (:class:`~aidp.state.breakers.BreakerBook`), just before.
+  its own rows in its own transactions (:class:`~aidp.state.breakers.BreakerBook`): a permit at
+  admission, its settlement just before the outcome.
 
 A refused attempt (no profile, budget spent, breaker open, waiting for a human) is recorded by
 admission in a single transaction instead. Git is written before the database (the checkpoint
@@ -63,6 +64,7 @@ from aidp.engine.diagnosis import (
 )
 from aidp.engine.invocation import Invoker, prompt_text
 from aidp.engine.outcome import CheckResult, ToolResult, decide_outcome
+from aidp.engine.preparation import Preparation
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
 from aidp.exceptions import AidpError, ToolError
@@ -70,13 +72,11 @@ from aidp.model.workstream import MergeStrategy
 from aidp.process.runner import CappedLog, build_env
 from aidp.resilience.recovery import Action, History, decide, failure_class
 from aidp.state.breakers import BreakerBook, Permit
-from aidp.state.store import Fence, Store, Tx
+from aidp.state.store import Fence, Store
 from aidp.tools.adapter import AdapterResult
 from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
 from aidp.workspace.checkpoint import commit_staged, discard_unstaged, stage_all
-from aidp.workspace.locks import clean_stale_locks
-from aidp.workspace.merge import merge_into_worktree
-from aidp.workspace.worktrees import WorktreePool, reset_worktree
+from aidp.workspace.worktrees import WorktreePool
 
 __all__ = ["Executor"]
 
@@ -140,7 +140,7 @@ class _Judgement:
     fix_findings: tuple[Finding, ...]
     step_class: str | None
 
-class Executor(Admission, Invoker):
+class Executor(Preparation, Admission, Invoker):
     """Runs attempts for one run; shared by the worker threads."""
 
     def __init__(
@@ -170,72 +170,6 @@ class Executor(Admission, Invoker):
         self.host = socket.gethostname()
         self.base_env = dict(os.environ)  # read once: os.environ decodes on every access
         self._made_dirs: set[Path] = set()
-
-    # -- worktree ----------------------------------------------------------------------------
-
-    def prepare(self, wsr: WorkstreamRuntime, dep_heads: list[tuple[str, str]]) -> None:
-        """Give ``wsr`` a worktree at its last checkpoint (or at its start, merging deps)."""
-        if wsr.worktree is not None:
-            if wsr.needs_reset:
-                reset_worktree(wsr.worktree)
-                wsr.needs_reset = False
-            return
-        prefer = Path(wsr.worktree_path) if wsr.worktree_path else None
-        fresh = wsr.base_sha is None
-        if fresh:
-            start = dep_heads[0][1] if dep_heads else wsr.base_ref
-            wt = self.pool.acquire(wsr.branch, start, prefer=prefer)
-            wsr.worktree = wt
-            if len(dep_heads) > 1:
-                merge_into_worktree(
-                    wt,
-                    [sha for _, sha in dep_heads[1:]],
-                    message=f"aidp: merge dependencies of {wsr.ws.id}: "
-                    + ", ".join(ws_id for ws_id, _ in dep_heads),
-                    trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
-                )
-            wsr.base_sha = str(wt.pygit.head.target)
-            wsr.head_sha = wsr.base_sha
-        else:
-            if prefer is not None and prefer.exists():
-                clean_stale_locks(self.repo, prefer)
-            wt = self.pool.acquire(wsr.branch, None, prefer=prefer)
-            wsr.worktree = wt
-            wsr.head_sha = str(wt.pygit.head.target)
-        wsr.worktree_path = str(wsr.worktree.path)
-        wsr.needs_reset = False
-        worktree_path, base_sha, head_sha = wsr.worktree_path, wsr.base_sha, wsr.head_sha
-
-        def record(tx: Tx) -> None:
-            tx.update_ws(
-                self.run_id,
-                wsr.ws.id,
-                status=WorkstreamState.RUNNING.value,
-                worktree=worktree_path,
-                base_sha=base_sha,
-                head_sha=head_sha,
-                **({"started_at": tx.now} if fresh else {}),
-            )
-            if fresh:
-                tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
-            tx.event(self.run_id, "workstream.prepared", wsr.ws.id, worktree=worktree_path,
-                     base_sha=base_sha)
-
-        # Recorded in this thread's next fenced write (the attempt's start, or whatever the
-        # attempt writes first): one commit less per workstream. Before the tool runs either way.
-        self.store.defer(self.fence, record)
-
-    def prepare_for(self, wsr: WorkstreamRuntime, sr: StepRuntime,
-                    dep_heads: list[tuple[str, str]]) -> AttemptReport | None:
-        """:meth:`prepare` for an attempt of ``sr``: None when ready, else the report that
-        the workstream could not be prepared (nothing else to do again after it: the
-        orchestrator fails the workstream)."""
-        try:
-            self.prepare(wsr, dep_heads)
-        except AidpError as exc:
-            return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
-                                 StepState.SKIPPED, prepare_error=exc.message)
-        return None
 
     # -- one attempt -------------------------------------------------------------------------
 

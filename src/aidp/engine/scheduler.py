@@ -1,4 +1,5 @@
-"""The scheduler: which steps may start now. Pure: it reads the runtimes and returns choices.
+"""The Scheduler: which steps may start now. Pure: it reads the runtimes and returns choices;
+it never writes (not the runtimes, not the store) and imports only the runtime records.
 
 Rules: at most ``slots`` steps start; a workstream runs one step at a time (one worktree); a
 workstream starts only when its dependencies completed and no workstream it conflicts with is
