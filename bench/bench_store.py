@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from aidp.cli.plan import load_or_exit as load_plan
-from aidp.engine.orchestrator import create_run
+from aidp.engine.run import create_run
 from aidp.state.db import sqlite_url
 from aidp.state.lease import acquire_lease
 from aidp.state.store import Store

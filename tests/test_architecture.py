@@ -120,3 +120,10 @@ def test_cli_uses_only_the_application_layer() -> None:
                 for path in modules for name in sorted(_imports(path))
                 if any(name == bad or name.startswith(bad + ".") for bad in forbidden)]
     assert offences == []
+
+
+def test_no_module_over_600_lines() -> None:
+    """Every module of src/aidp holds one concept: none is over 600 lines."""
+    long = {str(path.relative_to(SRC.parent)): n for path in SRC.rglob("*.py")
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > 600}
+    assert SRC.is_dir() and long == {}, long

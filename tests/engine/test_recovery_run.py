@@ -12,7 +12,8 @@ import pytest
 
 from aidp.config import load_settings
 from aidp.core.clock import AutojumpClock
-from aidp.engine.orchestrator import create_run, drive_run
+from aidp.engine.orchestrator import drive_run
+from aidp.engine.run import create_run
 from aidp.model.loader import load_plan
 from aidp.state.store import Store
 from tests.conftest import Cli, git

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from aidp.core.dag import step_order
 from aidp.core.states import StepState, WorkstreamState
-from aidp.engine.executor import StepRuntime, WorkstreamRuntime, branch_name
+from aidp.engine.runtime import StepRuntime, WorkstreamRuntime, branch_name
 from aidp.engine.scheduler import chain_ranks, conflict_map, next_step, pick_ready
 from aidp.model.scope import compile_scope
 from aidp.model.workstream import Workstream

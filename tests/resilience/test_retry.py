@@ -1,4 +1,4 @@
-"""The retry schedule and the retry decision: pure, no sleeping."""
+"""The retry schedule: pure, no sleeping (the retry decision is tested in test_recovery)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aidp.core.states import AttemptOutcome
 from aidp.model.workstream import RetryPolicy
-from aidp.resilience.retry import RETRYABLE_OUTCOMES, retry_delay, should_retry
+from aidp.resilience.retry import retry_delay
 
 
 def mid() -> float:
@@ -67,27 +66,6 @@ def test_default_draw_is_random_within_bounds() -> None:
     p = policy(initial_delay=4, jitter=0.5)
     for _ in range(50):
         assert 2.0 <= retry_delay(p, 1) <= 6.0
-
-
-@pytest.mark.parametrize("outcome", list(AttemptOutcome), ids=lambda o: o.value)
-def test_should_retry_by_outcome(outcome: AttemptOutcome) -> None:
-    """Only transient failures, timeouts and crashes are retried."""
-    expected = outcome in {AttemptOutcome.FAILED_TRANSIENT, AttemptOutcome.TIMED_OUT,
-                           AttemptOutcome.CRASHED}
-    assert should_retry(policy(max_attempts=5), outcome, 1) is expected
-    assert (outcome in RETRYABLE_OUTCOMES) is expected
-
-
-@pytest.mark.parametrize(("attempts", "expected"), [(1, True), (2, True), (3, False), (4, False)])
-def test_should_retry_bounded_by_attempts(attempts: int, expected: bool) -> None:
-    """max_attempts counts the first attempt: with 3, attempts 1 and 2 get another, 3 does not."""
-    p = policy(max_attempts=3)
-    assert should_retry(p, AttemptOutcome.FAILED_TRANSIENT, attempts) is expected
-
-
-def test_default_policy_never_retries() -> None:
-    """The default policy (max_attempts 1) never retries."""
-    assert not should_retry(RetryPolicy(), AttemptOutcome.FAILED_TRANSIENT, 1)
 
 
 @given(

@@ -21,7 +21,7 @@ from aidp.exceptions import NotFoundError
 
 if TYPE_CHECKING:
     from aidp.app.context import AppContext
-    from aidp.engine.orchestrator import Reporter, RunSummary
+    from aidp.engine.run import Reporter, RunSummary
     from aidp.model.plan import Plan
 
 __all__ = [
@@ -46,8 +46,8 @@ def create_run(app: AppContext, plan: Plan, *, parallel: int, change_id: str | N
         InputError: the plan does not fit the repository or the settings.
         StateError: the change is not approved.
     """
-    from aidp.engine.orchestrator import create_run as record_run
-    from aidp.engine.orchestrator import preflight
+    from aidp.engine.run import create_run as record_run
+    from aidp.engine.run import preflight
 
     tools = set(app.settings.tools)
     bases = preflight(app.repo, plan, tools=tools)  # before any write

@@ -1,6 +1,17 @@
-"""The engine: the scheduler,
-the executor (one attempt), the orchestrator (a run's lifecycle) and run control (cancel,
-rollback).
+"""The engine: drives runs. Its rooms, by role:
+
+- :mod:`~aidp.engine.runtime`: the runtime records (steps, workstreams, attempt reports); pure.
+- :mod:`~aidp.engine.run`: creating a run (``new_run_id``, ``preflight``, ``create_run``) and
+  what driving one reports (``Reporter``, ``RunSummary``).
+- the **Orchestrator** (:mod:`~aidp.engine.orchestrator`, ``drive_run``): one run's lease,
+  worker threads and scheduling loop, with its ledger (:mod:`~aidp.engine.ledger`), resume path
+  (:mod:`~aidp.engine.resume`) and workstream lifecycle (:mod:`~aidp.engine.lifecycle`).
+- the **Scheduler** (:mod:`~aidp.engine.scheduler`): which steps may start now; pure.
+- the **Executor** (:mod:`~aidp.engine.executor`): one attempt, in phases -- admission
+  (:mod:`~aidp.engine.admission`), invocation (:mod:`~aidp.engine.invocation`), judgement
+  (:mod:`~aidp.engine.outcome`, :mod:`~aidp.engine.diagnosis`), record.
+- :mod:`~aidp.engine.compensation` (undo actions) and :mod:`~aidp.engine.control` (cancel,
+  rollback).
 
 The vocabulary it works in (states, DAG code, the clock) lives in :mod:`aidp.core`. Import the
 modules themselves: this package imports nothing, so that importing one room does not pay for the

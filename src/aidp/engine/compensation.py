@@ -19,7 +19,8 @@ from pathlib import Path
 from aidp.exceptions import AidpError
 from aidp.model.workstream import Compensation
 from aidp.process.runner import CappedLog, build_env, run_process
-from aidp.state.store import Fence, Store
+from aidp.state.store import Store
+from aidp.state.tx import Fence
 from aidp.tools.shell import build_argv
 from aidp.workspace.git import run_git
 from aidp.workspace.worktrees import Worktree, WorktreePool, reset_worktree

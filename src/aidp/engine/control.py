@@ -1,4 +1,9 @@
-"""Operations on a run from outside its orchestrator: cancel and rollback."""
+"""Operations on a run from outside its orchestrator: a human gate's decision, cancel, rollback.
+
+Owns :func:`decide_gate` (a journal entry the orchestrator acts on), :func:`cancel_run` (asks a
+live orchestrator to stop, or cancels a run nobody drives) and :func:`rollback_run`. Whatever it
+changes in the run's rows it changes under the run's lease; it never runs a step or a tool.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from aidp.core.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     WORKSTREAM_TRANSITIONS,
+    AttemptOutcome,
     RunState,
     StepState,
     WorkstreamState,
@@ -64,8 +70,8 @@ def cancel_run(store: Store, run_id: str) -> bool:
                 kill_by_token(attempt.token, pid_hint=attempt.pid)
         with store.write(fence) as tx:
             for attempt in in_flight:
-                tx.update_attempt(attempt.id, outcome="cancelled", interrupted=True,
-                                  finished_at=tx.now, error="cancelled")
+                tx.update_attempt(attempt.id, outcome=AttemptOutcome.CANCELLED.value,
+                                  interrupted=True, finished_at=tx.now, error="cancelled")
             for s in store.steps(run_id):
                 if not StepState(s.status).terminal:
                     tx.update_step(run_id, s.ws_id, s.step_id, status=StepState.CANCELLED.value,

@@ -4,7 +4,8 @@ The executor calls :func:`detect` with what the tool and the checks left behind 
 of :mod:`aidp.errors` read it; a detector that raises is reported, never fatal), adds the
 engine's own findings for what only it knows (changes outside the scope, no change, a failed
 check nobody explained), builds the prompt of a fix attempt from the findings, and writes the
-diagnostics bundle that ``aidp diagnose`` prints.
+diagnostics bundle that ``aidp diagnose`` prints. It never writes the store and never decides
+what follows a failure (:func:`aidp.resilience.recovery.decide` does).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aidp.core.states import AttemptKind
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, FailureClass, Finding
 from aidp.workspace.git import run_git
 
@@ -136,7 +138,7 @@ def build_fix_prompt(prompt: str | None, findings: Sequence[Finding], *, kind: s
         by_file.setdefault(finding.file or "(no file)", []).append(finding)
     lines = [prompt.rstrip() if prompt else "Make the step's acceptance checks pass.", ""]
     lines.append("## The previous attempt failed" + (
-        " (another tool tried first)" if kind == "escalate" else ""))
+        " (another tool tried first)" if kind == AttemptKind.ESCALATE.value else ""))
     lines.append("Fix these problems, changing only files inside the scope:")
     for path in sorted(by_file):
         lines.append("")

@@ -1,9 +1,34 @@
 """The executor: one attempt of one step, from a prepared worktree to a checkpoint commit.
 
-Runs on a worker thread. It prepares the workstream's worktree (from the pool, at its last
-checkpoint), runs the tool in its own process session under a wall-clock timeout, checks the
-scope of the changes, runs the acceptance checks, decides the outcome and commits the checkpoint
--- git first, then the database, so that a crash in between leaves a commit that resume adopts.
+What the design calls the Executor (:class:`Executor`): it runs on a worker thread, gives the
+workstream a worktree from the pool (:mod:`~aidp.engine.preparation`: at its last checkpoint,
+or at its start with its dependencies merged), and runs an attempt in four phases:
+
+1. **admit** (:mod:`~aidp.engine.admission`): the profile, the budgets, the breakers, a human gate;
+2. **invoke** (:mod:`~aidp.engine.invocation`): the tool in its own process session, the scope
+   of its changes, the acceptance checks, the outcome and -- on success -- the checkpoint commit;
+3. **judge**: the findings, their failure class and the recovery verdict (retry, fix, escalate,
+   fail) of :func:`aidp.resilience.recovery.decide`;
+4. **record**: the breakers told, the diagnostics bundle kept, the outcome written.
+
+The store sees an attempt in these write transactions:
+
+- the **claim** (``_claim``): the attempt row inserted and the step turned running, before the
+  tool starts, so that a crash leaves an attempt in flight that resume finds, kills and counts
+  (a fresh worktree's preparation is deferred into this transaction: one commit less);
+- ``step.validating``, when acceptance checks follow the tool: a progress mark only;
+- the **outcome** (``_record``): the attempt row finished, its findings, the step's new state
+  and history, the checkpoint row, the workstream's head (and its completion when this was its
+  last step and nothing merges), and their events -- one transaction, so a reader never sees an
+  attempt finished without its step or a checkpoint without its attempt. The breaker book keeps
+  its own rows in its own transactions (:class:`~aidp.state.breakers.BreakerBook`): a permit at
+  admission, its settlement just before the outcome.
+
+A refused attempt (no profile, budget spent, breaker open, waiting for a human) is recorded by
+admission in a single transaction instead. Git is written before the database (the checkpoint
+commit, then its row) so that a crash in between leaves a commit that resume adopts. The executor
+never chooses what runs next (the scheduler does) and never finishes a workstream that merges
+(the orchestrator does).
 """
 
 from __future__ import annotations
@@ -14,12 +39,19 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aidp.config import Settings, ToolProfile
 from aidp.core.clock import Clock, SystemClock
-from aidp.core.states import AttemptOutcome, FailureClass, StepState, WorkstreamState
+from aidp.core.states import (
+    AttemptKind,
+    AttemptOutcome,
+    FailureClass,
+    StepState,
+    WorkstreamState,
+)
+from aidp.engine.admission import Admission
 from aidp.engine.diagnosis import (
     build_fix_prompt,
     check_finding,
@@ -29,104 +61,87 @@ from aidp.engine.diagnosis import (
     no_change_finding,
     read_log_text,
     scope_findings,
-    write_bundle,
 )
+from aidp.engine.invocation import Invoker, prompt_text
 from aidp.engine.outcome import CheckResult, ToolResult, decide_outcome
+from aidp.engine.preparation import Preparation
+from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
 from aidp.exceptions import AidpError, ToolError
-from aidp.model.scope import ScopeMatcher
-from aidp.model.workstream import MergeStrategy, Step, Workstream
-from aidp.process.runner import CappedLog, build_env, run_process
-from aidp.resilience.breaker import BreakerPolicy
+from aidp.model.workstream import MergeStrategy
+from aidp.process.runner import CappedLog, build_env
 from aidp.resilience.recovery import Action, History, decide, failure_class
-from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
-from aidp.state.store import Fence, Store, Tx
-from aidp.tools.adapter import AdapterResult, Invocation
+from aidp.state.breakers import BreakerBook, Permit
+from aidp.state.store import Store
+from aidp.state.tx import Fence
+from aidp.tools.adapter import AdapterResult
 from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
-from aidp.tools.registry import (
-    Choice,
-    ProfileHealth,
-    choose_profile,
-    fallback_chain,
-    get_adapter,
-)
-from aidp.tools.shell import build_argv
 from aidp.workspace.checkpoint import commit_staged, discard_unstaged, stage_all
-from aidp.workspace.locks import clean_stale_locks
-from aidp.workspace.merge import merge_into_worktree
-from aidp.workspace.worktrees import Worktree, WorktreePool, reset_worktree
+from aidp.workspace.worktrees import WorktreePool
 
-__all__ = ["AttemptReport", "Executor", "StepRuntime", "WorkstreamRuntime", "branch_name"]
-
-
-def branch_name(run_id: str, ws_id: str) -> str:
-    return f"aidp/{run_id}/{ws_id}"
-
-
-@dataclass
-class StepRuntime:
-    """The orchestrator's view of one step (the database holds the same, durably)."""
-
-    ws_id: str
-    step: Step
-    state: StepState
-    attempts: int = 0  # attempts counted against the retry policy since the last reset
-    last_number: int = 0  # the highest attempt number ever used
-    next_attempt_at: float | None = None
-    checkpoint_sha: str | None = None
-    reason: str | None = None
-    history: History = field(default_factory=History)
-    profile: str | None = None  # the profile of the next attempt (None: the step's tool)
-    next_kind: str = "retry"  # what the next attempt is: retry | fix | escalate
-    fix_findings: tuple[Finding, ...] = ()  # what a fix attempt feeds back
-
-    @property
-    def key(self) -> str:
-        return f"{self.ws_id}/{self.step.id}"
-
-
-@dataclass
-class WorkstreamRuntime:
-    """The orchestrator's view of one workstream and its worktree."""
-
-    ws: Workstream
-    state: WorkstreamState
-    branch: str
-    base_ref: str  # the resolved commit of ``ws.base``
-    scope: ScopeMatcher
-    base_sha: str | None = None  # the prepared start (after merging dependencies)
-    head_sha: str | None = None
-    worktree_path: str | None = None
-    worktree: Worktree | None = None
-    needs_reset: bool = False
-    reason: str | None = None
-    step_order: list[str] = field(default_factory=list)
-    steps: list[StepRuntime] = field(default_factory=list)  # in ``step_order``
+__all__ = ["Executor"]
 
 
 @dataclass(frozen=True)
-class AttemptReport:
-    """What one attempt did, for the orchestrator to act on (already written to the store)."""
+class _Admitted:
+    """An attempt admission let through: what it runs as."""
 
-    ws_id: str
-    step_id: str
     number: int
-    counted: int
-    outcome: AttemptOutcome | None
+    kind: AttemptKind
+    profile_name: str
+    profile: ToolProfile | None
+    permit: Permit | None
+    choice_reason: str | None
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """The attempt's row, inserted before the tool starts."""
+
+    attempt_id: int
+    token: str
+    log_path: Path
+    worktree: Path
+    started_at: float
+
+
+@dataclass(frozen=True)
+class _Invoked:
+    """What the tool and the checks did, and the outcome decided from it."""
+
+    result: AdapterResult
+    changed: list[str]
+    outside: list[str]
+    checks: list[CheckResult]
+    check_outputs: list[CheckEvidence]
+    outcome: AttemptOutcome
+    reason: str | None
+    sha: str | None
+    output_bytes: int
+    env_names: list[str]
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    """The findings of the attempt and what follows it."""
+
+    interrupted: bool
+    sourced: list[tuple[str, Finding]]
+    findings: list[Finding]
+    detector_failures: tuple[str, ...]
+    failure: FailureClass | None
     state: StepState
-    reason: str | None = None
-    checkpoint_sha: str | None = None
-    next_attempt_at: float | None = None
-    prepare_error: str | None = None  # the workstream itself could not be prepared
-    history: History = field(default_factory=History)
-    next_kind: str = "retry"
-    profile: str | None = None
-    fix_findings: tuple[Finding, ...] = ()
-    failure_class: str | None = None
-    closed_workstream: bool = False  # the workstream's completion was recorded with it
+    reason: str | None
+    history: History
+    counted: int
+    next_kind: AttemptKind
+    next_profile: str | None
+    next_at: float | None
+    delay_s: float
+    fix_findings: tuple[Finding, ...]
+    step_class: str | None
 
-
-class Executor:
+class Executor(Preparation, Admission, Invoker):
     """Runs attempts for one run; shared by the worker threads."""
 
     def __init__(
@@ -157,72 +172,6 @@ class Executor:
         self.base_env = dict(os.environ)  # read once: os.environ decodes on every access
         self._made_dirs: set[Path] = set()
 
-    # -- worktree ----------------------------------------------------------------------------
-
-    def prepare(self, wsr: WorkstreamRuntime, dep_heads: list[tuple[str, str]]) -> None:
-        """Give ``wsr`` a worktree at its last checkpoint (or at its start, merging deps)."""
-        if wsr.worktree is not None:
-            if wsr.needs_reset:
-                reset_worktree(wsr.worktree)
-                wsr.needs_reset = False
-            return
-        prefer = Path(wsr.worktree_path) if wsr.worktree_path else None
-        fresh = wsr.base_sha is None
-        if fresh:
-            start = dep_heads[0][1] if dep_heads else wsr.base_ref
-            wt = self.pool.acquire(wsr.branch, start, prefer=prefer)
-            wsr.worktree = wt
-            if len(dep_heads) > 1:
-                merge_into_worktree(
-                    wt,
-                    [sha for _, sha in dep_heads[1:]],
-                    message=f"aidp: merge dependencies of {wsr.ws.id}: "
-                    + ", ".join(ws_id for ws_id, _ in dep_heads),
-                    trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
-                )
-            wsr.base_sha = str(wt.pygit.head.target)
-            wsr.head_sha = wsr.base_sha
-        else:
-            if prefer is not None and prefer.exists():
-                clean_stale_locks(self.repo, prefer)
-            wt = self.pool.acquire(wsr.branch, None, prefer=prefer)
-            wsr.worktree = wt
-            wsr.head_sha = str(wt.pygit.head.target)
-        wsr.worktree_path = str(wsr.worktree.path)
-        wsr.needs_reset = False
-        worktree_path, base_sha, head_sha = wsr.worktree_path, wsr.base_sha, wsr.head_sha
-
-        def record(tx: Tx) -> None:
-            tx.update_ws(
-                self.run_id,
-                wsr.ws.id,
-                status=WorkstreamState.RUNNING.value,
-                worktree=worktree_path,
-                base_sha=base_sha,
-                head_sha=head_sha,
-                **({"started_at": tx.now} if fresh else {}),
-            )
-            if fresh:
-                tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
-            tx.event(self.run_id, "workstream.prepared", wsr.ws.id, worktree=worktree_path,
-                     base_sha=base_sha)
-
-        # Recorded in this thread's next fenced write (the attempt's start, or whatever the
-        # attempt writes first): one commit less per workstream. Before the tool runs either way.
-        self.store.defer(self.fence, record)
-
-    def prepare_for(self, wsr: WorkstreamRuntime, sr: StepRuntime,
-                    dep_heads: list[tuple[str, str]]) -> AttemptReport | None:
-        """:meth:`prepare` for an attempt of ``sr``: None when ready, else the report that
-        the workstream could not be prepared (nothing else to do again after it: the
-        orchestrator fails the workstream)."""
-        try:
-            self.prepare(wsr, dep_heads)
-        except AidpError as exc:
-            return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
-                                 StepState.SKIPPED, prepare_error=exc.message)
-        return None
-
     # -- one attempt -------------------------------------------------------------------------
 
     def run_attempt(
@@ -239,11 +188,21 @@ class Executor:
         of on the orchestrator's thread (their states cannot change meanwhile: a workstream
         runs one step at a time).
         """
+        admitted = self._admission(wsr, sr)
+        if isinstance(admitted, AttemptReport):
+            return admitted
+        claim = self._claim(wsr, sr, admitted)
+        invoked = self._invoke(wsr, sr, admitted, claim)
+        judgement = self._judge(sr, admitted, claim, invoked)
+        return self._record(wsr, sr, admitted, claim, invoked, judgement, siblings)
+
+    def _admission(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> _Admitted | AttemptReport:
+        """Phase 1: the attempt's number, kind and profile, or the report that it may not
+        start (no profile, a budget spent, every breaker open, a human gate)."""
         step = sr.step
-        assert wsr.worktree is not None
-        worktree = wsr.worktree.path
         number = sr.last_number + 1
-        kind = sr.next_kind if sr.last_number or sr.next_kind == "approval" else "first"
+        kind = (sr.next_kind if sr.last_number or sr.next_kind is AttemptKind.APPROVAL
+                else AttemptKind.FIRST)
         profile_name = sr.profile or step.tool
         matched: str | None = None
         if sr.profile is None and step.capability is not None:
@@ -262,8 +221,16 @@ class Executor:
         if matched is not None:
             choice_reason = matched + (f"; {choice_reason}" if choice_reason else "")
         profile = self.settings.profile(profile_name)
-        if profile is not None and profile.adapter == "manual" and kind != "approval":
+        if profile is not None and profile.adapter == "manual" and kind is not AttemptKind.APPROVAL:
             return self._await_approval(wsr, sr)
+        return _Admitted(number, kind, profile_name, profile, permit, choice_reason)
+
+    def _claim(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted) -> _Claim:
+        """The first write transaction: the attempt row and the step running."""
+        step, number, kind = sr.step, admitted.number, admitted.kind
+        profile_name, profile = admitted.profile_name, admitted.profile
+        assert wsr.worktree is not None
+        worktree = wsr.worktree.path
         token = uuid.uuid4().hex
         log_path = self.run_dir / "logs" / wsr.ws.id / f"{step.id}.{number}.log"
         self._mkdir(log_path.parent)
@@ -271,37 +238,47 @@ class Executor:
         with self.store.write(self.fence) as tx:
             attempt_id = tx.insert_attempt(
                 run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
-                host=self.host, token=token, log_path=str(log_path), kind=kind,
+                host=self.host, token=token, log_path=str(log_path), kind=kind.value,
                 profile=profile_name, adapter=profile.adapter if profile else None,
-                choice_reason=choice_reason,
+                choice_reason=admitted.choice_reason,
             )
             tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.RUNNING.value,
                            reason=None, next_attempt_at=None,
                            **({"started_at": tx.now} if sr.last_number == 0 else {}))
             tx.event(self.run_id, "step.started", wsr.ws.id, step.id, attempt=number,
-                     attempt_kind=kind, profile=profile_name)
+                     attempt_kind=kind.value, profile=profile_name)
+        return _Claim(attempt_id, token, log_path, worktree, started_at)
 
+    def _invoke(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
+                claim: _Claim) -> _Invoked:
+        """Phase 2: run the tool, stage its changes, run the checks, decide the outcome and
+        commit the checkpoint on success (git only: the store learns it in :meth:`_record`)."""
+        step, number, kind = sr.step, admitted.number, admitted.kind
+        profile_name, profile = admitted.profile_name, admitted.profile
+        worktree, token, log_path = claim.worktree, claim.token, claim.log_path
+        assert wsr.worktree is not None
         key_env = profile.key_env() if profile else None
         names = [*wsr.ws.env, *step.env, *(profile.env if profile else ()),
                  *([key_env] if key_env else [])]
         secrets = [self.base_env[n] for n in names if self.base_env.get(n)]
         prompt = step.prompt
-        if kind in ("fix", "escalate") and sr.fix_findings:
-            prompt = build_fix_prompt(self._prompt_text(step), sr.fix_findings, kind=kind)
+        if kind in (AttemptKind.FIX, AttemptKind.ESCALATE) and sr.fix_findings:
+            prompt = build_fix_prompt(prompt_text(step), sr.fix_findings,
+                                      kind=kind.value)
         values = self._placeholders(wsr, step, number, worktree, prompt)
         findings_file = ""
-        if sr.fix_findings and kind in ("fix", "escalate"):
+        if sr.fix_findings and kind in (AttemptKind.FIX, AttemptKind.ESCALATE):
             path = self.run_dir / "findings" / wsr.ws.id / f"{step.id}.{number}.json"
             self._mkdir(path.parent)
             path.write_text(json.dumps([f.to_dict() for f in sr.fix_findings], indent=1),
                             encoding="utf-8")
             findings_file = str(path)
         values["findings_file"] = findings_file
-        values["attempt_kind"] = kind
+        values["attempt_kind"] = kind.value
         env = build_env(self.base_env, names, {
             "AIDP_RUN_ID": self.run_id, "AIDP_WORKSTREAM": wsr.ws.id, "AIDP_STEP": step.id,
             "AIDP_ATTEMPT": str(number), "AIDP_WORKTREE": str(worktree),
-            "AIDP_PROMPT_FILE": str(values["prompt_file"]), "AIDP_ATTEMPT_KIND": kind,
+            "AIDP_PROMPT_FILE": str(values["prompt_file"]), "AIDP_ATTEMPT_KIND": kind.value,
             "AIDP_FINDINGS_FILE": findings_file,
         })
         log = CappedLog(log_path, cap_bytes=self.settings.run.log_cap_bytes)
@@ -344,12 +321,27 @@ class Executor:
             else:
                 wsr.needs_reset = True
         except AidpError as exc:  # git failed under the attempt: record it, never lose the row
-            outcome, reason, sha = AttemptOutcome.FAILED_PERMANENT, exc.message, None
+            # The error says whether trying again may help (no git error does today).
+            outcome = (AttemptOutcome.FAILED_TRANSIENT if exc.retryable
+                       else AttemptOutcome.FAILED_PERMANENT)
+            reason, sha = exc.message, None
             log.note(f"[aidp] {exc.message}")
             wsr.needs_reset = True
         finally:
             log.close()
+        return _Invoked(result, changed, outside, checks, check_outputs, outcome, reason, sha,
+                        log.bytes_seen, names)
 
+    def _judge(self, sr: StepRuntime, admitted: _Admitted, claim: _Claim, invoked: _Invoked
+               ) -> _Judgement:
+        """Phase 3: the findings (the tool's, the detectors', scope and checks), their failure
+        class and the recovery verdict: the step's next state and what its next attempt is."""
+        step = sr.step
+        profile_name, profile = admitted.profile_name, admitted.profile
+        worktree, log_path, started_at = claim.worktree, claim.log_path, claim.started_at
+        result, changed, outside = invoked.result, invoked.changed, invoked.outside
+        checks, check_outputs = invoked.checks, invoked.check_outputs
+        outcome, reason = invoked.outcome, invoked.reason
         interrupted = outcome is AttemptOutcome.CANCELLED and self.interrupting
         sourced: list[tuple[str, Finding]] = [("tool", f) for f in result.findings]
         detector_failures: tuple[str, ...] = ()
@@ -388,7 +380,7 @@ class Executor:
             retry_after_s=max((f.retry_after for f in findings if f.retry_after), default=None),
             fixable=fixable, interrupted=interrupted,
         )
-        next_kind, next_profile, next_at = "retry", sr.profile, None
+        next_kind, next_profile, next_at = AttemptKind.RETRY, sr.profile, None
         fix_findings: tuple[Finding, ...] = ()
         if outcome is AttemptOutcome.SUCCEEDED:
             state = StepState.COMPLETED
@@ -403,7 +395,7 @@ class Executor:
             state = StepState.RETRYING
             next_at = self.clock.now() + verdict.delay_s
             if verdict.action in (Action.FIX, Action.ESCALATE):
-                next_kind = verdict.action.value
+                next_kind = AttemptKind(verdict.action.value)
                 fix_findings = tuple(findings)
             if verdict.action is Action.ESCALATE:
                 next_profile = verdict.profile
@@ -412,6 +404,27 @@ class Executor:
         step_class = (verdict.failure_class.value if verdict.failure_class is not None
                       else None)
         counted = history.counted + history.crashes
+        return _Judgement(interrupted, sourced, findings, detector_failures, failure, state,
+                          reason, history, counted, next_kind, next_profile, next_at,
+                          verdict.delay_s, fix_findings, step_class)
+
+    def _record(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
+                claim: _Claim, invoked: _Invoked, judgement: _Judgement,
+                siblings: list[StepRuntime] | None) -> AttemptReport:
+        """Phase 4: tell the breakers, keep a failed attempt's diagnostics, then write the
+        outcome in one transaction (see the module docstring) and report it."""
+        step, number, kind = sr.step, admitted.number, admitted.kind
+        profile_name, permit = admitted.profile_name, admitted.permit
+        worktree, log_path, attempt_id = claim.worktree, claim.log_path, claim.attempt_id
+        result, changed, names = invoked.result, invoked.changed, invoked.env_names
+        outcome, sha = invoked.outcome, invoked.sha
+        interrupted, sourced, findings = (judgement.interrupted, judgement.sourced,
+                                          judgement.findings)
+        failure, state, reason = judgement.failure, judgement.state, judgement.reason
+        history, counted, step_class = judgement.history, judgement.counted, judgement.step_class
+        next_kind, next_profile, next_at = (judgement.next_kind, judgement.next_profile,
+                                            judgement.next_at)
+        fix_findings, detector_failures = judgement.fix_findings, judgement.detector_failures
         breaker_state = self._settle_breaker(permit, profile_name, outcome, failure, findings)
         diagnostics = None
         if outcome not in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
@@ -427,7 +440,7 @@ class Executor:
             tx.update_attempt(
                 attempt_id, outcome=outcome.value, finished_at=tx.now, interrupted=interrupted,
                 exit_code=result.exit_code, signal=result.signal,
-                pid=result.pid, output_bytes=log.bytes_seen, error=reason,
+                pid=result.pid, output_bytes=invoked.output_bytes, error=reason,
                 changed_files="\n".join(changed) if changed else None,
                 failure_class=failure.value if failure else None,
                 tool_version=result.version, input_tokens=result.usage.input_tokens,
@@ -447,7 +460,7 @@ class Executor:
             tx.update_step(
                 self.run_id, wsr.ws.id, step.id, status=state.value, attempts=counted,
                 reason=reason, next_attempt_at=next_at, checkpoint_sha=sha,
-                history_json=json.dumps({"history": history.to_dict(), "next": next_kind}),
+                history_json=json.dumps({"history": history.to_dict(), "next": next_kind.value}),
                 failure_class=step_class if state.terminal else None,
                 outcome=outcome.value if state.terminal else None,
                 profile=next_profile,
@@ -462,8 +475,8 @@ class Executor:
             tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, step.id, attempt=number,
                      outcome=outcome.value, reason=reason, sha=sha, next_attempt_at=next_at,
                      failure_class=failure.value if failure else None,
-                     findings=len(findings), next=next_kind if next_at else None,
-                     delay_s=round(verdict.delay_s, 3) if next_at else None)
+                     findings=len(findings), next=next_kind.value if next_at else None,
+                     delay_s=round(judgement.delay_s, 3) if next_at else None)
             if closes:
                 tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=sha,
                          merged_sha=None)
@@ -478,375 +491,3 @@ class Executor:
                              next_at, history=history, next_kind=next_kind,
                              profile=next_profile, fix_findings=fix_findings,
                              failure_class=step_class, closed_workstream=closes)
-
-    # -- circuit breakers ---------------------------------------------------------------------
-
-    def _guarded(self, profile: ToolProfile | None) -> bool:
-        if profile is None:
-            return False
-        enabled = profile.breaker.enabled
-        return enabled if enabled is not None else profile.adapter not in ("shell", "manual")
-
-    def _breaker_keys(self, name: str, profile: ToolProfile) -> list[str]:
-        return [profile_key(name), *([endpoint_key(profile.base_url)]
-                                     if profile.base_url else [])]
-
-    def _admit(self, wsr: WorkstreamRuntime, sr: StepRuntime, wanted: str
-               ) -> tuple[str, Permit | None, str | None] | AttemptReport:
-        """The profile this attempt runs with and its breaker permit: ``wanted`` if its
-        breakers admit it, else the first profile of its fallback chain that they admit.
-        When none does, the step waits in ``circuit_open`` (or fails, ``on_open: fail``)."""
-        chain = fallback_chain(self.settings, wanted)
-        refusals: list[str] = []
-        retry_at: list[float] = []
-        for name in chain:
-            profile = self.settings.profile(name)
-            if not self._guarded(profile):
-                reason = None if name == wanted else (
-                    "; ".join(refusals) + f"; chose {name} (fallback of {wanted})")
-                return name, None, reason
-            assert profile is not None
-            permit = self.breakers.admit_all(self._breaker_keys(name, profile),
-                                             BreakerPolicy.from_profile(profile),
-                                             now=self.clock.now())
-            if permit.allowed:
-                reason = None if name == wanted else (
-                    "; ".join(refusals) + f"; chose {name} (fallback of {wanted})")
-                if permit.probe:
-                    reason = (reason + "; " if reason else "") + f"{name}: half-open probe"
-                return name, permit, reason
-            refusals.append(f"{name}: breaker open ({', '.join(permit.refused_by)})")
-            if permit.retry_at is not None:
-                retry_at.append(permit.retry_at)
-        first = self.settings.profile(wanted)
-        wait = first is None or first.breaker.on_open == "wait"
-        when = min(retry_at) if retry_at else self.clock.now() + 1.0
-        budget = sr.step.retry.budget
-        started = sr.history.first_started_at
-        if wait and budget is not None and started is not None and when > started + budget:
-            wait = False
-        reason = "; ".join(refusals) + (
-            "; waiting for a breaker to close" if wait else "; no healthy profile")
-        state = StepState.CIRCUIT_OPEN if wait else StepState.FAILED
-        with self.store.write(self.fence) as tx:
-            tx.update_step(self.run_id, wsr.ws.id, sr.step.id, status=state.value,
-                           reason=reason, next_attempt_at=when if wait else None,
-                           outcome=None if wait else AttemptOutcome.CIRCUIT_OPEN.value,
-                           **({} if wait else {"finished_at": tx.now}))
-            tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, sr.step.id, reason=reason,
-                     next_attempt_at=when if wait else None)
-        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None, state,
-                             reason, next_attempt_at=when if wait else None,
-                             history=sr.history, next_kind=sr.next_kind, profile=sr.profile,
-                             fix_findings=sr.fix_findings)
-
-    def _choose(self, step: Step) -> Choice:
-        """The profile for a step asking for a capability: the registry scores the matching
-        profiles (capability, language, environment, priority, recent success, breakers)."""
-        health: dict[str, ProfileHealth] = {}
-        rates = self._success_rates()
-        for name, profile in self.settings.tools.items():
-            open_ = False
-            if self._guarded(profile):
-                snap = self.breakers.snapshot(profile_key(name), now=self.clock.now())
-                open_ = snap is not None and snap.state.value == "open"
-            health[name] = ProfileHealth(breaker_open=open_, success_rate=rates.get(name))
-        return choose_profile(
-            self.settings, tool=None, capability=step.capability, language=step.language,
-            environment=self.base_env.get("AIDP_ENVIRONMENT"), health=health)
-
-    def _success_rates(self) -> dict[str, float]:
-        """Share of succeeded attempts per profile in this run (recent success)."""
-        totals: dict[str, list[int]] = {}
-        for row in self.store.attempts(self.run_id):
-            if row.profile and row.outcome:
-                item = totals.setdefault(row.profile, [0, 0])
-                item[0] += row.outcome == AttemptOutcome.SUCCEEDED.value
-                item[1] += 1
-        return {name: ok / n for name, (ok, n) in totals.items() if n}
-
-    def _no_profile(self, wsr: WorkstreamRuntime, sr: StepRuntime, exc: ToolError
-                    ) -> AttemptReport:
-        """No profile offers the step's capability: the step fails (permanent)."""
-        reason = exc.message
-        with self.store.write(self.fence) as tx:
-            tx.update_step(self.run_id, wsr.ws.id, sr.step.id, status=StepState.FAILED.value,
-                           reason=reason, failure_class="permanent", next_attempt_at=None,
-                           finished_at=tx.now)
-            tx.event(self.run_id, "step.failed", wsr.ws.id, sr.step.id, reason=reason)
-        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
-                             StepState.FAILED, reason, history=sr.history,
-                             failure_class="permanent")
-
-    def _settle_breaker(self, permit: Permit | None, profile_name: str,
-                        outcome: AttemptOutcome, failure: FailureClass | None,
-                        findings: list[Finding]) -> dict[str, str] | None:
-        """Tell the breakers how the attempt went; their states afterwards (for diagnostics).
-
-        Only transient failures count against a provider; a success or a permanent failure
-        (the provider answered) counts for it; a cancelled attempt gives its slot back."""
-        profile = self.settings.profile(profile_name)
-        if permit is None or profile is None:
-            return None
-        policy = BreakerPolicy.from_profile(profile)
-        if outcome is AttemptOutcome.CANCELLED:
-            after = self.breakers.release_all(permit, policy, now=self.clock.now())
-        else:
-            transient = failure is FailureClass.TRANSIENT
-            crashed = outcome is AttemptOutcome.CRASHED
-            answered = not crashed and failure in (None, FailureClass.PERMANENT)
-            after = self.breakers.record_all(
-                permit, policy, success=answered,
-                transient=transient, now=self.clock.now(),
-                retry_after=max((f.retry_after for f in findings if f.retry_after),
-                                default=None) if transient else None)
-        return {key: snap.state.value for key, snap in after.items()}
-
-    def _budget_spent(self, wsr: WorkstreamRuntime, step: Step, profile_name: str
-                      ) -> str | None:
-        """Which budget (step, workstream, profile, run) is already spent, if any."""
-        profile = self.settings.profile(profile_name)
-        levels = [("step", step.budget), ("workstream", wsr.ws.budget),
-                  (f"profile {profile_name}", profile.budget if profile else None),
-                  ("run", self.settings.run.budget)]
-        if all(budget is None for _, budget in levels):
-            return None
-        rows = self.store.usage(self.run_id)
-        for level, budget in levels:
-            if budget is None:
-                continue
-            mine = [r for r in rows if (
-                level == "run"
-                or (level == "workstream" and r.ws_id == wsr.ws.id)
-                or (level == "step" and (r.ws_id, r.step_id) == (wsr.ws.id, step.id))
-                or (level.startswith("profile") and r.profile == profile_name))]
-            tokens = sum(int(r.input_tokens or 0) + int(r.output_tokens or 0) for r in mine)
-            cost = sum(float(r.cost_usd or 0.0) for r in mine)
-            if budget.tokens is not None and tokens >= budget.tokens:
-                return f"the {level} budget of {budget.tokens} tokens is spent ({tokens})"
-            if budget.cost_usd is not None and cost >= budget.cost_usd:
-                return (f"the {level} budget of ${budget.cost_usd:g} is spent "
-                        f"(${cost:.4f})")
-        return None
-
-    def _stop_for_budget(self, wsr: WorkstreamRuntime, sr: StepRuntime, number: int,
-                         kind: str, profile_name: str, spent: str) -> AttemptReport:
-        """Record an attempt that did not start because a budget is spent; the step fails."""
-        step = sr.step
-        with self.store.write(self.fence) as tx:
-            attempt_id = tx.insert_attempt(
-                run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
-                host=self.host, kind=kind, profile=profile_name)
-            tx.update_attempt(attempt_id, outcome=AttemptOutcome.BUDGET_EXCEEDED.value,
-                              finished_at=tx.now, error=spent)
-            tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.FAILED.value,
-                           reason=spent, outcome=AttemptOutcome.BUDGET_EXCEEDED.value,
-                           next_attempt_at=None,
-                           finished_at=tx.now)
-            tx.event(self.run_id, "step.failed", wsr.ws.id, step.id, attempt=number,
-                     outcome=AttemptOutcome.BUDGET_EXCEEDED.value, reason=spent)
-        return AttemptReport(wsr.ws.id, step.id, number, sr.attempts,
-                             AttemptOutcome.BUDGET_EXCEEDED, StepState.FAILED, spent,
-                             history=sr.history)
-
-    def _await_approval(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> AttemptReport:
-        """A human gate: the step waits, its worktree prepared, for `aidp approve/reject`."""
-        reason = (f"waiting for a human: aidp approve {self.run_id} {wsr.ws.id}/{sr.step.id} "
-                  f"(or aidp reject ... --reason)")
-        prompt = self._prompt_text(sr.step)
-        with self.store.write(self.fence) as tx:
-            tx.update_step(self.run_id, wsr.ws.id, sr.step.id,
-                           status=StepState.AWAITING_APPROVAL.value, reason=reason,
-                           next_attempt_at=None)
-            tx.event(self.run_id, "step.awaiting_approval", wsr.ws.id, sr.step.id,
-                     worktree=wsr.worktree_path, prompt=(prompt or "")[:2000])
-        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
-                             StepState.AWAITING_APPROVAL, reason, history=sr.history,
-                             next_kind="approval", profile=sr.profile)
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _mkdir(self, path: Path) -> None:
-        if path not in self._made_dirs:
-            path.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(path)
-
-    def _prompt_text(self, step: Step) -> str | None:
-        """The step's own prompt (the loader resolved ``prompt_file`` relative to its file)."""
-        if step.prompt is not None:
-            return step.prompt
-        if step.prompt_file:
-            try:
-                return Path(step.prompt_file).read_text(encoding="utf-8")
-            except OSError:
-                return None
-        return None
-
-    def _placeholders(
-        self, wsr: WorkstreamRuntime, step: Step, number: int, worktree: Path,
-        prompt: str | None,
-    ) -> dict[str, str | list[str]]:
-        prompt_file = ""
-        if prompt is not None:
-            name = f"{step.id}.md" if prompt is step.prompt else f"{step.id}.{number}.md"
-            path = self.run_dir / "prompts" / wsr.ws.id / name
-            self._mkdir(path.parent)
-            path.write_text(prompt, encoding="utf-8")
-            prompt_file = str(path)
-        return {
-            "worktree": str(worktree),
-            "prompt_file": prompt_file,
-            "run_id": self.run_id,
-            "workstream": wsr.ws.id,
-            "step": step.id,
-            "attempt": str(number),
-            "repo": str(self.repo),
-            "context_files": [str(worktree / c) for c in step.context],
-        }
-
-    def _run_tool(
-        self,
-        step: Step,
-        wsr: WorkstreamRuntime,
-        sr: StepRuntime,
-        profile_name: str,
-        values: dict[str, str | list[str]],
-        env: dict[str, str],
-        secrets: list[str],
-        log: CappedLog,
-        token: str,
-        prompt: str | None,
-        number: int,
-    ) -> AdapterResult:
-        """Run the step's tool through its profile's adapter (never raises for the tool)."""
-        profile = self.settings.profile(profile_name)
-        if profile is None:
-            return AdapterResult(None, error=f"unknown tool profile {profile_name!r}")
-        try:
-            adapter = get_adapter(profile.adapter)
-        except ToolError as exc:
-            log.note(f"[aidp] {exc.message}")
-            return AdapterResult(None, error=exc.message)
-        timeout_s = step.timeout
-        if "timeout" not in step.model_fields_set and profile.timeout is not None:
-            timeout_s = profile.timeout
-        assert wsr.worktree is not None
-        worktree = wsr.worktree.path
-        attempt_dir = self.run_dir / "attempts" / wsr.ws.id / f"{step.id}.{number}"
-        local = profile.adapter in ("shell", "manual")  # no HOME, config or file list needed
-        if not local:
-            attempt_dir.mkdir(parents=True, exist_ok=True)
-        sink = self.on_output
-        invocation = Invocation(
-            run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, attempt=number,
-            profile_name=profile_name, profile=profile, worktree=worktree, prompt=prompt,
-            prompt_file=Path(str(values["prompt_file"])) if values["prompt_file"] else None,
-            scope=tuple(wsr.ws.scope), scope_files=() if local else tuple(_scope_files(wsr)),
-            context_files=tuple(worktree / c for c in step.context),
-            command=step.run if step.run is not None else profile.command,
-            values=values, env=env, secrets=tuple(secrets), timeout_s=timeout_s,
-            grace_s=self.settings.run.kill_grace, attempt_dir=attempt_dir, token=token,
-            log=log, cancel=self.cancel,
-            on_output=None if sink is None else (lambda data: sink(wsr.ws.id, step.id, data)),
-            in_scope=wsr.scope.matches,
-        )
-        try:
-            return adapter.run(invocation)
-        except Exception as exc:  # noqa: BLE001 -- an adapter bug or a plugin's: a failed attempt, not a crash
-            log.note(f"[aidp] adapter {profile.adapter!r} raised {type(exc).__name__}: {exc}")
-            return AdapterResult(None, error=f"adapter {profile.adapter!r} raised "
-                                 f"{type(exc).__name__}: {exc}")
-
-    def _run_checks(
-        self,
-        step: Step,
-        values: dict[str, str | list[str]],
-        env: dict[str, str],
-        secrets: list[str],
-        log: CappedLog,
-        worktree: Path,
-        token: str,
-    ) -> tuple[list[CheckResult], list[CheckEvidence]]:
-        """Run the acceptance checks in order until one fails; their results and output."""
-        results: list[CheckResult] = []
-        evidence: list[CheckEvidence] = []
-        for index, check in enumerate(step.check_list(), 1):
-            command = check.run if isinstance(check.run, str) else " ".join(check.run)
-            name = check.name or command
-            log.note(f"check {index}: {name}")
-            output = _Tail(CHECK_OUTPUT_BYTES)
-            try:
-                res = run_process(
-                    build_argv(check.run, values), cwd=worktree, env=env, timeout_s=check.timeout,
-                    log=log, grace_s=self.settings.run.kill_grace, mask=secrets,
-                    cancel=self.cancel, token=token,  # resume finds a check by the same token
-                    on_output=output.feed,
-                )
-            except ToolError as exc:
-                results.append(CheckResult(name, None, error=exc.message))
-                break
-            result = CheckResult(name, res.exit_code, res.signal, res.timed_out, res.cancelled)
-            results.append(result)
-            evidence.append(CheckEvidence(
-                name=name, command=command, exit_code=res.exit_code, signal=res.signal,
-                timed_out=res.timed_out, output=output.text(), worktree=worktree))
-            if res.exit_code != 0:
-                break
-        return results, evidence
-
-    def _write_diagnostics(
-        self, wsr: WorkstreamRuntime, step: Step, number: int, kind: str, profile_name: str,
-        result: AdapterResult, outcome: AttemptOutcome, reason: str | None,
-        failure_class: str | None, findings: list[Finding], detector_failures: tuple[str, ...],
-        env_names: list[str], log_path: Path, worktree: Path,
-        breaker_state: dict[str, str] | None = None,
-    ) -> Path | None:
-        """Keep the failed attempt's diagnostics bundle; None if it could not be written."""
-        profile = self.settings.profile(profile_name)
-        path = self.run_dir / "diagnostics" / wsr.ws.id / f"{step.id}.{number}.json"
-        data = {
-            "run_id": self.run_id, "workstream": wsr.ws.id, "step": step.id,
-            "attempt": number, "kind": kind, "profile": profile_name,
-            "adapter": profile.adapter if profile else None, "tool_version": result.version,
-            "command_line": list(result.command_line), "env_names": sorted(set(env_names)),
-            "outcome": outcome.value, "reason": reason, "failure_class": failure_class,
-            "exit_code": result.exit_code, "signal": result.signal,
-            "timed_out": result.timed_out, "duration_s": round(result.duration_s, 3),
-            "findings": [f.to_dict() for f in findings],
-            "detector_failures": list(detector_failures),
-            "usage": result.usage.to_dict(), "log_path": str(log_path),
-            "breaker": breaker_state,
-        }
-        try:
-            return write_bundle(path, data, worktree=worktree, log_path=log_path)
-        except OSError:
-            return None
-
-
-CHECK_OUTPUT_BYTES = 256 * 1024
-
-
-class _Tail:
-    """The last ``cap`` bytes of a stream (a check's output, for the detectors)."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.data = bytearray()
-
-    def feed(self, chunk: bytes) -> None:
-        self.data += chunk
-        if len(self.data) > 2 * self.cap:
-            del self.data[: len(self.data) - self.cap]
-
-    def text(self) -> str:
-        return bytes(self.data[-self.cap:]).decode("utf-8", "replace")
-
-
-def _scope_files(wsr: WorkstreamRuntime) -> list[str]:
-    """The tracked files of the worktree inside the scope (aider's editable files)."""
-    assert wsr.worktree is not None
-    try:
-        index = wsr.worktree.pygit.index
-        return [entry.path for entry in index if wsr.scope.matches(entry.path)]
-    except Exception:  # noqa: BLE001 -- a broken index: the adapter works without the list
-        return []

@@ -2,7 +2,7 @@
 
 The exit code alone never decides: a step succeeds only if the tool exited 0, every change lies
 inside the workstream's scope, a change was made when one is required, and every acceptance
-check exited 0.
+check exited 0. Pure: it reads results and returns an outcome; it runs and writes nothing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The scheduler: which steps may start now. Pure: it reads the runtimes and returns choices.
+"""The Scheduler: which steps may start now. Pure: it reads the runtimes and returns choices;
+it never writes (not the runtimes, not the store) and imports only the runtime records.
 
 Rules: at most ``slots`` steps start; a workstream runs one step at a time (one worktree); a
 workstream starts only when its dependencies completed and no workstream it conflicts with is
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence, Set
 from itertools import chain
 
 from aidp.core.states import StepState, WorkstreamState
-from aidp.engine.executor import StepRuntime, WorkstreamRuntime
+from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
 
 __all__ = ["chain_ranks", "conflict_map", "next_step", "pick_ready", "rank_order"]
 

@@ -8,14 +8,12 @@ from aidp.resilience.breaker import (
     BreakerSnapshot,
     BreakerState,
 )
-from aidp.resilience.retry import RETRYABLE_OUTCOMES, retry_delay, should_retry
+from aidp.resilience.retry import retry_delay
 
 __all__ = [
-    "RETRYABLE_OUTCOMES",
     "Admission",
     "BreakerPolicy",
     "BreakerSnapshot",
     "BreakerState",
     "retry_delay",
-    "should_retry",
 ]

@@ -9,23 +9,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from aidp.core.states import AttemptOutcome
 from aidp.model.workstream import RetryPolicy
 
-__all__ = ["RETRYABLE_OUTCOMES", "retry_delay", "should_retry"]
-
-# Outcomes worth another attempt. A failed acceptance check, a change outside the scope or a
-# missing change is permanent: running the same tool the same way again will not fix it
-# (the fix loop of the recovery issue feeds findings back instead). An unclassified non-zero
-# exit of the tool is transient until detectors can tell better.
-RETRYABLE_OUTCOMES = frozenset(
-    {AttemptOutcome.FAILED_TRANSIENT, AttemptOutcome.TIMED_OUT, AttemptOutcome.CRASHED}
-)
-
-
-def should_retry(policy: RetryPolicy, outcome: AttemptOutcome, attempts_counted: int) -> bool:
-    """True if a step whose ``attempts_counted``-th attempt ended with ``outcome`` gets another."""
-    return outcome in RETRYABLE_OUTCOMES and attempts_counted < policy.max_attempts
+__all__ = ["retry_delay"]
 
 
 def retry_delay(

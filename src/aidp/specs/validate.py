@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aidp.specs.apply import PLACEHOLDER_PREFIX, PLACEHOLDER_SUFFIX, ApplyError, apply_delta
+from aidp.specs.apply import ApplyError, apply_delta
 from aidp.specs.markdown import (
     contains_shall_or_must,
     count_empty_scenarios,
@@ -40,6 +40,7 @@ from aidp.specs.markdown import (
     parse_requirements,
     parse_sections,
 )
+from aidp.specs.placeholders import placeholder_issue
 from aidp.specs.project import TASK_LINE, discover_spec_files, read_metadata, read_text
 
 __all__ = ["Issue", "Level", "Report", "validate_change", "validate_spec", "validate_spec_text"]
@@ -135,59 +136,6 @@ class Report:
                 "issues": [i.to_openspec() for i in self.issues]}
 
 
-def _placeholder_line(content: str, leading: bool) -> int | None:
-    lines = content.split("\n")
-    mask = fence_mask(lines)
-    header = next((i for i, line in enumerate(lines)
-                   if not mask[i] and re.match(r"^ {0,3}##(?!#)[ \t]+Purpose[ \t]*$", line, re.I)),
-                  -1)
-    if header == -1:
-        return None
-    collected: list[tuple[int, str]] = []
-    for i in range(header + 1, len(lines)):
-        if mask[i]:
-            continue
-        if re.match(r"^ {0,3}#{1,2}(?!#)[ \t]+", lines[i]):
-            break
-        if leading and lines[i].strip():
-            return i + 1
-        collected.append((i + 1, lines[i]))
-    if leading:
-        return None
-    purpose = "\n".join(text for _, text in collected)
-    at = _generated_placeholder_at(purpose)
-    if at is None:
-        return None
-    offset = purpose[:at].count("\n")
-    return collected[offset][0] if offset < len(collected) else None
-
-
-def _generated_placeholder_at(text: str) -> int | None:
-    suffix = text.find(PLACEHOLDER_SUFFIX)
-    while suffix != -1:
-        prefix = text.rfind(PLACEHOLDER_PREFIX, 0, suffix + len(PLACEHOLDER_PREFIX))
-        if prefix != -1 and prefix <= suffix:
-            return prefix
-        suffix = text.find(PLACEHOLDER_SUFFIX, suffix + 1)
-    return None
-
-
-_WORD_END = r"(?![^\W_]|_)"
-_SHOUTED = re.compile(rf"^(?:TBD|TODO){_WORD_END}")
-_PUNCTUATED = re.compile(
-    rf"^(?:TBD|TODO){_WORD_END}(?=[ \t]*(?:$|\n|[:\-\u2013\u2014.,;()\[\]{{}}]))", re.IGNORECASE)
-
-
-def _placeholder_issue(overview: str, content: str) -> tuple[bool, int | None]:
-    lines = overview.split("\n")
-    mask = fence_mask(lines)
-    prose = "\n".join(line for i, line in enumerate(lines) if not mask[i]).strip()
-    leading = bool(_SHOUTED.match(prose) or _PUNCTUATED.match(prose))
-    if not leading and _generated_placeholder_at(prose) is None:
-        return False, None
-    return True, _placeholder_line(content, leading)
-
-
 def _shall_message(prefix: str, name: str, guidance: bool) -> str:
     base = f"{prefix} {'should' if guidance else 'must'} contain SHALL or MUST"
     suffix = " (RFC 2119 best practice for English specs)" if guidance else ""
@@ -253,7 +201,7 @@ def validate_spec_text(spec_id: str, content: str, rel: str, *, strict: bool = F
         located.append(Issue(Level.ERROR, "file", message, line, rel, spec_id))
     issues.extend(located)
     overview = purpose.content.strip()
-    is_placeholder, placeholder_line = _placeholder_issue(overview, content)
+    is_placeholder, placeholder_line = placeholder_issue(overview, content)
     if is_placeholder:
         add(Level.WARNING, "overview", PURPOSE_IS_PLACEHOLDER, placeholder_line, True)
     elif len(overview) < MIN_PURPOSE_LENGTH:

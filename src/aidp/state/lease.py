@@ -6,20 +6,25 @@ orchestrator may take the lease over when it expired, was released, or -- on the
 when the holder process is gone (``kill -9`` leaves a valid-looking lease; waiting for it to
 expire would be pointless). Every write of the holder checks its token (see
 :meth:`aidp.state.store.Store.write`), so a deposed holder cannot corrupt the run.
+:func:`keep_lease` is the holder's heartbeat (run on its own thread).
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from aidp.exceptions import LeaseHeldError
+from aidp.exceptions import LeaseHeldError, LeaseLostError
 from aidp.process.procfs import is_alive, self_identity
 from aidp.state.store import Store
 from aidp.state.tx import Fence
 
-__all__ = ["LEASE_TTL_S", "acquire_lease", "lease_is_live", "release_lease", "renew_lease"]
+__all__ = [
+    "LEASE_TTL_S", "acquire_lease", "keep_lease", "lease_is_live", "release_lease", "renew_lease",
+]
 
 LEASE_TTL_S = 30.0
 
@@ -75,3 +80,19 @@ def release_lease(store: Store, fence: Fence) -> None:
     """Give the lease up (a no-op if it was already taken over)."""
     with store.write() as tx:
         tx.update_lease(fence.run_id, only_token=fence.token, released=True, expires_at=tx.now)
+
+
+def keep_lease(store: Store, fence: Fence, stop: threading.Event,
+               on_lost: Callable[[LeaseLostError], None]) -> None:
+    """Renew the lease every third of its lifetime until ``stop`` is set (a thread's target).
+
+    When the lease was taken over, calls ``on_lost`` with the error and returns; any other
+    failure (a database hiccup) is tried again at the next beat, before the lease expires."""
+    while not stop.wait(LEASE_TTL_S / 3):
+        try:
+            renew_lease(store, fence)
+        except LeaseLostError as exc:
+            on_lost(exc)
+            return
+        except Exception:  # noqa: BLE001 -- a database hiccup: try again at the next beat, before expiry
+            continue

@@ -32,8 +32,7 @@ from aidp.state.tx import FENCE_SQL, Fence, Tx
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-# Fence and Tx (aidp.state.tx) are re-exported: the engine imports them from here.
-__all__ = ["Fence", "Store", "Tx"]
+__all__ = ["Store"]
 
 
 # -- the store ---------------------------------------------------------------------------------

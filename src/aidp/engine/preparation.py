@@ -1,0 +1,97 @@
+"""Preparation: a workstream's worktree, ready for its next attempt.
+
+Owns taking a worktree from the pool for a workstream -- at its start (with its dependencies'
+heads merged in) or at its last checkpoint (after cleaning a crashed git's stale locks) -- and
+resetting one a failed attempt left dirty. The store learns of a fresh preparation in the
+attempt's claim transaction (deferred: one commit less per workstream). It never runs a tool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aidp.core.states import StepState, WorkstreamState
+from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
+from aidp.exceptions import AidpError
+from aidp.state.store import Store
+from aidp.state.tx import Fence, Tx
+from aidp.workspace.locks import clean_stale_locks
+from aidp.workspace.merge import merge_into_worktree
+from aidp.workspace.worktrees import WorktreePool, reset_worktree
+
+__all__ = ["Preparation"]
+
+
+class Preparation:
+    """The executor's worktree preparation (a mixin of :class:`~aidp.engine.executor.Executor`)."""
+
+    store: Store
+    fence: Fence
+    run_id: str
+    repo: Path
+    pool: WorktreePool
+
+    def prepare(self, wsr: WorkstreamRuntime, dep_heads: list[tuple[str, str]]) -> None:
+        """Give ``wsr`` a worktree at its last checkpoint (or at its start, merging deps)."""
+        if wsr.worktree is not None:
+            if wsr.needs_reset:
+                reset_worktree(wsr.worktree)
+                wsr.needs_reset = False
+            return
+        prefer = Path(wsr.worktree_path) if wsr.worktree_path else None
+        fresh = wsr.base_sha is None
+        if fresh:
+            start = dep_heads[0][1] if dep_heads else wsr.base_ref
+            wt = self.pool.acquire(wsr.branch, start, prefer=prefer)
+            wsr.worktree = wt
+            if len(dep_heads) > 1:
+                merge_into_worktree(
+                    wt,
+                    [sha for _, sha in dep_heads[1:]],
+                    message=f"aidp: merge dependencies of {wsr.ws.id}: "
+                    + ", ".join(ws_id for ws_id, _ in dep_heads),
+                    trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
+                )
+            wsr.base_sha = str(wt.pygit.head.target)
+            wsr.head_sha = wsr.base_sha
+        else:
+            if prefer is not None and prefer.exists():
+                clean_stale_locks(self.repo, prefer)
+            wt = self.pool.acquire(wsr.branch, None, prefer=prefer)
+            wsr.worktree = wt
+            wsr.head_sha = str(wt.pygit.head.target)
+        wsr.worktree_path = str(wsr.worktree.path)
+        wsr.needs_reset = False
+        worktree_path, base_sha, head_sha = wsr.worktree_path, wsr.base_sha, wsr.head_sha
+
+        def record(tx: Tx) -> None:
+            tx.update_ws(
+                self.run_id,
+                wsr.ws.id,
+                status=WorkstreamState.RUNNING.value,
+                worktree=worktree_path,
+                base_sha=base_sha,
+                head_sha=head_sha,
+                **({"started_at": tx.now} if fresh else {}),
+            )
+            if fresh:
+                tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
+            tx.event(self.run_id, "workstream.prepared", wsr.ws.id, worktree=worktree_path,
+                     base_sha=base_sha)
+
+        # Recorded in this thread's next fenced write (the attempt's start, or whatever the
+        # attempt writes first): one commit less per workstream. Before the tool runs either way.
+        self.store.defer(self.fence, record)
+
+    def prepare_for(self, wsr: WorkstreamRuntime, sr: StepRuntime,
+                    dep_heads: list[tuple[str, str]]) -> AttemptReport | None:
+        """:meth:`prepare` for an attempt of ``sr``: None when ready, else the report that
+        the workstream could not be prepared (nothing else to do again after it: the
+        orchestrator fails the workstream)."""
+        try:
+            self.prepare(wsr, dep_heads)
+        except AidpError as exc:
+            return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
+                                 StepState.SKIPPED, prepare_error=exc.message)
+        return None
+
