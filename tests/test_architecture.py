@@ -127,3 +127,27 @@ def test_no_module_over_600_lines() -> None:
     long = {str(path.relative_to(SRC.parent)): n for path in SRC.rglob("*.py")
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > 600}
     assert SRC.is_dir() and long == {}, long
+
+
+#: The layers of DESIGN.md, bottom up; a package may import its own layer and those below.
+LAYERS: dict[str, int] = {
+    "core": 1, "exceptions": 1,
+    "process": 2, "model": 2, "config": 2, "state": 2, "workspace": 2, "errors": 2,
+    "resilience": 2, "tools": 2, "specs": 2, "testing": 2,
+    "engine": 3,
+    "app": 4,
+    "cli": 5,
+}
+
+
+def test_every_package_imports_only_its_layer_and_below() -> None:
+    """No package imports a layer above its own (parts never import the engine, the engine
+    never the application layer, nothing below the CLI imports the CLI)."""
+    graph = _package_graph()
+    graph.pop("__init__", None)  # src/aidp/__init__.py only carries the version
+    unplaced = sorted(set(graph) - set(LAYERS))
+    assert unplaced == [], f"place these packages in LAYERS: {unplaced}"
+    upward = sorted(f"{source} (layer {LAYERS[source]}) imports {target} (layer {LAYERS[target]})"
+                    for source, targets in graph.items() for target in targets
+                    if LAYERS[target] > LAYERS[source])
+    assert upward == []

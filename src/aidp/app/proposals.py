@@ -23,6 +23,7 @@ from aidp.app.views import (
     SpecSyncOutcome,
     TransitionView,
 )
+from aidp.core.states import RunState, StepState, WorkstreamState
 from aidp.exceptions import InputError, NotFoundError, StateError
 
 if TYPE_CHECKING:
@@ -214,9 +215,10 @@ def sync_specs(app: AppContext, run_ref: str | None, *, archive: bool = False
     done_steps: dict[str, set[str]] = {}
     for ws in run.workstreams:
         for step in ws.steps:
-            if step.status == "completed":
+            if step.status == StepState.COMPLETED.value:
                 done_steps.setdefault(ws.id, set()).add(step.id)
-    finished = {ws.id for ws in run.workstreams if ws.status == "completed"}
+    finished = {ws.id for ws in run.workstreams
+                if ws.status == WorkstreamState.COMPLETED.value}
     edits: list[dict[str, Any]] = []
     archived: list[str] = []
     changes_dir = app.repo / "openspec" / "changes"
@@ -234,7 +236,7 @@ def sync_specs(app: AppContext, run_ref: str | None, *, archive: bool = False
             for line in tick_tasks(tasks_file, numbers):
                 edits.append({"file": tasks_file.relative_to(app.repo).as_posix(), "line": line,
                               "edit": "ticked"})
-            if (archive and run.status == "completed" and ws_id in finished
+            if (archive and run.status == RunState.COMPLETED.value and ws_id in finished
                     and change_id not in to_archive):
                 to_archive.append(change_id)
         elif ws_id in finished and ws_id in epic_files:

@@ -31,6 +31,7 @@ from aidp.app.views import (
     WorkstreamView,
     WorktreeView,
 )
+from aidp.core.states import WorkstreamState
 from aidp.exceptions import NotFoundError
 
 if TYPE_CHECKING:
@@ -170,7 +171,8 @@ def list_runs(app: AppContext, limit: int = 20) -> list[RunListItemView]:
         items.append(RunListItemView(
             run_id=r.id, status=r.status, created_at=r.created_at, finished_at=r.finished_at,
             workstreams=len(workstreams),
-            completed=sum(1 for w in workstreams if w.status == "completed")))
+            completed=sum(1 for w in workstreams
+                          if w.status == WorkstreamState.COMPLETED.value)))
     return items
 
 

@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aidp.core.states import RunState
+
 __all__ = [
     "AttemptView", "BreakerView", "CancelOutcome", "CompensationView", "DiagnosticsView",
     "EventView", "FindingView", "ProposalActOutcome", "ProposalDetailView", "ProposalView",
@@ -418,7 +420,7 @@ class CancelOutcome:
     @property
     def cancelled(self) -> bool:
         """True when the run ended cancelled."""
-        return self.status == "cancelled"
+        return self.status == RunState.CANCELLED.value
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,12 @@
 - :mod:`~aidp.engine.compensation` (undo actions) and :mod:`~aidp.engine.control` (cancel,
   rollback).
 
+The other roles of the architecture document live below the engine, which calls them: the
+**State Manager** is :mod:`aidp.state` (store, transactions, leases), the **Checkpoint Manager**
+:mod:`aidp.workspace.checkpoint`, the **Error Engine** :mod:`aidp.errors`, the **Plugin Manager**
+:mod:`aidp.errors.manager` (detectors) with :mod:`aidp.tools.registry` (adapters), the **Retry
+Manager** :mod:`aidp.resilience` (retry schedule, recovery decision, circuit breaker).
+
 The vocabulary it works in (states, DAG code, the clock) lives in :mod:`aidp.core`. Import the
 modules themselves: this package imports nothing, so that importing one room does not pay for the
 orchestrator's database and git imports.
