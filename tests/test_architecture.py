@@ -9,46 +9,40 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "aidp"
 
 
+RUNNER = SRC / "process" / "runner.py"
+
+
+def _uses(module: str, names: set[str]) -> list[str]:
+    """Where a module of src/aidp other than the process runner uses ``module.NAME`` or
+    ``from module import NAME`` for one of ``names``."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path == RUNNER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            used = (
+                isinstance(node, ast.Attribute) and node.attr in names
+                and isinstance(node.value, ast.Name) and node.value.id == module
+            ) or (
+                isinstance(node, ast.ImportFrom) and node.module == module
+                and any(alias.name in names for alias in node.names)
+            )
+            if used:
+                found.append(f"{path.relative_to(SRC.parent)}:{node.lineno}")
+    assert RUNNER.is_file()
+    return found
+
+
 def test_subprocess_only_in_process_runner() -> None:
     """Only aidp.process.runner starts processes (subprocess.Popen/run/call/check_*)."""
     starters = {"Popen", "run", "call", "check_call", "check_output", "getoutput",
                 "getstatusoutput"}
-    runner = {SRC / "process" / "runner.py"}
-    found = []
-    for path in sorted(SRC.rglob("*.py")):
-        if path in runner:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            used = (
-                isinstance(node, ast.Attribute) and node.attr in starters
-                and isinstance(node.value, ast.Name) and node.value.id == "subprocess"
-            ) or (
-                isinstance(node, ast.ImportFrom) and node.module == "subprocess"
-                and any(alias.name in starters for alias in node.names)
-            )
-            if used:
-                found.append(f"{path.relative_to(SRC.parent)}:{node.lineno}")
-    assert SRC.is_dir() and found == [], "start processes with aidp.process.runner: " + str(found)
+    assert _uses("subprocess", starters) == [], "start processes with aidp.process.runner"
 
 
 def test_killpg_only_in_process_runner() -> None:
     """Only aidp.process.runner kills process groups (os.killpg)."""
-    runner = {SRC / "process" / "runner.py"}
-    found = []
-    for path in sorted(SRC.rglob("*.py")):
-        if path in runner:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            used = (
-                isinstance(node, ast.Attribute) and node.attr == "killpg"
-                and isinstance(node.value, ast.Name) and node.value.id == "os"
-            ) or (
-                isinstance(node, ast.ImportFrom) and node.module == "os"
-                and any(alias.name == "killpg" for alias in node.names)
-            )
-            if used:
-                found.append(f"{path.relative_to(SRC.parent)}:{node.lineno}")
-    assert SRC.is_dir() and found == [], "kill process groups in aidp.process.runner: " + str(found)
+    assert _uses("os", {"killpg"}) == [], "kill process groups in aidp.process.runner"
 
 
 def _imports(path: Path) -> set[str]:

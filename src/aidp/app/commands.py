@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aidp.app import queries
 from aidp.app.views import CancelOutcome, PruneOutcome, RollbackOutcome, StepRef, WorktreeView
@@ -80,6 +80,7 @@ def drive_run(app: AppContext, run_id: str, *, reporter: Reporter | None = None,
         NotFoundError: no such run. StateError: another orchestrator holds the run.
     """
     from aidp.engine.orchestrator import drive_run as drive
+    from aidp.engine.run import SilentReporter
 
     if (app.repo / ".claude" / "epics").is_dir():  # CCPM task status follows the run
         from aidp.specs.sync import EpicStatusReporter, epic_task_files
@@ -88,21 +89,10 @@ def drive_run(app: AppContext, run_id: str, *, reporter: Reporter | None = None,
         plan = queries.run_plan(app, run_id)
         files = {ws.id: tasks[ws.id] for ws in plan.workstreams if ws.id in tasks}
         if files:
-            reporter = EpicStatusReporter(reporter or _Silent(), files, on_note or _ignore)
+            reporter = EpicStatusReporter(reporter or SilentReporter(), files, on_note or _ignore)
     return drive(app.store(), app.repo, run_id, app.settings, reporter=reporter,
                  decide=decide,  # type: ignore[arg-type]  # Decision is a str Literal
                  parallel=parallel)
-
-
-class _Silent:
-    """A reporter that ignores everything (what the engine uses when given none)."""
-
-    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
-              ) -> None:
-        return None
-
-    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
-        return None
 
 
 def _ignore(line: str) -> None:

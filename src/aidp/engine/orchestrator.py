@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from aidp.config import Settings
 from aidp.core.clock import Clock, SystemClock
@@ -38,7 +37,7 @@ from aidp.engine.executor import Executor
 from aidp.engine.ledger import WAITING
 from aidp.engine.lifecycle import Lifecycle
 from aidp.engine.resume import Resume
-from aidp.engine.run import Decision, Reporter, RunSummary
+from aidp.engine.run import Decision, Reporter, RunSummary, SilentReporter
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.engine.scheduler import next_step, pick_ready, rank_order
 from aidp.exceptions import LeaseLostError, StateError
@@ -51,15 +50,6 @@ __all__ = ["AHEAD_MAX_FILES", "Orchestrator", "drive_run"]
 # Preparing worktrees ahead needs a spare one: a full checkout, once (0.2-0.3 s at 5,000 files
 # here, 4 s and more at 20,000), so only in repositories up to this size.
 AHEAD_MAX_FILES = 5000
-
-
-class _Silent:
-    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
-              ) -> None:
-        return None
-
-    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
-        return None
 
 
 def drive_run(
@@ -78,7 +68,7 @@ def drive_run(
     ``clock``: the time source for retry schedules (tests pass an
     :class:`~aidp.core.clock.AutojumpClock` so that backoff waits take no time).
     """
-    return Orchestrator(store, repo, run_id, settings, reporter or _Silent(), decide,
+    return Orchestrator(store, repo, run_id, settings, reporter or SilentReporter(), decide,
                          parallel, clock or SystemClock()).run()
 
 

@@ -23,7 +23,13 @@ from aidp.state.store import Store
 from aidp.workspace.git import rev_parse
 
 __all__ = [
-    "Decision", "Reporter", "RunSummary", "create_run", "new_run_id", "preflight",
+    "Decision",
+    "Reporter",
+    "RunSummary",
+    "SilentReporter",
+    "create_run",
+    "new_run_id",
+    "preflight",
 ]
 
 Decision = Literal["retry", "skip", "abort"]
@@ -51,6 +57,17 @@ class Reporter(Protocol):
               ) -> None: ...
 
     def output(self, ws_id: str, step_id: str, data: bytes) -> None: ...
+
+
+class SilentReporter:
+    """A :class:`Reporter` that ignores everything (what a run reports to when given none)."""
+
+    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
+              ) -> None:
+        return None
+
+    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
+        return None
 
 
 @dataclass(frozen=True)
