@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from aidp.cli.change import compile_change
+from aidp.app.changes import compile_change
 from aidp.config import load_settings
 from aidp.exceptions import InputError
 from aidp.model.loader import load_plan

@@ -14,6 +14,7 @@ them, which keeps ``aidp --help`` fast.
 
 from __future__ import annotations
 
+from aidp.app.changes import compile_change
 from aidp.app.commands import (
     cancel_run,
     create_run,
@@ -98,6 +99,7 @@ __all__ = [
     "WorktreeView",
     "act_on_proposal",
     "cancel_run",
+    "compile_change",
     "create_run",
     "decide_gate",
     "drive_run",

@@ -94,7 +94,7 @@ def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
     if change_id is not None:
         import tempfile
 
-        from aidp.cli.change import compile_change
+        from aidp.app.changes import compile_change
         from aidp.config import load_settings
 
         root = repo if repo is not None else git_toplevel()

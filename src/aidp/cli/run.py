@@ -83,7 +83,7 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     if split is not None and change_id is None:
         raise InputError("--split needs --change ID")
     if change_id is not None:
-        from aidp.cli.change import compile_change
+        from aidp.app.changes import compile_change
 
         files = (compile_change(ctx.repo, ctx.settings, change_id, change_tool, split=split),)
     plan = load_or_exit(files, ctx.repo, as_json)

@@ -1,11 +1,12 @@
-"""``--change ID`` of ``aidp plan`` and ``aidp run``: an OpenSpec change as workstreams.
+"""An OpenSpec change as workstreams (``--change ID`` of ``aidp plan`` and ``aidp run``).
 
 The change is compiled (:func:`aidp.specs.bridge.change_to_workstreams`: one step per open task,
 its prompt carrying the requirement text and scenarios) into ``.aidp/changes/ID.yaml``, which
 then goes through the same validation as any workstream file. ``aidp run --change`` runs only a
 change whose proposal is approved (``[specs] require_approval = false`` lifts that), moves the
 proposal to ``in_progress`` when the run starts and to ``applied`` when it completes: those
-moves are the application layer's (:func:`aidp.app.start_change`, :func:`aidp.app.finish_change`).
+moves are :func:`aidp.app.start_change` and :func:`aidp.app.finish_change`. It may not touch the
+store: compiling writes only the workstream file.
 """
 
 from __future__ import annotations
