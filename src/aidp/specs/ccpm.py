@@ -3,7 +3,10 @@
 An epic is ``epic.md`` plus one Markdown file per task (``001.md``, ... -- or, once synced to
 GitHub, ``<issue number>.md``), each with YAML front matter: ``name``, ``status``
 (open / in-progress / closed), ``depends_on`` and ``conflicts_with`` (task numbers),
-``parallel`` and ``github`` (the issue URL). Sync renames task files to issue numbers and
+``parallel`` and ``github`` (the issue URL). Task numbers are read as decimal digits however
+they are written (``[010, 012]``, a block list, quoted, or ``010, 012``): front matter is read
+with YAML 1.2 integers, so ``010`` is task 10, not YAML 1.1's octal 8, and a bare ``10`` matches
+``010.md`` by value. Sync renames task files to issue numbers and
 rewrites the numbers in ``depends_on``, so tasks are keyed here by a stable id of our own -- a
 slug of the task's ``name`` -- and a number is resolved against both file numbers and issue
 numbers. Each open task becomes one workstream (tasks are CCPM's unit of parallel work) with
@@ -29,7 +32,7 @@ from typing import Any
 import yaml
 
 from aidp.exceptions import NotFoundError, Problem, ValidationError
-from aidp.model.yaml_tree import load_yaml
+from aidp.model.yaml_tree import Yaml12Loader
 from aidp.specs.bridge import step_id
 from aidp.specs.project import read_text
 
@@ -37,6 +40,25 @@ __all__ = ["Epic", "EpicTask", "epic_to_workstreams", "find_epic", "load_epic"]
 
 _TASK_FILE = re.compile(r"^(\d+)\.md$")
 _ISSUE = re.compile(r"/issues/(\d+)\b")
+_INT = "tag:yaml.org,2002:int"
+
+
+def _decimal_ints(resolvers: dict[Any, list[tuple[str, Any]]]) -> dict[Any, list[Any]]:
+    """``resolvers`` with an integer being plain decimal digits without a leading zero."""
+    table = {first: [(tag, rx) for tag, rx in entries if tag != _INT]
+             for first, entries in resolvers.items()}
+    pattern = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
+    for first in "-+0123456789":
+        table.setdefault(first, []).append((_INT, pattern))
+    return table
+
+
+class _FrontMatterLoader(Yaml12Loader):
+    """aidp's YAML 1.2 loader for CCPM front matter only: a zero-padded task number (``010``)
+    stays the string of its digits instead of YAML 1.1's octal 8 (``019``, no octal, was
+    already a string), and ``0x10`` / ``1_0`` are not numbers either."""
+
+    yaml_implicit_resolvers = _decimal_ints(Yaml12Loader.yaml_implicit_resolvers)
 
 
 @dataclass(frozen=True)
@@ -84,7 +106,7 @@ def _front_matter(text: str, rel: str, problems: list[Problem]) -> tuple[dict[st
                                 code="ccpm-front-matter"))
         return {}, text, {}
     try:
-        data = load_yaml("\n".join(lines[1:end]))
+        data = yaml.load("\n".join(lines[1:end]), Loader=_FrontMatterLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = 2 + mark.line if mark is not None else 1
@@ -108,7 +130,9 @@ def _numbers(value: Any, rel: str, line: int, field: str, task: str,
              problems: list[Problem]) -> tuple[str, ...]:
     if value is None:
         return ()
-    if isinstance(value, int | str) and not isinstance(value, bool):
+    if isinstance(value, str):  # CCPM also writes ``depends_on: 001, 002``
+        value = [v for v in re.split(r"[\s,]+", value.strip().strip("[]")) if v]
+    elif isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, list):
         problems.append(Problem(rel, f"{field} must be a list of task numbers", line, task,
