@@ -1,5 +1,5 @@
-"""CCPM epics as real projects write them: zero-padded task numbers, ``title:``, a heading
-above the front matter, and ``parallel: true`` tasks without aidp's ``scope:``."""
+"""CCPM epics as real projects write them: zero-padded task numbers, ``title:`` and a heading
+above the front matter."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from aidp.exceptions import ValidationError
 from aidp.model.yaml_tree import load_yaml
 from aidp.specs.ccpm import epic_to_workstreams, load_epic
+from tests.conftest import Cli
 from tests.specs.test_ccpm import make_epic
 
 
@@ -62,3 +63,37 @@ def test_bare_number_matches_a_zero_padded_task(tmp_path: Path) -> None:
     (problem,) = caught.value.problems
     assert (problem.file, problem.line) == (".claude/epics/auth/020.md", 4)
     assert "depends_on: no task 21" in problem.message
+
+
+def test_title_is_read_as_the_name_with_a_warning(tmp_path: Path) -> None:
+    """A task with title: and no name: is read, its title as name, with a warning at that line."""
+    text = front("x").replace("name: x", "title: Login form")
+    epic = load_epic(make_epic(tmp_path, {"003.md": text}), tmp_path)
+    assert [t.name for t in epic.tasks] == ["Login form"]
+    (warning,) = epic.warnings
+    assert (warning.file, warning.line) == (".claude/epics/auth/003.md", 2)
+    assert "title:" in warning.message
+
+
+def test_heading_above_front_matter_is_read_with_a_warning(tmp_path: Path) -> None:
+    """A '# Task 00N' heading above the front matter is skipped with a warning; lines stay true."""
+    text = "# Task 003\n\n" + front("login", "[9]")
+    with pytest.raises(ValidationError) as caught:
+        load_epic(make_epic(tmp_path, {"003.md": text}), tmp_path)
+    assert caught.value.problems[0].line == 6  # depends_on, counted in the whole file
+    text = "# Task 003\n\n" + front("login")
+    epic = load_epic(make_epic(tmp_path, {"003.md": text}), tmp_path)
+    assert [t.name for t in epic.tasks] == ["login"]
+    (warning,) = epic.warnings
+    assert (warning.file, warning.line) == (".claude/epics/auth/003.md", 1)
+    assert "heading" in warning.message
+
+
+def test_cli_prints_warnings_to_stderr(tmp_path: Path) -> None:
+    """aidp specs epic prints each import warning as one stderr line and still compiles."""
+    text = "# Task 003\n" + front("x").replace("name: x", "title: Login form")
+    make_epic(tmp_path, {"003.md": text})
+    proc = Cli(tmp_path)("specs", "epic", "auth", "-o", "ws.yaml", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(lines) == 2 and all(".claude/epics/auth/003.md:" in line for line in lines)
