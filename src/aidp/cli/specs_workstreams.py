@@ -123,6 +123,8 @@ def epic_command(name: str, output_file: Path | None, tool: str, run_command: st
         for problem in exc.problems:
             click.echo(problem.render(), err=True)
         raise
+    for warning in epic.warnings:
+        click.echo(f"warning: {warning.render()}", err=True)
     document = epic_to_workstreams(epic, tool=tool, checks=list(checks), base=base)
     if not document["workstreams"]:
         raise InputError(f"epic {epic.name!r} has no open task: nothing to plan")

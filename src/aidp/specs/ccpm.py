@@ -3,17 +3,24 @@
 An epic is ``epic.md`` plus one Markdown file per task (``001.md``, ... -- or, once synced to
 GitHub, ``<issue number>.md``), each with YAML front matter: ``name``, ``status``
 (open / in-progress / closed), ``depends_on`` and ``conflicts_with`` (task numbers),
-``parallel`` and ``github`` (the issue URL). Sync renames task files to issue numbers and
+``parallel`` and ``github`` (the issue URL). Task numbers are read as decimal digits however
+they are written (``[010, 012]``, a block list, quoted, or ``010, 012``): front matter is read
+with YAML 1.2 integers, so ``010`` is task 10, not YAML 1.1's octal 8, and a bare ``10`` matches
+``010.md`` by value. Sync renames task files to issue numbers and
 rewrites the numbers in ``depends_on``, so tasks are keyed here by a stable id of our own -- a
 slug of the task's ``name`` -- and a number is resolved against both file numbers and issue
 numbers. Each open task becomes one workstream (tasks are CCPM's unit of parallel work) with
 one step whose prompt is the task body (Description, Acceptance Criteria, Technical Details);
 ``depends_on`` and ``conflicts_with`` map onto the workstream fields of the same names, and
 ``parallel: false`` makes the task conflict with every other task of the epic. CCPM task files
-name no files, and aidp refuses two parallel workstreams whose scopes overlap, so a task without
-an (optional, aidp-specific) ``scope:`` / ``files:`` list of globs conflicts with every other
-open task: independent tasks may run in any order, one at a time. Closed tasks are left out and
+name no files, and aidp refuses two parallel workstreams whose scopes overlap (a workstream
+without ``scope`` has ``**``), so a task without an (optional, aidp-specific) ``scope:`` /
+``files:`` list of globs conflicts with every other open task, ``parallel: true`` or not:
+independent tasks may run in any order, one at a time. Closed tasks are left out and
 dependencies on them count as met.
+
+Real epics also name a task with ``title:`` instead of ``name:`` or put a ``# Task 00N``
+heading above the front matter; both are read, each with a warning in :attr:`Epic.warnings`.
 
 Bad input -- no front matter, bad YAML, a dependency on an unknown task -- is reported as
 :class:`~aidp.exceptions.Problem` lines naming file, line and task.
@@ -29,7 +36,7 @@ from typing import Any
 import yaml
 
 from aidp.exceptions import NotFoundError, Problem, ValidationError
-from aidp.model.yaml_tree import load_yaml
+from aidp.model.yaml_tree import Yaml12Loader
 from aidp.specs.bridge import step_id
 from aidp.specs.project import read_text
 
@@ -37,6 +44,25 @@ __all__ = ["Epic", "EpicTask", "epic_to_workstreams", "find_epic", "load_epic"]
 
 _TASK_FILE = re.compile(r"^(\d+)\.md$")
 _ISSUE = re.compile(r"/issues/(\d+)\b")
+_INT = "tag:yaml.org,2002:int"
+
+
+def _decimal_ints(resolvers: dict[Any, list[tuple[str, Any]]]) -> dict[Any, list[Any]]:
+    """``resolvers`` with an integer being plain decimal digits without a leading zero."""
+    table = {first: [(tag, rx) for tag, rx in entries if tag != _INT]
+             for first, entries in resolvers.items()}
+    pattern = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
+    for first in "-+0123456789":
+        table.setdefault(first, []).append((_INT, pattern))
+    return table
+
+
+class _FrontMatterLoader(Yaml12Loader):
+    """aidp's YAML 1.2 loader for CCPM front matter only: a zero-padded task number (``010``)
+    stays the string of its digits instead of YAML 1.1's octal 8 (``019``, no octal, was
+    already a string), and ``0x10`` / ``1_0`` are not numbers either."""
+
+    yaml_implicit_resolvers = _decimal_ints(Yaml12Loader.yaml_implicit_resolvers)
 
 
 @dataclass(frozen=True)
@@ -68,36 +94,45 @@ class Epic:
     github: str | None
     body: str
     tasks: tuple[EpicTask, ...]
+    warnings: tuple[Problem, ...] = ()  # read anyway: ``title:`` for ``name:``, a heading above
 
 
-def _front_matter(text: str, rel: str, problems: list[Problem]) -> tuple[dict[str, Any], str,
-                                                                        dict[str, int]]:
-    """(front matter, body, key -> line) of a CCPM Markdown file."""
+def _front_matter(text: str, rel: str, problems: list[Problem],
+                  warnings: list[Problem]) -> tuple[dict[str, Any], str, dict[str, int]]:
+    """(front matter, body, key -> line) of a CCPM Markdown file; Markdown headings (and blank
+    lines) above the front matter are skipped with a warning."""
     lines = text.split("\n")
-    if not lines or lines[0].strip() != "---":
+    start = next((i for i, line in enumerate(lines)
+                  if line.strip() and not line.lstrip().startswith("#")), len(lines))
+    if start == len(lines) or lines[start].strip() != "---":
         problems.append(Problem(rel, "no YAML front matter (a first line '---')", 1,
                                 code="ccpm-front-matter"))
         return {}, text, {}
-    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
+    heading = next((i for i in range(start) if lines[i].strip()), None)
+    if heading is not None:
+        warnings.append(Problem(rel, f"heading {lines[heading].strip()!r} above the front matter "
+                                "ignored (CCPM files start with '---')", heading + 1,
+                                code="ccpm-heading"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip() == "---"), None)
     if end is None:
-        problems.append(Problem(rel, "front matter is not closed by a '---' line", 1,
+        problems.append(Problem(rel, "front matter is not closed by a '---' line", start + 1,
                                 code="ccpm-front-matter"))
         return {}, text, {}
     try:
-        data = load_yaml("\n".join(lines[1:end]))
+        data = yaml.load("\n".join(lines[start + 1:end]), Loader=_FrontMatterLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = 2 + mark.line if mark is not None else 1
+        line = start + 2 + mark.line if mark is not None else start + 1
         problems.append(Problem(rel, f"front matter is not valid YAML: "
                                 f"{getattr(exc, 'problem', None) or exc}", line,
                                 code="ccpm-front-matter"))
         return {}, "\n".join(lines[end + 1:]), {}
     if not isinstance(data, dict):
-        problems.append(Problem(rel, "front matter must be a mapping", 2,
+        problems.append(Problem(rel, "front matter must be a mapping", start + 2,
                                 code="ccpm-front-matter"))
         return {}, "\n".join(lines[end + 1:]), {}
     where: dict[str, int] = {}
-    for i in range(1, end):
+    for i in range(start + 1, end):
         match = re.match(r"^([A-Za-z_][\w-]*)\s*:", lines[i])
         if match:
             where.setdefault(match.group(1), i + 1)
@@ -108,7 +143,9 @@ def _numbers(value: Any, rel: str, line: int, field: str, task: str,
              problems: list[Problem]) -> tuple[str, ...]:
     if value is None:
         return ()
-    if isinstance(value, int | str) and not isinstance(value, bool):
+    if isinstance(value, str):  # CCPM also writes ``depends_on: 001, 002``
+        value = [v for v in re.split(r"[\s,]+", value.strip().strip("[]")) if v]
+    elif isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, list):
         problems.append(Problem(rel, f"{field} must be a list of task numbers", line, task,
@@ -141,6 +178,7 @@ def find_epic(root: Path, name: str) -> Path:
 def load_epic(directory: Path, root: Path) -> Epic:
     """Read an epic directory; ValidationError listing every problem."""
     problems: list[Problem] = []
+    warnings: list[Problem] = []
 
     def rel(path: Path) -> str:
         resolved = path.resolve()
@@ -148,7 +186,7 @@ def load_epic(directory: Path, root: Path) -> Epic:
             if resolved.is_relative_to(root.resolve()) else path.as_posix()
 
     epic_file = directory / "epic.md"
-    meta, body, _ = _front_matter(read_text(epic_file), rel(epic_file), problems)
+    meta, body, _ = _front_matter(read_text(epic_file), rel(epic_file), problems, warnings)
     tasks: list[EpicTask] = []
     taken: set[str] = set()
     for path in sorted(directory.iterdir(), key=lambda p: p.name):
@@ -156,10 +194,15 @@ def load_epic(directory: Path, root: Path) -> Epic:
         if not match or not path.is_file():
             continue
         file = rel(path)
-        data, text, where = _front_matter(read_text(path), file, problems)
+        data, text, where = _front_matter(read_text(path), file, problems, warnings)
         if not data and problems and problems[-1].file == file:
             continue
         name = str(data.get("name") or "").strip()
+        title = str(data.get("title") or "").strip()
+        if not name and title:
+            name = title
+            warnings.append(Problem(file, "title: read as the task's name (CCPM writes name:)",
+                                    where.get("title", 2), code="ccpm-title"))
         if not name:
             problems.append(Problem(file, "task has no name", where.get("name", 2),
                                     code="ccpm-field"))
@@ -191,7 +234,7 @@ def load_epic(directory: Path, root: Path) -> Epic:
         raise ValidationError(problems)
     return Epic(str(meta.get("name") or directory.name), str(meta.get("status") or "backlog"),
                 rel(epic_file), str(meta["github"]) if meta.get("github") else None,
-                body.strip(), tuple(tasks))
+                body.strip(), tuple(tasks), tuple(warnings))
 
 
 def _globs(value: Any) -> tuple[str, ...]:
