@@ -202,8 +202,9 @@ def list_changes(root: Path) -> dict[str, Any]:
     changes_dir = root / "openspec" / "changes"
     rows: list[tuple[int, dict[str, Any]]] = []
     if changes_dir.is_dir():
-        # Directory order, as the reference reads it: its sort is stable, so ties keep it.
-        for entry in changes_dir.iterdir():
+        # Node's readdir returns names in byte order (libuv sorts its scandir) and the
+        # reference's sort by time is stable, so equal times stay in name order.
+        for entry in sorted(changes_dir.iterdir(), key=lambda e: e.name.encode()):
             if not entry.is_dir() or entry.name == "archive":
                 continue
             tasks = entry / "tasks.md"
