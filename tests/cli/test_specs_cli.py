@@ -108,6 +108,16 @@ def test_resolve_at_change_and_missing(root: Path) -> None:
     assert missing.stderr.startswith("error: spec://auth/Two factor: no requirement 'Two factor'")
 
 
+def test_validate_all_in_openspec_without_a_root_is_exit_3(tmp_path: Path) -> None:
+    """Rule: aidp's formats refuse an openspec/ with neither specs/, changes/ nor config.yaml."""
+    (tmp_path / "openspec").mkdir()
+    (tmp_path / "openspec" / "project.md").write_text("# Project\n")
+    for args in (("validate",), ("validate", "--all", "--json")):
+        result = aidp(tmp_path, *args)
+        assert result.returncode == 3 and result.stdout == ""
+        assert "no OpenSpec root" in result.stderr
+
+
 def test_conflicts_exit_1_and_name_both_changes(root: Path) -> None:
     """Two active changes adding the same requirement: one line naming both, exit 1."""
     other = root / "openspec/changes/also-2fa/specs/auth"

@@ -209,3 +209,17 @@ def test_list_ties_sorted_by_name_as_openspec(tmp_path: Path, reference: Referen
     assert list_changes(tmp_path) == ref
     assert _aidp(tmp_path, "list", "--format", "openspec") == (ref_code, ref)
 
+
+@pytest.mark.parametrize("layout", ["instructions-only", "no-openspec"])
+def test_validate_all_without_a_root_matches_openspec(tmp_path: Path, reference: Reference,
+                                                      layout: str) -> None:
+    """Rule: `validate --all` with no OpenSpec root (no openspec/, or one holding neither specs/,
+    changes/ nor config.yaml) prints the reference's no_openspec_root status and exits 1."""
+    if layout == "instructions-only":
+        (tmp_path / "openspec").mkdir()
+        (tmp_path / "openspec" / "AGENTS.md").write_text("# Agents\n")
+        (tmp_path / "openspec" / "project.md").write_text("# Project\n")
+    ref = reference.json(tmp_path, "validate", "--all", "--json")
+    assert ref[0] == 1 and ref[1]["status"][0]["code"] == "no_openspec_root"
+    assert _aidp(tmp_path, "validate", "--all", "--format", "openspec") == ref
+    assert _aidp(tmp_path, "validate", "--format", "openspec") == ref

@@ -31,6 +31,7 @@ __all__ = [
     "change_title",
     "list_changes",
     "list_specs",
+    "no_root_document",
     "root_document",
     "show_change",
     "show_spec",
@@ -51,6 +52,14 @@ class ShowError(InputError):
 def root_document(root: Path) -> dict[str, str]:
     """The ``root`` member every reference JSON output carries."""
     return {"path": str(root), "source": "nearest"}
+
+
+def no_root_document() -> dict[str, Any]:
+    """The status document ``openspec validate --all --json`` prints (exit 1) without a root."""
+    return {"status": [{"severity": "error", "code": "no_openspec_root",
+                        "message": "No OpenSpec root found from the current directory.",
+                        "target": "openspec.root",
+                        "fix": "Run openspec init to create a root here."}]}
 
 
 def _requirements_json(section: Any) -> list[dict[str, Any]]:
