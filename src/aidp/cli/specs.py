@@ -341,7 +341,8 @@ def resolve(uri: str, as_json: bool, repo: Path | None) -> None:
     req, scen = found.requirement, found.scenario
     data: dict[str, Any] = {
         "uri": uri, "capability": found.capability, "version": found.version,
-        "file": found.spec.position.file, "notices": list(found.notices),
+        "file": found.spec.position.file if req is None else req.position.file,
+        "notices": list(found.notices),
         "requirement": None if req is None else {
             "key": req.key, "name": req.name, "text": req.text, "line": req.position.line,
             "scenarios": [{"name": s.name, "text": s.text, "line": s.position.line}
@@ -358,8 +359,7 @@ def resolve(uri: str, as_json: bool, repo: Path | None) -> None:
     if scen is not None:
         click.echo(f"{req.key if req else ''}#{scen.name} ({found.version})\n{scen.text}")
     elif req is not None:
-        click.echo(f"{req.key} ({found.version}, {found.spec.position.file}:"
-                   f"{req.position.line})\n{req.text}")
+        click.echo(f"{req.key} ({found.version}, {req.position})\n{req.text}")
         for s in req.scenarios:
             click.echo(f"  #### Scenario: {s.name}")
     else:
