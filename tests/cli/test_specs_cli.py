@@ -108,6 +108,33 @@ def test_resolve_at_change_and_missing(root: Path) -> None:
     assert missing.stderr.startswith("error: spec://auth/Two factor: no requirement 'Two factor'")
 
 
+def test_resolve_at_change_reports_the_delta_file_and_line(root: Path) -> None:
+    """Rule: resolve @<change> reports the file and line the requirement comes from."""
+    data = json.loads(aidp(root, "resolve", "spec://auth/Two factor@add-2fa", "--json").stdout)
+    assert (data["file"], data["requirement"]["line"]) == (
+        "openspec/changes/add-2fa/specs/auth/spec.md", 2)
+    text = aidp(root, "resolve", "spec://auth/Two factor@add-2fa").stdout.splitlines()[0]
+    assert text == "auth/Two factor (add-2fa, openspec/changes/add-2fa/specs/auth/spec.md:2)"
+
+
+@pytest.mark.parametrize("date", ["2026-02-30", "9999-99-99"])
+def test_resolve_rejects_impossible_dates(root: Path, date: str) -> None:
+    """Rule: an @date that is not a calendar date is exit 2 naming the date."""
+    result = aidp(root, "resolve", f"spec://auth/Login@{date}")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: spec://auth/Login@{date}: {date} is not a valid date")
+
+
+def test_validate_all_in_openspec_without_a_root_is_exit_3(tmp_path: Path) -> None:
+    """Rule: aidp's formats refuse an openspec/ with neither specs/, changes/ nor config.yaml."""
+    (tmp_path / "openspec").mkdir()
+    (tmp_path / "openspec" / "project.md").write_text("# Project\n")
+    for args in (("validate",), ("validate", "--all", "--json")):
+        result = aidp(tmp_path, *args)
+        assert result.returncode == 3 and result.stdout == ""
+        assert "no OpenSpec root" in result.stderr
+
+
 def test_conflicts_exit_1_and_name_both_changes(root: Path) -> None:
     """Two active changes adding the same requirement: one line naming both, exit 1."""
     other = root / "openspec/changes/also-2fa/specs/auth"

@@ -192,3 +192,34 @@ def test_archive_refusals_match_openspec(corpus: Path, tmp_path: Path, reference
     assert proc.stderr.startswith("error: openspec/changes/") and "Traceback" not in proc.stderr
     assert _spec_files(ours_root) == before == _spec_files(ref_root)
     assert (ours_root / "openspec" / "changes" / item).is_dir()
+
+
+def test_list_ties_sorted_by_name_as_openspec(tmp_path: Path, reference: Reference) -> None:
+    """Rule: changes with equal modification times are listed by name, as `openspec list`."""
+    changes = tmp_path / "openspec" / "changes"
+    names = ["zeta", "alpha", "mid", "omega", "beta", "kappa"]
+    for name in names:
+        (changes / name).mkdir(parents=True)
+        (changes / name / "tasks.md").write_text("- [ ] 1.1 x\n")
+    stamp_ns = 1_700_000_000_123 * 10**6
+    for path in [*changes.rglob("*"), changes]:
+        os.utime(path, ns=(stamp_ns, stamp_ns))
+    ref_code, ref = reference.json(tmp_path, "list", "--json")
+    assert [c["name"] for c in ref["changes"]] == sorted(names)
+    assert list_changes(tmp_path) == ref
+    assert _aidp(tmp_path, "list", "--format", "openspec") == (ref_code, ref)
+
+
+@pytest.mark.parametrize("layout", ["instructions-only", "no-openspec"])
+def test_validate_all_without_a_root_matches_openspec(tmp_path: Path, reference: Reference,
+                                                      layout: str) -> None:
+    """Rule: `validate --all` with no OpenSpec root (no openspec/, or one holding neither specs/,
+    changes/ nor config.yaml) prints the reference's no_openspec_root status and exits 1."""
+    if layout == "instructions-only":
+        (tmp_path / "openspec").mkdir()
+        (tmp_path / "openspec" / "AGENTS.md").write_text("# Agents\n")
+        (tmp_path / "openspec" / "project.md").write_text("# Project\n")
+    ref = reference.json(tmp_path, "validate", "--all", "--json")
+    assert ref[0] == 1 and ref[1]["status"][0]["code"] == "no_openspec_root"
+    assert _aidp(tmp_path, "validate", "--all", "--format", "openspec") == ref
+    assert _aidp(tmp_path, "validate", "--format", "openspec") == ref

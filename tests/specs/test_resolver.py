@@ -8,6 +8,7 @@ import pytest
 
 from aidp.exceptions import InputError, NotFoundError
 from aidp.specs import load_project
+from aidp.specs.model import Position
 from aidp.specs.resolver import find_conflicts, parse_uri, reference_graph, resolve
 from tests.specs.corpus import ADD_OK, LOGIN, proposal, spec
 
@@ -170,3 +171,34 @@ def test_reference_graph_missing_targets_and_cycles(tmp_path: Path) -> None:
         "openspec/specs/c/spec.md:8: [c/Three] reference cycle: a/One -> b/Two -> c/Three -> "
         "a/One",
     ]
+
+
+def _line_of(path: Path, text: str) -> int:
+    return path.read_text().split("\n").index(text) + 1
+
+
+def test_resolve_at_a_change_names_the_file_it_comes_from(project_root: Path) -> None:
+    """Rule: at @<change>, a requirement's file and line are those of the file it comes from --
+    the change's delta spec for what the change adds or modifies, the current spec otherwise."""
+    project = load_project(project_root)
+    delta = "openspec/changes/add-2fa/specs/auth/spec.md"
+    added = resolve(project, "spec://auth/Two%20factor#Code%20ok@add-2fa")
+    assert added.requirement is not None and added.scenario is not None
+    assert added.requirement.position == Position(
+        delta, _line_of(project_root / delta, "### Requirement: Two factor"))
+    assert added.scenario.position == Position(
+        delta, _line_of(project_root / delta, "#### Scenario: Code ok"))
+    modified = resolve(project, "spec://auth/Login@add-2fa").requirement
+    assert modified is not None and modified.position == Position(
+        delta, _line_of(project_root / delta, "### Requirement: Login"))
+    current = "openspec/specs/auth/spec.md"
+    untouched = resolve(project, "spec://auth/Logout@add-2fa")
+    assert untouched.requirement is not None and untouched.requirement.position == Position(
+        current, _line_of(project_root / current, "### Requirement: Logout"))
+
+
+@pytest.mark.parametrize("date", ["2026-02-30", "9999-99-99", "2025-13-01"])
+def test_impossible_dates_are_rejected(project_root: Path, date: str) -> None:
+    """Rule: @YYYY-MM-DD must be a real calendar date; otherwise an InputError naming it."""
+    with pytest.raises(InputError, match=f"{date}.*not a valid date"):
+        resolve(load_project(project_root), f"spec://auth/Login@{date}")

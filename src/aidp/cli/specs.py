@@ -76,6 +76,28 @@ def _root(repo: Path | None) -> Path:
     return find_root(repo if repo is not None else Path.cwd())
 
 
+def _bulk_root(repo: Path | None, output: str) -> Path:
+    """The root for validating everything: as the reference's bulk commands, the nearest
+    ``openspec/`` holding specs/, changes/ or config.yaml. Without one, ``--format openspec``
+    prints the reference's ``no_openspec_root`` status (exit 1); aidp's formats exit 3."""
+    from aidp.specs.compat import no_root_document
+    from aidp.specs.project import find_qualifying_root
+
+    start = repo if repo is not None else Path.cwd()
+    found = find_qualifying_root(start)
+    if found is not None:
+        return found
+    if output == "openspec":
+        echo_json(no_root_document())
+        click.echo("error: no OpenSpec root (openspec/ with specs/, changes/ or config.yaml) at "
+                   f"or above {start.resolve()}", err=True)
+        sys.exit(1)
+    bare = _root(repo)  # no openspec/ at all: the usual error
+    raise NotFoundError(f"no OpenSpec root: {bare / 'openspec'} holds no specs/, changes/ or "
+                        "config.yaml, so there is nothing to validate",
+                        hint="run `openspec init` or add openspec/specs/ or openspec/changes/")
+
+
 def _kind_of(root: Path, item: str, wanted: str | None) -> str:
     """``change`` or ``spec`` for ``item``; NotFoundError / InputError when unknown / ambiguous."""
     from aidp.specs.project import discover_spec_files
@@ -111,17 +133,21 @@ def specs() -> None:
 @click.option("--type", "kind", type=click.Choice(["change", "spec"]), default=None,
               help="What ID names (default: whichever exists).")
 @click.option("--strict", is_flag=True, help="Warnings fail too.")
+@click.option("--all", "all_items", is_flag=True,
+              help="Every change and spec (the default without ID; as `openspec validate --all`).")
 @_format_option("text", "json", "openspec")
 @_root_option
-def validate(item: str | None, kind: str | None, strict: bool, output: str, as_json: bool,
-             repo: Path | None) -> None:
+def validate(item: str | None, kind: str | None, strict: bool, all_items: bool, output: str,
+             as_json: bool, repo: Path | None) -> None:
     """Validate one change or spec, or every one, with the rules of `openspec validate`."""
     from aidp.specs.compat import validation_document
     from aidp.specs.project import discover_spec_files
     from aidp.specs.validate import Report, validate_change, validate_spec
 
     output = "json" if as_json and output == "text" else output
-    root = _root(repo)
+    if all_items and item is not None:
+        raise InputError("--all validates every item: give it no ID")
+    root = _root(repo) if item is not None else _bulk_root(repo, output)
     targets: list[tuple[str, str]] = []
     if item is not None:
         with _openspec_errors(output):
@@ -315,7 +341,8 @@ def resolve(uri: str, as_json: bool, repo: Path | None) -> None:
     req, scen = found.requirement, found.scenario
     data: dict[str, Any] = {
         "uri": uri, "capability": found.capability, "version": found.version,
-        "file": found.spec.position.file, "notices": list(found.notices),
+        "file": found.spec.position.file if req is None else req.position.file,
+        "notices": list(found.notices),
         "requirement": None if req is None else {
             "key": req.key, "name": req.name, "text": req.text, "line": req.position.line,
             "scenarios": [{"name": s.name, "text": s.text, "line": s.position.line}
@@ -332,8 +359,7 @@ def resolve(uri: str, as_json: bool, repo: Path | None) -> None:
     if scen is not None:
         click.echo(f"{req.key if req else ''}#{scen.name} ({found.version})\n{scen.text}")
     elif req is not None:
-        click.echo(f"{req.key} ({found.version}, {found.spec.position.file}:"
-                   f"{req.position.line})\n{req.text}")
+        click.echo(f"{req.key} ({found.version}, {req.position})\n{req.text}")
         for s in req.scenarios:
             click.echo(f"  #### Scenario: {s.name}")
     else:

@@ -31,6 +31,7 @@ __all__ = [
     "change_title",
     "list_changes",
     "list_specs",
+    "no_root_document",
     "root_document",
     "show_change",
     "show_spec",
@@ -51,6 +52,14 @@ class ShowError(InputError):
 def root_document(root: Path) -> dict[str, str]:
     """The ``root`` member every reference JSON output carries."""
     return {"path": str(root), "source": "nearest"}
+
+
+def no_root_document() -> dict[str, Any]:
+    """The status document ``openspec validate --all --json`` prints (exit 1) without a root."""
+    return {"status": [{"severity": "error", "code": "no_openspec_root",
+                        "message": "No OpenSpec root found from the current directory.",
+                        "target": "openspec.root",
+                        "fix": "Run openspec init to create a root here."}]}
 
 
 def _requirements_json(section: Any) -> list[dict[str, Any]]:
@@ -202,8 +211,9 @@ def list_changes(root: Path) -> dict[str, Any]:
     changes_dir = root / "openspec" / "changes"
     rows: list[tuple[int, dict[str, Any]]] = []
     if changes_dir.is_dir():
-        # Directory order, as the reference reads it: its sort is stable, so ties keep it.
-        for entry in changes_dir.iterdir():
+        # Node's readdir returns names in byte order (libuv sorts its scandir) and the
+        # reference's sort by time is stable, so equal times stay in name order.
+        for entry in sorted(changes_dir.iterdir(), key=lambda e: e.name.encode()):
             if not entry.is_dir() or entry.name == "archive":
                 continue
             tasks = entry / "tasks.md"

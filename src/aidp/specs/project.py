@@ -46,6 +46,7 @@ from aidp.specs.model import (
 __all__ = [
     "MAX_FILE_BYTES",
     "discover_spec_files",
+    "find_qualifying_root",
     "find_root",
     "load_change",
     "load_project",
@@ -91,6 +92,21 @@ def find_root(start: Path) -> Path:
             return candidate
     raise NotFoundError(f"no openspec/ directory at or above {here}",
                         hint="run `openspec init` or pass --repo PATH")
+
+
+def find_qualifying_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` whose ``openspec/`` is a root to the reference
+    CLI's bulk commands: it holds ``specs/`` or ``changes/`` (directories) or ``config.yaml`` /
+    ``config.yml``; an ``openspec/`` with only instructions (``AGENTS.md``, ``project.md``) is
+    passed over. None when there is none."""
+    here = start.resolve()
+    for candidate in (here, *here.parents):
+        openspec = candidate / "openspec"
+        if openspec.is_dir() and ((openspec / "specs").is_dir() or (openspec / "changes").is_dir()
+                                  or (openspec / "config.yaml").exists()
+                                  or (openspec / "config.yml").exists()):
+            return candidate
+    return None
 
 
 def discover_spec_files(specs_root: Path) -> list[tuple[str, Path]]:

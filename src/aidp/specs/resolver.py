@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from urllib.parse import unquote
 
 from aidp.exceptions import InputError, NotFoundError, Problem
@@ -117,9 +118,34 @@ def _spec_after(project: Project, capability: str, change: Change) -> tuple[Spec
     except ApplyError as exc:
         raise InputError(f"{delta.position.file}: [{change.id}] cannot apply to {capability}: "
                          f"{exc.message}") from None
-    file = current.position.file if current else f"openspec/specs/{capability}/spec.md"
-    return parse_spec(capability, applied.content, file), [
+    file = current.position.file if current else delta.position.file
+    spec = parse_spec(capability, applied.content, file)
+    return replace(spec, requirements=_sourced(spec, current, change)), [
         f"computed by applying change {change.id} to {capability}"]
+
+
+def _sourced(spec: Spec, current: Spec | None, change: Change) -> tuple[Requirement, ...]:
+    """``spec``'s requirements placed where their text comes from, not in the rebuilt document:
+    the change's delta spec for what it adds or modifies, the current spec for the rest (under
+    its old name when only renamed)."""
+    sources: dict[str, Requirement] = {r.name: r for r in current.requirements} if current else {}
+    ops = [d for d in change.requirement_deltas if d.capability == spec.capability]
+    for d in ops:
+        if d.op is DeltaOp.RENAMED and d.renamed_to and d.name in sources:
+            sources[d.renamed_to] = sources[d.name]
+    for d in ops:
+        if d.op in (DeltaOp.ADDED, DeltaOp.MODIFIED) and d.requirement is not None:
+            sources[d.requirement.name] = d.requirement
+    placed = []
+    for req in spec.requirements:
+        source = sources.get(req.name)
+        if source is None:
+            placed.append(req)
+            continue
+        where = {s.name: s.position for s in source.scenarios}
+        placed.append(replace(req, position=source.position, scenarios=tuple(
+            replace(s, position=where.get(s.name, s.position)) for s in req.scenarios)))
+    return tuple(placed)
 
 
 def _archived_in_order(project: Project) -> list[Change]:
@@ -207,6 +233,11 @@ def resolve(project: Project, uri: str) -> Resolution:
         spec, notices = _spec_after(project, capability, project.changes[version])
         later_changes = [*_archived_in_order(project), project.changes[version]]
     elif _DATE.match(version):
+        try:
+            date.fromisoformat(version)
+        except ValueError:
+            raise InputError(f"{uri}: {version} is not a valid date",
+                             hint="an archive date is a calendar day YYYY-MM-DD") from None
         spec, notices = _spec_on(project, capability, version)
     else:
         raise NotFoundError(f"{uri}: unknown version {version!r}",
