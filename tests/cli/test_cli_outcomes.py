@@ -65,6 +65,19 @@ def test_status_counts_every_attempt(cli_inproc: Cli, tmp_path: Path) -> None:
     assert [cell.strip() for cell in row.split("│")][3] == "4"
 
 
+def test_status_counts_fix_attempts(cli_inproc: Cli, tmp_path: Path) -> None:
+    """status shows attempts_total (first attempt and fix attempts) after a fix loop gives up."""
+    run_id = _run(cli_inproc, tmp_path, "version: 1\nworkstreams: [{id: a, steps: [{id: s, "
+                  "run: 'echo x >> f.txt', checks: ['false'], fix: {max: 3}}]}]\n")
+    step = json.loads(cli_inproc("status", run_id, "--json", check=True).stdout)[
+        "workstreams"][0]["steps"][0]
+    total = len(step["attempt_list"])
+    assert total > 1 and step["attempts_total"] == total, step["attempts"]
+    row = next(line for line in cli_inproc("status", run_id, check=True).stdout.splitlines()
+               if line.strip("│ ").startswith("s "))
+    assert [cell.strip() for cell in row.split("│")][3] == str(total)
+
+
 def test_piped_status_is_not_cut_at_80_columns(cli: Cli, tmp_path: Path) -> None:
     """status on a pipe keeps every cell whole: rich does not wrap the table to 80 columns."""
     path = "/nonexistent/" + "very-long-directory-name/" * 8 + "flag"
