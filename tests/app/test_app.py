@@ -88,8 +88,9 @@ def test_run_view_to_dict_is_the_status_json(app: AppContext, tmp_path: Path) ->
     assert list(ws) == ["id", "status", "branch", "base", "head", "merged", "worktree", "reason",
                         "steps", "compensations"]
     step = ws["steps"][0]
-    assert list(step) == ["id", "status", "attempts", "reason", "checkpoint", "next_attempt_at",
-                          "failure_class", "outcome", "profile", "attempt_list", "compensations"]
+    assert list(step) == ["id", "status", "attempts", "attempts_total", "reason", "checkpoint",
+                          "next_attempt_at", "failure_class", "outcome", "profile",
+                          "attempt_list", "compensations"]
     attempt = step["attempt_list"][0]
     assert attempt["number"] == 1 and attempt["outcome"] == "succeeded"
     assert set(attempt["usage"]) == {"input_tokens", "output_tokens", "cost_usd", "requests"}
@@ -130,10 +131,11 @@ def test_usage_counts_every_attempt(app: AppContext, tmp_path: Path) -> None:
 
 
 def test_unknown_run_is_not_found(app: AppContext, tmp_path: Path) -> None:
-    """Without a database every query raises NotFoundError and creates none; with one, an
-    unknown run or step reference is NotFoundError too."""
+    """Without a database a query of one run raises NotFoundError and creates none (the lists
+    are empty); with one, an unknown run or step reference is NotFoundError too."""
     with pytest.raises(NotFoundError, match="no aidp database"):
-        aidp.app.list_runs(app)
+        aidp.app.resolve_run(app, None)
+    assert aidp.app.list_runs(app) == []
     assert not (app.repo / ".aidp" / "aidp.db").exists()
     assert aidp.app.list_breakers(app) == []
     _run(app, tmp_path, {"good": [_write("good", "one")]})

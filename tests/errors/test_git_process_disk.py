@@ -140,3 +140,20 @@ def test_disk_full_python_crash_is_transient_overall(tmp_path: Path) -> None:
     detection = default_manager().detect_check(ev)
     assert {f.detector for f in detection.findings} == {"disk-full", "python-traceback"}
     assert classify(detection.findings) is FailureClass.TRANSIENT
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    pytest.param(["sh", "-c", "pytset -q"], ["command not found: pytset"], id="dash"),
+    pytest.param(["bash", "-c", "X=1 nosuchtool --flag"], ["command not found: nosuchtool"],
+                 id="bash"),
+    pytest.param(["sh", "-c", "exit 127"], ["command not found: sh"], id="silent-first-word"),
+    pytest.param(["sh", "-c", "echo the tests said a lot; exit 127"], [], id="own-127"),
+])
+def test_missing_check_command_is_named(tmp_path: Path, argv: list[str],
+                                        expected: list[str]) -> None:
+    """A check exiting 127 with the shell's "not found" says "command not found: NAME"."""
+    ev = run_check(argv, tmp_path)
+    assert ev.exit_code == 127
+    found = process_exit.aidp_detect_check(ev)
+    assert [f.message for f in found] == expected
+    assert all(f.failure_class is FailureClass.PERMANENT for f in found)

@@ -159,11 +159,10 @@ def get_run(app: AppContext, run_id: str) -> RunView:
 
 
 def list_runs(app: AppContext, limit: int = 20) -> list[RunListItemView]:
-    """The newest ``limit`` runs, newest first, with how many workstreams each completed.
-
-    Raises:
-        NotFoundError: no database.
-    """
+    """The newest ``limit`` runs, newest first, with how many workstreams each completed; empty
+    when there is no database yet (no run was ever started)."""
+    if not app.has_database():
+        return []
     store = app.store()
     items = []
     for r in store.runs(limit):

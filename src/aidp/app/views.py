@@ -156,10 +156,17 @@ class StepView:
     attempt_list: tuple[AttemptView, ...] = ()
     compensations: tuple[CompensationView, ...] = ()
 
+    @property
+    def attempts_total(self) -> int:
+        """How many attempts the step has had in all (``attempts`` counts only those against
+        the retry policy since the last reset: a resume or a retry resets it)."""
+        return len(self.attempt_list)
+
     def to_dict(self) -> dict[str, Any]:
         """The step as ``status --json`` prints it."""
         return {
             "id": self.id, "status": self.status, "attempts": self.attempts,
+            "attempts_total": self.attempts_total,
             "reason": self.reason, "checkpoint": self.checkpoint,
             "next_attempt_at": iso_ts(self.next_attempt_at),
             "failure_class": self.failure_class, "outcome": self.outcome,

@@ -19,8 +19,12 @@ if TYPE_CHECKING:
     from aidp.config import Settings
 
 __all__ = [
-    "Context", "actor", "echo_json", "git_toplevel", "repo_options", "resolve_repo",
+    "Context", "actor", "console", "echo_json", "git_toplevel", "repo_options", "resolve_repo",
 ]
+
+#: The width rich lays tables out in when stdout is not a terminal: wide enough never to wrap
+#: or cut a cell (a pipe or a file has no width; ``grep`` and ``less -S`` want whole lines).
+PIPE_WIDTH = 100_000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +84,20 @@ class Context:
     def close(self) -> None:
         """Close what the application layer opened (the store)."""
         self.app.close()
+
+
+def console() -> Any:
+    """A rich Console on stdout: colour only on a terminal and never with ``NO_COLOR`` set
+    (then not even bold: no ANSI escape at all), and no 80-column wrapping on a pipe."""
+    import os
+
+    from rich.console import Console
+
+    plain = bool(os.environ.get("NO_COLOR"))
+    out = Console(color_system=None) if plain else Console()
+    if not out.is_terminal:
+        out.width = PIPE_WIDTH
+    return out
 
 
 def echo_json(data: Any) -> None:

@@ -13,7 +13,7 @@ __all__ = ["approve", "cancel", "reject", "rollback"]
 
 
 @click.command()
-@click.argument("run_ref", metavar="RUN", required=False)
+@click.argument("run_ref", metavar="[RUN]", required=False)
 @repo_options
 @click.option("--wait", "wait_s", default=30.0, show_default=True,
               help="Seconds to wait for a live run to stop.")

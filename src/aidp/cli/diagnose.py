@@ -3,6 +3,7 @@ layer's read models (:mod:`aidp.app`)."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -13,7 +14,7 @@ __all__ = ["diagnose", "findings"]
 
 
 @click.command()
-@click.argument("run_ref", metavar="RUN", required=False)
+@click.argument("run_ref", metavar="[RUN]", required=False)
 @click.option("--step", "step_ref", metavar="WS/STEP", help="Only this step's findings.")
 @click.option("--attempt", type=int, help="Only this attempt's findings.")
 @repo_options
@@ -81,7 +82,7 @@ def diagnose(run_ref: str, step_ref: str, attempt: int | None, repo: Path | None
                f"{bundle.get('duration_s')}s")
     click.echo(f"reason: {bundle.get('reason')}")
     if bundle.get("command_line"):
-        click.echo("command: " + " ".join(bundle["command_line"]))
+        click.echo("command: " + shlex.join(bundle["command_line"]))
     click.echo("environment names: " + (", ".join(bundle.get("env_names") or []) or "-"))
     if bundle.get("breaker"):
         click.echo(f"breaker: {bundle['breaker']}")

@@ -6,52 +6,79 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from aidp.cli.common import Context, echo_json, repo_options
+from aidp.cli.common import Context, console, echo_json, repo_options
 
 __all__ = ["logs", "runs", "status"]
 
 
 @click.command()
-@click.argument("run_ref", metavar="RUN", required=False)
+@click.argument("run_ref", metavar="[RUN]", required=False)
 @repo_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_json: bool
            ) -> None:
     """Show RUN (default: the newest): its workstreams, steps and checkpoints."""
-    from aidp.app import get_run, resolve_run
+    from aidp.app import get_run, list_runs, resolve_run
 
     ctx = Context(repo, config_path)
     try:
-        data = get_run(ctx.app, resolve_run(ctx.app, run_ref)).to_dict()
+        if run_ref is None and not list_runs(ctx.app, 1):
+            data = dict(_NO_RUN)  # no run yet: an empty table, not an error
+        else:
+            data = get_run(ctx.app, resolve_run(ctx.app, run_ref)).to_dict()
     finally:
         ctx.close()
     if as_json:
         echo_json(data)
         return
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    live = f" (driven by {data['holder']})" if data["live"] else ""
-    console.print(f"run [bold]{data['run_id']}[/] {data['status']}{live}")
+    out = console()
+    if data["run_id"] is None:
+        click.echo("no runs yet; start one with `aidp run FILE`", err=True)
+    else:
+        live = f" (driven by {data['holder']})" if data["live"] else ""
+        out.print(f"run [bold]{data['run_id']}[/] {_state(data['status'])}{live}")
     table = Table(show_lines=False)
     for name in ("workstream / step", "status", "attempts", "checkpoint", "note"):
         table.add_column(name)
     for ws in data["workstreams"]:
-        table.add_row(f"[bold]{ws['id']}[/]", ws["status"], "", (ws["head"] or "")[:10],
-                      ws["reason"] or ws["branch"])
+        table.add_row(f"[bold]{ws['id']}[/]", _state(ws["status"]), "",
+                      (ws["head"] or "")[:10], escape(ws["reason"] or ws["branch"]))
         for step in ws["steps"]:
             note = step["reason"] or ""
             if step["failure_class"] or step["outcome"] not in (None, "succeeded"):
                 note = f"[{step['failure_class'] or step['outcome']}] {note}"
             if step["next_attempt_at"]:
                 note = f"next attempt at {step['next_attempt_at']}; {note}"
-            table.add_row(f"  {step['id']}", step["status"], str(step["attempts"] or ""),
-                          (step["checkpoint"] or "")[:10], note)
-    console.print(table)
+            table.add_row(f"  {step['id']}", _state(step["status"]),
+                          str(step["attempts_total"] or ""),
+                          (step["checkpoint"] or "")[:10], escape(note))
+    out.print(table)
+
+
+#: ``status --json`` when there is no run yet: the keys of a run, nothing in them.
+_NO_RUN: dict[str, Any] = {
+    "run_id": None, "status": None, "live": False, "holder": None, "repo": None,
+    "created_at": None, "started_at": None, "finished_at": None, "cancel_requested": False,
+    "workstreams": [],
+}
+
+#: The colour of a state in ``status`` (shown only on a terminal without ``NO_COLOR``).
+_STATE_STYLE = {"failed": "red", "timeout": "red", "completed": "green"}
+
+
+def _state(state: str) -> str:
+    """``state`` as rich markup, coloured when it is a failure (red) or a success (green)."""
+    from rich.markup import escape
+
+    style = _STATE_STYLE.get(state)
+    return f"[{style}]{state}[/]" if style else escape(state)
 
 
 @click.command()
@@ -70,6 +97,8 @@ def runs(repo: Path | None, config_path: Path | None, limit: int, as_json: bool)
     if as_json:
         echo_json(items)
         return
+    if not items:
+        click.echo("no runs yet; start one with `aidp run FILE`", err=True)
     for item in items:
         click.echo(f"{item['run_id']}  {item['status']:<10} {item['created_at']}  "
                    f"{item['completed']}/{item['workstreams']} workstreams completed")
@@ -81,16 +110,26 @@ def runs(repo: Path | None, config_path: Path | None, limit: int, as_json: bool)
 @repo_options
 @click.option("--attempt", type=int, help="Attempt number (default: the latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the attempt ends.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: run, step, attempt, log path and the log's text.")
 def logs(run_ref: str, step_ref: str, repo: Path | None, config_path: Path | None,
-         attempt: int | None, follow: bool) -> None:
+         attempt: int | None, follow: bool, as_json: bool) -> None:
     """Print the log of STEP (WORKSTREAM/STEP, or a step id unique in the run) of RUN."""
     from aidp.app import get_attempt, resolve_step
 
+    if as_json and follow:
+        raise click.UsageError("--json and --follow cannot be combined")
     ctx = Context(repo, config_path)
     try:
         step = resolve_step(ctx.app, run_ref, step_ref)
         chosen = get_attempt(ctx.app, step, attempt)
         path = Path(chosen.log_path or "")
+        if as_json:
+            text = path.read_bytes().decode("utf-8", "replace") if path.is_file() else None
+            echo_json({"run_id": step.run_id, "workstream": step.ws_id, "step": step.step_id,
+                       "attempt": chosen.number, "finished": chosen.finished,
+                       "path": str(path) if chosen.log_path else None, "text": text})
+            return
         offset = 0
         while True:
             if path.exists():

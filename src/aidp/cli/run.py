@@ -111,7 +111,7 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
 
 
 @click.command()
-@click.argument("run_ref", metavar="RUN", required=False)
+@click.argument("run_ref", metavar="[RUN]", required=False)
 @repo_options
 @click.option("--parallel", "-p", type=click.IntRange(1, 256), help="Steps running at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")

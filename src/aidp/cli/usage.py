@@ -12,7 +12,7 @@ from aidp.cli.common import Context, echo_json, repo_options
 __all__ = ["usage"]
 
 @click.command()
-@click.argument("run_ref", metavar="RUN", required=False)
+@click.argument("run_ref", metavar="[RUN]", required=False)
 @click.option("--all", "all_runs", is_flag=True, help="Every run, not only RUN / the newest.")
 @repo_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

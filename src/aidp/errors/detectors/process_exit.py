@@ -10,11 +10,15 @@ SIGKILL not from our timeout, or exit    transient   ``SIGKILL``  most likely th
                                                                   shared, try again
 another signal (or exit 128 + N)         unknown     ``SIG...``   a crash we cannot
                                                                   judge from here
+a check exits 127 (the shell's "command  permanent   ``command-   a typo or a tool not
+not found"), saying just that or nothing             not-found``  installed
 =======================================  ==========  ===========  =====================
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import signal as signals
 
 from aidp.errors.detectors._common import make_finding
@@ -23,6 +27,10 @@ from aidp.errors.hookspecs import hookimpl
 
 NAME = "process"
 _SHELL_SIGNAL_BASE = 128
+_NOT_FOUND_EXIT = 127
+# dash "sh: 1: NAME: not found", bash "bash: line 1: NAME: command not found", zsh, busybox
+_NOT_FOUND = re.compile(r"^(?:\S*sh|\S+): (?:line )?(?:\d+: )?(?P<name>[^:\n]+): "
+                        r"(?:command )?not found\s*$", re.M)
 
 
 def _signal_name(number: int) -> str:
@@ -61,6 +69,32 @@ def aidp_detect_attempt(evidence: AttemptEvidence) -> list[Finding]:
     return detect(evidence, "tool")
 
 
+def command_not_found(evidence: CheckEvidence) -> list[Finding]:
+    """A check that exited 127 saying only that its command was not found (or nothing): one
+    finding ``command not found: NAME`` (NAME as the shell reported it, else the first word of
+    the check's command)."""
+    if evidence.exit_code != _NOT_FOUND_EXIT or evidence.signal or evidence.timed_out:
+        return []
+    output = evidence.output.strip()
+    match = _NOT_FOUND.search(output)
+    if output and (match is None or len(output.splitlines()) > 3):
+        return []  # the command ran and chose 127, or said more than "not found"
+    name = match.group("name").strip() if match else _first_word(evidence.command)
+    if not name:
+        return []
+    return [make_finding(NAME, f"command not found: {name}", FailureClass.PERMANENT,
+                         code="command-not-found")]
+
+
+def _first_word(command: str) -> str:
+    """The program a shell command line runs: its first word after ``NAME=value`` settings."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    return next((w for w in words if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w)), "")
+
+
 @hookimpl
 def aidp_detect_check(evidence: CheckEvidence) -> list[Finding]:
-    return detect(evidence, "check")
+    return detect(evidence, "check") or command_not_found(evidence)
