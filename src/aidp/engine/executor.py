@@ -308,8 +308,7 @@ class Executor(Preparation, Admission, Invoker):
                 changed = stage_all(wsr.worktree)
                 outside = [p for p in changed if not wsr.scope.matches(p)]
             if not tool_result.cancelled:  # the detectors judge every attempt, not only failures
-                if log.bytes_seen > self.settings.run.log_cap_bytes:
-                    log.note("[aidp] the tool's output ends here")  # writes the kept tail
+                log.sync()  # past the cap, the kept tail reaches the file
                 tool_sourced, detector_failures = detect_tool(
                     tool=profile_name, adapter=profile.adapter if profile else "?",
                     result=result, log_path=log_path, worktree=worktree, changed=changed)
