@@ -138,7 +138,7 @@ def test_timeout_sends_sigterm_first(tmp_path: Path, env: dict[str, str], token:
         grace_s=60.0,
     )
     assert result.timed_out and result.exit_code == 7
-    assert output == b"hi\nbye\n"
+    assert output == b"hi\n--- [aidp] stopping the tool: sending SIGTERM (timeout) ---\nbye\n"
     assert time.monotonic() - started < 30.0  # the grace period ended when the tool exited
 
 
@@ -157,7 +157,7 @@ def test_interrupt_signal_replaces_sigterm(tmp_path: Path, env: dict[str, str], 
         interrupt_signal=signal.SIGINT,
     )
     assert result.cancelled and result.exit_code == 3
-    assert output == b"hi\nint\n"
+    assert output == b"hi\n--- [aidp] stopping the tool: sending SIGINT (cancelled) ---\nint\n"
 
 
 def test_failing_on_start_leaves_nothing_running(

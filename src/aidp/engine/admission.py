@@ -14,6 +14,7 @@ from aidp.config import Settings, ToolProfile
 from aidp.core.clock import Clock
 from aidp.core.states import AttemptKind, AttemptOutcome, FailureClass, StepState
 from aidp.engine.invocation import prompt_text
+from aidp.engine.outcome import provider_refused
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.errors.finding import Finding
 from aidp.exceptions import ToolError
@@ -141,8 +142,11 @@ class Admission:
                         findings: list[Finding]) -> dict[str, str] | None:
         """Tell the breakers how the attempt went; their states afterwards (for diagnostics).
 
-        Only transient failures count against a provider; a success or a permanent failure
-        (the provider answered) counts for it; a cancelled attempt gives its slot back."""
+        Transient failures count against a provider, and so does a call it refused (bad
+        credentials, no permission, an unknown model, no quota: :func:`provider_refused`), so
+        that its breaker opens and a fallback is chosen; a success or another permanent
+        failure (the provider answered: a failed check, an edit that did not apply) counts for
+        it; a cancelled attempt gives its slot back."""
         profile = self.settings.profile(profile_name)
         if permit is None or profile is None:
             return None
@@ -152,10 +156,11 @@ class Admission:
         else:
             transient = failure is FailureClass.TRANSIENT
             crashed = outcome is AttemptOutcome.CRASHED
-            answered = not crashed and failure in (None, FailureClass.PERMANENT)
+            refused = provider_refused(findings)
+            answered = not crashed and not refused and failure in (None, FailureClass.PERMANENT)
             after = self.breakers.record_all(
                 permit, policy, success=answered,
-                transient=transient, now=self.clock.now(),
+                transient=transient or refused, now=self.clock.now(),
                 retry_after=max((f.retry_after for f in findings if f.retry_after),
                                 default=None) if transient else None)
         return {key: snap.state.value for key, snap in after.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 from aidp.core.states import AttemptKind
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, FailureClass, Finding
+from aidp.process.runner import STOP_MARKER
+from aidp.tools.adapter import AdapterResult
 from aidp.workspace.git import run_git
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "dedupe",
     "dedupe_sourced",
     "detect",
+    "detect_tool",
+    "detector_text",
     "no_change_finding",
     "read_log_text",
     "scope_findings",
@@ -65,6 +70,24 @@ def read_log_text(path: Path) -> str:
     return data.decode("utf-8", "replace")
 
 
+#: A line aidp wrote into the log itself (``CappedLog.note``: ``--- [aidp] ... ---``, an adapter's
+#: ``--- [openai] ... ---``, ``--- check 1: NAME ---``) or between a long log's head and tail.
+_OWN_LINE = re.compile(r"^(?:--- (?:\[[\w.-]+\] |check \d+: ).*---|\[aidp\] \.\.\.)\r?$")
+
+
+def detector_text(text: str) -> str:
+    """What the detectors read of a tool's log: the tool's own output, up to where aidp stopped
+    it (a timeout or cancel; what follows -- a ``KeyboardInterrupt`` traceback after aidp's
+    SIGINT -- is the tool's reaction to aidp, not evidence), without aidp's own lines."""
+    stop = text.find(f"--- {STOP_MARKER}")
+    if stop >= 0:
+        text = text[:stop]
+    if "[" not in text and "--- check" not in text:
+        return text
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not _OWN_LINE.match(line.rstrip("\n")))
+
+
 def detect(attempt: AttemptEvidence | None, checks: Sequence[CheckEvidence]) -> Detected:
     """Run the detectors over the tool's output and over each failed check's output."""
     from aidp.errors.manager import default_manager
@@ -78,6 +101,24 @@ def detect(attempt: AttemptEvidence | None, checks: Sequence[CheckEvidence]) -> 
         found.extend((source, finding) for finding in result.findings)
         failures.extend(f"{f.detector}: {f.message}" for f in result.failures)
     return Detected(tuple(dedupe_sourced(found)), tuple(failures))
+
+
+def detect_tool(*, tool: str, adapter: str, result: AdapterResult, log_path: Path,
+                worktree: Path, changed: Sequence[str]) -> tuple[list[tuple[str, Finding]],
+                                                                 tuple[str, ...]]:
+    """The findings on what the tool did -- the adapter's own, then the detectors' on its log
+    (:func:`detector_text` of it) -- as ``("tool", finding)`` pairs, and the detectors that
+    failed. Run for every attempt that was not cancelled, successful or not."""
+    evidence = AttemptEvidence(
+        tool=tool, adapter=adapter, exit_code=result.exit_code, signal=result.signal,
+        timed_out=result.timed_out, duration_s=result.duration_s,
+        output=detector_text(read_log_text(log_path)), worktree=worktree, log_path=log_path,
+        events=tuple({"kind": e.kind, **e.data} for e in result.events),
+        changed_files=tuple(changed),
+    )
+    detected = detect(evidence, [])
+    pairs = dedupe_sourced([*(("tool", f) for f in result.findings), *detected.findings])
+    return pairs, detected.failures
 
 
 def dedupe_sourced(pairs: Iterable[tuple[str, Finding]]) -> list[tuple[str, Finding]]:

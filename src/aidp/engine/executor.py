@@ -58,15 +58,21 @@ from aidp.engine.diagnosis import (
     classify,
     dedupe_sourced,
     detect,
+    detect_tool,
     no_change_finding,
-    read_log_text,
     scope_findings,
 )
 from aidp.engine.invocation import Invoker, prompt_text
-from aidp.engine.outcome import CheckResult, ToolResult, decide_outcome
+from aidp.engine.outcome import (
+    FIXABLE_CODES,
+    MODEL_ADAPTERS,
+    CheckResult,
+    ToolResult,
+    decide_outcome,
+)
 from aidp.engine.preparation import Preparation
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
-from aidp.errors.finding import AttemptEvidence, CheckEvidence, Finding
+from aidp.errors.finding import CheckEvidence, Finding
 from aidp.exceptions import AidpError, ToolError
 from aidp.model.workstream import MergeStrategy
 from aidp.process.runner import CappedLog, build_env
@@ -119,6 +125,8 @@ class _Invoked:
     sha: str | None
     output_bytes: int
     env_names: list[str]
+    tool_sourced: list[tuple[str, Finding]]  # the adapter's and the detectors' on its output
+    detector_failures: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -287,26 +295,42 @@ class Executor(Preparation, Admission, Invoker):
         checks: list[CheckResult] = []
         check_outputs: list[CheckEvidence] = []
         result = AdapterResult(None, error="not run")
+        tool_sourced: list[tuple[str, Finding]] = []
+        detector_failures: tuple[str, ...] = ()
         try:
             result = self._run_tool(step, wsr, sr, profile_name, values, env, secrets, log,
                                     token, prompt, number)
             tool_result = ToolResult(result.exit_code, result.signal, result.timed_out,
                                      result.cancelled, result.error)
-            if tool_result.exit_code == 0 and not tool_result.cancelled:
+            clean = (tool_result.exit_code == 0 and not tool_result.cancelled
+                     and not tool_result.timed_out and tool_result.signal is None)
+            if clean:
                 changed = stage_all(wsr.worktree)
                 outside = [p for p in changed if not wsr.scope.matches(p)]
-                if step.checks and not outside and not (step.requires_change and not changed):
-                    with self.store.write(self.fence) as tx:
-                        tx.update_step(self.run_id, wsr.ws.id, step.id,
-                                       status=StepState.VALIDATING.value)
-                        tx.event(self.run_id, "step.validating", wsr.ws.id, step.id,
-                                 attempt=number, changed=len(changed))
-                    checks, check_outputs = self._run_checks(step, values, env, secrets, log,
-                                                             worktree, token)
-            outcome, reason = decide_outcome(
-                tool_result, outside_scope=outside, changed=changed,
-                requires_change=step.requires_change, checks=checks,
-            )
+            if not tool_result.cancelled:  # the detectors judge every attempt, not only failures
+                log.sync()  # past the cap, the kept tail reaches the file
+                tool_sourced, detector_failures = detect_tool(
+                    tool=profile_name, adapter=profile.adapter if profile else "?",
+                    result=result, log_path=log_path, worktree=worktree, changed=changed)
+            tool_findings = [f for _, f in tool_sourced]
+            model_tool = profile is not None and profile.adapter in MODEL_ADAPTERS
+
+            def judged(checks: list[CheckResult]) -> tuple[AttemptOutcome, str | None]:
+                return decide_outcome(
+                    tool_result, outside_scope=outside, changed=changed,
+                    requires_change=step.requires_change, checks=checks,
+                    tool_findings=tool_findings, model_tool=model_tool)
+
+            outcome, reason = judged([])
+            if outcome is AttemptOutcome.SUCCEEDED and step.checks:  # never after a failure
+                with self.store.write(self.fence) as tx:
+                    tx.update_step(self.run_id, wsr.ws.id, step.id,
+                                   status=StepState.VALIDATING.value)
+                    tx.event(self.run_id, "step.validating", wsr.ws.id, step.id,
+                             attempt=number, changed=len(changed))
+                checks, check_outputs = self._run_checks(step, values, env, secrets, log,
+                                                         worktree, token)
+                outcome, reason = judged(checks)
             sha = None
             if outcome is AttemptOutcome.SUCCEEDED:
                 sha = commit_staged(
@@ -330,34 +354,27 @@ class Executor(Preparation, Admission, Invoker):
         finally:
             log.close()
         return _Invoked(result, changed, outside, checks, check_outputs, outcome, reason, sha,
-                        log.bytes_seen, names)
+                        log.bytes_seen, names, tool_sourced, detector_failures)
 
     def _judge(self, sr: StepRuntime, admitted: _Admitted, claim: _Claim, invoked: _Invoked
                ) -> _Judgement:
         """Phase 3: the findings (the tool's, the detectors', scope and checks), their failure
         class and the recovery verdict: the step's next state and what its next attempt is."""
         step = sr.step
-        profile_name, profile = admitted.profile_name, admitted.profile
-        worktree, log_path, started_at = claim.worktree, claim.log_path, claim.started_at
-        result, changed, outside = invoked.result, invoked.changed, invoked.outside
+        _profile_name, _profile = admitted.profile_name, admitted.profile
+        _worktree, _log_path, started_at = claim.worktree, claim.log_path, claim.started_at
+        result, _changed, outside = invoked.result, invoked.changed, invoked.outside
         checks, check_outputs = invoked.checks, invoked.check_outputs
         outcome, reason = invoked.outcome, invoked.reason
         interrupted = outcome is AttemptOutcome.CANCELLED and self.interrupting
-        sourced: list[tuple[str, Finding]] = [("tool", f) for f in result.findings]
-        detector_failures: tuple[str, ...] = ()
+        sourced = list(invoked.tool_sourced) if outcome is not AttemptOutcome.CANCELLED else [
+            ("tool", f) for f in result.findings]
+        detector_failures = invoked.detector_failures
         if outcome not in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
-            evidence = AttemptEvidence(
-                tool=profile_name, adapter=profile.adapter if profile else "?",
-                exit_code=result.exit_code, signal=result.signal, timed_out=result.timed_out,
-                duration_s=result.duration_s, output=read_log_text(log_path),
-                worktree=worktree, log_path=log_path,
-                events=tuple({"kind": e.kind, **e.data} for e in result.events),
-                changed_files=tuple(changed),
-            )
             failed_checks = [c for c in check_outputs if c.exit_code != 0]
-            detected = detect(evidence, failed_checks)
+            detected = detect(None, failed_checks)
             sourced += detected.findings
-            detector_failures = detected.failures
+            detector_failures += detected.failures
             sourced += [("scope", f) for f in scope_findings(outside)]
             if outcome is AttemptOutcome.NO_CHANGE:
                 sourced.append(("aidp", no_change_finding()))
@@ -372,7 +389,8 @@ class Executor(Preparation, Admission, Invoker):
         # the scope, edits the adapter could not apply (not: bad credentials, unknown model).
         fixable = bool(outside) or outcome is AttemptOutcome.NO_CHANGE or any(
             c.exit_code != 0 for c in checks) or any(
-            f.detector == EDITS_DETECTOR for f in result.findings)
+            f.detector == EDITS_DETECTOR for f in result.findings) or any(
+            f.code in FIXABLE_CODES for _, f in invoked.tool_sourced)
         verdict, history = decide(
             step.retry, step.fix, sr.history, outcome=outcome, failure=failure,
             started_at=started_at, now=self.clock.now(),

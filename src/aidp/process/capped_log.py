@@ -134,6 +134,16 @@ class CappedLog:
                 self._flush_tail()
             self._emit_line(f"--- {line} ---")
 
+    def sync(self) -> None:
+        """Past the cap, write the kept tail now (as :meth:`note` does, without a line of its
+        own), so that a reader of the file sees the output so far -- the detectors, before the
+        checks run."""
+        with self._lock:
+            self._check_open()
+            if self._truncated and self._sections_flushed < MAX_TAIL_SECTIONS:
+                self._sections_flushed += 1
+                self._flush_tail()
+
     def close(self) -> None:
         """Write the truncation marker and the kept tail (if truncated), then close the file."""
         with self._lock:

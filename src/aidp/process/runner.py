@@ -45,6 +45,7 @@ from aidp.process.procfs import is_alive, process_start_time
 __all__ = [
     "CARRY_LIMIT",
     "MIN_SECRET_LEN",
+    "STOP_MARKER",
     "TOKEN_ENV",
     "CappedLog",
     "ProcessResult",
@@ -60,6 +61,8 @@ __all__ = [
 
 #: Environment variable carrying the per-process token into the child and its descendants.
 TOKEN_ENV = "AIDP_PROCESS_TOKEN"
+#: The start of the log note written when a timeout or cancel stops a process.
+STOP_MARKER = "[aidp] stopping the tool: sending"
 #: Bytes per read from the output pipe.
 READ_CHUNK = 64 * 2**10
 #: How often a ``cancel`` event is checked, in seconds.
@@ -386,6 +389,10 @@ def run_process(
             run.step(min(deadline - now, CANCEL_POLL_S) if cancel is not None else deadline - now)
 
         if timed_out or cancelled:
+            # The marker the detectors stop reading at: what follows is the tool's reaction to
+            # being stopped (a KeyboardInterrupt traceback), not evidence of its failure.
+            log.note(f"{STOP_MARKER} {signal.Signals(interrupt_signal).name} "
+                     f"({'timeout' if timed_out else 'cancelled'})")
             _signal(pid, interrupt_signal, group=True)
             run.pump(time.monotonic() + grace_s, need_exit=True, need_eof=True)
             _signal(pid, signal.SIGKILL, group=True)
