@@ -62,8 +62,10 @@ def test_run_change_on_a_model_then_archive(spec_cli: Cli) -> None:
     change archives, its deltas merged into the specs."""
     from aidp.testing import FakeLLM
 
-    edit = "impl/2fa.md\n```\nsecond factor: done\n```\n"
-    with FakeLLM([{"reply": edit}]) as llm:
+    # one reply per task, each a real change: a model that changes nothing fails the step
+    replies = [{"reply": f"impl/2fa-{n}.md\n```\nsecond factor: part {n}\n```\n"}
+               for n in range(1, 5)]
+    with FakeLLM(replies) as llm:
         (spec_cli.cwd / "aidp.toml").write_text(
             f'[specs]\nrequire_approval = false\n\n[tools.model]\nadapter = "openai"\n'
             f'base_url = "{llm.base_url}"\nmodel = "fake-model"\nedit_format = "whole"\n')
