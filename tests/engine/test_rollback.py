@@ -1,0 +1,64 @@
+"""``aidp rollback`` of an upstream workstream reopens everything downstream of it, through the
+real ``aidp`` executable, on SQLite and PostgreSQL (the ``cli`` fixture)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import Cli, git
+from tests.engine.test_run import plan_file, rev, run_json, status, steps_of, wss
+
+
+def _plan(value: Path, merge: str = "") -> str:
+    return f"""
+version: 1
+workstreams:
+  - id: a
+    steps:
+      - {{id: s1, run: "echo one > a1.txt"}}
+      - {{id: s2, depends_on: [s1], run: "cat {value} > a2.txt"}}
+  - id: c
+    depends_on: [a]
+    steps: [{{id: s, run: "cat a2.txt > c.txt"}}]{merge}
+  - id: d
+    depends_on: [c]
+    steps: [{{id: s, run: "cat c.txt > d.txt"}}]
+"""
+
+
+def _is_ancestor(repo: Path, older: str, newer: str) -> bool:
+    done = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=repo,
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def test_rollback_rebuilds_the_dependants_on_the_new_upstream(cli: Cli, tmp_path: Path) -> None:
+    """Rolling back an upstream workstream reopens its dependants (transitively); resume rebuilds
+    their branches on the upstream's new head."""
+    repo = cli.cwd
+    value = tmp_path / "value"
+    value.write_text("old\n")
+    result, summary = run_json(cli, plan_file(tmp_path, _plan(value)))
+    assert result.returncode == 0, result.stderr
+    run_id = summary["run_id"]
+    back = cli("rollback", run_id, "--to", "a/s1")
+    assert back.returncode == 0, back.stderr
+    data = status(cli, run_id)
+    for ws_id in ("c", "d"):
+        assert wss(data)[ws_id]["status"] == "pending", json.dumps(data, indent=1)
+        assert steps_of(data, ws_id)["s"]["status"] == "pending"
+        assert steps_of(data, ws_id)["s"]["checkpoint"] is None
+    value.write_text("new\n")
+    resumed = cli("resume", "--json", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    data = status(cli, run_id)
+    assert data["status"] == "completed"
+    a, c, d = (rev(repo, wss(data)[w]["branch"]) for w in ("a", "c", "d"))
+    assert git(repo, "show", f"{a}:a2.txt") == "new\n"
+    assert _is_ancestor(repo, a, c), "c is not built on a's new head"
+    assert _is_ancestor(repo, c, d), "d is not built on c's new head"
+    assert git(repo, "show", f"{c}:c.txt") == "new\n"
+    assert git(repo, "show", f"{d}:d.txt") == "new\n"
+    assert git(repo, "show", f"{d}:a2.txt") == "new\n"
