@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import Cli, git
-from tests.engine.test_run import plan_file, rev, run_json, status, steps_of, wss
+from tests.engine.test_run import SQLITE_ONLY, plan_file, rev, run_json, status, steps_of, wss
 
 
 def _plan(value: Path, merge: str = "") -> str:
@@ -62,3 +62,53 @@ def test_rollback_rebuilds_the_dependants_on_the_new_upstream(cli: Cli, tmp_path
     assert git(repo, "show", f"{c}:c.txt") == "new\n"
     assert git(repo, "show", f"{d}:d.txt") == "new\n"
     assert git(repo, "show", f"{d}:a2.txt") == "new\n"
+
+
+def test_rollback_lists_every_reopened_workstream_and_the_merges_kept(cli: Cli, tmp_path: Path
+                                                                       ) -> None:
+    """rollback's output (text and --json) names every reopened workstream and step, and the
+    target that keeps an earlier merge; resume merges the rebuilt workstream again."""
+    repo = cli.cwd
+    value = tmp_path / "value"
+    value.write_text("same\n")
+    text = _plan(value, merge="\n    merge: {into: integration}")
+    result, summary = run_json(cli, plan_file(tmp_path, text))
+    assert result.returncode == 0, result.stderr
+    run_id = summary["run_id"]
+    old_merge = rev(repo, "integration")
+    assert wss(status(cli, run_id))["c"]["merged"] == old_merge
+    back = cli("rollback", "--json", run_id, "--to", "a/s1")
+    assert back.returncode == 0, back.stderr
+    data = json.loads(back.stdout)
+    assert (data["workstream"], data["step"], data["reopened"]) == ("a", "s1", ["s2"])
+    assert [(w["id"], w["steps"], w["rebuilt"], w["merged_into"]) for w in
+            data["workstreams"]] == [("a", ["s2"], False, None), ("c", ["s"], True, "integration"),
+                                     ("d", ["s"], True, None)]
+    assert data["workstreams"][1]["merged_sha"] == old_merge
+    assert rev(repo, "integration") == old_merge  # kept: nothing reverted
+    assert wss(status(cli, run_id))["c"]["merged"] is None
+    resumed = cli("resume", "--json", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    c = wss(status(cli, run_id))["c"]
+    assert c["merged"] == rev(repo, "integration") != old_merge
+    assert _is_ancestor(repo, old_merge, "integration")
+    assert _is_ancestor(repo, rev(repo, c["branch"]), "integration")
+
+
+@SQLITE_ONLY
+def test_rollback_text_names_the_reopened_dependants(cli: Cli, tmp_path: Path) -> None:
+    """rollback's text output names each reopened dependant with its steps and the earlier
+    merge its target keeps."""
+    value = tmp_path / "value"
+    value.write_text("x\n")
+    text = _plan(value, merge="\n    merge: {into: integration}")
+    result, summary = run_json(cli, plan_file(tmp_path, text))
+    assert result.returncode == 0, result.stderr
+    back = cli("rollback", summary["run_id"], "--to", "a/s1")
+    assert back.returncode == 0, back.stderr
+    lines = back.stdout.splitlines()
+    assert lines[0] == "a is back at the checkpoint of s1; pending again: s2"
+    assert any(line.startswith("c (downstream of a): rebuilt") and line.endswith(": s")
+               for line in lines), back.stdout
+    assert any(line.startswith("d (downstream of a): rebuilt") for line in lines), back.stdout
+    assert any(line.startswith("integration keeps the earlier merge of c") for line in lines)
