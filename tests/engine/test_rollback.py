@@ -112,3 +112,21 @@ def test_rollback_text_names_the_reopened_dependants(cli: Cli, tmp_path: Path) -
                for line in lines), back.stdout
     assert any(line.startswith("d (downstream of a): rebuilt") for line in lines), back.stdout
     assert any(line.startswith("integration keeps the earlier merge of c") for line in lines)
+
+
+@SQLITE_ONLY
+def test_rollback_to_the_head_keeps_the_dependants(cli: Cli, tmp_path: Path) -> None:
+    """A rollback that does not move the workstream's head (to its last step) reopens nothing
+    downstream: the dependants stay built on that same head."""
+    value = tmp_path / "value"
+    value.write_text("x\n")
+    result, summary = run_json(cli, plan_file(tmp_path, _plan(value)))
+    assert result.returncode == 0, result.stderr
+    run_id = summary["run_id"]
+    heads = {w: wss(status(cli, run_id))[w]["head"] for w in ("c", "d")}
+    back = cli("rollback", "--json", run_id, "--to", "a/s2")
+    assert back.returncode == 0, back.stderr
+    assert [w["id"] for w in json.loads(back.stdout)["workstreams"]] == ["a"]
+    data = status(cli, run_id)
+    assert {w: wss(data)[w]["head"] for w in ("c", "d")} == heads
+    assert all(wss(data)[w]["status"] == "completed" for w in ("c", "d"))
