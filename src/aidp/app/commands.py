@@ -16,7 +16,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aidp.app import queries
-from aidp.app.views import CancelOutcome, PruneOutcome, RollbackOutcome, StepRef, WorktreeView
+from aidp.app.views import (
+    CancelOutcome,
+    PruneOutcome,
+    ReopenedView,
+    RollbackOutcome,
+    StepRef,
+    WorktreeView,
+)
 from aidp.exceptions import NotFoundError
 
 if TYPE_CHECKING:
@@ -137,8 +144,12 @@ def rollback_run(app: AppContext, run_ref: str, to_step: str) -> RollbackOutcome
     from aidp.engine.control import rollback_run as rollback
 
     step = queries.resolve_step(app, run_ref, to_step)
-    reopened = rollback(app.store(), app.repo, step.run_id, step.ws_id, step.step_id)
-    return RollbackOutcome(step=step, reopened=tuple(reopened))
+    done = rollback(app.store(), app.repo, step.run_id, step.ws_id, step.step_id)
+    return RollbackOutcome(step=step, reopened=tuple(done.reopened), to=done.to,
+                           workstreams=tuple(ReopenedView(
+                               ws_id=w.ws_id, steps=w.steps, rebuilt=w.rebuilt,
+                               merged_into=w.merged_into, merged_sha=w.merged_sha)
+                               for w in done.workstreams))
 
 
 def decide_gate(app: AppContext, run_ref: str, step_ref: str, *, approve: bool, by: str,

@@ -20,9 +20,9 @@ from aidp.core.states import RunState
 __all__ = [
     "AttemptView", "BreakerView", "CancelOutcome", "CompensationView", "DiagnosticsView",
     "EventView", "FindingView", "ProposalActOutcome", "ProposalDetailView", "ProposalView",
-    "PruneOutcome", "RollbackOutcome", "RunListItemView", "RunView", "SpecSyncOutcome",
-    "StepRef", "StepView", "TransitionView", "UsageView", "WorkstreamView", "WorktreeView",
-    "iso_ts",
+    "PruneOutcome", "ReopenedView", "RollbackOutcome", "RunListItemView", "RunView",
+    "SpecSyncOutcome", "StepRef", "StepView", "TransitionView", "UsageView", "WorkstreamView",
+    "WorktreeView", "iso_ts",
 ]
 
 
@@ -431,11 +431,38 @@ class CancelOutcome:
 
 
 @dataclass(frozen=True)
+class ReopenedView:
+    """A workstream ``rollback`` reopened: its steps pending again; ``rebuilt``: a dependant,
+    whose branch ``aidp resume`` rebuilds from its dependencies' new heads; ``merged_into``:
+    the branch that keeps its earlier merge (``merged_sha``) -- merged again when it completes
+    again, nothing reverted."""
+
+    ws_id: str
+    steps: tuple[str, ...]
+    rebuilt: bool
+    merged_into: str | None = None
+    merged_sha: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.ws_id, "steps": list(self.steps), "rebuilt": self.rebuilt,
+                "merged_into": self.merged_into, "merged_sha": self.merged_sha}
+
+
+@dataclass(frozen=True)
 class RollbackOutcome:
-    """The end of ``rollback``: the checkpoint gone back to and the steps pending again."""
+    """The end of ``rollback``: the checkpoint gone back to (``to``, its commit), the steps of
+    its workstream pending again (``reopened``) and every reopened workstream (``workstreams``:
+    that one first, then its dependants)."""
 
     step: StepRef
     reopened: tuple[str, ...]
+    to: str = ""
+    workstreams: tuple[ReopenedView, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.step.run_id, "workstream": self.step.ws_id,
+                "step": self.step.step_id, "to": self.to, "reopened": list(self.reopened),
+                "workstreams": [w.to_dict() for w in self.workstreams]}
 
 
 @dataclass(frozen=True)

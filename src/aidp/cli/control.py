@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from aidp.cli.common import Context, actor, repo_options
+from aidp.cli.common import Context, actor, echo_json, repo_options
 
 __all__ = ["approve", "cancel", "reject", "rollback"]
 
@@ -37,11 +37,17 @@ def cancel(run_ref: str | None, repo: Path | None, config_path: Path | None, wai
 @repo_options
 @click.option("--to", "to_step", required=True, metavar="STEP",
               help="The checkpoint to go back to: WORKSTREAM/STEP (or a unique step id).")
-def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was reopened as JSON.")
+def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step: str,
+             as_json: bool) -> None:
     """Move a workstream of RUN back to the checkpoint of STEP.
 
     The steps after it become pending again (`aidp resume RUN` runs them); their commits stay
-    reachable in the reflog. Refused while the run is live.
+    reachable in the reflog. Everything downstream is reopened too: every workstream depending
+    on it (transitively) runs all its steps again, its branch rebuilt from the new heads of its
+    dependencies. A reopened workstream that was merged is merged again when it completes
+    again; its target keeps the earlier merge (nothing is reverted). Refused while the run is
+    live.
     """
     from aidp.app import rollback_run
 
@@ -50,11 +56,21 @@ def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step:
         outcome = rollback_run(ctx.app, run_ref, to_step)
     finally:
         ctx.close()
+    if as_json:
+        echo_json(outcome.to_dict())
+        return
     step = outcome.step
     click.echo(f"{step.ws_id} is back at the checkpoint of {step.step_id}; pending again: "
                + (", ".join(outcome.reopened) or "nothing"))
+    for ws in outcome.workstreams:
+        if ws.rebuilt:
+            click.echo(f"{ws.ws_id} (downstream of {step.ws_id}): rebuilt from scratch, "
+                       "pending again: " + (", ".join(ws.steps) or "nothing"))
+        if ws.merged_into:
+            click.echo(f"{ws.merged_into} keeps the earlier merge of {ws.ws_id} "
+                       f"({(ws.merged_sha or '')[:12]}); {ws.ws_id} is merged again when it "
+                       "completes again")
     click.echo(f"run `aidp resume {step.run_id}` to run them")
-
 
 
 @click.command()

@@ -7,8 +7,12 @@ changes in the run's rows it changes under the run's lease; it never runs a step
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from aidp.core.dag import descendants
 from aidp.core.states import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
@@ -20,13 +24,16 @@ from aidp.core.states import (
     check,
 )
 from aidp.exceptions import NotFoundError, StateError
+from aidp.model.plan import Plan
+from aidp.model.workstream import MergeStrategy
 from aidp.process.runner import kill_by_token
 from aidp.state.lease import acquire_lease, lease_is_live, release_lease
 from aidp.state.store import Store
+from aidp.state.tx import Tx
 from aidp.workspace.checkpoint import list_checkpoints
 from aidp.workspace.git import run_git
 
-__all__ = ["cancel_run", "decide_gate", "rollback_run"]
+__all__ = ["Reopened", "Rollback", "cancel_run", "decide_gate", "rollback_run"]
 
 
 def decide_gate(store: Store, run_id: str, ws_id: str, step_id: str, *, approve: bool,
@@ -89,15 +96,48 @@ def cancel_run(store: Store, run_id: str) -> bool:
     return False
 
 
-def rollback_run(store: Store, repo: Path, run_id: str, ws_id: str, step_id: str) -> list[str]:
-    """Move workstream ``ws_id`` back to the checkpoint of ``step_id``.
+@dataclass(frozen=True)
+class Reopened:
+    """A workstream a rollback reopened: the steps it runs again and, when it had been merged,
+    the branch that keeps that earlier merge (``merged_into``, at ``merged_sha``)."""
 
-    The steps checkpointed after it become pending again; returns their ids. Refused while the
-    run is live (the lease is taken for the duration).
+    ws_id: str
+    steps: tuple[str, ...]
+    rebuilt: bool  # a dependant: its branch is rebuilt from its dependencies' new heads
+    merged_into: str | None = None
+    merged_sha: str | None = None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What :func:`rollback_run` did: the commit gone back to, and every reopened workstream --
+    the rolled back one first, then its dependants (transitively) in plan order."""
+
+    to: str
+    workstreams: tuple[Reopened, ...]
+
+    @property
+    def reopened(self) -> list[str]:
+        """The steps of the rolled back workstream that are pending again."""
+        return list(self.workstreams[0].steps)
+
+
+def rollback_run(store: Store, repo: Path, run_id: str, ws_id: str, step_id: str) -> Rollback:
+    """Move workstream ``ws_id`` back to the checkpoint of ``step_id``, and invalidate everything
+    downstream of it.
+
+    The steps checkpointed after it become pending again. When its head moves, every workstream
+    depending on it (transitively) is reopened from scratch: its steps pending, its checkpoints
+    forgotten, its base and head cleared, so that ``aidp resume`` prepares it afresh -- its
+    branch reset onto the new heads of its dependencies -- instead of continuing from the
+    commits built on the discarded ones. A reopened workstream that had been merged is merged
+    again when it completes again; its target keeps the earlier merge (nothing is reverted).
+    Refused while the run is live (the lease is taken for the duration).
     """
     fence = acquire_lease(store, run_id)
     try:
-        ws = next((w for w in store.workstreams(run_id) if w.ws_id == ws_id), None)
+        ws_rows = {w.ws_id: w for w in store.workstreams(run_id)}
+        ws = ws_rows.get(ws_id)
         if ws is None:
             raise NotFoundError(f"no workstream {ws_id!r} in run {run_id}")
         target = next((c for c in store.checkpoints(run_id)
@@ -105,27 +145,75 @@ def rollback_run(store: Store, repo: Path, run_id: str, ws_id: str, step_id: str
         if target is None:
             raise NotFoundError(f"step {ws_id}/{step_id} has no checkpoint to go back to",
                                 hint="`aidp status RUN` shows the checkpoints")
+        plan = Plan.from_json(store.run(run_id).plan_json)
+        into = {w.id: (w.merge.into if w.merge is not None
+                       and w.merge.strategy is not MergeStrategy.NONE else None)
+                for w in plan.workstreams}
         after = [c.step for c in list_checkpoints(repo, ws.branch, run_id=run_id,
                                                   base=target.sha)
                  if c.workstream == ws_id and c.step is not None]
         old_head = ws.head_sha
+        steps: dict[str, dict[str, Any]] = {}
+        for s in store.steps(run_id):
+            steps.setdefault(s.ws_id, {})[s.step_id] = s
+        reopened = [s for s in after if s in steps[ws_id]]
+        downstream: list[str] = []
+        if target.sha != old_head:
+            below = descendants({w.id: w.depends_on for w in plan.workstreams}, ws_id)
+            downstream = [w.id for w in plan.workstreams if w.id in below
+                          and _touched(ws_rows[w.id], steps[w.id].values())]
         run_git(["update-ref", f"refs/heads/{ws.branch}", target.sha], repo)
-        steps = {s.step_id: s for s in store.steps(run_id) if s.ws_id == ws_id}
-        reopened = [s for s in after if s in steps]
+        result = [_reopened(ws, reopened, into[ws_id], rebuilt=False)]
         with store.write(fence) as tx:
-            for sid in reopened:
-                check(STEP_TRANSITIONS, StepState(steps[sid].status), StepState.PENDING)
-                tx.update_step(run_id, ws_id, sid, status=StepState.PENDING.value, attempts=0,
-                               checkpoint_sha=None, reason=None, finished_at=None, outcome=None)
-            tx.delete_checkpoints(run_id, ws_id, reopened)
+            _reopen_steps(tx, run_id, ws_id, [steps[ws_id][sid] for sid in reopened])
             ws_state = WorkstreamState(ws.status)
             if ws_state in (WorkstreamState.COMPLETED, WorkstreamState.FAILED):
                 check(WORKSTREAM_TRANSITIONS, ws_state, WorkstreamState.PENDING)
                 tx.update_ws(run_id, ws_id, status=WorkstreamState.PENDING.value,
                              finished_at=None, reason=None)
-            tx.update_ws(run_id, ws_id, head_sha=target.sha)
+            tx.update_ws(run_id, ws_id, head_sha=target.sha,
+                         **({"merged_sha": None} if reopened else {}))
+            for other_id in downstream:
+                other = ws_rows[other_id]
+                redo = [s for s in steps[other_id].values()
+                        if StepState(s.status) is not StepState.CANCELLED]
+                _reopen_steps(tx, run_id, other_id, redo)
+                check(WORKSTREAM_TRANSITIONS, WorkstreamState(other.status),
+                      WorkstreamState.PENDING)
+                tx.update_ws(run_id, other_id, status=WorkstreamState.PENDING.value,
+                             base_sha=None, head_sha=None, merged_sha=None, reason=None,
+                             started_at=None, finished_at=None)
+                result.append(_reopened(other, [s.step_id for s in redo], into[other_id],
+                                        rebuilt=True))
+                tx.event(run_id, "workstream.reopened", other_id, by=f"rollback of {ws_id}",
+                         previous_head=other.head_sha, previous_merge=other.merged_sha,
+                         reopened=[s.step_id for s in redo])
             tx.event(run_id, "workstream.rolled_back", ws_id, step_id, to=target.sha,
-                     previous_head=old_head, reopened=reopened)
-        return reopened
+                     previous_head=old_head, reopened=reopened, dependants=downstream)
+        return Rollback(to=target.sha, workstreams=tuple(result))
     finally:
         release_lease(store, fence)
+
+
+def _touched(ws: Any, steps: Iterable[Any]) -> bool:
+    """Whether a workstream has anything to undo: prepared, or a step no longer pending."""
+    if WorkstreamState(ws.status) is WorkstreamState.CANCELLED:
+        return False
+    return ws.base_sha is not None or any(
+        StepState(s.status) is not StepState.PENDING for s in steps)
+
+
+def _reopen_steps(tx: Tx, run_id: str, ws_id: str, rows: Sequence[Any]) -> None:
+    for row in rows:
+        check(STEP_TRANSITIONS, StepState(row.status), StepState.PENDING)
+        tx.update_step(run_id, ws_id, row.step_id, status=StepState.PENDING.value, attempts=0,
+                       checkpoint_sha=None, reason=None, started_at=None, finished_at=None,
+                       next_attempt_at=None, outcome=None, history_json=None, profile=None,
+                       failure_class=None)
+    tx.delete_checkpoints(run_id, ws_id, [row.step_id for row in rows])
+
+
+def _reopened(ws: Any, steps: Sequence[str], into: str | None, *, rebuilt: bool) -> Reopened:
+    merged = ws.merged_sha if into is not None and steps else None
+    return Reopened(ws_id=ws.ws_id, steps=tuple(steps), rebuilt=rebuilt,
+                    merged_into=into if merged else None, merged_sha=merged)
