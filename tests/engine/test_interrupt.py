@@ -164,3 +164,53 @@ def test_sigterm_and_sighup_exit_128_plus_signal(cli: Cli, tmp_path: Path,
     assert not _group_members(pids) and not _token_carriers(tokens)
     run_id = json.loads(cli("runs", "--json", check=True).stdout)[0]["run_id"]
     assert f"aidp resume {run_id}" in err
+
+
+QUICK_STEPS = """\
+version: 1
+workstreams:
+  - id: w
+    scope: ["w/**"]
+    steps:
+""" + "".join(f"      - {{id: s{i}, run: \"sleep 0.2; mkdir -p w && echo {i} >> w/x\"}}\n"
+              for i in range(12))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_closed_stdout_stops_the_run_quietly(cli: Cli, tmp_path: Path) -> None:
+    """`aidp run X | head -3`: a closed stdout stops the run like Ctrl-C -- exit 141
+    (128+SIGPIPE), no traceback, the run interrupted and resumable, not a dead 'running'."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(QUICK_STEPS)
+    proc = cli.popen("run", str(plan))
+    assert proc.stdout is not None and proc.stderr is not None
+    lines = [proc.stdout.readline() for _ in range(3)]
+    assert all(lines)
+    proc.stdout.close()  # head -3 exits
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    status = json.loads(cli("status", "--json", check=True).stdout)
+    assert status["status"] == "interrupted" and status["resumable"], status
+    assert f"aidp resume {status['run_id']}" in err
+    cli("resume", check=True)
+    assert json.loads(cli("status", "--json", check=True).stdout)["status"] == "completed"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_eof_at_the_interactive_prompt_leaves_an_interrupted_run(cli: Cli,
+                                                                 tmp_path: Path) -> None:
+    """EOF at `--interactive`'s prompt stops the run like Ctrl-C: exit 130, the run id and
+    `aidp resume RUN` on stderr, the run shown interrupted (not running) and resumable."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("version: 1\nworkstreams:\n  - id: w\n    scope: [\"w/**\"]\n    steps:\n"
+                    "      - {id: bad, run: \"exit 1\", retry: {max_attempts: 1}}\n")
+    done = cli("run", "--interactive", str(plan))
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    status = json.loads(cli("status", "--json", check=True).stdout)
+    assert status["status"] == "interrupted" and status["resumable"] and not status["live"]
+    assert f"aidp resume {status['run_id']}" in done.stderr
+    assert "interrupted" in cli("runs", check=True).stdout
+    assert f"aidp resume {status['run_id']}" in cli("status", check=True).stdout
