@@ -83,7 +83,9 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     """Validate FILES (or compile --change ID), then run every workstream in its own worktree
     and branch.
 
-    Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input.
+    Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input;
+    128+signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 stdout closed), the run
+    left resumable.
     """
     from aidp.app import create_run
     from aidp.cli.common import actor
