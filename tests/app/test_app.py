@@ -82,8 +82,9 @@ def test_run_view_to_dict_is_the_status_json(app: AppContext, tmp_path: Path) ->
     """RunView.to_dict() has exactly the keys `aidp status --json` prints, at every level."""
     run_id = _run(app, tmp_path, {"good": [_write("good", "one")]})
     data = aidp.app.get_run(app, run_id).to_dict()
-    assert list(data) == ["run_id", "status", "live", "holder", "repo", "created_at",
-                          "started_at", "finished_at", "cancel_requested", "workstreams"]
+    assert list(data) == ["run_id", "status", "recorded_status", "live", "resumable", "holder",
+                          "repo", "created_at", "started_at", "finished_at", "cancel_requested",
+                          "workstreams"]
     ws = data["workstreams"][0]
     assert list(ws) == ["id", "status", "branch", "base", "head", "merged", "worktree", "reason",
                         "steps", "compensations"]
@@ -239,3 +240,35 @@ def test_the_door_is_pinned_and_cheap() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=60, check=True, env=os.environ.copy()).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(("lease", "shown"), [
+    ({"released": True}, "interrupted"),
+    ({"pid": 2 ** 22 + 1, "pid_start": None}, "interrupted"),  # holder gone from this host
+    ({"expires_at": 1.0}, "interrupted"),
+    ({}, "running"),  # ours: alive, not expired, not released
+])
+def test_a_running_run_nobody_drives_shows_interrupted(app: AppContext, tmp_path: Path,
+                                                       lease: dict[str, object],
+                                                       shown: str) -> None:
+    """A running run whose lease was released or expired, or whose holder is dead, is shown
+    `interrupted` and resumable (status and runs); a live one stays `running`."""
+    import socket
+    import time
+
+    from aidp.process.procfs import self_identity
+
+    run_id = _run(app, tmp_path, {"good": [_write("good", "one")]})
+    pid, pid_start = self_identity()
+    values = {"released": False, "host": socket.gethostname(), "pid": pid,
+              "pid_start": pid_start, "expires_at": time.time() + 600, **lease}
+    with app.store().write() as tx:
+        tx.update_run(run_id, status="running", finished_at=None)
+        tx.update_lease(run_id, **values)
+    view = aidp.app.get_run(app, run_id)
+    data = view.to_dict()
+    assert (data["status"], data["recorded_status"]) == (shown, "running")
+    assert data["live"] is (shown == "running") and data["resumable"] is (shown != "running")
+    [item] = [i.to_dict() for i in aidp.app.list_runs(app)]
+    assert (item["status"], item["live"], item["resumable"]) == (
+        shown, data["live"], data["resumable"])

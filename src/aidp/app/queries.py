@@ -163,13 +163,15 @@ def list_runs(app: AppContext, limit: int = 20) -> list[RunListItemView]:
     when there is no database yet (no run was ever started)."""
     if not app.has_database():
         return []
+    from aidp.state.lease import lease_is_live
+
     store = app.store()
     items = []
     for r in store.runs(limit):
         workstreams = store.workstreams(r.id)
         items.append(RunListItemView(
             run_id=r.id, status=r.status, created_at=r.created_at, finished_at=r.finished_at,
-            workstreams=len(workstreams),
+            workstreams=len(workstreams), live=lease_is_live(store.lease(r.id)),
             completed=sum(1 for w in workstreams
                           if w.status == WorkstreamState.COMPLETED.value)))
     return items

@@ -201,6 +201,19 @@ class WorkstreamView:
         }
 
 
+def shown_state(status: str, live: bool) -> str:
+    """The state a run is shown in: its recorded ``status``, except that a ``running`` run no
+    orchestrator drives (its lease released, expired, or its holder process gone) is shown
+    ``interrupted`` -- a display state, never stored; ``aidp resume`` continues it."""
+    return "interrupted" if status == "running" and not live else status
+
+
+def is_resumable(status: str, live: bool) -> bool:
+    """True when ``aidp resume`` would take the run up: nobody drives it and it is not
+    completed or cancelled (a failed run's failed steps are tried again)."""
+    return not live and status not in ("completed", "cancelled")
+
+
 @dataclass(frozen=True)
 class RunView:
     """The whole state of a run (``aidp status``)."""
@@ -224,11 +237,23 @@ class RunView:
                     return step
         return None
 
+    @property
+    def state(self) -> str:
+        """The state shown (see :func:`shown_state`): ``interrupted`` for a dead running run."""
+        return shown_state(self.status, self.live)
+
+    @property
+    def resumable(self) -> bool:
+        """True when ``aidp resume`` would continue it (see :func:`is_resumable`)."""
+        return is_resumable(self.status, self.live)
+
     def to_dict(self) -> dict[str, Any]:
-        """The run as ``status --json`` prints it."""
+        """The run as ``status --json`` prints it (``status``: the state shown,
+        ``recorded_status``: the one stored)."""
         return {
-            "run_id": self.run_id, "status": self.status, "live": self.live,
-            "holder": self.holder, "repo": self.repo,
+            "run_id": self.run_id, "status": self.state, "recorded_status": self.status,
+            "live": self.live, "resumable": self.resumable, "holder": self.holder,
+            "repo": self.repo,
             "created_at": iso_ts(self.created_at), "started_at": iso_ts(self.started_at),
             "finished_at": iso_ts(self.finished_at), "cancel_requested": self.cancel_requested,
             "workstreams": [w.to_dict() for w in self.workstreams],
@@ -245,10 +270,23 @@ class RunListItemView:
     finished_at: float | None
     workstreams: int
     completed: int
+    live: bool = False
+
+    @property
+    def state(self) -> str:
+        """The state shown (see :func:`shown_state`): ``interrupted`` for a dead running run."""
+        return shown_state(self.status, self.live)
+
+    @property
+    def resumable(self) -> bool:
+        """True when ``aidp resume`` would continue it (see :func:`is_resumable`)."""
+        return is_resumable(self.status, self.live)
 
     def to_dict(self) -> dict[str, Any]:
-        """The run as ``runs --json`` prints it."""
-        return {"run_id": self.run_id, "status": self.status,
+        """The run as ``runs --json`` prints it (``status``: the state shown,
+        ``recorded_status``: the one stored)."""
+        return {"run_id": self.run_id, "status": self.state, "recorded_status": self.status,
+                "live": self.live, "resumable": self.resumable,
                 "created_at": iso_ts(self.created_at), "finished_at": iso_ts(self.finished_at),
                 "workstreams": self.workstreams, "completed": self.completed}
 

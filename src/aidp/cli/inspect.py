@@ -44,6 +44,8 @@ def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_
     else:
         live = f" (driven by {data['holder']})" if data["live"] else ""
         out.print(f"run [bold]{data['run_id']}[/] {_state(data['status'])}{live}")
+        if data["status"] == "interrupted":
+            out.print(f"nothing drives it any more; resume it with: aidp resume {data['run_id']}")
     table = Table(show_lines=False)
     for name in ("workstream / step", "status", "attempts", "checkpoint", "note"):
         table.add_column(name)
@@ -64,13 +66,15 @@ def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_
 
 #: ``status --json`` when there is no run yet: the keys of a run, nothing in them.
 _NO_RUN: dict[str, Any] = {
-    "run_id": None, "status": None, "live": False, "holder": None, "repo": None,
+    "run_id": None, "status": None, "recorded_status": None, "live": False,
+    "resumable": False, "holder": None, "repo": None,
     "created_at": None, "started_at": None, "finished_at": None, "cancel_requested": False,
     "workstreams": [],
 }
 
 #: The colour of a state in ``status`` (shown only on a terminal without ``NO_COLOR``).
-_STATE_STYLE = {"failed": "red", "timeout": "red", "completed": "green"}
+_STATE_STYLE = {"failed": "red", "timeout": "red", "completed": "green",
+                "interrupted": "yellow"}
 
 
 def _state(state: str) -> str:
@@ -100,8 +104,10 @@ def runs(repo: Path | None, config_path: Path | None, limit: int, as_json: bool)
     if not items:
         click.echo("no runs yet; start one with `aidp run FILE`", err=True)
     for item in items:
-        click.echo(f"{item['run_id']}  {item['status']:<10} {item['created_at']}  "
-                   f"{item['completed']}/{item['workstreams']} workstreams completed")
+        hint = (f"  (resume: aidp resume {item['run_id']})"
+                if item["status"] == "interrupted" else "")
+        click.echo(f"{item['run_id']}  {item['status']:<11} {item['created_at']}  "
+                   f"{item['completed']}/{item['workstreams']} workstreams completed{hint}")
 
 
 @click.command()

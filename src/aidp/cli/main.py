@@ -82,6 +82,33 @@ def cli() -> None:
     with acceptance checks, checkpoints and resume."""
 
 
+def _interrupted(exc: BaseException) -> None:
+    """Exit 128+signal after Ctrl-C (130) -- or, in run and resume, SIGTERM (143), SIGHUP (129)
+    or a closed stdout (SIGPIPE, 141): :class:`aidp.cli.stopping.Interrupted` knows its signal
+    and whether the run's resume hint was printed."""
+    signum = getattr(exc, "signum", 2)
+    if signum == 13:  # SIGPIPE: stdout's reader is gone; nothing more may go there
+        _mute_stdout()
+    if not getattr(exc, "reported", False):
+        try:
+            click.echo("interrupted; `aidp resume` continues an interrupted run", err=True)
+        except OSError:
+            pass
+    sys.exit(128 + signum)
+
+
+def _mute_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit does not fail on a closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (in-process tests)
+        pass
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning aidp errors into one line and an exit code."""
     try:
@@ -91,15 +118,13 @@ def main(argv: list[str] | None = None) -> Any:
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:  # click's form of Ctrl-C (and of EOF at a prompt)
-        click.echo("aborted; `aidp resume` continues an interrupted run", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click's form of Ctrl-C (and of EOF at a prompt)
+        _interrupted(exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else exc)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted; `aidp resume` continues an interrupted run", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     if isinstance(result, int):
         sys.exit(result)
     return result

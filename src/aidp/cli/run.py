@@ -3,6 +3,7 @@ commands (:mod:`aidp.app`), showing progress as they go."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,24 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
            interactive: bool) -> int:
     from aidp.app import drive_run, run_plan
     from aidp.cli.progress import render_summary
+    from aidp.cli.stopping import GuardedReporter, Interrupted, stop_on_signals
 
     plan = run_plan(ctx.app, run_id)
-    reporter = _reporter(ctx, [(ws.id, len(ws.steps)) for ws in plan.workstreams], as_json)
-    summary = drive_run(ctx.app, run_id, reporter=reporter,
-                        decide=_ask if interactive else None, parallel=parallel,
-                        on_note=lambda line: click.echo(line, err=True))
+    reporter = GuardedReporter(
+        _reporter(ctx, [(ws.id, len(ws.steps)) for ws in plan.workstreams], as_json))
+    try:
+        with stop_on_signals():  # SIGTERM, SIGHUP, a closed stdout: stop as Ctrl-C does
+            summary = drive_run(ctx.app, run_id, reporter=reporter,
+                                decide=_ask if interactive else None, parallel=parallel,
+                                on_note=lambda line: click.echo(line, err=True))
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # Abort: EOF at --interactive
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        try:
+            click.echo(f"\nrun {run_id} interrupted ({signal.Signals(signum).name}); the tools "
+                       f"were stopped. Resume it with: aidp resume {run_id}", err=True)
+        except OSError:  # stderr gone too (a closed terminal)
+            pass
+        raise Interrupted(signum, reported=True) from None
     if as_json:
         echo_json(summary.to_dict())
     else:
@@ -70,7 +83,9 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     """Validate FILES (or compile --change ID), then run every workstream in its own worktree
     and branch.
 
-    Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input.
+    Exit code 0 only when every workstream completed; 1 when one failed; 2 for bad input;
+    128+signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 stdout closed), the run
+    left resumable.
     """
     from aidp.app import create_run
     from aidp.cli.common import actor
