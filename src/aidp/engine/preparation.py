@@ -56,7 +56,8 @@ class Preparation:
             wsr.head_sha = wsr.base_sha
         else:
             if prefer is not None and prefer.exists():
-                clean_stale_locks(self.repo, prefer)
+                # A slot outside this pool (the original's, in a copied repository) is not ours.
+                clean_stale_locks(self.repo, prefer if prefer.parent == self.pool.root else None)
             wt = self.pool.acquire(wsr.branch, None, prefer=prefer)
             wsr.worktree = wt
             wsr.head_sha = str(wt.pygit.head.target)

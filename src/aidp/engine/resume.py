@@ -111,6 +111,10 @@ class Resume(RunLedger):
         # branch's own workstream tries to check the branch out elsewhere.
         # A run never driven before (still pending: it turns running below, before any
         # worktree is taken) has no branch checked out anywhere: no `git worktree list`.
+        # What dead processes left in idle slots would fail every checkout there: git's lock
+        # files, and in a `cp -a` copy the original's registrations holding the branches.
+        self.pool.forget_foreign()
+        self.pool.clean_idle_locks()
         if self.run_state is not RunState.PENDING:
             self.pool.detach_idle([wsr.branch for wsr in self.ws.values()])
         adopted = self._adopt_checkpoints()

@@ -5,21 +5,29 @@ a process killed mid-command leaves them, and every later git command on that fi
 "Unable to create '.../index.lock': File exists". aidp kills tools (and git, on timeout) by
 process group, so after a crash it removes the locks -- but only once the caller has made sure
 no process that could hold them is alive: deleting a live lock corrupts the repository.
+
+A copied repository (``cp -a``) inherits another kind of leftover that blocks it: registrations
+of the original's pooled worktrees, which hold their branches "checked out" in the copy.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from pathlib import Path
 
 from aidp.workspace.git import common_dir
 
-__all__ = ["clean_stale_locks"]
+__all__ = ["clean_stale_locks", "clean_worktree_locks", "forget_foreign_slots", "worktree_gitdir"]
+
+_SLOT = re.compile(r"pool-(\d+)")
 
 _WORKTREE_LOCKS = ("index.lock", "HEAD.lock")
 _COMMON_LOCKS = ("index.lock", "HEAD.lock", "packed-refs.lock", "config.lock")
 
 
-def _worktree_gitdir(worktree: Path) -> Path | None:
+def worktree_gitdir(worktree: Path) -> Path | None:
     """The administrative directory of ``worktree`` (``.git/worktrees/<name>`` or ``.git``)."""
     dotgit = worktree / ".git"
     if dotgit.is_dir():
@@ -45,7 +53,7 @@ def clean_stale_locks(repo: Path, worktree: Path | None) -> list[Path]:
     common = common_dir(repo)
     candidates = [common / name for name in _COMMON_LOCKS]
     if worktree is not None:
-        gitdir = _worktree_gitdir(worktree)
+        gitdir = worktree_gitdir(worktree)
         if gitdir is not None:
             candidates.extend(gitdir / name for name in _WORKTREE_LOCKS)
     aidp_refs = common / "refs" / "heads" / "aidp"
@@ -59,4 +67,101 @@ def clean_stale_locks(repo: Path, worktree: Path | None) -> list[Path]:
                 removed.append(path)
         except FileNotFoundError:
             continue
+    return removed
+
+
+def _in_use(worktree: Path, locks: list[Path]) -> bool:
+    """Whether a live process works in ``worktree`` (its cwd) or has one of ``locks`` open: a
+    git process orphaned by a killed orchestrator may still be finishing there."""
+    inside = os.path.realpath(worktree)
+    wanted = {os.path.realpath(lock) for lock in locks}
+    me = str(os.getpid())
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit() and name != me]
+    except OSError:
+        return True  # no way to tell: keep the locks
+    for pid in pids:
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue  # gone, or not ours to see
+        if cwd == inside or cwd.startswith(inside + os.sep):
+            return True
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def clean_worktree_locks(worktree: Path) -> list[Path]:
+    """Delete every ``*.lock`` file in ``worktree``'s administrative directory (index, HEAD,
+    ORIG_HEAD, its own refs); return what was removed.
+
+    The caller holds the pool slot's lock (so no live aidp process uses the worktree); the locks
+    are kept when any live process still works in the worktree or has one of them open.
+    """
+    gitdir = worktree_gitdir(worktree)
+    if gitdir is None or not gitdir.is_dir():
+        return []
+    locks = sorted(path for path in gitdir.rglob("*.lock") if path.is_file())
+    if not locks or _in_use(worktree, locks):
+        return []
+    removed: list[Path] = []
+    for path in locks:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _points_at(dotgit: Path) -> Path | None:
+    """The administrative directory a worktree's ``.git`` file names (resolved), if any."""
+    try:
+        text = dotgit.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    target = Path(text[len("gitdir:") :].strip())
+    return Path(os.path.realpath(target if target.is_absolute() else dotgit.parent / target))
+
+
+def forget_foreign_slots(common: Path) -> list[Path]:
+    """Delete registrations in ``common/worktrees/`` of pooled worktrees (``pool-<n>``) that
+    belong to another repository; return the administrative directories removed.
+
+    A ``cp -a`` copy of a repository keeps the original's registrations: each names one of the
+    original's slots, whose ``.git`` file names the original's administrative directory, not the
+    copy's. git then counts their branches as checked out, and the copy cannot check them out.
+    Only the copy's own entries are deleted; the original's worktrees are never written to.
+    Locked registrations (``git worktree lock``) are kept. Call with git's worktree
+    administration serialised.
+    """
+    admin = common / "worktrees"
+    if not admin.is_dir():
+        return []
+    removed: list[Path] = []
+    for entry in sorted(admin.iterdir()):
+        if entry.is_symlink() or not entry.is_dir() or (entry / "locked").exists():
+            continue
+        try:
+            dotgit = Path(entry.joinpath("gitdir").read_text(encoding="utf-8").strip())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if not dotgit.is_absolute() or not _SLOT.fullmatch(dotgit.parent.name):
+            continue
+        target = _points_at(dotgit)
+        if target is None or target == Path(os.path.realpath(entry)):
+            continue  # missing (git prunes it) or really ours
+        shutil.rmtree(entry)
+        removed.append(entry)
     return removed

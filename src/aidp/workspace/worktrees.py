@@ -37,6 +37,7 @@ from aidp.workspace.git import (
     rev_parse,
     run_git,
 )
+from aidp.workspace.locks import clean_worktree_locks, forget_foreign_slots
 
 if TYPE_CHECKING:
     import pygit2
@@ -333,6 +334,30 @@ class WorktreePool:
             finally:
                 os.close(fd)
         return detached
+
+    def clean_idle_locks(self) -> builtins.list[Path]:
+        """Delete the git lock files a dead process left in idle slots' administrative
+        directories (see :func:`~aidp.workspace.locks.clean_worktree_locks`); slots in use are
+        skipped. Returns the files removed."""
+        removed: builtins.list[Path] = []
+        for path in self._slot_dirs():
+            fd = _try_lock(self._lock_path(path))
+            if fd is None:
+                continue  # a live aidp process holds it: its locks may be live
+            try:
+                if _is_worktree_dir(path, self.common):
+                    removed += clean_worktree_locks(path)
+            finally:
+                os.close(fd)
+        return removed
+
+    def forget_foreign(self) -> builtins.list[Path]:
+        """Drop the registrations a ``cp -a`` copy inherited of the original's slots (they hold
+        its branches); see :func:`~aidp.workspace.locks.forget_foreign_slots`."""
+        if not (self.common / "worktrees").is_dir():
+            return []
+        with self._admin_lock():
+            return forget_foreign_slots(self.common)
 
     # -- inspection / cleanup ----------------------------------------------------------------
 
