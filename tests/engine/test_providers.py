@@ -54,7 +54,7 @@ def plan_text(tool: str, count: int = 1, retry: str = "{max_attempts: 1}") -> st
 def drive(repo: Path, db_url: str, plan: Path) -> tuple[Any, AutojumpClock, Store, str]:
     store = Store(db_url)
     settings = load_settings(repo)
-    run_id = create_run(store, repo, load_plan([plan]), parallel=2, tools=set(settings.tools))
+    run_id = create_run(store, repo, load_plan([plan]), parallel=2, settings=settings)
     clock = AutojumpClock()
     summary = drive_run(store, repo, run_id, settings, clock=clock)
     return summary, clock, store, run_id

@@ -586,7 +586,8 @@ workstreams:
 
 def test_declared_but_unset_variable_is_rejected(cli: Cli, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """A declared but unset variable: exit 2 before anything is written (no run row)."""
+    """A declared but unset variable: exit 2 before anything is written (no run row), the
+    problem located like `aidp validate` locates it (file:line: [ws/step])."""
     monkeypatch.delenv("AIDP_TEST_UNSET_VAR", raising=False)
     text = """
 version: 1
@@ -596,7 +597,8 @@ workstreams:
 """
     result = cli("run", plan_file(tmp_path, text))
     assert result.returncode == 2
-    assert result.stderr.startswith("error:") and "AIDP_TEST_UNSET_VAR" in result.stderr
+    assert result.stderr.startswith(f"{tmp_path / 'plan.yaml'}:5: [a/s] environment variable "
+                                     "AIDP_TEST_UNSET_VAR is not set")
     assert "Traceback" not in result.stderr
     store = Store(str(cli.db_url))
     try:

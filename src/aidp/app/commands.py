@@ -44,26 +44,27 @@ def create_run(app: AppContext, plan: Plan, *, parallel: int, change_id: str | N
                by: str = "aidp") -> str:
     """Record a new run of ``plan`` and return its id (the database is created if missing).
 
-    The plan is checked against the repository first (bases are commits, tools are configured
-    profiles, declared environment variables are set): nothing is written when it fails. With
+    The plan is checked against the repository first (the rules of ``aidp validate``: bases
+    are commits, tools and capabilities are configured, declared environment variables are
+    set, merge targets are not checked out): nothing is written when it fails. With
     ``change_id`` the OpenSpec change's proposal must be approved (unless ``[specs]
     require_approval = false``) and moves to in progress, recorded as done ``by``.
 
     Raises:
-        InputError: the plan does not fit the repository or the settings.
+        ValidationError: the plan does not fit the repository or the settings (every
+            problem, located).
         StateError: the change is not approved.
     """
     from aidp.engine.run import create_run as record_run
     from aidp.engine.run import preflight
 
-    tools = set(app.settings.tools)
-    bases = preflight(app.repo, plan, tools=tools)  # before any write
+    bases = preflight(app.repo, plan, app.settings)  # before any write
     if change_id is not None:
         from aidp.app.proposals import start_change
 
         start_change(app, change_id, by=by)
-    return record_run(app.store(create=True), app.repo, plan, parallel=parallel, tools=tools,
-                      bases=bases)
+    return record_run(app.store(create=True), app.repo, plan, parallel=parallel,
+                      settings=app.settings, bases=bases)
 
 
 def drive_run(app: AppContext, run_id: str, *, reporter: Reporter | None = None,

@@ -1,6 +1,8 @@
 """``aidp validate`` and ``aidp plan``: check workstream files, and show what a run would do.
 
-Both read the files with :func:`aidp.model.loader.load_plan` and never write anything. On
+Both read the files with :func:`aidp.model.loader.load_plan`, check the plan against
+``aidp.toml`` and this machine with :func:`aidp.model.readiness.check_readiness` (the rules a
+run's preflight refuses; ``--offline``: against ``aidp.toml`` only) and never write anything. On
 problems they print every problem (``file:line: [id] message`` on stderr, or a JSON document on
 stdout with ``--json``) and exit with code 2.
 """
@@ -10,33 +12,51 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from aidp.cli.common import git_toplevel
-from aidp.exceptions import ValidationError
+from aidp.exceptions import Problem, ValidationError
 from aidp.model.loader import SUFFIXES, load_plan
 from aidp.model.plan import Plan
 
-__all__ = ["load_or_exit", "plan", "validate"]
+__all__ = ["exit_with_problems", "load_or_exit", "plan", "validate"]
 
 
-def load_or_exit(files: tuple[Path, ...], repo: Path | None, as_json: bool) -> Plan:
-    """Load the plan, or print every problem and exit 2."""
+def load_or_exit(files: tuple[Path, ...], repo: Path | None, as_json: bool, *,
+                 ready: bool = False, config_path: Path | None = None,
+                 offline: bool = False) -> Plan:
+    """Load the plan, or print every problem and exit 2. With ``ready``, also check it against
+    the settings (``config_path`` or the repository's aidp.toml) and, unless ``offline``, this
+    machine: what ``aidp run`` would refuse."""
     root = repo if repo is not None else git_toplevel()
     try:
-        return load_plan(list(files), repo=root)
+        loaded = load_plan(list(files), repo=root)
     except ValidationError as exc:
-        if as_json:
-            document = {"ok": False, "problems": [p.to_dict() for p in exc.problems]}
-            click.echo(json.dumps(document, indent=2))
-        else:
-            for problem in exc.problems:
-                click.echo(problem.render(), err=True)
-            count = len(exc.problems)
-            click.secho(f"{count} problem{'s' if count != 1 else ''} found", fg="red", err=True)
-        sys.exit(2)
+        exit_with_problems(exc.problems, as_json)
+    if ready:
+        from aidp.config import load_settings
+        from aidp.model.readiness import check_readiness
+
+        problems, _ = check_readiness(loaded, load_settings(root, config_path), root,
+                                      offline=offline)
+        if problems:
+            exit_with_problems(problems, as_json)
+    return loaded
+
+
+def exit_with_problems(problems: list[Problem], as_json: bool) -> NoReturn:
+    """Print every problem (``file:line: [id] message`` on stderr, or JSON on stdout), exit 2."""
+    if as_json:
+        document = {"ok": False, "problems": [p.to_dict() for p in problems]}
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for problem in problems:
+            click.echo(problem.render(), err=True)
+        count = len(problems)
+        click.secho(f"{count} problem{'s' if count != 1 else ''} found", fg="red", err=True)
+    sys.exit(2)
 
 
 def _file_count(files: tuple[Path, ...]) -> int:
@@ -56,15 +76,29 @@ _repo_option = click.option(
     default=None,
     help="Repository root that paths must stay inside (default: git top-level of the cwd).",
 )
+_config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="aidp.toml whose tool profiles the steps must name (default: the repository's).",
+)
+_offline_option = click.option(
+    "--offline", is_flag=True,
+    help="Check the files and aidp.toml only, not this machine: environment variables, "
+    "bases and checked-out merge targets.",
+)
 
 
 @click.command()
 @_files_argument
 @_json_option
 @_repo_option
-def validate(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
-    """Check workstream files (and directories of them); exit 2 on any problem."""
-    loaded = load_or_exit(files, repo, as_json)
+@_config_option
+@_offline_option
+def validate(files: tuple[Path, ...], as_json: bool, repo: Path | None,
+             config_path: Path | None, offline: bool) -> None:
+    """Check workstream files (and directories of them: their files form one plan) against
+    aidp.toml and the repository, as `aidp run` would; exit 2 on any problem."""
+    loaded = load_or_exit(files, repo, as_json, ready=True, config_path=config_path,
+                          offline=offline)
     ws_count, step_count = len(loaded.workstreams), loaded.step_count
     if as_json:
         click.echo(json.dumps({"ok": True, "workstreams": ws_count, "steps": step_count}))
@@ -76,13 +110,16 @@ def validate(files: tuple[Path, ...], as_json: bool, repo: Path | None) -> None:
 @click.argument("files", nargs=-1, required=False, type=click.Path(path_type=Path))
 @_json_option
 @_repo_option
+@_config_option
+@_offline_option
 @click.option("--change", "change_id", metavar="ID",
               help="Plan an OpenSpec change (openspec/changes/ID) instead of FILES.")
 @click.option("--split", type=click.Choice(["change", "sections"]), default=None,
               help="With --change: one workstream per change, or one per numbered tasks.md "
               "section, chained (default: [specs] split).")
 def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
-         change_id: str | None, split: str | None) -> None:
+         config_path: Path | None, offline: bool, change_id: str | None,
+         split: str | None) -> None:
     """Show the waves, the critical path and the useful parallelism of workstream files."""
     from aidp.core.dag import analyze
     from aidp.exceptions import InputError
@@ -101,11 +138,13 @@ def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
         if root is None:
             raise InputError("not inside a git repository", hint="pass --repo PATH")
         with tempfile.TemporaryDirectory(prefix="aidp-change-") as tmp:  # plan writes nothing
-            files = (compile_change(root, load_settings(root), change_id, None,
+            files = (compile_change(root, load_settings(root, config_path), change_id, None,
                                     into=Path(tmp), split=split),)
-            loaded = load_or_exit(files, root, as_json)
+            loaded = load_or_exit(files, root, as_json, ready=True, config_path=config_path,
+                                  offline=offline)
     else:
-        loaded = load_or_exit(files, repo, as_json)
+        loaded = load_or_exit(files, repo, as_json, ready=True, config_path=config_path,
+                              offline=offline)
     analysis = analyze(loaded)
     if as_json:
         click.echo(json.dumps({"ok": True, **analysis.to_dict()}, indent=2))

@@ -89,8 +89,8 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     """
     from aidp.app import create_run
     from aidp.cli.common import actor
-    from aidp.cli.plan import load_or_exit
-    from aidp.exceptions import InputError
+    from aidp.cli.plan import exit_with_problems, load_or_exit
+    from aidp.exceptions import InputError, ValidationError
 
     ctx = Context(repo, config_path)
     if bool(files) == bool(change_id):
@@ -104,7 +104,11 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     plan = load_or_exit(files, ctx.repo, as_json)
     parallel = parallel or ctx.settings.run.parallel
     try:
-        run_id = create_run(ctx.app, plan, parallel=parallel, change_id=change_id, by=actor())
+        try:  # refuses what `aidp validate` reports, before anything is written
+            run_id = create_run(ctx.app, plan, parallel=parallel, change_id=change_id,
+                                by=actor())
+        except ValidationError as exc:
+            exit_with_problems(exc.problems, as_json)
         if not as_json:
             from aidp.core.dag import analyze
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from aidp.config import Settings
 from aidp.core.states import RunState, StepState, WorkstreamState
 from aidp.engine.runtime import branch_name
-from aidp.exceptions import InputError
 from aidp.model.plan import Plan
 from aidp.state.store import Store
-from aidp.workspace.git import rev_parse
 
 __all__ = [
     "Decision",
@@ -93,42 +92,19 @@ class RunSummary:
         }
 
 
-def preflight(repo: Path, plan: Plan, *, tools: Collection[str] = ("shell",)) -> dict[str, str]:
-    """Check what validation of the files alone cannot: every workstream's base is a commit of
-    ``repo``, every step's tool is a configured profile, every declared environment variable is
-    set. Returns the resolved base commit of each workstream; raises InputError listing every
-    problem (nothing is written)."""
-    import os
+def preflight(repo: Path, plan: Plan, settings: Settings | None = None) -> dict[str, str]:
+    """Check what validation of the files alone cannot, with the rules ``aidp validate``
+    reports (:func:`aidp.model.readiness.check_readiness`): tool profiles, capabilities and
+    escalation profiles exist, declared environment variables are set, bases are commits of
+    ``repo``, merge targets are not checked out. Returns the resolved base commit of each
+    workstream; raises ValidationError listing every problem (nothing is written)."""
+    from aidp.config import Settings
+    from aidp.exceptions import ValidationError
+    from aidp.model.readiness import check_readiness
 
-    problems: list[str] = []
-    resolved: dict[str, str | None] = {}
-    bases: dict[str, str] = {}
-    for ws in plan.workstreams:
-        where = plan.sources.get(ws.id, "?")
-        if ws.base not in resolved:
-            resolved[ws.base] = rev_parse(repo, f"{ws.base}^{{commit}}")
-        sha = resolved[ws.base]
-        if sha is None:
-            problems.append(f"{where}: [{ws.id}] base {ws.base!r} is not a commit in {repo}")
-        else:
-            bases[ws.id] = sha
-        for step in ws.steps:
-            if step.capability is not None:
-                pass  # the registry picks a profile offering it when the step starts
-            elif step.tool not in tools:
-                problems.append(f"{where}: [{ws.id}/{step.id}] unknown tool profile "
-                                f"{step.tool!r} (known: {', '.join(sorted(tools))})")
-            for name in step.fix.escalate:
-                if name not in tools:
-                    problems.append(f"{where}: [{ws.id}/{step.id}] fix.escalate names unknown "
-                                    f"tool profile {name!r}")
-            for name in [*ws.env, *step.env]:
-                if name not in os.environ:
-                    problems.append(f"{where}: [{ws.id}/{step.id}] environment variable {name} "
-                                    "is not set")
+    problems, bases = check_readiness(plan, settings or Settings(), repo)
     if problems:
-        raise InputError("; ".join(problems), hint="fix the workstream file, aidp.toml or the "
-                         "environment")
+        raise ValidationError(problems)
     return bases
 
 
@@ -138,14 +114,14 @@ def create_run(
     plan: Plan,
     *,
     parallel: int,
-    tools: Collection[str] = ("shell",),
+    settings: Settings | None = None,
     run_id: str | None = None,
     bases: Mapping[str, str] | None = None,
 ) -> str:
     """Record a new run of ``plan`` (status pending) and return its id, after
     :func:`preflight` (unless its result is given as ``bases``)."""
     if bases is None:
-        bases = preflight(repo, plan, tools=tools)
+        bases = preflight(repo, plan, settings)
     run_id = run_id or new_run_id()
     with store.write() as tx:
         tx.insert_run(id=run_id, status=RunState.PENDING.value, repo=str(repo),

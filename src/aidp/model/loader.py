@@ -419,4 +419,26 @@ def load_plan(
     return Plan(
         workstreams=tuple(item.ws for item in items),
         sources={item.ws.id: item.where() for item in items},
+        locations=_locations(items),
     )
+
+
+_WS_FIELDS = ("base", "merge", "env")
+_STEP_FIELDS = ("tool", "capability", "env", "fix")
+
+
+def _locations(items: Sequence[SourcedWorkstream]) -> dict[str, tuple[str, int | None]]:
+    """``(file, line)`` of each workstream, step and checked field (see :class:`Plan`)."""
+    found: dict[str, tuple[str, int | None]] = {}
+    for item in items:
+        file, lines = item.source.file, item.source.lines
+        at = ("workstreams", item.index)
+        found[item.ws.id] = (file, item.line("id"))
+        found.update({f"{item.ws.id}:{name}": (file, lines[(*at, name)])
+                      for name in _WS_FIELDS if (*at, name) in lines})
+        for i, step in enumerate(item.ws.steps):
+            node = f"{item.ws.id}/{step.id}"
+            found[node] = (file, item.line("steps", i, "id"))
+            found.update({f"{node}:{name}": (file, lines[(*at, "steps", i, name)])
+                          for name in _STEP_FIELDS if (*at, "steps", i, name) in lines})
+    return found

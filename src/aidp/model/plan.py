@@ -16,11 +16,27 @@ class Plan:
     """Validated workstreams in file order, self-contained (``prompt_file`` already read into
     ``prompt``), so a run can be resumed even when the files changed or vanished.
 
-    ``sources`` maps a workstream id to ``"file:line"`` where it was declared.
+    ``sources`` maps a workstream id to ``"file:line"`` where it was declared. ``locations``
+    (not stored with a run) maps a node of a freshly loaded plan to its ``(file, line)``: keys
+    ``WS``, ``WS/STEP`` (the lines of their ``id``) and ``WS:FIELD``, ``WS/STEP:FIELD`` (the
+    line of that field, when written).
     """
 
     workstreams: tuple[Workstream, ...]
     sources: dict[str, str] = field(default_factory=dict)
+    locations: dict[str, tuple[str, int | None]] = field(default_factory=dict, compare=False)
+
+    def location(self, ws_id: str, step_id: str | None = None,
+                 name: str | None = None) -> tuple[str, int | None]:
+        """``(file, line)`` of a field of a workstream or step (else of its ``id``), as
+        precisely as known."""
+        node = ws_id if step_id is None else f"{ws_id}/{step_id}"
+        if name is not None and f"{node}:{name}" in self.locations:
+            return self.locations[f"{node}:{name}"]
+        if node in self.locations:
+            return self.locations[node]
+        file, _, line = self.sources.get(ws_id, "?").rpartition(":")
+        return (file, int(line)) if line.isdigit() else (self.sources.get(ws_id, "?"), None)
 
     def workstream(self, ws_id: str) -> Workstream:
         for ws in self.workstreams:

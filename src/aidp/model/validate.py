@@ -357,11 +357,14 @@ def check_plan(items: Sequence[SourcedWorkstream]) -> list[Problem]:
     first: dict[str, SourcedWorkstream] = {}
     for item in items:
         if item.ws.id in first:
+            earlier = first[item.ws.id]
+            hint = ("" if earlier.source.file == item.source.file else
+                    f"; the files given together form one plan: rename one, or validate and "
+                    f"run one file at a time (aidp validate {item.source.file})")
             problems.append(
                 item.problem(
                     "duplicate-id",
-                    f"duplicate workstream id {item.ws.id!r} "
-                    f"(first at {first[item.ws.id].where()})",
+                    f"duplicate workstream id {item.ws.id!r} (first at {earlier.where()}){hint}",
                     "id",
                 )
             )
