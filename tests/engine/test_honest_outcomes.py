@@ -49,7 +49,7 @@ def drive(repo: Path, db_url: str, tmp_path: Path, toml: str, plan_text: str
     path.write_text(plan_text)
     store = Store(db_url)
     settings = load_settings(repo)
-    run_id = create_run(store, repo, load_plan([path]), parallel=1, tools=set(settings.tools))
+    run_id = create_run(store, repo, load_plan([path]), parallel=1, settings=settings)
     summary = drive_run(store, repo, run_id, settings, clock=AutojumpClock())
     return summary, store, run_id
 
