@@ -29,8 +29,8 @@ def wait_for_gate(cli: Cli, deadline_s: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         result = cli("status", "--json")
-        if result.returncode == 0:
-            data = json.loads(result.stdout)
+        data = json.loads(result.stdout) if result.returncode == 0 else {}
+        if data.get("workstreams"):  # no run yet: status prints an empty one and exits 0
             ws = data["workstreams"][0]
             if ws["steps"][0]["status"] == "awaiting_approval":
                 return data
