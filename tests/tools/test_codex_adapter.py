@@ -20,6 +20,7 @@ from aidp.tools.adapter import ToolEvent, Usage
 from aidp.tools.adapters.codex import (
     DISABLED_FEATURES,
     PROVIDER_ID,
+    SECRET_ENV_PATTERNS,
     CodexAdapter,
     CodexOutput,
     codex_argv,
@@ -97,6 +98,46 @@ def test_config_quotes_awkward_values() -> None:
     """Quotes, backslashes and newlines in values survive as TOML strings."""
     awkward = 'we"ird\\model\nname'
     assert config(PROFILE.model_copy(update={"model": awkward}))["model"] == awkward
+
+
+def test_config_keeps_the_keys_out_of_the_commands_codex_runs() -> None:
+    """[shell_environment_policy] excludes the profile's key variable and OPENAI_API_KEY by
+    exact name, plus Codex's default *KEY*/*SECRET*/*TOKEN* patterns (which it does not apply
+    unless ignore_default_excludes = false); nothing in it is a secret."""
+    text = codex_config(PROFILE, timeout_s=100.0)
+    assert "\n[shell_environment_policy]\n" in text
+    assert tomllib.loads(text)["shell_environment_policy"] == {
+        "inherit": "all", "ignore_default_excludes": False,
+        "exclude": [KEY_ENV, "OPENAI_API_KEY", *SECRET_ENV_PATTERNS], "set": {},
+    }
+    assert SECRET_ENV_PATTERNS == ("*KEY*", "*SECRET*", "*TOKEN*")
+    builtin = config(ToolProfile(adapter="codex", model="gpt-5-codex"))
+    assert builtin["shell_environment_policy"]["exclude"] == [
+        "OPENAI_API_KEY", *SECRET_ENV_PATTERNS]
+
+
+def test_config_excludes_more_names_and_sets_variables_back() -> None:
+    """exclude_env names are excluded too (once each); set_env is put back after the excludes
+    (aidp's process token, which *TOKEN* would drop)."""
+    text = codex_config(PROFILE, timeout_s=100.0, exclude_env=["OTHER_CRED", KEY_ENV],
+                        set_env={"AIDP_PROCESS_TOKEN": "abc123", "Q": 'a"b'})
+    policy = tomllib.loads(text)["shell_environment_policy"]
+    assert policy["exclude"] == [KEY_ENV, "OPENAI_API_KEY", "OTHER_CRED", *SECRET_ENV_PATTERNS]
+    assert policy["set"] == {"AIDP_PROCESS_TOKEN": "abc123", "Q": 'a"b'}
+
+
+def test_run_writes_a_policy_excluding_every_name_holding_the_key(tmp_path: Path) -> None:
+    """run() excludes every variable holding the provider key (aliases included) and keeps
+    the attempt's process token for the commands Codex runs."""
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
+    profile = PROFILE.model_copy(update={"command": ["/bin/true"]})
+    with invocation(tmp_path, repo, profile, extra_env={"ALIAS_CRED": SECRET}) as inv:
+        CodexAdapter().run(inv)
+    text = (inv.attempt_dir / "codex-home" / "config.toml").read_text()
+    policy = tomllib.loads(text)["shell_environment_policy"]
+    assert {KEY_ENV, "ALIAS_CRED", "OPENAI_API_KEY"} <= set(policy["exclude"])
+    assert policy["set"] == {"AIDP_PROCESS_TOKEN": inv.token}
+    assert SECRET not in text
 
 
 def test_config_needs_a_model() -> None:

@@ -9,6 +9,7 @@ proxy sink, and the tests assert there was none. The tools come from
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -84,7 +85,8 @@ def run_tool(
 ) -> tuple[AdapterResult, Invocation, Path]:
     """Run ``adapter`` once on a fresh repository; return the result, invocation and repo."""
     repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
-    with invocation(tmp_path, repo, profile, extra_env=llm.proxy_env(), **kwargs) as inv:
+    extra_env = {**llm.proxy_env(), **kwargs.pop("extra_env", {})}
+    with invocation(tmp_path, repo, profile, extra_env=extra_env, **kwargs) as inv:
         result = adapter.run(inv)
     assert_nothing_left(inv)
     assert llm.stray == []
@@ -271,3 +273,32 @@ def test_codex_probe_reports_version_and_endpoint() -> None:
     with FakeLLM(["unused"]) as llm:
         probe = CodexAdapter().probe("codex", codex_profile(llm), dict(os.environ))
     assert probe.ok and probe.version == "0.169.0" and probe.canary_ok
+
+
+@pytest.mark.parametrize("key_env", [KEY_ENV, "AIDP_LLM_CRED"], ids=["key-name", "plain-name"])
+def test_codex_shell_commands_do_not_see_the_provider_key(tmp_path: Path, key_env: str) -> None:
+    """A model-issued ``echo $KEY`` gets nothing back: the generated config keeps the provider
+    key (by the profile's api_key_env -- also a name no default pattern matches -- and as
+    OPENAI_API_KEY) out of the commands Codex runs, while Codex itself still sends it to the
+    provider, and aidp's process token still reaches them."""
+    canary = "sk-openai-Canary-7777"
+    command = (f'echo "key=${key_env} openai=$OPENAI_API_KEY '
+               'token=${AIDP_PROCESS_TOKEN:+set}"')
+    script = [{"tool_calls": [{"name": "exec_command", "arguments": {"cmd": command}}]},
+              {"reply": "Printed it."}]
+    with FakeLLM(script) as llm:
+        profile = codex_profile(llm).model_copy(update={"api_key_env": key_env})
+        result, _, _ = run_tool(tmp_path, CodexAdapter(), profile, llm,
+                                extra_env={key_env: SECRET, "OPENAI_API_KEY": canary})
+        requests = llm.requests
+    assert result.exit_code == 0 and result.error is None
+    assert [r["path"] for r in requests] == ["/v1/responses", "/v1/responses"]
+    assert authorization(requests[0]) == "Bearer ***"  # Codex still authenticates
+    outputs = [item for item in requests[1]["body"]["input"]
+               if isinstance(item, dict) and item.get("type") == "function_call_output"]
+    assert len(outputs) == 1
+    output = json.dumps(outputs[0])
+    assert "key= openai= token=set" in output  # ran, saw neither key, kept aidp's token
+    assert SECRET not in output and canary not in output
+    assert SECRET not in json.dumps(requests) and canary not in json.dumps(requests)
+    assert canary not in log_text(tmp_path)

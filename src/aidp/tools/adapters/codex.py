@@ -5,7 +5,9 @@
 generated ``config.toml`` (:func:`codex_config`): a custom model provider at the profile's
 ``base_url`` speaking the Responses API, the key by environment-variable name (``env_key``),
 few retries (aidp retries), a stream idle timeout, analytics / feedback / agents off and every
-``[features]`` switch that reaches remote hosts off, ``sandbox_mode`` from ``profile.sandbox``.
+``[features]`` switch that reaches remote hosts off, ``sandbox_mode`` from ``profile.sandbox``,
+and a ``[shell_environment_policy]`` that keeps the provider key out of the commands Codex runs
+for the model (every variable holding it, ``OPENAI_API_KEY``, ``*KEY*``/``*SECRET*``/``*TOKEN*``).
 
 Codex prints JSONL on stdout; :class:`CodexOutput` turns it into
 :class:`~aidp.tools.adapter.ToolEvent` s: ``command`` (command_execution), ``file_change``
@@ -22,13 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aidp.config import ToolProfile
 from aidp.exceptions import ToolError
-from aidp.process.runner import kill_by_token, run_process
+from aidp.process.runner import TOKEN_ENV, kill_by_token, run_process
 from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult, ToolEvent, Usage
 from aidp.tools.adapters._common import (
     LineReader,
@@ -63,6 +65,12 @@ DISABLED_FEATURES = (
     "plugins", "remote_plugin", "apps", "goals", "image_generation", "tool_suggest",
     "unbounded_connection_retries", "shell_snapshot",
 )
+#: Glob patterns (case-insensitive) of variables the commands Codex runs for the model never
+#: see: Codex's own default excludes, applied explicitly (its ``ignore_default_excludes``
+#: defaults to true, i.e. off).
+SECRET_ENV_PATTERNS = ("*KEY*", "*SECRET*", "*TOKEN*")
+#: Variables always kept from those commands by exact name (the built-in provider's key).
+ALWAYS_EXCLUDED_ENV = ("OPENAI_API_KEY",)
 #: Error items Codex emits on every run for a model it does not know (harmless).
 _HARMLESS_ERRORS = ("model metadata",)
 #: Longest prompt passed on the command line (Linux caps one argument at 128 KiB); a longer
@@ -86,12 +94,19 @@ def stream_idle_timeout_ms(step_timeout_s: float) -> int:
     return round(min(max(share, MIN_IDLE_TIMEOUT_S), MAX_IDLE_TIMEOUT_S) * 1000)
 
 
-def codex_config(profile: ToolProfile, *, timeout_s: float) -> str:
+def codex_config(profile: ToolProfile, *, timeout_s: float, exclude_env: Sequence[str] = (),
+                 set_env: Mapping[str, str] | None = None) -> str:
     """The text of ``$CODEX_HOME/config.toml`` for ``profile`` and a step timeout (seconds).
 
     With a ``base_url`` the model goes through a custom provider (``OPENAI_BASE_URL`` on the
     built-in one does not reach a local server); without one, Codex's built-in ``openai``
     provider is used.
+
+    ``[shell_environment_policy]`` keeps the provider key out of the commands Codex runs for
+    the model (Codex itself still reads it for its requests): the profile's ``api_key_env``,
+    ``OPENAI_API_KEY`` and ``exclude_env`` by exact name, plus the ``*KEY*`` / ``*SECRET*`` /
+    ``*TOKEN*`` patterns; ``set_env`` is put back after the excludes (aidp's process token,
+    which the ``*TOKEN*`` pattern would drop).
     """
     if not profile.model:
         raise ToolError("a codex profile needs a model", hint="set model = \"...\" in the profile")
@@ -120,6 +135,14 @@ def codex_config(profile: ToolProfile, *, timeout_s: float) -> str:
     for table in ("analytics", "feedback", "agents"):
         lines += ["", f"[{table}]", "enabled = false"]
     lines += ["", "[features]"] + [f"{name} = false" for name in DISABLED_FEATURES]
+    names = [*([profile.api_key_env] if profile.api_key_env else []), *ALWAYS_EXCLUDED_ENV,
+             *exclude_env]
+    exclude = list(dict.fromkeys([*names, *SECRET_ENV_PATTERNS]))
+    lines += ["", "[shell_environment_policy]", 'inherit = "all"',
+              "ignore_default_excludes = false",
+              f"exclude = [{', '.join(_toml(name) for name in exclude)}]"]
+    pairs = ", ".join(f"{_toml(k)} = {_toml(v)}" for k, v in sorted((set_env or {}).items()))
+    lines.append(f"set = {{ {pairs} }}" if pairs else "set = {}")
     return "\n".join(lines) + "\n"
 
 
@@ -260,8 +283,11 @@ class CodexAdapter:
             prompt = invocation.prompt_file.read_text(encoding="utf-8")
         if not prompt:
             return AdapterResult(exit_code=None, error="a codex step needs a prompt")
+        key = api_key(profile.api_key_env, invocation.env)
+        aliases = [name for name, value in invocation.env.items() if key and value == key]
         try:
-            config = codex_config(profile, timeout_s=invocation.timeout_s)
+            config = codex_config(profile, timeout_s=invocation.timeout_s, exclude_env=aliases,
+                                  set_env={TOKEN_ENV: invocation.token})
         except ToolError as exc:
             return AdapterResult(exit_code=None, error=exc.message)
         codex_home = invocation.attempt_dir / "codex-home"
@@ -269,7 +295,6 @@ class CodexAdapter:
         (codex_home / "config.toml").write_text(config, encoding="utf-8")
         home = invocation.attempt_dir / "home"
         home.mkdir(parents=True, exist_ok=True)
-        key = api_key(profile.api_key_env, invocation.env)
         env = dict(invocation.env)
         env.update({"CODEX_HOME": str(codex_home), "HOME": str(home), "NO_COLOR": "1"})
         if not profile.base_url and key:
