@@ -25,6 +25,7 @@ from aidp.core.states import (
     check,
 )
 from aidp.engine.compensation import run_compensations
+from aidp.engine.invocation import prompt_text
 from aidp.engine.ledger import WAITING, RunLedger
 from aidp.engine.run import RunSummary
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
@@ -66,6 +67,8 @@ class Lifecycle(RunLedger):
             "reason": report.reason, "sha": report.checkpoint_sha,
             "next_attempt_at": report.next_attempt_at, "failure_class": report.failure_class,
             "next": report.next_kind if report.next_attempt_at else None,
+            **({"worktree": wsr.worktree_path, "prompt": prompt_text(sr.step)}
+               if report.state is StepState.AWAITING_APPROVAL else {}),
         })
         if report.state in (StepState.FAILED, StepState.TIMEOUT, StepState.CANCELLED):
             self._compensate(wsr, sr)
