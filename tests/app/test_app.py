@@ -91,7 +91,7 @@ def test_run_view_to_dict_is_the_status_json(app: AppContext, tmp_path: Path) ->
     step = ws["steps"][0]
     assert list(step) == ["id", "status", "attempts", "attempts_total", "reason", "checkpoint",
                           "next_attempt_at", "failure_class", "outcome", "profile",
-                          "attempt_list", "compensations"]
+                          "attempt_list", "compensations", "gate"]
     attempt = step["attempt_list"][0]
     assert attempt["number"] == 1 and attempt["outcome"] == "succeeded"
     assert set(attempt["usage"]) == {"input_tokens", "output_tokens", "cost_usd", "requests"}

@@ -25,10 +25,20 @@ workstreams:
 """
 
 
-def _start(cli: Cli, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+DEPENDANT = """\
+  - id: v
+    depends_on: [w]
+    scope: ["other/**"]
+    steps:
+      - id: later
+        run: "mkdir -p other && echo z > other/z"
+"""
+
+
+def _start(cli: Cli, tmp_path: Path, text: str = PLAN) -> tuple[subprocess.Popen[str], Path]:
     flag = tmp_path / "flag"
     plan = cli.cwd / "plan.yaml"
-    plan.write_text(PLAN.replace("{flag}", str(flag)))
+    plan.write_text(text.replace("{flag}", str(flag)))
     proc = subprocess.Popen(
         [*cli.popen_argv("run", "--interactive", "--parallel", "1", str(plan))],
         cwd=cli.cwd, env=cli.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -40,7 +50,7 @@ def _start(cli: Cli, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
 def _wait_for_prompt(proc: subprocess.Popen[str]) -> str:
     assert proc.stderr is not None
     seen = ""
-    while "retry, skip or abort?" not in seen:
+    while "retry, skip or abort?" not in seen or not seen.endswith(": "):
         char = proc.stderr.read(1)
         assert char, f"aidp ended without asking: {seen}"
         seen += char
@@ -62,17 +72,38 @@ def test_retry_after_fixing_the_cause_completes_the_run(cli: Cli, tmp_path: Path
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_skip_continues_with_the_dependants(cli: Cli, tmp_path: Path) -> None:
-    """Answering 'skip' marks the step skipped by the user and runs the rest."""
-    proc, _ = _start(cli, tmp_path)
+def test_skip_is_its_own_outcome_not_completion(cli: Cli, tmp_path: Path) -> None:
+    """Answering 'skip' runs the workstream's other steps but ends it skipped, not completed:
+    its dependant workstreams are skipped and the run exits 1 (the work was not done)."""
+    proc, _ = _start(cli, tmp_path, PLAN + DEPENDANT)
     _wait_for_prompt(proc)
     proc.communicate("skip\n", timeout=60)
-    assert proc.returncode == 0
-    status = json.loads(cli("status", "--json", check=True).stdout)
-    steps = {s["id"]: s for s in status["workstreams"][0]["steps"]}
+    assert proc.returncode == 1
+    status = json.loads(cli("status", "--json").stdout)
+    wss = {w["id"]: w for w in status["workstreams"]}
+    steps = {s["id"]: s for s in wss["w"]["steps"]}
     assert steps["flaky"]["status"] == "skipped"
     assert steps["flaky"]["reason"] == "skipped by the user"
     assert steps["after"]["status"] == "completed"
+    assert wss["w"]["status"] == "skipped"
+    assert wss["v"]["status"] == "skipped"
+    assert {s["status"] for s in wss["v"]["steps"]} == {"skipped"}
+    assert status["status"] == "failed"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_single_letters_are_accepted_and_the_prompt_says_so(cli: Cli, tmp_path: Path) -> None:
+    """The prompt accepts r, s and a (any case) and says what end of input does."""
+    proc, flag = _start(cli, tmp_path)
+    asked = _wait_for_prompt(proc)
+    flag.write_text("now it exists")
+    _, err = proc.communicate("R\n", timeout=60)
+    assert proc.returncode == 0, asked + err
+    assert "r/s/a" in asked and "end of input" in asked
+    assert "Error" not in err
+    status = json.loads(cli("status", "--json", check=True).stdout)
+    steps = {s["id"]: s for s in status["workstreams"][0]["steps"]}
+    assert steps["flaky"]["status"] == "completed"
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -86,3 +86,37 @@ def test_reject_fails_the_step_with_the_reason(cli: Cli, tmp_path: Path) -> None
     assert review["status"] == "failed" and "not what we need" in review["reason"]
     assert review["failure_class"] == "permanent"
     assert after["status"] == "skipped"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_gate_shows_its_worktree_and_prompt(cli: Cli, tmp_path: Path) -> None:
+    """An open gate shows where to work and what to do: its worktree and prompt, in the run's
+    output, in `status` (the note) and in `status --json` (the step's "gate")."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    proc = cli.popen("run", str(plan))
+    try:
+        data = wait_for_gate(cli)
+        worktree = data["workstreams"][0]["worktree"]
+        assert worktree
+        step = data["workstreams"][0]["steps"][0]
+        assert step["gate"] == {"worktree": worktree, "prompt": "Write docs/notes.md by hand."}
+        assert "gate" not in data["workstreams"][0]["steps"][1] or (
+            data["workstreams"][0]["steps"][1]["gate"] is None)
+        text = cli("status", check=True).stdout
+        note = next(line for line in text.splitlines() if "review" in line)
+        assert worktree in note and "Write docs/notes.md by hand." in note
+        assert proc.stdout is not None
+        seen = ""
+        while "Write docs/notes.md by hand." not in seen:
+            line = proc.stdout.readline()
+            assert line, f"aidp ended without showing the gate: {seen}"
+            seen += line
+        assert worktree in seen
+        (Path(worktree) / "docs").mkdir(exist_ok=True)
+        (Path(worktree) / "docs" / "notes.md").write_text("by hand\n")
+        cli("approve", data["run_id"], "docs/review", check=True)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err

@@ -23,6 +23,7 @@ from aidp.app.views import (
     DiagnosticsView,
     EventView,
     FindingView,
+    GateView,
     RunListItemView,
     RunView,
     StepRef,
@@ -137,13 +138,16 @@ def get_run(app: AppContext, run_id: str) -> RunView:
             CompensationView(position=c.position, action=c.kind, status=c.status,
                              detail=c.detail))
     steps: dict[str, list[StepView]] = {}
-    for s in store.steps(run_id):
+    step_rows = store.steps(run_id)
+    gates = _gates(store, run_id, step_rows)
+    for s in step_rows:
         steps.setdefault(s.ws_id, []).append(StepView(
             ws_id=s.ws_id, id=s.step_id, status=s.status, attempts=s.attempts, reason=s.reason,
             checkpoint=s.checkpoint_sha, next_attempt_at=s.next_attempt_at,
             failure_class=s.failure_class, outcome=s.outcome, profile=s.profile,
             attempt_list=tuple(tries.get((s.ws_id, s.step_id), [])),
-            compensations=tuple(compensations.get((s.ws_id, s.step_id), []))))
+            compensations=tuple(compensations.get((s.ws_id, s.step_id), [])),
+            gate=gates.get((s.ws_id, s.step_id))))
     return RunView(
         run_id=row.id, status=row.status, live=live,
         holder=lease.holder if live and lease is not None else None, repo=row.repo,
@@ -156,6 +160,26 @@ def get_run(app: AppContext, run_id: str) -> RunView:
                 steps=tuple(steps.get(w.ws_id, [])),
                 compensations=tuple(compensations.get((w.ws_id, ""), [])))
             for w in store.workstreams(run_id)))
+
+
+def _gates(store: Any, run_id: str, step_rows: list[Any]) -> dict[tuple[str, str], GateView]:
+    """The open human gates of a run: each waiting step's worktree and prompt, from the
+    latest ``step.awaiting_approval`` event (its workstream's worktree when the event has
+    none). The events are read only when a step waits."""
+    waiting = {(s.ws_id, s.step_id) for s in step_rows if s.status == "awaiting_approval"}
+    if not waiting:
+        return {}
+    worktrees = {w.ws_id: w.worktree for w in store.workstreams(run_id)}
+    gates: dict[tuple[str, str], GateView] = {}
+    for event in store.events(run_id):
+        key = (event.ws_id, event.step_id)
+        if event.kind == "step.awaiting_approval" and key in waiting:
+            data = json.loads(event.data or "{}")
+            gates[key] = GateView(worktree=data.get("worktree") or worktrees.get(event.ws_id),
+                                  prompt=data.get("prompt") or None)
+    for key in waiting - gates.keys():
+        gates[key] = GateView(worktree=worktrees.get(key[0]), prompt=None)
+    return gates
 
 
 def list_runs(app: AppContext, limit: int = 20) -> list[RunListItemView]:

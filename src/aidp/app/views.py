@@ -140,6 +140,18 @@ class CompensationView:
 
 
 @dataclass(frozen=True)
+class GateView:
+    """An open human gate (``tool: manual``): where the person works and what to do."""
+
+    worktree: str | None
+    prompt: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The gate as ``status --json`` prints it (the step's ``gate``)."""
+        return {"worktree": self.worktree, "prompt": self.prompt}
+
+
+@dataclass(frozen=True)
 class StepView:
     """One step of a run with its attempts and compensations."""
 
@@ -155,6 +167,7 @@ class StepView:
     outcome: str | None = None  # what ended a failed step: crashed, circuit_open, ...
     attempt_list: tuple[AttemptView, ...] = ()
     compensations: tuple[CompensationView, ...] = ()
+    gate: GateView | None = None  # awaiting approval: its worktree and prompt
 
     @property
     def attempts_total(self) -> int:
@@ -173,6 +186,7 @@ class StepView:
             "profile": self.profile,
             "attempt_list": [a.to_dict() for a in self.attempt_list],
             "compensations": [c.to_dict() for c in self.compensations],
+            "gate": self.gate.to_dict() if self.gate is not None else None,
         }
 
 

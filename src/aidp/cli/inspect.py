@@ -58,10 +58,21 @@ def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_
                 note = f"[{step['failure_class'] or step['outcome']}] {note}"
             if step["next_attempt_at"]:
                 note = f"next attempt at {step['next_attempt_at']}; {note}"
+            if step.get("gate"):
+                note = _gate_note(step["gate"], note)
             table.add_row(f"  {step['id']}", _state(step["status"]),
                           str(step["attempts_total"] or ""),
                           (step["checkpoint"] or "")[:10], escape(note))
     out.print(table)
+
+
+def _gate_note(gate: dict[str, Any], note: str) -> str:
+    """The note of a step at a human gate: where to work, what to do, then how to decide."""
+    parts = [f"work in {gate['worktree']}"] if gate.get("worktree") else []
+    if gate.get("prompt"):
+        prompt = " ".join(str(gate["prompt"]).split())
+        parts.append(f"to do: {prompt[:300]}{'…' if len(prompt) > 300 else ''}")
+    return "; ".join([*parts, note] if note else parts)
 
 
 #: ``status --json`` when there is no run yet: the keys of a run, nothing in them.

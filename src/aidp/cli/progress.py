@@ -6,12 +6,23 @@ from __future__ import annotations
 import time
 from typing import IO, Any
 
-__all__ = ["LiveReporter", "PlainReporter", "render_summary"]
+__all__ = ["LiveReporter", "PlainReporter", "gate_lines", "render_summary"]
 
 _ICONS = {
     "completed": "✔", "failed": "✘", "timeout": "⏱", "skipped": "↷", "cancelled": "■",
     "running": "▶", "retrying": "↻", "pending": "·", "validating": "✓?",
 }
+
+
+def gate_lines(kind: str, data: dict[str, Any]) -> list[str]:
+    """What an opening human gate shows: the worktree to work in and the step's prompt."""
+    if kind != "step.awaiting_approval":
+        return []
+    lines = [f"worktree: {data['worktree']}"] if data.get("worktree") else []
+    if data.get("prompt"):
+        lines.append("prompt:")
+        lines.extend(f"  {line}" for line in str(data["prompt"]).splitlines())
+    return lines
 
 
 class PlainReporter:
@@ -36,7 +47,8 @@ class PlainReporter:
             wait = max(0.0, data["next_attempt_at"] - time.time())
             details.append(f"next attempt in {wait:.1f}s")
         line = f"[{time.monotonic() - self.t0:7.2f}s] {kind:<22} {where} {' '.join(details)}"
-        self.stream.write(line.rstrip() + "\n")
+        self.stream.write(line.rstrip() + "\n" + "".join(
+            f"    {text}\n" for text in gate_lines(kind, data)))
         self.stream.flush()
 
     def output(self, ws_id: str, step_id: str, data: bytes) -> None:
@@ -78,6 +90,8 @@ class LiveReporter:
                     row["done"] += 1
                 if data.get("reason"):
                     row["note"] = str(data["reason"])
+        for text in gate_lines(kind, data):
+            self.console.print(text, markup=False, highlight=False)
         if kind == "run.finished":
             self.live.update(self._table())
             self.live.stop()

@@ -27,11 +27,24 @@ def _reporter(ctx: Context, workstreams: list[tuple[str, int]], as_json: bool) -
     return PlainReporter(sys.stdout)
 
 
+_ANSWERS = {"r": "retry", "retry": "retry", "s": "skip", "skip": "skip",
+            "a": "abort", "abort": "abort"}
+
+
+def _answer(value: str) -> str:
+    """An answer to the --interactive question: a word or its first letter, any case."""
+    choice = _ANSWERS.get(value.strip().lower())
+    if choice is None:
+        raise click.UsageError(f"{value!r}: answer retry (r), skip (s) or abort (a)")
+    return choice
+
+
 def _ask(sr: Any, report: Any) -> str:
     """--interactive: ask what to do about a failed step."""
     click.echo(f"\nstep {sr.key} {report.state.value}: {report.reason}", err=True)
-    return str(click.prompt("retry, skip or abort?", type=click.Choice(["retry", "skip", "abort"]),
-                            default="abort", err=True))
+    return str(click.prompt(
+        "retry, skip or abort? (r/s/a; end of input stops the run as Ctrl-C does, "
+        "resumable)", value_proc=_answer, default="abort", err=True))
 
 
 def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,

@@ -162,7 +162,8 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 
 WORKSTREAM_TRANSITIONS: dict[WorkstreamState, frozenset[WorkstreamState]] = {
     W.PENDING: frozenset({W.RUNNING, W.SKIPPED, W.CANCELLED}),
-    W.RUNNING: frozenset({W.COMPLETED, W.FAILED, W.CANCELLED, W.PENDING}),
+    W.RUNNING: frozenset({W.COMPLETED, W.FAILED, W.CANCELLED, W.PENDING,
+                          W.SKIPPED}),  # SKIPPED: a step skipped at --interactive
     W.FAILED: frozenset({W.PENDING}),  # resume retries it
     W.SKIPPED: frozenset({W.PENDING}),  # resume retries what its failed dependency blocked
     W.COMPLETED: frozenset({W.PENDING}),  # rollback

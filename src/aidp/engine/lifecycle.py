@@ -11,6 +11,7 @@ scheduler does).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aidp.core.dag import descendants
 from aidp.core.states import (
@@ -24,6 +25,7 @@ from aidp.core.states import (
     check,
 )
 from aidp.engine.compensation import run_compensations
+from aidp.engine.invocation import prompt_text
 from aidp.engine.ledger import WAITING, RunLedger
 from aidp.engine.run import RunSummary
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
@@ -65,6 +67,8 @@ class Lifecycle(RunLedger):
             "reason": report.reason, "sha": report.checkpoint_sha,
             "next_attempt_at": report.next_attempt_at, "failure_class": report.failure_class,
             "next": report.next_kind if report.next_attempt_at else None,
+            **({"worktree": wsr.worktree_path, "prompt": prompt_text(sr.step)}
+               if report.state is StepState.AWAITING_APPROVAL else {}),
         })
         if report.state in (StepState.FAILED, StepState.TIMEOUT, StepState.CANCELLED):
             self._compensate(wsr, sr)
@@ -141,6 +145,10 @@ class Lifecycle(RunLedger):
                 return  # cancelled with the rest of the run (_cancel_rest), not failed
             self._fail_ws(wsr, f"step {first.step.id} {first.state.value}: {first.reason}")
             return
+        waived = [sr for sr in steps if sr.key in self.user_skipped]
+        if waived:  # the work was not done: neither completed nor merged
+            self._end_ws_skipped(wsr, f"step {waived[0].step.id} skipped by the user")
+            return
         merged_sha = None
         if wsr.ws.merge is not None and wsr.ws.merge.strategy is not MergeStrategy.NONE:
             try:
@@ -194,22 +202,41 @@ class Lifecycle(RunLedger):
             self._set_ws(tx, wsr, WorkstreamState.FAILED, finished_at=tx.now, reason=reason,
                          head_sha=wsr.head_sha)
             tx.event(self.run_id, "workstream.failed", wsr.ws.id, reason=reason)
-            skip_reason = f"dependency {wsr.ws.id} failed"
-            for ws_id in sorted(self.dependants[wsr.ws.id]):
-                other = self.ws[ws_id]
-                if other.state is WorkstreamState.PENDING:
-                    self._set_ws(tx, other, WorkstreamState.SKIPPED, reason=skip_reason,
-                                 finished_at=tx.now)
-                    for step_id in other.step_order:
-                        sr = self.steps[f"{ws_id}/{step_id}"]
-                        if not sr.state.terminal:
-                            self._set_step(tx, sr, StepState.SKIPPED, reason=skip_reason)
-                    tx.event(self.run_id, "workstream.skipped", ws_id, reason=skip_reason)
+            skipped = self._skip_dependants(tx, wsr, f"dependency {wsr.ws.id} failed")
         self.reporter.event("workstream.failed", wsr.ws.id, None, {"reason": reason})
+        for ws_id in skipped:
+            self.reporter.event("workstream.skipped", ws_id, None,
+                                {"reason": f"dependency {wsr.ws.id} failed"})
+
+    def _end_ws_skipped(self, wsr: WorkstreamRuntime, reason: str) -> None:
+        """End ``wsr`` skipped (a step skipped at --interactive): not merged, and its pending
+        dependants skipped, as the work they build on was not done."""
+        self._release(wsr)
+        with self.store.write(self.fence) as tx:
+            self._set_ws(tx, wsr, WorkstreamState.SKIPPED, finished_at=tx.now, reason=reason,
+                         head_sha=wsr.head_sha)
+            tx.event(self.run_id, "workstream.skipped", wsr.ws.id, reason=reason)
+            skipped = self._skip_dependants(tx, wsr, f"dependency {wsr.ws.id} skipped")
+        self.reporter.event("workstream.skipped", wsr.ws.id, None, {"reason": reason})
+        for ws_id in skipped:
+            self.reporter.event("workstream.skipped", ws_id, None,
+                                {"reason": f"dependency {wsr.ws.id} skipped"})
+
+    def _skip_dependants(self, tx: Any, wsr: WorkstreamRuntime, reason: str) -> list[str]:
+        """Skip the pending workstreams depending on ``wsr``; their ids."""
+        skipped = []
         for ws_id in sorted(self.dependants[wsr.ws.id]):
-            if self.ws[ws_id].state is WorkstreamState.SKIPPED:
-                self.reporter.event("workstream.skipped", ws_id, None,
-                                    {"reason": f"dependency {wsr.ws.id} failed"})
+            other = self.ws[ws_id]
+            if other.state is WorkstreamState.PENDING:
+                self._set_ws(tx, other, WorkstreamState.SKIPPED, reason=reason,
+                             finished_at=tx.now)
+                for step_id in other.step_order:
+                    sr = self.steps[f"{ws_id}/{step_id}"]
+                    if not sr.state.terminal:
+                        self._set_step(tx, sr, StepState.SKIPPED, reason=reason)
+                tx.event(self.run_id, "workstream.skipped", ws_id, reason=reason)
+                skipped.append(ws_id)
+        return skipped
 
     def _cancel_rest(self) -> None:
         for wsr in self.ws.values():
