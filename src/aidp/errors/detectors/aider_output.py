@@ -18,10 +18,11 @@ same PATH follows it; the edit-format and failed-count findings (which name no f
 when any applied edit follows their last occurrence. The reflection-limit finding always stays.
 
 Permanent because the same prompt to the same model tends to fail the same way: the fix loop
-(findings fed back) or the escalation chain is the next move, not a plain retry. Whether the
-attempt changed anything at all is for the engine to read from git: an edit-format failure
-that a reflection then repaired still left these lines in the log. Provider errors in Aider's
-output (rate limits, timeouts) are the http detector's.
+(findings fed back) or the escalation chain is the next move, not a plain retry. Each finding
+kept here fails the attempt even when Aider exited 0 (engine/outcome.py blocking_findings),
+hence the repaired-edit rule above; whether the attempt changed anything at all is for the
+engine to read from git. Provider errors in Aider's output (rate limits, timeouts) are the http
+detector's.
 """
 
 from __future__ import annotations
