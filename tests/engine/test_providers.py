@@ -220,3 +220,77 @@ def test_dead_provider_opens_the_breaker_across_concurrent_runs(
               (listed if isinstance(listed, list) else listed.get("breakers", []))}
     assert states.get("profile:llm") == "open"
     assert os.environ.get("OPENAI_API_KEY") != "x"  # the test set its key only for the children
+
+
+CAPABILITY_PLAN = """version: 1
+workstreams:
+  - id: w
+    scope: ["notes/**"]
+    steps:
+      - {{id: s, capability: {capability}, prompt: Write notes/a.md.}}
+"""
+
+
+def test_capability_waits_while_every_match_is_behind_an_open_breaker(
+        repo: Path, db_url: str, tmp_path: Path) -> None:
+    """D16: a capability step whose matching profiles all have open breakers waits in
+    circuit_open until the earliest reopen time, then runs (like a step naming a profile)."""
+    with FakeLLM([{"reply": EDIT}]) as llm:
+        (repo / "aidp.toml").write_text(
+            profile("a", llm.base_url, capabilities=["write"],
+                    breaker={"failure_threshold": 1, "cooldown": 60, "on_open": "wait"})
+            + profile("b", llm.base_url, capabilities=["write"],
+                      breaker={"failure_threshold": 1, "cooldown": 120, "on_open": "wait"}))
+        settings = load_settings(repo)
+        store = Store(db_url)
+        book = BreakerBook(store)
+        reopen: dict[str, float] = {}
+        for name in ("a", "b"):
+            policy = BreakerPolicy.from_profile(settings.tools[name])
+            admission = book.admit(profile_key(name), policy)
+            snap = book.record(profile_key(name), policy, admission, success=False,
+                               transient=True)
+            assert snap.reopen_at is not None
+            reopen[name] = snap.reopen_at
+        store.close()
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(CAPABILITY_PLAN.format(capability="write"))
+        summary, clock, store, run_id = drive(repo, db_url, plan)
+        requests = len(llm.requests)
+    try:
+        assert summary.ok
+        waits = [json.loads(e.data) for e in store.events(run_id)
+                 if e.kind == "step.circuit_open"]
+        assert waits and waits[0]["next_attempt_at"] == pytest.approx(min(reopen.values()))
+        assert "waiting for a breaker to close" in waits[0]["reason"]
+        assert clock.jumps and sum(clock.jumps) >= 50
+        (attempt,) = store.attempts(run_id)
+        assert attempt.profile == "a" and attempt.outcome == "succeeded"
+        assert requests == 1
+    finally:
+        store.close()
+
+
+def test_capability_nobody_offers_fails_at_once(repo: Path, db_url: str,
+                                                tmp_path: Path) -> None:
+    """D16: a capability no profile offers (any more: the profile lost it after the run was
+    created, which validation refuses up front) fails at once, with nothing to wait for."""
+    with FakeLLM([{"reply": EDIT}]) as llm:
+        (repo / "aidp.toml").write_text(profile("a", llm.base_url, capabilities=["review"]))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(CAPABILITY_PLAN.format(capability="review"))
+        store = Store(db_url)
+        run_id = create_run(store, repo, load_plan([plan]), parallel=2,
+                            settings=load_settings(repo))
+        (repo / "aidp.toml").write_text(profile("a", llm.base_url, capabilities=["write"]))
+        clock = AutojumpClock()
+        summary = drive_run(store, repo, run_id, load_settings(repo), clock=clock)
+    try:
+        assert not summary.ok
+        (step,) = store.steps(run_id)
+        assert step.status == "failed" and step.failure_class == "permanent"
+        assert "no tool profile offers review" in step.reason
+        assert store.attempts(run_id) == [] and clock.jumps == []
+        assert not [e for e in store.events(run_id) if e.kind == "step.circuit_open"]
+    finally:
+        store.close()

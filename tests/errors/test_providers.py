@@ -131,6 +131,44 @@ def test_aider_reflections_name_the_file(tmp_path: Path) -> None:
         ("app.py", "a SEARCH block did not match the lines of app.py")]
 
 
+def test_aider_no_match_then_applied_is_no_finding(tmp_path: Path) -> None:
+    """A no-match for a file is dropped when a later "Applied edit to" that file follows it."""
+    found = aider_output.aidp_detect_attempt(attempt(fixture_text("aider_repaired.txt"),
+                                                     worktree=tmp_path))
+    assert found == []
+    assert default_manager().detect_attempt(attempt(fixture_text("aider_repaired.txt"))
+                                            ).findings == ()
+
+
+def test_aider_no_match_with_nothing_applied_is_kept(tmp_path: Path) -> None:
+    """A no-match stays when no edit was applied after it (one applied before is no repair)."""
+    text = "Applied edit to app.py\n" + fixture_text("aider_reflections.txt").replace(
+        "Only 3 reflections allowed, stopping.\n", "")
+    found = aider_output.aidp_detect_attempt(attempt(text, worktree=tmp_path))
+    assert {(f.code, f.file) for f in found} == {("edit-format", None),
+                                                 ("search-replace-no-match", "app.py")}
+
+
+def test_aider_only_the_repaired_file_is_dropped(tmp_path: Path) -> None:
+    """Of two files whose SEARCH blocks failed, only the one applied afterwards is dropped."""
+    found = aider_output.aidp_detect_attempt(
+        attempt(fixture_text("aider_one_of_two_repaired.txt"), worktree=tmp_path))
+    assert [(f.code, f.file) for f in found] == [("search-replace-no-match", "lib.py")]
+
+
+def test_aider_failed_count_is_dropped_once_an_edit_applies() -> None:
+    """The file-less "N blocks failed" finding is dropped when an applied edit follows it."""
+    failed = "# 1 SEARCH/REPLACE block failed to match!\n"
+    assert [f.code for f in aider_output.detect(failed, None)] == ["search-replace-failed"]
+    assert aider_output.detect(failed + "Applied edit to app.py\n", None) == []
+
+
+def test_aider_reflection_limit_stays_after_an_applied_edit() -> None:
+    """The reflection-limit finding is kept even when an edit was applied before the limit."""
+    text = "Applied edit to app.py\nOnly 3 reflections allowed, stopping.\n"
+    assert [f.code for f in aider_output.detect(text, None)] == ["reflections-exhausted"]
+
+
 def test_aider_retry_lines_are_not_the_providers_wait() -> None:
     """Aider's own "Retrying in 0.5 seconds..." is not a provider's Retry-After."""
     found = provider_http.aidp_detect_attempt(attempt(fixture_text("aider_server_down.txt")))

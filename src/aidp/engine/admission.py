@@ -23,7 +23,13 @@ from aidp.resilience.breaker import BreakerPolicy, BreakerState
 from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
 from aidp.state.store import Store
 from aidp.state.tx import Fence
-from aidp.tools.registry import Choice, ProfileHealth, choose_profile, fallback_chain
+from aidp.tools.registry import (
+    Choice,
+    NoProfileError,
+    ProfileHealth,
+    choose_profile,
+    fallback_chain,
+)
 
 __all__ = ["Admission"]
 
@@ -126,8 +132,16 @@ class Admission:
 
     def _no_profile(self, wsr: WorkstreamRuntime, sr: StepRuntime, exc: ToolError
                     ) -> AttemptReport:
-        """No profile offers the step's capability: the step fails (permanent)."""
+        """No profile serves the step's capability. When profiles match but every one (and
+        its fallbacks) is behind an open breaker (``retryable``), the step waits in
+        ``circuit_open`` until the earliest reopen time, as a step naming a profile does
+        (unless every matching profile says ``on_open: fail`` or the retry budget would run
+        out); when nothing matches, it fails (permanent)."""
         reason = exc.message
+        if isinstance(exc, NoProfileError) and exc.retryable:
+            waiting = self._wait_for_capability(wsr, sr, exc)
+            if waiting is not None:
+                return waiting
         with self.store.write(self.fence) as tx:
             tx.update_step(self.run_id, wsr.ws.id, sr.step.id, status=StepState.FAILED.value,
                            reason=reason, failure_class=FailureClass.PERMANENT.value,
@@ -136,6 +150,40 @@ class Admission:
         return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
                              StepState.FAILED, reason, history=sr.history,
                              failure_class=FailureClass.PERMANENT.value)
+
+    def _wait_for_capability(self, wsr: WorkstreamRuntime, sr: StepRuntime,
+                             exc: NoProfileError) -> AttemptReport | None:
+        """The ``circuit_open`` wait of a capability step whose matches are all behind open
+        breakers, until the earliest reopen time of their breakers; None when it must fail
+        (every match says ``on_open: fail``, or the step's retry budget ends first)."""
+        matches = [name for name, score, _ in exc.candidates if score is not None]
+        names = list(dict.fromkeys(n for name in matches
+                                   for n in fallback_chain(self.settings, name)))
+        profiles = {name: p for name in names if (p := self.settings.profile(name)) is not None}
+        if not any(profiles[name].breaker.on_open == "wait" for name in matches
+                   if name in profiles):
+            return None
+        now = self.clock.now()
+        # the profile breakers are the ones the registry's choice reads (_choose)
+        times = [snap.reopen_at for name, profile in profiles.items() if self._guarded(profile)
+                 if (snap := self.breakers.snapshot(profile_key(name), now=now)) is not None
+                 and snap.state is BreakerState.OPEN and snap.reopen_at is not None]
+        when = min(times) if times else now + 1.0
+        budget = sr.step.retry.budget
+        started = sr.history.first_started_at
+        if budget is not None and started is not None and when > started + budget:
+            return None
+        reason = exc.message + "; waiting for a breaker to close"
+        state = StepState.CIRCUIT_OPEN
+        with self.store.write(self.fence) as tx:
+            tx.update_step(self.run_id, wsr.ws.id, sr.step.id, status=state.value,
+                           reason=reason, next_attempt_at=when, outcome=None)
+            tx.event(self.run_id, f"step.{state.value}", wsr.ws.id, sr.step.id, reason=reason,
+                     next_attempt_at=when)
+        return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None, state,
+                             reason, next_attempt_at=when, history=sr.history,
+                             next_kind=sr.next_kind, profile=sr.profile,
+                             fix_findings=sr.fix_findings)
 
     def _settle_breaker(self, permit: Permit | None, profile_name: str,
                         outcome: AttemptOutcome, failure: FailureClass | None,

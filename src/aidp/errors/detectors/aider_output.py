@@ -12,11 +12,17 @@ block failed to exactly match lines in PATH``                  (file = PATH)
 (when no PATH line follows)
 =================================================  ==========  ========================
 
+A reflection can repair a failed edit: Aider then prints ``Applied edit to PATH``
+(base_coder.py apply_updates()). A no-match finding for PATH is dropped when such a line for the
+same PATH follows it; the edit-format and failed-count findings (which name no file) are dropped
+when any applied edit follows their last occurrence. The reflection-limit finding always stays.
+
 Permanent because the same prompt to the same model tends to fail the same way: the fix loop
-(findings fed back) or the escalation chain is the next move, not a plain retry. Whether the
-attempt changed anything at all is for the engine to read from git: an edit-format failure
-that a reflection then repaired still left these lines in the log. Provider errors in Aider's
-output (rate limits, timeouts) are the http detector's.
+(findings fed back) or the escalation chain is the next move, not a plain retry. Each finding
+kept here fails the attempt even when Aider exited 0 (engine/outcome.py blocking_findings),
+hence the repaired-edit rule above; whether the attempt changed anything at all is for the
+engine to read from git. Provider errors in Aider's output (rate limits, timeouts) are the http
+detector's.
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ _NO_MATCH = re.compile(
     r"^## SearchReplaceNoExactMatch: This SEARCH block failed to exactly match lines in "
     r"(?P<file>.+?)\s*$", re.M)
 _FAILED = re.compile(r"^# (?P<count>\d+) SEARCH/REPLACE blocks? failed to match!", re.M)
+_APPLIED = re.compile(r"^Applied edit to (?P<file>.+?)\s*$", re.M)
+
+
+def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The last match of ``pattern`` in ``text``."""
+    matches = list(pattern.finditer(text))
+    return matches[-1] if matches else None
 
 
 def detect(output: str, worktree: Path | None) -> list[Finding]:
@@ -47,15 +60,24 @@ def detect(output: str, worktree: Path | None) -> list[Finding]:
         findings.append(make_finding(
             NAME, match.group(0) + " (Aider gave up after repeated failed edits or checks)",
             FailureClass.PERMANENT, code="reflections-exhausted"))
-    if (match := _EDIT_FORMAT.search(text)) is not None:
+    applied = [(m.start(), m.group("file")) for m in _APPLIED.finditer(text)]
+
+    def repaired(position: int, file: str | None = None) -> bool:
+        """An edit (to ``file``, or to any file) was applied after ``position``."""
+        return any(at > position and (file is None or name == file) for at, name in applied)
+
+    if (match := _last(_EDIT_FORMAT, text)) is not None and not repaired(match.start()):
         findings.append(make_finding(NAME, match.group(0), FailureClass.PERMANENT,
                                      code="edit-format"))
     files = [m.group("file") for m in _NO_MATCH.finditer(text)]
-    for file in dict.fromkeys(files):
+    unrepaired = [m.group("file") for m in _NO_MATCH.finditer(text)
+                  if not repaired(m.start(), m.group("file"))]
+    for file in dict.fromkeys(unrepaired):
         findings.append(make_finding(
             NAME, f"a SEARCH block did not match the lines of {file}", FailureClass.PERMANENT,
             worktree=worktree, file=file, code="search-replace-no-match"))
-    if not files and (match := _FAILED.search(text)) is not None:
+    if (not files and (match := _last(_FAILED, text)) is not None
+            and not repaired(match.start())):
         findings.append(make_finding(NAME, match.group(0).lstrip("# "), FailureClass.PERMANENT,
                                      code="search-replace-failed"))
     return findings
