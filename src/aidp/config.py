@@ -70,6 +70,9 @@ class RunSettings(_Section):
     log_cap_bytes: int = Field(10 * 2**20, ge=4096, description="per-attempt log size cap")
     kill_grace: Duration = Field(5.0, description="SIGTERM to SIGKILL grace period")
     budget: Budget | None = Field(None, description="what one run's attempts may spend")
+    dirty: Literal["warn", "refuse", "ignore"] = Field(
+        "warn", description="uncommitted changes when a run starts (it starts from HEAD): "
+        "warn naming them, refuse the run (exit 2), or ignore them")
 
 
 class RateLimit(_Section):

@@ -23,6 +23,7 @@ from aidp.app.commands import (
     prune_worktrees,
     reset_breaker,
     rollback_run,
+    uncommitted_changes,
 )
 from aidp.app.context import AppContext
 from aidp.app.proposals import (
@@ -130,4 +131,5 @@ __all__ = [
     "split_step_ref",
     "start_change",
     "sync_specs",
+    "uncommitted_changes",
 ]

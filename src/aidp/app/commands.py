@@ -32,8 +32,15 @@ if TYPE_CHECKING:
     from aidp.model.plan import Plan
 
 __all__ = [
-    "cancel_run", "create_run", "decide_gate", "drive_run", "prune_worktrees", "reset_breaker",
+    "cancel_run",
+    "create_run",
+    "decide_gate",
+    "describe_paths",
+    "drive_run",
+    "prune_worktrees",
+    "reset_breaker",
     "rollback_run",
+    "uncommitted_changes",
 ]
 
 #: Run statuses after which a cancelled run's orchestrator has let go.
@@ -65,6 +72,35 @@ def create_run(app: AppContext, plan: Plan, *, parallel: int, change_id: str | N
         start_change(app, change_id, by=by)
     return record_run(app.store(create=True), app.repo, plan, parallel=parallel,
                       settings=app.settings, bases=bases)
+
+
+def uncommitted_changes(app: AppContext, *, refuse: bool = False) -> list[str]:
+    """The paths with uncommitted changes in the repository (aidp's own ``.aidp/`` aside),
+    which a new run does not see: it starts from HEAD. ``[run] dirty = "ignore"``: none.
+
+    Raises:
+        InputError: there are some and ``refuse`` or ``[run] dirty = "refuse"``; nothing was
+            written.
+    """
+    from aidp.exceptions import InputError
+    from aidp.workspace.git import uncommitted_paths
+
+    mode = "refuse" if refuse else app.settings.run.dirty
+    if mode == "ignore":
+        return []
+    paths = uncommitted_paths(app.repo)
+    if paths and mode == "refuse":
+        raise InputError(
+            f"{len(paths)} uncommitted change{'s' if len(paths) != 1 else ''} in the "
+            f"repository (a run starts from HEAD): {describe_paths(paths)}",
+            hint="commit or stash them, or set [run] dirty = \"warn\" to run anyway")
+    return paths
+
+
+def describe_paths(paths: list[str], limit: int = 10) -> str:
+    """``paths`` joined by commas, the first ``limit`` of them, then how many more."""
+    shown = ", ".join(paths[:limit])
+    return shown + (f" ... and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 def drive_run(app: AppContext, run_id: str, *, reporter: Reporter | None = None,

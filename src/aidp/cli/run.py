@@ -90,9 +90,12 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
 @click.option("--split", type=click.Choice(["change", "sections"]), default=None,
               help="With --change: one workstream for the change, or one per numbered tasks.md "
               "section, chained (default: [specs] split).")
+@click.option("--refuse-dirty", is_flag=True,
+              help="Refuse (exit 2) when the repository has uncommitted changes: the run "
+              "starts from HEAD (default: [run] dirty, warn).")
 def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
         parallel: int | None, as_json: bool, interactive: bool, change_id: str | None,
-        change_tool: str | None, split: str | None) -> int:
+        change_tool: str | None, split: str | None, refuse_dirty: bool) -> int:
     """Validate FILES (or compile --change ID), then run every workstream in its own worktree
     and branch.
 
@@ -100,7 +103,8 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     128+signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 stdout closed), the run
     left resumable.
     """
-    from aidp.app import create_run
+    from aidp.app import create_run, uncommitted_changes
+    from aidp.app.commands import describe_paths
     from aidp.cli.common import actor
     from aidp.cli.plan import exit_with_problems, load_or_exit
     from aidp.exceptions import InputError, ValidationError
@@ -117,6 +121,11 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
     plan = load_or_exit(files, ctx.repo, as_json)
     parallel = parallel or ctx.settings.run.parallel
     try:
+        dirty = uncommitted_changes(ctx.app, refuse=refuse_dirty)  # before anything is written
+        if dirty:
+            click.echo(f"warning: {len(dirty)} uncommitted change{'s' if len(dirty) != 1 else ''}"
+                       f" {'are' if len(dirty) != 1 else 'is'} not part of the run (it starts "
+                       f"from HEAD): {describe_paths(dirty)}", err=True)
         try:  # refuses what `aidp validate` reports, before anything is written
             run_id = create_run(ctx.app, plan, parallel=parallel, change_id=change_id,
                                 by=actor())

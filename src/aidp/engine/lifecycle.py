@@ -160,8 +160,10 @@ class Lifecycle(RunLedger):
                     trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
                     create_from=wsr.base_ref,
                 )
-            except AidpError as exc:
-                self._fail_ws(wsr, f"merge into {wsr.ws.merge.into} failed: {exc.message}")
+            except AidpError as exc:  # the work stands: no compensation, dependants run
+                wsr.merge_failed = True
+                self._fail_ws(wsr, f"all steps completed; merging into {wsr.ws.merge.into} "
+                              f"failed: {exc.message}")
                 return
         self._release(wsr)
         with self.store.write(self.fence) as tx:
@@ -191,7 +193,7 @@ class Lifecycle(RunLedger):
                 {"action": result.kind, "detail": result.detail})
 
     def _fail_ws(self, wsr: WorkstreamRuntime, reason: str) -> None:
-        if wsr.base_sha is not None or wsr.worktree is not None:
+        if not wsr.merge_failed and (wsr.base_sha is not None or wsr.worktree is not None):
             self._compensate(wsr, None)
         self._release(wsr)
         with self.store.write(self.fence) as tx:
@@ -202,7 +204,10 @@ class Lifecycle(RunLedger):
             self._set_ws(tx, wsr, WorkstreamState.FAILED, finished_at=tx.now, reason=reason,
                          head_sha=wsr.head_sha)
             tx.event(self.run_id, "workstream.failed", wsr.ws.id, reason=reason)
-            skipped = self._skip_dependants(tx, wsr, f"dependency {wsr.ws.id} failed")
+            # a workstream whose steps completed and only its merge failed still delivers its
+            # branch: its dependants build on that and run
+            skipped = ([] if wsr.delivered
+                       else self._skip_dependants(tx, wsr, f"dependency {wsr.ws.id} failed"))
         self.reporter.event("workstream.failed", wsr.ws.id, None, {"reason": reason})
         for ws_id in skipped:
             self.reporter.event("workstream.skipped", ws_id, None,
@@ -286,8 +291,7 @@ class Lifecycle(RunLedger):
                 continue
             blocked = [self.steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order
                        if not self.steps[f"{wsr.ws.id}/{s}"].state.terminal]
-            deps = [d for d in wsr.ws.depends_on
-                    if self.ws[d].state is not WorkstreamState.COMPLETED]
+            deps = [d for d in wsr.ws.depends_on if not self.ws[d].delivered]
             ws_reason = (f"dependency {deps[0]} is {self.ws[deps[0]].state.value}" if deps
                          else "its steps can no longer complete")
             with self.store.write(self.fence) as tx:
@@ -315,7 +319,7 @@ class Lifecycle(RunLedger):
             if wsr.state.terminal:
                 self.to_settle.discard(ws_id)
                 continue
-            if any(self.ws[d].state is not WorkstreamState.COMPLETED for d in wsr.ws.depends_on):
+            if not all(self.ws[d].delivered for d in wsr.ws.depends_on):
                 continue
             self.to_settle.discard(ws_id)
             if wsr.state is WorkstreamState.PENDING:

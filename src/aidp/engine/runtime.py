@@ -66,6 +66,15 @@ class WorkstreamRuntime:
     reason: str | None = None
     step_order: list[str] = field(default_factory=list)
     steps: list[StepRuntime] = field(default_factory=list)  # in ``step_order``
+    merge_failed: bool = False  # every step completed; only merging into the target failed
+
+    @property
+    def delivered(self) -> bool:
+        """Its work is done: completed, or failed only in merging into its target (its
+        dependants build on its branch head, not on the target, so they can run)."""
+        return self.state is WorkstreamState.COMPLETED or (
+            self.merge_failed and self.state is WorkstreamState.FAILED
+            and self.head_sha is not None)
 
 
 @dataclass(frozen=True)

@@ -105,8 +105,7 @@ def pick_ready(
         if ws_id in busy:
             continue
         if wsr.state is WorkstreamState.PENDING:
-            if any(workstreams[d].state is not WorkstreamState.COMPLETED
-                   for d in wsr.ws.depends_on):
+            if not all(workstreams[d].delivered for d in wsr.ws.depends_on):
                 continue
             if not conflicts.get(ws_id, frozenset()).isdisjoint(active):
                 continue

@@ -34,6 +34,7 @@ __all__ = [
     "resolve_identity",
     "rev_parse",
     "run_git",
+    "uncommitted_paths",
 ]
 
 FALLBACK_NAME = "aidp"
@@ -144,6 +145,23 @@ def current_branch(cwd: Path) -> str | None:
     done = run_git(["symbolic-ref", "-q", "--short", "HEAD"], cwd, check=False)
     name = done.stdout.strip()
     return name if done.returncode == 0 and name else None
+
+
+def uncommitted_paths(repo: Path) -> list[str]:
+    """The paths with uncommitted changes in the worktree at ``repo`` (modified, staged,
+    deleted or untracked, ignored files excepted), sorted; aidp's own ``.aidp/`` is left out."""
+    out = run_git(["status", "--porcelain=v1", "-z", "--untracked-files=all"], repo).stdout
+    paths: list[str] = []
+    entries = iter(out.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":
+            next(entries, None)  # the rename's source follows its destination
+        path = entry[3:]
+        if path != ".aidp" and not path.startswith(".aidp/"):
+            paths.append(path)
+    return sorted(set(paths))
 
 
 def ensure_excluded(repo: Path, pattern: str, *, common: Path | None = None) -> bool:
