@@ -219,17 +219,34 @@ def shown_state(status: str, live: bool) -> str:
     """The state a run is shown in: its recorded ``status``, except that a ``running`` run no
     orchestrator drives (its lease released, expired, or its holder process gone) is shown
     ``interrupted`` -- a display state, never stored; ``aidp resume`` continues it."""
-    return "interrupted" if status == "running" and not live else status
+    return "interrupted" if status == RunState.RUNNING.value and not live else status
 
 
 def is_resumable(status: str, live: bool) -> bool:
     """True when ``aidp resume`` would take the run up: nobody drives it and it is not
     completed or cancelled (a failed run's failed steps are tried again)."""
-    return not live and status not in ("completed", "cancelled")
+    return not live and status not in (RunState.COMPLETED.value, RunState.CANCELLED.value)
+
+
+class _ShownRun:
+    """What the views of a run show of its state, from its recorded ``status`` and ``live``."""
+
+    status: str
+    live: bool
+
+    @property
+    def state(self) -> str:
+        """The state shown (see :func:`shown_state`): ``interrupted`` for a dead running run."""
+        return shown_state(self.status, self.live)
+
+    @property
+    def resumable(self) -> bool:
+        """True when ``aidp resume`` would continue it (see :func:`is_resumable`)."""
+        return is_resumable(self.status, self.live)
 
 
 @dataclass(frozen=True)
-class RunView:
+class RunView(_ShownRun):
     """The whole state of a run (``aidp status``)."""
 
     run_id: str
@@ -251,16 +268,6 @@ class RunView:
                     return step
         return None
 
-    @property
-    def state(self) -> str:
-        """The state shown (see :func:`shown_state`): ``interrupted`` for a dead running run."""
-        return shown_state(self.status, self.live)
-
-    @property
-    def resumable(self) -> bool:
-        """True when ``aidp resume`` would continue it (see :func:`is_resumable`)."""
-        return is_resumable(self.status, self.live)
-
     def to_dict(self) -> dict[str, Any]:
         """The run as ``status --json`` prints it (``status``: the state shown,
         ``recorded_status``: the one stored)."""
@@ -275,7 +282,7 @@ class RunView:
 
 
 @dataclass(frozen=True)
-class RunListItemView:
+class RunListItemView(_ShownRun):
     """One line of the list of runs (``aidp runs``)."""
 
     run_id: str
@@ -285,16 +292,6 @@ class RunListItemView:
     workstreams: int
     completed: int
     live: bool = False
-
-    @property
-    def state(self) -> str:
-        """The state shown (see :func:`shown_state`): ``interrupted`` for a dead running run."""
-        return shown_state(self.status, self.live)
-
-    @property
-    def resumable(self) -> bool:
-        """True when ``aidp resume`` would continue it (see :func:`is_resumable`)."""
-        return is_resumable(self.status, self.live)
 
     def to_dict(self) -> dict[str, Any]:
         """The run as ``runs --json`` prints it (``status``: the state shown,
