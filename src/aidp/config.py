@@ -73,6 +73,10 @@ class RunSettings(_Section):
     dirty: Literal["warn", "refuse", "ignore"] = Field(
         "warn", description="uncommitted changes when a run starts (it starts from HEAD): "
         "warn naming them, refuse the run (exit 2), or ignore them")
+    lease_ttl: Duration = Field(
+        30.0, ge=1.0, le=3600.0, description="how long the run's lease outlives its holder's "
+        "last heartbeat (renewed every third of it): another `aidp resume` may take a silent "
+        "holder's run over after this long (at once when the holder's process is gone)")
 
 
 class RateLimit(_Section):

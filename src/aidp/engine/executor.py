@@ -82,7 +82,7 @@ from aidp.state.store import Store
 from aidp.state.tx import Fence
 from aidp.tools.adapter import AdapterResult
 from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
-from aidp.workspace.checkpoint import commit_staged, discard_unstaged, stage_all
+from aidp.workspace.checkpoint import RefUpdate, discard_unstaged, prepare_checkpoint, stage_all
 from aidp.workspace.worktrees import WorktreePool
 
 __all__ = ["Executor"]
@@ -127,6 +127,8 @@ class _Invoked:
     env_names: list[str]
     tool_sourced: list[tuple[str, Finding]]  # the adapter's and the detectors' on its output
     detector_failures: tuple[str, ...]
+    # the checkpoint commit's branch move, made in the fenced transaction that records it
+    checkpoint: RefUpdate | None = None
 
 
 @dataclass(frozen=True)
@@ -331,30 +333,31 @@ class Executor(Preparation, Admission, Invoker):
                 checks, check_outputs = self._run_checks(step, values, env, secrets, log,
                                                          worktree, token)
                 outcome, reason = judged(checks)
-            sha = None
+            sha, checkpoint = None, None
             if outcome is AttemptOutcome.SUCCEEDED:
-                sha = commit_staged(
+                checkpoint = prepare_checkpoint(
                     wsr.worktree,
                     message=f"aidp: {wsr.ws.id}/{step.id}"
                     + (f": {step.title}" if step.title else ""),
                     trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id,
                               "Aidp-Step": step.id, "Aidp-Attempt": str(number)},
                 )
+                sha = checkpoint.new
                 if checks:
-                    discard_unstaged(wsr.worktree)
+                    discard_unstaged(wsr.worktree, to=sha)
             else:
                 wsr.needs_reset = True
         except AidpError as exc:  # git failed under the attempt: record it, never lose the row
             # The error says whether trying again may help (no git error does today).
             outcome = (AttemptOutcome.FAILED_TRANSIENT if exc.retryable
                        else AttemptOutcome.FAILED_PERMANENT)
-            reason, sha = exc.message, None
+            reason, sha, checkpoint = exc.message, None, None
             log.note(f"[aidp] {exc.message}")
             wsr.needs_reset = True
         finally:
             log.close()
         return _Invoked(result, changed, outside, checks, check_outputs, outcome, reason, sha,
-                        log.bytes_seen, names, tool_sourced, detector_failures)
+                        log.bytes_seen, names, tool_sourced, detector_failures, checkpoint)
 
     def _judge(self, sr: StepRuntime, admitted: _Admitted, claim: _Claim, invoked: _Invoked
                ) -> _Judgement:
@@ -498,6 +501,12 @@ class Executor(Preparation, Admission, Invoker):
             if closes:
                 tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=sha,
                          merged_sha=None)
+            if invoked.checkpoint is not None:
+                # Last, so that it is the commit's only precondition: the branch moves only
+                # while our lease token is current (checked as this transaction began), and a
+                # takeover waits for this commit. A crash before the commit leaves a checkpoint
+                # the journal lacks; resume adopts it by its trailers.
+                invoked.checkpoint.apply()
         if sha is not None:
             wsr.head_sha = sha
             if siblings is not None and wsr.worktree is not None and all(

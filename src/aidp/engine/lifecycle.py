@@ -29,10 +29,10 @@ from aidp.engine.invocation import prompt_text
 from aidp.engine.ledger import WAITING, RunLedger
 from aidp.engine.run import RunSummary
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
-from aidp.exceptions import AidpError
+from aidp.exceptions import AidpError, LeaseLostError, StateError
 from aidp.model.workstream import MergeStrategy
 from aidp.resilience.recovery import History
-from aidp.workspace.merge import merge_into_target
+from aidp.workspace.merge import plan_merge
 
 __all__ = ["Lifecycle"]
 
@@ -149,30 +149,42 @@ class Lifecycle(RunLedger):
         if waived:  # the work was not done: neither completed nor merged
             self._end_ws_skipped(wsr, f"step {waived[0].step.id} skipped by the user")
             return
-        merged_sha = None
-        if wsr.ws.merge is not None and wsr.ws.merge.strategy is not MergeStrategy.NONE:
+        landing, merge = None, wsr.ws.merge
+        if merge is not None and merge.strategy is not MergeStrategy.NONE:
             try:
-                merged_sha = merge_into_target(
-                    self.repo, wsr.head_sha or wsr.branch, wsr.ws.merge.into,
-                    strategy=wsr.ws.merge.strategy.value,
-                    message=f"aidp: {wsr.ws.merge.strategy.value} {wsr.ws.id} "
+                landing = plan_merge(
+                    self.repo, wsr.head_sha or wsr.branch, merge.into,
+                    strategy=merge.strategy.value,
+                    message=f"aidp: {merge.strategy.value} {wsr.ws.id} "
                     f"({wsr.ws.title or wsr.branch})",
                     trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
                     create_from=wsr.base_ref,
                 )
             except AidpError as exc:  # the work stands: no compensation, dependants run
-                wsr.merge_failed = True
-                self._fail_ws(wsr, f"all steps completed; merging into {wsr.ws.merge.into} "
-                              f"failed: {exc.message}")
+                self._merge_failed(wsr, merge.into, exc)
                 return
+        merged_sha = None if landing is None else landing.new
         self._release(wsr)
-        with self.store.write(self.fence) as tx:
-            self._set_ws(tx, wsr, WorkstreamState.COMPLETED, finished_at=tx.now,
-                         head_sha=wsr.head_sha, merged_sha=merged_sha, reason=None)
-            tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=wsr.head_sha,
-                     merged_sha=merged_sha)
+        try:
+            with self.store.write(self.fence) as tx:
+                self._set_ws(tx, wsr, WorkstreamState.COMPLETED, finished_at=tx.now,
+                             head_sha=wsr.head_sha, merged_sha=merged_sha, reason=None)
+                tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=wsr.head_sha,
+                         merged_sha=merged_sha)
+                if landing is not None:
+                    landing.apply()  # only while our lease is current (see Executor._record)
+        except LeaseLostError:
+            raise
+        except StateError as exc:  # the target moved meanwhile: the work stands, unmerged
+            assert landing is not None
+            self._merge_failed(wsr, landing.branch, exc)
+            return
         self.reporter.event("workstream.completed", wsr.ws.id, None,
                             {"head": wsr.head_sha, "merged_sha": merged_sha})
+
+    def _merge_failed(self, wsr: WorkstreamRuntime, into: str, exc: AidpError) -> None:
+        wsr.merge_failed = True
+        self._fail_ws(wsr, f"all steps completed; merging into {into} failed: {exc.message}")
 
     def _compensate(self, wsr: WorkstreamRuntime, sr: StepRuntime | None) -> None:
         """Run the compensations of a failed or cancelled step (``sr``) or workstream."""

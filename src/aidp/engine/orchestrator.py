@@ -120,11 +120,12 @@ class Orchestrator(Resume, Lifecycle):
         row = self.store.run(self.run_id)
         if RunState(row.status) is RunState.CANCELLED:
             raise StateError(f"run {self.run_id} was cancelled; start a new run")
-        self.fence = acquire_lease(self.store, self.run_id)
+        ttl_s = self.settings.run.lease_ttl
+        self.fence = acquire_lease(self.store, self.run_id, ttl_s=ttl_s)
         stop_heartbeat = threading.Event()
         heartbeat = threading.Thread(target=keep_lease, args=(self.store, self.fence,
                                                               stop_heartbeat, self._lease_lost),
-                                     name="aidp-lease", daemon=True)
+                                     kwargs={"ttl_s": ttl_s}, name="aidp-lease", daemon=True)
         heartbeat.start()
         # Released worktrees keep their branch until the end of the run (detached below): a
         # HEAD and reflog write less per workstream. Merge targets are detached at once.
@@ -133,6 +134,7 @@ class Orchestrator(Resume, Lifecycle):
             self._load(row)
             self.pool.always_detach = frozenset(
                 wsr.ws.merge.into for wsr in self.ws.values() if wsr.ws.merge is not None)
+            self.pool.owned = frozenset(wsr.branch for wsr in self.ws.values())
             self.executor = Executor(store=self.store, fence=self.fence, repo=self.repo,
                                      settings=self.settings, pool=self.pool, cancel=self.cancel,
                                      on_output=self.reporter.output, clock=self.clock)

@@ -41,47 +41,46 @@ class Preparation:
         prefer = Path(wsr.worktree_path) if wsr.worktree_path else None
         fresh = wsr.base_sha is None
         if fresh:
-            start = dep_heads[0][1] if dep_heads else wsr.base_ref
-            wt = self.pool.acquire(wsr.branch, start, prefer=prefer)
-            wsr.worktree = wt
-            if len(dep_heads) > 1:
-                merge_into_worktree(
-                    wt,
-                    [sha for _, sha in dep_heads[1:]],
-                    message=f"aidp: merge dependencies of {wsr.ws.id}: "
-                    + ", ".join(ws_id for ws_id, _ in dep_heads),
-                    trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
-                )
-            wsr.base_sha = str(wt.pygit.head.target)
-            wsr.head_sha = wsr.base_sha
+            # The branch is created (or reset) at its start only while our lease is current: a
+            # deposed holder, woken, moves no branch and starts nothing (the fence check fails).
+            # The transaction writes nothing; the preparation is recorded with the attempt.
+            with self.store.write(self.fence):
+                wt = self.pool.acquire(wsr.branch, dep_heads[0][1] if dep_heads else wsr.base_ref,
+                                       prefer=prefer)
+                wsr.worktree, wsr.worktree_path, wsr.needs_reset = wt, str(wt.path), False
+                if len(dep_heads) > 1:
+                    merge_into_worktree(
+                        wt,
+                        [sha for _, sha in dep_heads[1:]],
+                        message=f"aidp: merge dependencies of {wsr.ws.id}: "
+                        + ", ".join(ws_id for ws_id, _ in dep_heads),
+                        trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
+                    )
+                wsr.base_sha = wsr.head_sha = str(wt.pygit.head.target)
         else:
-            if prefer is not None and prefer.exists():
-                # A slot outside this pool (the original's, in a copied repository) is not ours.
-                clean_stale_locks(self.repo, prefer if prefer.parent == self.pool.root else None)
-            wt = self.pool.acquire(wsr.branch, None, prefer=prefer)
-            wsr.worktree = wt
+            ours = prefer is not None and prefer.parent == self.pool.root
+            if prefer is not None and prefer.exists() and (
+                    not ours or self.pool.slot_is_idle(prefer)):
+                # A slot outside this pool (the original's, in a copied repository) is not
+                # ours; one a live (deposed) holder still holds is left alone: its locks live.
+                clean_stale_locks(self.repo, prefer if ours else None)
+            wt = self.pool.acquire(wsr.branch, None, prefer=prefer)  # moves no branch
+            wsr.worktree, wsr.worktree_path, wsr.needs_reset = wt, str(wt.path), False
             wsr.head_sha = str(wt.pygit.head.target)
-        wsr.worktree_path = str(wsr.worktree.path)
-        wsr.needs_reset = False
+        # Recorded in this thread's next fenced write (the attempt's start, or whatever the
+        # attempt writes first): one commit less per workstream. Before the tool runs either way.
+        run_id, ws_id, branch = self.run_id, wsr.ws.id, wsr.branch
         worktree_path, base_sha, head_sha = wsr.worktree_path, wsr.base_sha, wsr.head_sha
 
         def record(tx: Tx) -> None:
-            tx.update_ws(
-                self.run_id,
-                wsr.ws.id,
-                status=WorkstreamState.RUNNING.value,
-                worktree=worktree_path,
-                base_sha=base_sha,
-                head_sha=head_sha,
-                **({"started_at": tx.now} if fresh else {}),
-            )
+            tx.update_ws(run_id, ws_id, status=WorkstreamState.RUNNING.value,
+                         worktree=worktree_path, base_sha=base_sha, head_sha=head_sha,
+                         **({"started_at": tx.now} if fresh else {}))
             if fresh:
-                tx.event(self.run_id, "workstream.started", wsr.ws.id, branch=wsr.branch)
-            tx.event(self.run_id, "workstream.prepared", wsr.ws.id, worktree=worktree_path,
+                tx.event(run_id, "workstream.started", ws_id, branch=branch)
+            tx.event(run_id, "workstream.prepared", ws_id, worktree=worktree_path,
                      base_sha=base_sha)
 
-        # Recorded in this thread's next fenced write (the attempt's start, or whatever the
-        # attempt writes first): one commit less per workstream. Before the tool runs either way.
         self.store.defer(self.fence, record)
 
     def prepare_for(self, wsr: WorkstreamRuntime, sr: StepRuntime,

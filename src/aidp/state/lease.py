@@ -83,14 +83,15 @@ def release_lease(store: Store, fence: Fence) -> None:
 
 
 def keep_lease(store: Store, fence: Fence, stop: threading.Event,
-               on_lost: Callable[[LeaseLostError], None]) -> None:
+               on_lost: Callable[[LeaseLostError], None], *,
+               ttl_s: float = LEASE_TTL_S) -> None:
     """Renew the lease every third of its lifetime until ``stop`` is set (a thread's target).
 
     When the lease was taken over, calls ``on_lost`` with the error and returns; any other
     failure (a database hiccup) is tried again at the next beat, before the lease expires."""
-    while not stop.wait(LEASE_TTL_S / 3):
+    while not stop.wait(ttl_s / 3):
         try:
-            renew_lease(store, fence)
+            renew_lease(store, fence, ttl_s=ttl_s)
         except LeaseLostError as exc:
             on_lost(exc)
             return

@@ -1,10 +1,15 @@
 """Checkpoints: one commit per completed step, made in-process with pygit2 (no git subprocess).
 
-The per-step path (:func:`stage_all` + :func:`commit_staged`) runs through libgit2 because it is
-several times cheaper than ``git add -A && git commit`` (see ``bench/bench_checkpoint.py``) and
+The per-step path (:func:`stage_all` + :func:`prepare_checkpoint`) runs through libgit2 because it
+is several times cheaper than ``git add -A && git commit`` (see ``bench/bench_checkpoint.py``) and
 runs no hooks -- a repository's pre-commit hook must not veto or rewrite an aidp checkpoint.
 Reading checkpoints back (:func:`list_checkpoints`) uses one ``git log`` call, because git's own
 trailer parser is the reference for what counts as a trailer.
+
+Writing a commit and moving its branch are two moments: :func:`prepare_checkpoint` writes the
+commit object and returns a :class:`RefUpdate`; the engine applies it inside the fenced database
+transaction that records the step, so that a deposed lease holder -- stopped, its lease taken
+over, woken again -- moves no branch (the transaction fails on its stale token first).
 
 Commit message layout::
 
@@ -39,10 +44,13 @@ __all__ = [
     "TRAILER_STEP",
     "TRAILER_WORKSTREAM",
     "CheckpointCommit",
+    "RefUpdate",
     "commit_staged",
     "discard_unstaged",
     "format_message",
     "list_checkpoints",
+    "move_branch",
+    "prepare_checkpoint",
     "stage_all",
 ]
 
@@ -145,15 +153,61 @@ def format_message(subject: str, body: str | None, trailers: Mapping[str, str]) 
     return "\n\n".join(parts) + "\n"
 
 
-def commit_staged(
+@dataclass(frozen=True)
+class RefUpdate:
+    """A branch move prepared but not made: :meth:`apply` makes it, compare-and-swap."""
+
+    repo: Path | pygit2.Repository  # the repository, or any of its worktrees
+    branch: str
+    new: str
+    old: str | None  # None: the branch must not exist yet
+    message: str
+
+    @property
+    def moves(self) -> bool:
+        return self.new != self.old
+
+    def apply(self) -> str:
+        """Move the branch (if it moves at all); return ``new``."""
+        if self.moves:
+            move_branch(self.repo, self.branch, self.new, self.old, message=self.message)
+        return self.new
+
+
+def move_branch(repo: Path | pygit2.Repository, branch: str, new: str, old: str | None, *,
+                message: str) -> None:
+    """Point ``refs/heads/<branch>`` at ``new`` if it still points at ``old`` (None: if it does
+    not exist), under git's ref lock, with a reflog entry. In-process: no git subprocess.
+
+    Raises:
+        StateError: the branch is not where it was expected (somebody else moved it).
+    """
+    import pygit2
+
+    handle = repo if isinstance(repo, pygit2.Repository) else pygit2.Repository(str(repo))
+    name = f"refs/heads/{branch}"
+    with handle.transaction() as txn:
+        txn.lock_ref(name)  # git's own lock file: a concurrent git or libgit2 writer waits or fails
+        ref = handle.references.get(name)
+        current = None if ref is None else str(ref.resolve().target)
+        if current != old:
+            raise StateError(
+                f"branch {branch} moved: expected {old or 'no branch'}, found "
+                f"{current or 'no branch'}; refusing to move it to {new[:12]}",
+                hint="another process changed the branch; `aidp resume` rebuilds from the "
+                "recorded checkpoints")
+        txn.set_target(name, new, message=message)
+
+
+def prepare_checkpoint(
     wt: Worktree, *, message: str, trailers: Mapping[str, str], body: str | None = None
-) -> str:
-    """Commit the index on the worktree's branch and return the new commit's sha.
+) -> RefUpdate:
+    """Write the commit of the index on the worktree's branch; return the branch's move to it.
 
     The commit's parent is HEAD (none on an unborn branch); an empty commit is made when nothing
     changed, so every completed step has exactly one checkpoint. Author and committer come from
-    the repository's configuration, or ``aidp <aidp@localhost>``. The branch moves only if it
-    still points at the parent (libgit2 compares before updating).
+    the repository's configuration, or ``aidp <aidp@localhost>``. Nothing points at the commit
+    until the returned :class:`RefUpdate` is applied (the worktree's HEAD follows the branch).
 
     Args:
         wt: an acquired worktree whose HEAD is ``refs/heads/<wt.branch>``.
@@ -175,16 +229,26 @@ def commit_staged(
         raise StateError(f"worktree {wt.path} is not on branch {wt.branch}; refusing to commit")
     index = repo.index
     tree_id = index.write_tree()
-    parents = [] if repo.head_is_unborn else [repo.head.target]
+    parent = None if repo.head_is_unborn else str(repo.head.target)
     ident = wt.identity
     author = pygit2.Signature(ident.author_name, ident.author_email)
     committer = pygit2.Signature(ident.committer_name, ident.committer_email)
-    oid = repo.create_commit("HEAD", author, committer, text, tree_id, parents)
-    return str(oid)
+    oid = repo.create_commit(None, author, committer, text, tree_id,
+                             [] if parent is None else [parent])
+    subject = text.splitlines()[0]
+    return RefUpdate(repo, wt.branch, str(oid), parent, f"commit: {subject}")
 
 
-def discard_unstaged(wt: Worktree) -> None:
-    """Return ``wt`` to its last commit: undo changes, delete untracked files, keep ignored ones.
+def commit_staged(
+    wt: Worktree, *, message: str, trailers: Mapping[str, str], body: str | None = None
+) -> str:
+    """:func:`prepare_checkpoint` and move the branch at once; return the new commit's sha."""
+    return prepare_checkpoint(wt, message=message, trailers=trailers, body=body).apply()
+
+
+def discard_unstaged(wt: Worktree, *, to: str | None = None) -> None:
+    """Return ``wt`` to its last commit (or to commit ``to``, a prepared checkpoint its branch
+    does not point at yet): undo changes, delete untracked files, keep ignored ones.
 
     Used after acceptance checks, which may leave files behind.
     """
@@ -193,7 +257,10 @@ def discard_unstaged(wt: Worktree) -> None:
     repo = wt.pygit
     repo.index.read(False)
     strategy = CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED
-    repo.checkout_head(strategy=strategy)  # type: ignore[no-untyped-call]  # pygit2 stub gap
+    if to is None:
+        repo.checkout_head(strategy=strategy)  # type: ignore[no-untyped-call]  # pygit2 stub gap
+    else:
+        repo.checkout_tree(repo[to], strategy=strategy)  # type: ignore[no-untyped-call]
 
 
 def list_checkpoints(

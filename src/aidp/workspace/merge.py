@@ -5,6 +5,8 @@
 * :func:`merge_into_target` -- a finished workstream lands on its target branch without any
   worktree: ``git merge-tree --write-tree`` computes the result, ``git commit-tree`` records it,
   ``git update-ref NEW OLD`` moves the branch only if nobody else moved it meanwhile.
+  :func:`plan_merge` does the same but leaves the move to the caller (the engine makes it in the
+  fenced transaction that records the merge).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from aidp.exceptions import GitError, InputError, MergeConflictError, StateError
-from aidp.workspace.checkpoint import format_message
+from aidp.workspace.checkpoint import RefUpdate, format_message
 from aidp.workspace.git import git_identity_env, rev_parse, run_git
 from aidp.workspace.worktrees import Worktree
 
@@ -23,6 +25,7 @@ __all__ = [
     "is_merged",
     "merge_into_target",
     "merge_into_worktree",
+    "plan_merge",
 ]
 
 
@@ -94,7 +97,7 @@ def _merge_tree(repo: Path, ours: str, theirs: str) -> tuple[str, list[str] | No
     return tree.strip(), sorted({name for name in rest if name})
 
 
-def merge_into_target(
+def plan_merge(
     repo: Path,
     source: str,
     target: str,
@@ -103,21 +106,20 @@ def merge_into_target(
     message: str,
     trailers: Mapping[str, str],
     create_from: str,
-) -> str:
-    """Land branch ``source`` on branch ``target`` without touching any worktree.
+) -> RefUpdate:
+    """Prepare landing branch ``source`` on branch ``target`` without touching any worktree:
+    write the merge commit, return the target's move to it (``moves`` is False when there is
+    nothing to land).
 
     ``"merge"`` always records a two-parent merge commit (never a fast-forward, so the
     workstream stays visible in history and the commit carries the trailers); ``"squash"``
     records a one-parent commit with the merged tree. When ``source`` is already contained in
     ``target`` (merge) or the merged tree equals the target's (squash) nothing is committed and
-    the current target sha is returned. A missing ``target`` is created from ``create_from``;
-    the branch is created or moved with one compare-and-swap ``update-ref``.
-
-    Returns:
-        the new (or unchanged) sha of ``target``.
+    the target stays where it is. A missing ``target`` is created from ``create_from``; the
+    branch is created or moved, when the update is applied, with one compare-and-swap.
 
     Raises:
-        StateError: ``target`` is checked out in a worktree, or moved while merging.
+        StateError: ``target`` is checked out in a worktree.
         InputError: ``source`` or ``create_from`` names no commit; unknown strategy.
         MergeConflictError: the merge conflicts (files named).
     """
@@ -159,19 +161,27 @@ def merge_into_target(
                 input=format_message(message, None, trailers),
                 env=git_identity_env(repo),
             ).stdout.strip()
-    if new == old:
-        return new
-    done = run_git(
-        ["update-ref", "-m", f"aidp: {strategy} {source}", f"refs/heads/{target}", new, old or ""],
-        repo,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise StateError(
-            f"branch {target} moved while {source} was being merged into it",
-            hint="run the merge again",
-        )
-    return new
+    return RefUpdate(repo, target, new, old, f"aidp: {strategy} {source}")
+
+
+def merge_into_target(
+    repo: Path,
+    source: str,
+    target: str,
+    *,
+    strategy: Literal["merge", "squash"],
+    message: str,
+    trailers: Mapping[str, str],
+    create_from: str,
+) -> str:
+    """:func:`plan_merge` and move ``target`` at once; return its new (or unchanged) sha.
+
+    Raises:
+        StateError: ``target`` is checked out in a worktree, or moved while merging.
+        InputError, MergeConflictError: as :func:`plan_merge`.
+    """
+    return plan_merge(repo, source, target, strategy=strategy, message=message,
+                      trailers=trailers, create_from=create_from).apply()
 
 
 def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:

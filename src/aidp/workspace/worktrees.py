@@ -180,6 +180,11 @@ class WorktreePool:
         self._identity: Identity | None = None
         self.detach_on_release = detach_on_release
         self.always_detach = frozenset(always_detach)
+        # Branches only this pool's owner may hold (a run's branches, while it holds the run's
+        # lease): one still checked out in a slot another live process holds belongs to a
+        # deposed lease holder, which moves no branch any more -- :meth:`acquire` checks it out
+        # beside it instead of failing.
+        self.owned: frozenset[str] = frozenset()
         self._attached: set[Path] = set()  # released idle slots still holding their branch
         self._attached_lock = threading.Lock()
         # Slots this pool gave back, newest last: tried before scanning the pool directory
@@ -425,6 +430,14 @@ class WorktreePool:
             ensure_excluded(self.repo, ".aidp/", common=self.common)
         self._prepared = True
 
+    def slot_is_idle(self, path: Path) -> bool:
+        """Whether no live process holds the pool slot at ``path`` (its holder, if any, died)."""
+        fd = _try_lock(self._lock_path(path.resolve()))
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
+
     def _lock_path(self, path: Path) -> Path:
         return path.with_name(path.name + ".lock")
 
@@ -517,8 +530,12 @@ class WorktreePool:
             except GitError as exc:
                 # A process that died while holding a worktree left its branch checked out
                 # there; take it back from that (now idle) slot and try once more.
-                if not (_checked_out_elsewhere(exc) and self._detach_idle_holder(branch, path)):
+                if not _checked_out_elsewhere(exc):
                     raise
+                if not self._detach_idle_holder(branch, path):
+                    if branch not in self.owned:
+                        raise
+                    args.insert(1, "--ignore-other-worktrees")  # a deposed holder's slot
                 run_git(args, path, base_env=self._git_env)
         except GitError as exc:
             if _checked_out_elsewhere(exc):
