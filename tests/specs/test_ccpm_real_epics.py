@@ -3,7 +3,9 @@ above the front matter."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,54 @@ def test_cli_prints_warnings_to_stderr(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     assert len(lines) == 2 and all(".claude/epics/auth/003.md:" in line for line in lines)
+
+
+def _planned(root: Path, files: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the workstream file ``aidp specs epic`` writes, ``aidp plan --json`` of it)."""
+    make_epic(root, files)
+    cli = Cli(root)
+    compiled = cli("specs", "epic", "auth", "-o", "ws.yaml", "--tool", "shell", "--run", "true",
+                   timeout=60)
+    assert compiled.returncode == 0, compiled.stderr
+    planned = cli("plan", "ws.yaml", "--json", timeout=60)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    return load_yaml((root / "ws.yaml").read_text()), json.loads(planned.stdout)
+
+
+def test_parallel_tasks_without_scope_run_side_by_side(tmp_path: Path) -> None:
+    """Three parallel: true tasks with conflicts_with: [] and no scope: aidp plan runs all three
+    at once (scope stays '**', the overlap is accepted: clashing edits surface at merge)."""
+    document, plan = _planned(tmp_path, {f"00{n}.md": front(f"t{n}") for n in (1, 2, 3)})
+    assert plan["max_parallelism"] == 3 and plan["waves"] == [["t1", "t2", "t3"]]
+    for ws in document["workstreams"]:
+        assert "conflicts_with" not in ws and "scope" not in ws
+        assert ws["scope_overlap"] == "allow"
+
+
+def test_conflicts_with_and_parallel_false_still_serialize(tmp_path: Path) -> None:
+    """A conflicts_with pair never runs together; a parallel: false task, and a task saying
+    neither parallel: nor scope:, run beside nothing."""
+    files = {"001.md": front("t1").replace("conflicts_with: []", "conflicts_with: [2]"),
+             "002.md": front("t2"), "003.md": front("t3"), "004.md": front("t4")}
+    document, plan = _planned(tmp_path, files)
+    conflicts = {w["id"]: w.get("conflicts_with", []) for w in document["workstreams"]}
+    assert conflicts["t1"] == ["t2"] and plan["max_parallelism"] == 3  # t1|t2, t3, t4
+
+    files["003.md"] = front("t3", parallel="false")
+    files["004.md"] = front("t4").replace("parallel: true\n", "")
+    document, plan = _planned(tmp_path, files)
+    conflicts = {w["id"]: w.get("conflicts_with", []) for w in document["workstreams"]}
+    assert conflicts["t3"] == ["t1", "t2", "t4"] and conflicts["t4"] == ["t1", "t2", "t3"]
+    assert plan["max_parallelism"] == 1  # t3 and t4 run alone, t1 and t2 not together
+
+
+def test_declared_overlapping_scopes_are_still_refused(tmp_path: Path) -> None:
+    """Tasks that name their files are checked like any workstream: overlapping globs of two
+    parallel tasks are a scope-conflict naming the task, not silently run together."""
+    extra = "scope: [src/**]\n"
+    files = {"001.md": front("t1", extra=extra), "002.md": front("t2", extra=extra)}
+    make_epic(tmp_path, files)
+    cli = Cli(tmp_path)
+    assert cli("specs", "epic", "auth", "-o", "ws.yaml", timeout=60).returncode == 0
+    proc = cli("validate", "ws.yaml", timeout=60)
+    assert proc.returncode == 2 and "scope overlaps workstream 't1'" in proc.stdout + proc.stderr

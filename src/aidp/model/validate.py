@@ -447,6 +447,8 @@ def _scope_conflicts(
             a, b = earlier.ws.id, later.ws.id
             if b in below[a] or a in below[b] or frozenset((a, b)) in declared:
                 continue
+            if "allow" in (earlier.ws.scope_overlap, later.ws.scope_overlap):
+                continue  # declared to run beside overlapping work; merges catch clashes
             pairs = [
                 f"{ga!r} ~ {gb!r}"
                 for ga in earlier.ws.scope

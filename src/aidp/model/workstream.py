@@ -234,6 +234,12 @@ class Workstream(_Model):
         "directory, ** crosses directories)",
     )
     conflicts_with: list[Id] = Field(default_factory=list)
+    scope_overlap: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="allow: may run beside workstreams whose scopes overlap (validate does not "
+        "refuse the pair; conflicts_with still serializes); overlapping edits then show as "
+        "merge conflicts",
+    )
     merge: MergeSpec | None = None
     env: list[EnvName] = Field(default_factory=list, description="names passed to every step")
     compensate: list[Compensation] = Field(

@@ -4,8 +4,13 @@ requirement text and scenarios they implement.
 One change becomes one workstream (id: the change id) whose steps follow ``tasks.md`` in order:
 each unchecked task is one step depending on the previous one (OpenSpec has no dependency
 syntax, and tasks are written to be done in order). A task that names requirements of the
-change (their name appears in its text) gets those requirements as prompt context; any other
-task gets every requirement of the change. A change without tasks gets one step per requirement
+change gets only those requirements, in full: it names one by its exact name (case-insensitive,
+as a whole phrase -- so also as ``<capability>/<name>``, or by the new name of a RENAMED one) or
+by a ``spec://<capability>/<requirement>`` reference (``spec://<capability>`` names all of that
+capability's). A task naming none gets every requirement in full when the change has at most
+:data:`FULL_LIMIT`; otherwise only a list of their keys, with the change's delta specs (where
+the text and scenarios are) as context files -- repeating every requirement in every step made
+one real change's plan 9,391 lines of YAML. A change without tasks gets one step per requirement
 delta. Each step's prompt holds the task, the proposal's Why, and for every requirement its key,
 what the change does to it, its text and its scenarios -- the acceptance criteria the tool must
 meet. The result is plain data in the workstream file format (:mod:`aidp.model.workstream`).
@@ -30,13 +35,40 @@ from typing import Any, Literal
 
 from aidp.exceptions import InputError, NotFoundError
 from aidp.specs.coverage import ScenarioKey
+from aidp.specs.index import find_references
 from aidp.specs.model import Change, DeltaOp, Project, RequirementDelta
+from aidp.specs.resolver import parse_uri
 
-__all__ = ["SPLITS", "change_of_workstream", "change_to_workstreams", "requirement_context",
-           "step_id"]
+__all__ = ["FULL_LIMIT", "SPLITS", "change_of_workstream", "change_to_workstreams",
+           "named_requirements", "requirement_context", "step_id"]
 
 SPLITS = ("change", "sections")
 Split = Literal["change", "sections"]
+FULL_LIMIT = 3  # a task naming no requirement gets them all in full up to this many
+
+
+def _names_phrase(text: str, phrase: str) -> bool:
+    """``phrase`` occurs in ``text`` as a whole (case-insensitive): "Login" is named by "add
+    Login", not by "Logins"."""
+    return re.search(r"(?<!\w)" + re.escape(phrase.lower()) + r"(?!\w)", text.lower()) is not None
+
+
+def named_requirements(text: str, deltas: Sequence[RequirementDelta]) -> list[RequirementDelta]:
+    """The deltas a task's ``text`` names (see the module doc), in the change's order."""
+    paths = set()
+    for uri, _ in find_references(text):
+        try:
+            paths.add(parse_uri(uri).path.lower())
+        except InputError:
+            continue
+
+    def named(delta: RequirementDelta) -> bool:
+        names = [delta.name] + ([delta.renamed_to] if delta.renamed_to else [])
+        keys = {f"{delta.capability}/{name}".lower() for name in names}
+        return (bool(keys & paths) or delta.capability.lower() in paths
+                or any(_names_phrase(text, name) for name in names))
+
+    return [d for d in deltas if named(d)]
 
 
 def step_id(raw: str, taken: set[str]) -> str:
@@ -80,14 +112,27 @@ def _proofs(deltas: list[RequirementDelta], tests: Mapping[ScenarioKey, Sequence
     return found
 
 
+def _requirement_index(deltas: list[RequirementDelta]) -> list[str]:
+    """Prompt lines listing ``deltas`` by key only (their text is in the context files)."""
+    lines = ["", "This task names none of the change's requirements. They are (text and "
+                 "scenarios in the delta specs given as context files):"]
+    for delta in deltas:
+        renamed = f" to {delta.renamed_to!r}" if delta.renamed_to else ""
+        lines.append(f"- {delta.key} ({delta.op.value}{renamed})")
+    return lines
+
+
 def _prompt(change: Change, task: str, deltas: list[RequirementDelta],
-            proofs: list[tuple[ScenarioKey, list[str]]] | None = None) -> str:
+            proofs: list[tuple[ScenarioKey, list[str]]] | None = None, *,
+            full: bool = True) -> str:
     parts = [f"Task: {task}", "", f"Change: {change.id}"
              + (f" -- {change.proposal.title}" if change.proposal and change.proposal.title
                 else "")]
     if change.proposal and change.proposal.why:
         parts += ["", "Why:", change.proposal.why]
-    if deltas:
+    if deltas and not full:
+        parts += _requirement_index(deltas)
+    elif deltas:
         parts += ["", "Requirements this task must satisfy (each scenario is an acceptance "
                       "criterion):", ""]
         parts += ["\n\n".join(requirement_context(d) for d in deltas)]
@@ -132,12 +177,12 @@ def change_to_workstreams(project: Project, change_id: str, *, tool: str = "manu
     tasks = [t for t in change.tasks if include_done or not t.done]
     if tasks:
         for task in tasks:
-            named = [d for d in deltas if d.name.lower() in task.text.lower()
-                     or (d.renamed_to and d.renamed_to.lower() in task.text.lower())]
+            named = named_requirements(task.text, deltas)
             label = f"{task.number} {task.text}" if task.number else task.text
-            steps.append(_step(change, label, named or deltas, tests, test_command,
-                               step_id(f"task-{task.number}" if task.number else task.text,
-                                       taken), task.position.file))
+            step = _step(change, label, named or deltas, tests, test_command,
+                         step_id(f"task-{task.number}" if task.number else task.text, taken),
+                         task.position.file, full=bool(named) or len(deltas) <= FULL_LIMIT)
+            steps.append(step)
             sections.append(task.group or "0")
     else:
         for delta in deltas:
@@ -175,9 +220,12 @@ def change_to_workstreams(project: Project, change_id: str, *, tool: str = "manu
 
 def _step(change: Change, label: str, deltas: list[RequirementDelta],
           tests: Mapping[ScenarioKey, Sequence[str]] | None, test_command: str, ident: str,
-          context: str, title: str | None = None) -> dict[str, Any]:
+          context: str, title: str | None = None, *, full: bool = True) -> dict[str, Any]:
+    """One step; ``full`` False lists ``deltas`` by key and gives their files as context."""
     proofs = _proofs(deltas, tests or {})
     nodeids = sorted({n for _, ids in proofs for n in ids})
-    return {"id": ident, "title": title or label, "prompt": _prompt(change, label, deltas, proofs),
-            "context": [context], "_test_checks": [] if not nodeids else [
+    files = [context] if full else [context, *dict.fromkeys(d.position.file for d in deltas)]
+    return {"id": ident, "title": title or label,
+            "prompt": _prompt(change, label, deltas, proofs, full=full),
+            "context": files, "_test_checks": [] if not nodeids else [
                 f"{test_command} {' '.join(shlex.quote(n) for n in nodeids)}"]}

@@ -11,13 +11,16 @@ rewrites the numbers in ``depends_on``, so tasks are keyed here by a stable id o
 slug of the task's ``name`` -- and a number is resolved against both file numbers and issue
 numbers. Each open task becomes one workstream (tasks are CCPM's unit of parallel work) with
 one step whose prompt is the task body (Description, Acceptance Criteria, Technical Details);
-``depends_on`` and ``conflicts_with`` map onto the workstream fields of the same names, and
-``parallel: false`` makes the task conflict with every other task of the epic. CCPM task files
-name no files, and aidp refuses two parallel workstreams whose scopes overlap (a workstream
-without ``scope`` has ``**``), so a task without an (optional, aidp-specific) ``scope:`` /
-``files:`` list of globs conflicts with every other open task, ``parallel: true`` or not:
-independent tasks may run in any order, one at a time. Closed tasks are left out and
-dependencies on them count as met.
+``depends_on`` and ``conflicts_with`` map onto the workstream fields of the same names.
+``parallel: false`` makes the task conflict with every other task of the epic, and so does a
+task with neither ``parallel:`` nor a scope. ``parallel: true`` is the author's statement that
+the task may run beside every task it does not list in ``conflicts_with``. CCPM task files name
+no files, and aidp refuses two parallel workstreams whose scopes overlap (no ``scope`` is
+``**``), so a ``parallel: true`` task without an (optional, aidp-specific) ``scope:`` /
+``files:`` list of globs keeps scope ``**`` and gets ``scope_overlap: allow``: it runs beside
+its siblings, and edits that do clash are reported as merge conflicts. Tasks that declare globs
+are checked for overlap as any workstream is. Closed tasks are left out and dependencies on
+them count as met.
 
 Real epics also name a task with ``title:`` instead of ``name:`` or put a ``# Task 00N``
 heading above the front matter; both are read, each with a warning in :attr:`Epic.warnings`.
@@ -82,6 +85,13 @@ class EpicTask:
     line: int  # where depends_on is written, else 1
     acceptance: tuple[tuple[str, bool], ...]  # checkbox text, ticked
     scope: tuple[str, ...] = ()  # globs from an optional ``scope:`` / ``files:`` field
+    parallel_declared: bool = False  # ``parallel:`` written in the front matter
+
+    @property
+    def serial(self) -> bool:
+        """Runs beside no other task: ``parallel: false``, or neither ``parallel: true`` nor a
+        scope -- a task that says nothing about files or parallelism is kept conservative."""
+        return not self.parallel or (not self.parallel_declared and not self.scope)
 
 
 @dataclass(frozen=True)
@@ -221,7 +231,7 @@ def load_epic(directory: Path, root: Path) -> Epic:
             _numbers(data.get("conflicts_with"), file, where.get("conflicts_with", 1),
                      "conflicts_with", key, problems),
             data.get("parallel") is not False, text.strip(), file, dep_line, acceptance,
-            _globs(data.get("scope", data.get("files")))))
+            _globs(data.get("scope", data.get("files"))), "parallel" in data))
     by_number = _number_index(tasks)
     for task in tasks:
         for field, numbers in (("depends_on", task.depends_on),
@@ -268,20 +278,15 @@ def epic_to_workstreams(epic: Epic, *, tool: str = "manual", checks: list[str] |
     by_number = _number_index(epic.tasks)
     open_tasks = [t for t in epic.tasks if t.status != "closed"]
     open_keys = {t.key for t in open_tasks}
-    serial = [t.key for t in open_tasks if not t.parallel]
+    serial = [t.key for t in open_tasks if t.serial]
     workstreams = []
     for task in open_tasks:
         depends = [by_number[n].key for n in task.depends_on if by_number[n].key in open_keys]
         conflicts = [by_number[n].key for n in task.conflicts_with
                      if by_number[n].key in open_keys]
-        if not task.parallel:
+        if task.serial:
             conflicts += [k for k in open_keys if k != task.key]
         conflicts += [k for k in serial if k != task.key]
-        if not task.scope:
-            # No declared files: it may touch anything, so it never runs beside another task.
-            conflicts += [t.key for t in open_tasks if t.key != task.key]
-        else:
-            conflicts += [t.key for t in open_tasks if t.key != task.key and not t.scope]
         step: dict[str, Any] = {"id": "implement", "title": task.name, "tool": tool,
                                 "prompt": _prompt(epic, task), "context": [task.file]}
         if checks:
@@ -290,6 +295,11 @@ def epic_to_workstreams(epic: Epic, *, tool: str = "manual", checks: list[str] |
                                       "steps": [step]}
         if task.scope:
             workstream["scope"] = list(task.scope)
+        elif not task.serial:
+            # CCPM's parallel: true is the author's word that the task may run beside any task
+            # it does not name in conflicts_with; it names no files, so its scope stays ``**``
+            # (enforced) and the overlap is accepted -- clashing edits surface at merge time.
+            workstream["scope_overlap"] = "allow"
         if depends:
             workstream["depends_on"] = sorted(set(depends))
         unique_conflicts = sorted(set(conflicts) - set(depends))
