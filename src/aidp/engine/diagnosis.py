@@ -75,13 +75,20 @@ def read_log_text(path: Path) -> str:
 _OWN_LINE = re.compile(r"^(?:--- (?:\[[\w.-]+\] |check \d+: ).*---|\[aidp\] \.\.\.)\r?$")
 
 
+#: The first line of the acceptance checks' part of a step's log (``--- check 1: NAME ---``).
+_CHECKS_START = re.compile(r"^--- check 1: .*---\r?$", re.M)
+
+
 def detector_text(text: str) -> str:
     """What the detectors read of a tool's log: the tool's own output, up to where aidp stopped
     it (a timeout or cancel; what follows -- a ``KeyboardInterrupt`` traceback after aidp's
-    SIGINT -- is the tool's reaction to aidp, not evidence), without aidp's own lines."""
-    stop = text.find(f"--- {STOP_MARKER}")
-    if stop >= 0:
-        text = text[:stop]
+    SIGINT -- is the tool's reaction to aidp, not evidence) or where the checks began (their
+    output is each check's evidence, never the tool's: a failing test is found once, by its
+    check), without aidp's own lines."""
+    for end in (text.find(f"--- {STOP_MARKER}"),
+                (m.start() if (m := _CHECKS_START.search(text)) else -1)):
+        if end >= 0:
+            text = text[:end]
     if "[" not in text and "--- check" not in text:
         return text
     return "".join(line for line in text.splitlines(keepends=True)
