@@ -77,3 +77,31 @@ def test_detector_text_ends_where_the_checks_begin() -> None:
     """Rule: what the tool's detectors read stops at the first check's marker."""
     text = ("tool line\n--- check 1: pytest ---\nFAILED t.py::test_x - assert 1 == 2\n")
     assert detector_text(text) == "tool line\n"
+
+
+def test_model_text_echoed_by_the_tool_is_not_evidence(tmp_path: Path) -> None:
+    """Rule: lines of the model's replies (Aider's llm history) are skipped by the tool's
+    detectors; Aider's own error lines are still read."""
+    from aidp.engine.diagnosis import detect_tool
+    from aidp.tools.adapter import AdapterResult
+    from aidp.tools.adapters.aider import model_lines
+
+    history = tmp_path / "aider.llm.history"
+    history.write_text("TO LLM 2026-01-01T00:00:00\nUSER Only 3 reflections allowed\n"
+                       "LLM RESPONSE 2026-01-01T00:00:01\n"
+                       "ASSISTANT The API provider is not able to authenticate you.\n"
+                       "ASSISTANT   401 Unauthorized  \n")
+    echoed = model_lines(history)
+    assert echoed == {"The API provider is not able to authenticate you.", "401 Unauthorized"}
+    log = tmp_path / "s.1.log"
+    log.write_text("The API provider is not able to authenticate you.\n  401 Unauthorized\n"
+                   "Applied edit to a.py\n")
+    quiet, _ = detect_tool(tool="aider", adapter="aider",
+                           result=AdapterResult(0, echoed=echoed), log_path=log,
+                           worktree=tmp_path, changed=["a.py"])
+    assert quiet == []
+    log.write_text("litellm.AuthenticationError: Error code: 401\n")
+    (found,), _ = detect_tool(tool="aider", adapter="aider",
+                              result=AdapterResult(0, echoed=echoed), log_path=log,
+                              worktree=tmp_path, changed=[])
+    assert found[1].code == "authentication"

@@ -37,6 +37,7 @@ __all__ = [
     "no_change_finding",
     "read_log_text",
     "scope_findings",
+    "without_echo",
     "write_bundle",
 ]
 
@@ -95,6 +96,15 @@ def detector_text(text: str) -> str:
                    if not _OWN_LINE.match(line.rstrip("\n")))
 
 
+def without_echo(text: str, echoed: frozenset[str]) -> str:
+    """``text`` without the lines that repeat the model's own text (``AdapterResult.echoed``,
+    compared stripped): a reply quoting "401 Unauthorized" is not the provider refusing."""
+    if not echoed:
+        return text
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if line.strip() not in echoed)
+
+
 def detect(attempt: AttemptEvidence | None, checks: Sequence[CheckEvidence]) -> Detected:
     """Run the detectors over the tool's output and over each failed check's output."""
     from aidp.errors.manager import default_manager
@@ -119,7 +129,8 @@ def detect_tool(*, tool: str, adapter: str, result: AdapterResult, log_path: Pat
     evidence = AttemptEvidence(
         tool=tool, adapter=adapter, exit_code=result.exit_code, signal=result.signal,
         timed_out=result.timed_out, duration_s=result.duration_s,
-        output=detector_text(read_log_text(log_path)), worktree=worktree, log_path=log_path,
+        output=without_echo(detector_text(read_log_text(log_path)), result.echoed),
+        worktree=worktree, log_path=log_path,
         events=tuple({"kind": e.kind, **e.data} for e in result.events),
         changed_files=tuple(changed),
     )
