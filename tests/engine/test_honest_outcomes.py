@@ -193,7 +193,7 @@ def test_aidp_notes_are_not_detector_input() -> None:
     interrupt."""
     from aidp.engine.diagnosis import detector_text
 
-    text = ("working\n--- [aidp] aider timed out after 15 s ---\n--- check 1: pytest ---\n"
+    text = ("working\n--- [aidp] aider timed out after 15 s ---\n"
             "--- [openai] failed after 0.2s: HTTP 429: rate limited ---\nmore\n"
             "--- [aidp] stopping the tool: sending SIGINT (timeout) ---\n"
             "Traceback (most recent call last):\nKeyboardInterrupt\n")

@@ -147,3 +147,99 @@ workstreams:
     listed = json.loads(cli("breakers", "list", "--json", check=True).stdout)
     items = listed if isinstance(listed, list) else listed.get("breakers", [])
     assert {i["key"]: i["state"] for i in items}.get("profile:codex") == "open"
+
+
+QUOTED_ERRORS = (
+    "Earlier the log said: The API provider is not able to authenticate you. Check your API "
+    "key.\nlitellm.AuthenticationError: Error code: 401 - 401 Unauthorized\n"
+    "## SearchReplaceNoExactMatch: This SEARCH block failed to exactly match lines in hello.py\n"
+    "Only 3 reflections allowed, stopping.\nThat is fixed now:\n\n"
+)
+
+
+def test_aider_reply_quoting_errors_still_succeeds(cli: Cli, tmp_path: Path) -> None:
+    """A model reply that quotes a 401, Aider's authentication message, a failed SEARCH block
+    and the reflection limit (Aider echoes the reply into its output) is the model's text, not
+    Aider's error: the edit is applied, the attempt succeeds, no error finding is recorded."""
+    (cli.cwd / "hello.py").write_text('def greet():\n    return "hello"\n')
+    git(cli.cwd, "add", "-A")
+    git(cli.cwd, "commit", "-qm", "hello")
+    with FakeLLM([{"reply": QUOTED_ERRORS + AIDER_DIFF}]) as llm:
+        (cli.cwd / "aidp.toml").write_text(profiles(llm.base_url))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text("""version: 1
+workstreams:
+  - id: greet
+    scope: ["hello.py"]
+    steps:
+      - {id: world, tool: aider, prompt: "Make greet() say hello, world.",
+         retry: {max_attempts: 1}}
+""")
+        code, status, stderr = run(cli, llm, plan)
+    logs = "".join(p.read_text(errors="replace")
+                   for p in (cli.cwd / ".aidp" / "runs").rglob("*.log"))
+    assert "not able to authenticate you" in logs  # Aider did echo the reply
+    assert code == 0, (stderr, logs)
+    (step,) = status["workstreams"][0]["steps"]
+    assert [a["outcome"] for a in step["attempt_list"]] == ["succeeded"]
+    findings = json.loads(cli("findings", status["run_id"], "--json", check=True).stdout)
+    assert findings["findings"] == []
+
+
+HELLO_PLAN = """version: 1
+workstreams:
+  - id: greet
+    scope: ["hello.py"]
+    steps:
+      - {id: world, tool: aider, prompt: "Make greet() say hello, world.",
+         retry: {max_attempts: 1}}
+"""
+
+
+def hello(cli: Cli) -> None:
+    (cli.cwd / "hello.py").write_text('def greet():\n    return "hello"\n')
+    git(cli.cwd, "add", "-A")
+    git(cli.cwd, "commit", "-qm", "hello")
+
+
+def test_aider_search_block_matching_nothing_fails_the_step(cli: Cli, tmp_path: Path) -> None:
+    """A1: Aider exits 0 after its SEARCH block matched nothing 4 times and "Only 3 reflections
+    allowed, stopping."; aidp records a permanent failure with those findings, no checkpoint."""
+    hello(cli)
+    wrong = AIDER_DIFF.replace('    return "hello"\n=', '    return "goodbye"\n=')
+    with FakeLLM([{"reply": wrong}] * 4) as llm:
+        (cli.cwd / "aidp.toml").write_text(profiles(llm.base_url))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(HELLO_PLAN)
+        code, status, stderr = run(cli, llm, plan)
+    assert code == 1, stderr
+    (step,) = status["workstreams"][0]["steps"]
+    assert [a["outcome"] for a in step["attempt_list"]] == ["failed_permanent"], step
+    branch = status["workstreams"][0]["branch"]
+    assert git(cli.cwd, "rev-parse", branch) == git(cli.cwd, "rev-parse", "HEAD")  # no commit
+    findings = json.loads(cli("findings", status["run_id"], "--json", check=True).stdout)
+    codes = {f["code"] for f in findings["findings"]}
+    assert {"search-replace-no-match", "reflections-exhausted"} <= codes, findings
+
+
+def test_aider_401_is_permanent_and_opens_the_breaker(cli: Cli, tmp_path: Path) -> None:
+    """A1: the provider answers 401 and Aider exits 0; aidp records a permanent failure whose
+    finding names authentication, and the endpoint's breaker counts it (threshold 1: open)."""
+    hello(cli)
+    error = {"error": {"status": 401, "message": "Incorrect API key provided"}}
+    with FakeLLM([error] * 4) as llm:
+        (cli.cwd / "aidp.toml").write_text(
+            profiles(llm.base_url) + '\n[tools.aider.breaker]\nfailure_threshold = 1\n'
+            'cooldown = 600\non_open = "fail"\n')
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(HELLO_PLAN)
+        code, status, stderr = run(cli, llm, plan)
+    assert code == 1, stderr
+    (step,) = status["workstreams"][0]["steps"]
+    (attempt,) = step["attempt_list"]
+    assert (attempt["outcome"], attempt["failure_class"]) == ("failed_permanent", "permanent")
+    findings = json.loads(cli("findings", status["run_id"], "--json", check=True).stdout)
+    assert "authentication" in {f["code"] for f in findings["findings"]}, findings
+    listed = json.loads(cli("breakers", "list", "--json", check=True).stdout)
+    items = listed if isinstance(listed, list) else listed.get("breakers", [])
+    assert {i["key"]: i["state"] for i in items}.get("profile:aider") == "open", items

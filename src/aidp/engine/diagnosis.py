@@ -37,6 +37,7 @@ __all__ = [
     "no_change_finding",
     "read_log_text",
     "scope_findings",
+    "without_echo",
     "write_bundle",
 ]
 
@@ -75,17 +76,33 @@ def read_log_text(path: Path) -> str:
 _OWN_LINE = re.compile(r"^(?:--- (?:\[[\w.-]+\] |check \d+: ).*---|\[aidp\] \.\.\.)\r?$")
 
 
+#: The first line of the acceptance checks' part of a step's log (``--- check 1: NAME ---``).
+_CHECKS_START = re.compile(r"^--- check 1: .*---\r?$", re.M)
+
+
 def detector_text(text: str) -> str:
     """What the detectors read of a tool's log: the tool's own output, up to where aidp stopped
     it (a timeout or cancel; what follows -- a ``KeyboardInterrupt`` traceback after aidp's
-    SIGINT -- is the tool's reaction to aidp, not evidence), without aidp's own lines."""
-    stop = text.find(f"--- {STOP_MARKER}")
-    if stop >= 0:
-        text = text[:stop]
+    SIGINT -- is the tool's reaction to aidp, not evidence) or where the checks began (their
+    output is each check's evidence, never the tool's: a failing test is found once, by its
+    check), without aidp's own lines."""
+    for end in (text.find(f"--- {STOP_MARKER}"),
+                (m.start() if (m := _CHECKS_START.search(text)) else -1)):
+        if end >= 0:
+            text = text[:end]
     if "[" not in text and "--- check" not in text:
         return text
     return "".join(line for line in text.splitlines(keepends=True)
                    if not _OWN_LINE.match(line.rstrip("\n")))
+
+
+def without_echo(text: str, echoed: frozenset[str]) -> str:
+    """``text`` without the lines that repeat the model's own text (``AdapterResult.echoed``,
+    compared stripped): a reply quoting "401 Unauthorized" is not the provider refusing."""
+    if not echoed:
+        return text
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if line.strip() not in echoed)
 
 
 def detect(attempt: AttemptEvidence | None, checks: Sequence[CheckEvidence]) -> Detected:
@@ -112,7 +129,8 @@ def detect_tool(*, tool: str, adapter: str, result: AdapterResult, log_path: Pat
     evidence = AttemptEvidence(
         tool=tool, adapter=adapter, exit_code=result.exit_code, signal=result.signal,
         timed_out=result.timed_out, duration_s=result.duration_s,
-        output=detector_text(read_log_text(log_path)), worktree=worktree, log_path=log_path,
+        output=without_echo(detector_text(read_log_text(log_path)), result.echoed),
+        worktree=worktree, log_path=log_path,
         events=tuple({"kind": e.kind, **e.data} for e in result.events),
         changed_files=tuple(changed),
     )

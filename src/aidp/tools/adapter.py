@@ -126,6 +126,9 @@ class AdapterResult:
     version: str | None = None
     command_line: tuple[str, ...] = ()  # as run, secrets masked (for diagnostics)
     awaiting_approval: bool = False  # the manual adapter: a human must decide
+    #: Lines of the model's own text that the tool's output repeats (Aider echoes each reply):
+    #: the model quoting an error is not the tool reporting one, so detectors never read them.
+    echoed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

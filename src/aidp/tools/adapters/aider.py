@@ -41,6 +41,7 @@ from aidp.tools.adapters._common import (
 )
 
 __all__ = [
+    "LLM_HISTORY",
     "AiderAdapter",
     "AiderOutput",
     "aider_argv",
@@ -60,6 +61,8 @@ MAX_REQUEST_TIMEOUT_S = 600.0
 #: handed to Aider as editable files -- that would send the whole repository with every
 #: request; Aider then adds the files the prompt and the model name (``--yes-always``).
 MAX_EDITABLE_FILES = 25
+#: Aider's --llm-history-file in the attempt directory: the model's replies, verbatim.
+LLM_HISTORY = "aider.llm.history"
 #: Context window written into the model metadata when the profile says nothing more.
 DEFAULT_MAX_INPUT_TOKENS = 128_000
 DEFAULT_MAX_OUTPUT_TOKENS = 8192
@@ -185,7 +188,7 @@ def aider_argv(
     argv += FIXED_FLAGS
     argv += ["--chat-history-file", str(attempt_dir / "aider.chat.history.md"),
              "--input-history-file", str(attempt_dir / "aider.input.history"),
-             "--llm-history-file", str(attempt_dir / "aider.llm.history")]
+             "--llm-history-file", str(attempt_dir / LLM_HISTORY)]
     if "--edit-format" not in profile.args:
         argv += ["--edit-format", profile.edit_format]
     if "--timeout" not in profile.args:
@@ -197,6 +200,25 @@ def aider_argv(
     files = editable_files(invocation)
     argv += ["--", *files] if files else []
     return argv
+
+
+def model_lines(llm_history: Path) -> frozenset[str]:
+    """The lines of the model's replies, stripped, from Aider's ``--llm-history-file``.
+
+    Aider prints each reply into its output (``--no-pretty``: verbatim; ``COLUMNS`` keeps rich
+    from wrapping it) and logs it there as ``ASSISTANT <line>`` lines (io.log_llm_history,
+    utils.format_content). Its own messages -- errors, the reflection limit, a failed SEARCH
+    block -- are never ``ASSISTANT`` lines (a reflection goes back to the model as ``USER``), so
+    the detectors can skip what the model wrote: a reply quoting "401 Unauthorized" is not the
+    provider refusing. (Aider's own line is skipped too if the model wrote the very same line;
+    a failing provider sends no reply to write it in.)
+    """
+    try:
+        text = llm_history.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    return frozenset(line for raw in text.splitlines() if raw.startswith("ASSISTANT ")
+                     and (line := raw[len("ASSISTANT "):].strip()))
 
 
 def editable_files(invocation: Invocation) -> list[str]:
@@ -275,11 +297,14 @@ class AiderAdapter:
         kill_by_token(invocation.token)  # anything Aider started outside its group
         if result.timed_out:
             invocation.log.note(f"[aidp] aider timed out after {invocation.timeout_s:g} s")
+        echoed = model_lines(attempt_dir / LLM_HISTORY)
         return AdapterResult(
             exit_code=result.exit_code, signal=result.signal, timed_out=result.timed_out,
             cancelled=result.cancelled, duration_s=result.duration_s, pid=result.pid,
-            events=tuple(output.events), usage=output.usage, version=output.version,
-            command_line=masked(argv, secrets),
+            events=tuple(e for e in output.events
+                         if e.kind != "error" or e.data.get("message") not in echoed),
+            usage=output.usage, version=output.version,
+            command_line=masked(argv, secrets), echoed=echoed,
         )
 
     def probe(self, profile_name: str, profile: ToolProfile, env: Mapping[str, str]) -> ProbeResult:
