@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aidp.core.states import StepState, WorkstreamState
+from aidp.core.states import AttemptKind, StepState, WorkstreamState
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.exceptions import AidpError
 from aidp.state.store import Store
@@ -31,8 +31,13 @@ class Preparation:
     repo: Path
     pool: WorktreePool
 
-    def prepare(self, wsr: WorkstreamRuntime, dep_heads: list[tuple[str, str]]) -> None:
-        """Give ``wsr`` a worktree at its last checkpoint (or at its start, merging deps)."""
+    def prepare(self, wsr: WorkstreamRuntime, dep_heads: list[tuple[str, str]], *,
+                keep: bool = False) -> None:
+        """Give ``wsr`` a worktree at its last checkpoint (or at its start, merging deps).
+
+        ``keep``: its files are work to commit (an approved human gate's, left in the
+        worktree before aidp exited): its slot is taken back as it is, never reset or cleaned.
+        """
         if wsr.worktree is not None:
             if wsr.needs_reset:
                 reset_worktree(wsr.worktree)
@@ -58,7 +63,7 @@ class Preparation:
             if prefer is not None and prefer.exists():
                 # A slot outside this pool (the original's, in a copied repository) is not ours.
                 clean_stale_locks(self.repo, prefer if prefer.parent == self.pool.root else None)
-            wt = self.pool.acquire(wsr.branch, None, prefer=prefer)
+            wt = self.pool.acquire(wsr.branch, None, prefer=prefer, keep_changes=keep)
             wsr.worktree = wt
             wsr.head_sha = str(wt.pygit.head.target)
         wsr.worktree_path = str(wsr.worktree.path)
@@ -90,7 +95,7 @@ class Preparation:
         the workstream could not be prepared (nothing else to do again after it: the
         orchestrator fails the workstream)."""
         try:
-            self.prepare(wsr, dep_heads)
+            self.prepare(wsr, dep_heads, keep=sr.next_kind is AttemptKind.APPROVAL)
         except AidpError as exc:
             return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
                                  StepState.SKIPPED, prepare_error=exc.message)
