@@ -149,7 +149,8 @@ def test_check_runs_the_real_tools_against_their_endpoint(tmp_path: Path) -> Non
         repo = configured(tmp_path, aider=require("aider"), codex=require("codex"),
                           url=llm.base_url)
         result = aidp(repo, "tools", "check", "aider", "--json", env=llm.proxy_env())
-        second = aidp(repo, "tools", "check", "codex", env=llm.proxy_env())
+        second = aidp(repo, "tools", "check", "codex",
+                      env={**llm.proxy_env(), "AIDP_TEST_LLM_KEY": "sk-test-key-1234"})
         paths = [request["path"] for request in llm.requests]
         stray = llm.stray
     assert result.returncode == 0, result.stdout + result.stderr
@@ -161,3 +162,109 @@ def test_check_runs_the_real_tools_against_their_endpoint(tmp_path: Path) -> Non
     assert paths == ["/v1/models", "/v1/models"] and stray == []
     stored = json.loads((repo / ".aidp" / "tool-checks.json").read_text())["profiles"]
     assert stored["aider"]["ok"] and stored["codex"]["version"] == "0.169.0"
+
+
+FAKE_AIDER = "#!/bin/sh\necho 'aider 0.86.2'\n"
+KEYLESS = """\
+[tools.aider]
+adapter = "aider"
+command = "{aider}"
+model = "gpt-4.1"
+
+[tools.local]
+adapter = "codex"
+command = "{aider}"
+model = "fake-model"
+base_url = "{url}"
+api_key_env = "AIDP_TEST_LLM_KEY"
+
+[tools.gpt]
+adapter = "openai"
+model = "fake-model"
+"""
+
+
+def keyless(tmp_path: Path, url: str = "http://127.0.0.1:9/v1") -> Path:
+    """A repository with an aider profile without key or base_url, a codex-like profile on a
+    local endpoint naming its key variable, and an openai profile (the binaries: a stub
+    printing a version)."""
+    stub = tmp_path / "bin" / "aider"
+    stub.parent.mkdir()
+    stub.write_text(FAKE_AIDER)
+    stub.chmod(0o755)
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
+    (repo / "aidp.toml").write_text(KEYLESS.format(aider=stub, url=url))
+    return repo
+
+
+def no_keys(**extra: str) -> dict[str, str]:
+    """The environment without any key variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENAI_API_KEY", "AIDP_TEST_LLM_KEY", "OPENAI_BASE_URL")}
+    return {**env, **GIT_ENV, **extra}
+
+
+def run_env(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AIDP, *args], cwd=repo, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, check=False, env=env)
+
+
+def test_check_never_says_ok_for_a_profile_missing_its_key(tmp_path: Path) -> None:
+    """A model tool without the key it needs is FAILED, the variable named, nothing sent, exit
+    1 -- never "ok" with nothing asked; the text and --json say the same."""
+    repo = keyless(tmp_path)
+    result = run_env(repo, no_keys(), "tools", "check", "aider")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ("aider  FAILED  aider 0.86.2; not checked: no API key in "
+                             "OPENAI_API_KEY (no base_url: aider would call "
+                             "https://api.openai.com/v1)\n")
+    as_json = run_env(repo, no_keys(), "tools", "check", "--json")
+    assert as_json.returncode == 1
+    rows = {row["profile"]: row for row in json.loads(as_json.stdout)}
+    for name, variable in (("aider", "OPENAI_API_KEY"), ("local", "AIDP_TEST_LLM_KEY"),
+                           ("gpt", "OPENAI_API_KEY")):
+        row = rows[name]
+        assert row["status"] == "failed" and row["ok"] is False, row
+        assert row["canary_ok"] is None and variable in row["not_checked"], row
+    assert rows["shell"]["status"] == "ok"  # no endpoint, no key: nothing to ask
+    listed = run_env(repo, no_keys(), "tools", "list").stdout.splitlines()[1]
+    assert listed.split()[0] == "aider" and "FAILED" in listed
+
+
+def test_offline_check_says_what_it_did_not_ask(tmp_path: Path) -> None:
+    """With its key but --offline, a profile calling the provider is "unchecked" with the
+    reason (exit 0: nothing known wrong), never "ok"; the key is shown nowhere."""
+    repo = keyless(tmp_path)
+    secret = "sk-offline-secret-5678"
+    result = run_env(repo, no_keys(OPENAI_API_KEY=secret), "tools", "check", "--offline",
+                     "aider")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ("aider  unchecked  aider 0.86.2; not checked: --offline and "
+                             "https://api.openai.com/v1 is not on 127.0.0.1\n")
+    as_json = run_env(repo, no_keys(OPENAI_API_KEY=secret), "tools", "check", "--offline",
+                      "--json", "gpt")
+    (row,) = json.loads(as_json.stdout)
+    assert as_json.returncode == 0 and row["status"] == "unchecked" and row["canary_ok"] is None
+    assert "--offline" in row["not_checked"]
+    stored = (repo / ".aidp" / "tool-checks.json").read_text()
+    assert secret not in result.stdout + as_json.stdout + stored
+
+
+def test_check_sends_the_canary_with_the_key_the_tool_gets(tmp_path: Path) -> None:
+    """With its key set, a profile on a local endpoint is asked for real (the fake LLM): ok,
+    the key sent as the tool would send it and shown nowhere; a wrong endpoint FAILS."""
+    secret = "sk-canary-secret-9012"
+    with FakeLLM(["unused"]) as llm:
+        repo = keyless(tmp_path, url=llm.base_url)
+        result = run_env(repo, no_keys(AIDP_TEST_LLM_KEY=secret, **llm.proxy_env()),
+                         "tools", "check", "--json", "--offline", "local")
+        requests = list(llm.requests)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "ok" and row["canary_ok"] is True and row["not_checked"] is None
+    assert [(r["path"], r["headers"].get("authorization")) for r in requests] == [
+        ("/v1/models", "Bearer ***")]
+    assert secret not in result.stdout + (repo / ".aidp" / "tool-checks.json").read_text()
+    down = run_env(repo, no_keys(AIDP_TEST_LLM_KEY=secret), "tools", "check", "local")
+    assert down.returncode == 1 and down.stdout.startswith("local  FAILED  ")
+    assert "unreachable" in down.stdout and secret not in down.stdout

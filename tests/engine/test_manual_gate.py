@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Cli, git
+from tests.conftest import Cli, commit_files, git
 
 PLAN = """\
 version: 1
@@ -86,6 +88,7 @@ def test_reject_fails_the_step_with_the_reason(cli: Cli, tmp_path: Path) -> None
     assert review["status"] == "failed" and "not what we need" in review["reason"]
     assert review["failure_class"] == "permanent"
     assert after["status"] == "skipped"
+    assert not list((cli.cwd / ".aidp" / "worktrees").glob("*.keep"))  # its slot is free
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -120,3 +123,56 @@ def test_the_gate_shows_its_worktree_and_prompt(cli: Cli, tmp_path: Path) -> Non
     finally:
         proc.kill()
     assert proc.returncode == 0, err
+
+
+OTHER = """\
+version: 1
+workstreams:
+  - id: other
+    steps:
+      - {id: touch, run: "echo x > other.txt"}
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_gates_work_survives_aidp_exiting(cli: Cli, tmp_path: Path,
+                                             sig: signal.Signals) -> None:
+    """Work a person leaves in the gate's worktree survives aidp stopping before the approval
+    (Ctrl-C, SIGTERM, kill -9), another run in the same repository meanwhile, the approval and
+    `aidp resume`: the approval commits it, in the step's checkpoint on the workstream branch."""
+    commit_files(cli.cwd, {"docs/index.md": "old\n"}, "docs")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    proc = cli.popen("run", str(plan))
+    try:
+        data = wait_for_gate(cli)
+        run_id, worktree = data["run_id"], Path(data["workstreams"][0]["worktree"])
+        (worktree / "docs" / "notes.md").write_text("by hand\n")  # untracked
+        (worktree / "docs" / "index.md").write_text("edited by hand\n")  # tracked, modified
+        os.killpg(proc.pid, sig)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert (worktree / "docs" / "notes.md").read_text() == "by hand\n"
+    assert (worktree / "docs" / "index.md").read_text() == "edited by hand\n"
+    other = tmp_path / "other.yaml"
+    other.write_text(OTHER)
+    cli("run", str(other), check=True)  # takes a pooled worktree: never the gate's
+    assert (worktree / "docs" / "notes.md").read_text() == "by hand\n"
+    cli("approve", run_id, "docs/review", check=True)
+    result = cli("resume", run_id, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = json.loads(cli("status", run_id, "--json", check=True).stdout)
+    review = status["workstreams"][0]["steps"][0]
+    assert review["status"] == "completed"
+    branch = status["workstreams"][0]["branch"]
+    checkpoint = review["checkpoint"]
+    assert git(cli.cwd, "merge-base", "--is-ancestor", checkpoint, branch) == ""
+    assert git(cli.cwd, "show", f"{checkpoint}:docs/notes.md").strip() == "by hand"
+    assert git(cli.cwd, "show", f"{checkpoint}:docs/index.md").strip() == "edited by hand"
+    assert "Aidp-Step: review" in git(cli.cwd, "log", "-1", "--format=%(trailers)", checkpoint)
+    assert not list((cli.cwd / ".aidp" / "worktrees").glob("*.keep"))  # reusable again

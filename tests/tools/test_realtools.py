@@ -271,7 +271,7 @@ def test_codex_failures_end_in_time_and_say_why(
 def test_codex_probe_reports_version_and_endpoint() -> None:
     """probe() runs codex --version and asks the endpoint for its models."""
     with FakeLLM(["unused"]) as llm:
-        probe = CodexAdapter().probe("codex", codex_profile(llm), dict(os.environ))
+        probe = CodexAdapter().probe("codex", codex_profile(llm), {**os.environ, KEY_ENV: SECRET})
     assert probe.ok and probe.version == "0.169.0" and probe.canary_ok
 
 

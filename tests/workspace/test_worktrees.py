@@ -158,6 +158,34 @@ def test_prefer_reattaches_previous_slot(pool: WorktreePool) -> None:
     pool.release(again)
 
 
+def test_a_kept_slot_is_taken_back_as_it_is_and_by_nobody_else(git_repo: Path) -> None:
+    """A slot marked by keep (a human gate's work) survives its process: another pool (a new
+    aidp process) never hands it out, prune leaves it, and acquiring it back with
+    keep_changes keeps modified, untracked and ignored files; after unkeep it is reused."""
+    pool = WorktreePool(git_repo)
+    gate = pool.acquire("aidp/r1/a", "main")
+    write(gate.path / "README.md", "edited by hand\n")
+    write(gate.path / "notes.txt", "by hand\n")
+    write(gate.path / "debug.log", "ignored\n")
+    pool.keep(gate, "r1 a/review: human gate")
+    pool.release(gate)
+    pool.detach_released()
+    later = WorktreePool(git_repo)  # another process
+    other = later.acquire("aidp/r2/x", "main")
+    assert other.path != gate.path
+    later.release(other)
+    assert gate.path not in later.prune()
+    again = later.acquire("aidp/r1/a", None, prefer=gate.path, keep_changes=True)
+    assert again.path == gate.path and current_branch(again.path) == "aidp/r1/a"
+    assert (again.path / "README.md").read_text() == "edited by hand\n"
+    assert (again.path / "notes.txt").read_text() == "by hand\n"
+    assert (again.path / "debug.log").exists()
+    later.unkeep(again.path)
+    later.release(again)
+    reused = WorktreePool(git_repo).acquire("aidp/r3/y", "main")
+    assert reused.path == gate.path and not (reused.path / "notes.txt").exists()
+
+
 def test_prefer_in_use_falls_back_to_another_slot(pool: WorktreePool) -> None:
     """A preferred slot that is in use is skipped, not waited for."""
     held = pool.acquire("aidp/r1/a", "main")

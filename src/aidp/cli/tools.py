@@ -94,15 +94,23 @@ def list_(repo: Path | None, config_path: Path | None, as_json: bool) -> None:
         click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(line, widths)), line[-1]]))
 
 
+def _state(check: dict[str, Any]) -> str:
+    """``ok`` only for what was checked: a profile whose endpoint was not asked is
+    ``unchecked`` (nothing known wrong) or ``FAILED`` (it cannot work, e.g. no key)."""
+    if not check.get("ok"):
+        return "FAILED"
+    return "unchecked" if check.get("not_checked") else "ok"
+
+
 def _check_summary(check: dict[str, Any] | None) -> str:
     if check is None:
         return "never"
-    state = "ok" if check.get("ok") else "FAILED"
+    state = _state(check)
     version = f" {check['version']}" if check.get("version") else ""
     return f"{state}{version} at {check.get('checked_at', '?')}"
 
 
-def _probe(name: str, profile: ToolProfile) -> ProbeResult:
+def _probe(name: str, profile: ToolProfile, env: dict[str, str]) -> ProbeResult:
     from aidp.tools.adapter import ProbeResult
     from aidp.tools.registry import get_adapter
 
@@ -111,7 +119,7 @@ def _probe(name: str, profile: ToolProfile) -> ProbeResult:
     except AidpError as exc:
         return ProbeResult(name, ok=False, detail=exc.message)
     try:
-        return adapter.probe(name, profile, os.environ)
+        return adapter.probe(name, profile, env)
     except Exception as exc:  # noqa: BLE001 -- a plugin's probe may fail in any way: report it
         return ProbeResult(name, ok=False, detail=f"probe crashed: {type(exc).__name__}: {exc}")
 
@@ -120,10 +128,16 @@ def _probe(name: str, profile: ToolProfile) -> ProbeResult:
 @click.argument("profile_name", metavar="PROFILE", required=False)
 @repo_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--offline", is_flag=True,
+              help="Send no request beyond 127.0.0.1 (those endpoints show 'not checked').")
 def check(profile_name: str | None, repo: Path | None, config_path: Path | None,
-          as_json: bool) -> int:
+          as_json: bool, offline: bool) -> int:
     """Check PROFILE (default: every profile): the tool's binary and version, and a canary
-    request to its endpoint. Exits 1 if any check failed; results go to .aidp/tool-checks.json."""
+    request to the endpoint it would use, with the key it would get. A model tool without the
+    key it needs fails ("not checked: no API key in VAR"). Exits 1 if any check failed; results
+    go to .aidp/tool-checks.json."""
+    from aidp.tools.adapter import OFFLINE_ENV
+
     ctx = Context(repo, config_path)
     profiles = ctx.settings.tools
     if profile_name is not None:
@@ -132,23 +146,24 @@ def check(profile_name: str | None, repo: Path | None, config_path: Path | None,
                                 hint="known: " + ", ".join(sorted(profiles)))
         profiles = {profile_name: profiles[profile_name]}
     names = sorted(profiles)
+    env = {**os.environ, **({OFFLINE_ENV: "1"} if offline else {})}
     with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:
-        probes = list(pool.map(lambda name: _probe(name, profiles[name]), names))
+        probes = list(pool.map(lambda name: _probe(name, profiles[name], env), names))
     checked_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     results = {
         probe.profile: {
             "adapter": profiles[probe.profile].adapter, "ok": probe.ok, "version": probe.version,
             "detail": probe.detail, "canary_ok": probe.canary_ok, "latency_s": probe.latency_s,
-            "checked_at": checked_at,
+            "not_checked": probe.not_checked, "checked_at": checked_at,
         }
         for probe in probes
     }
     _save_checks(ctx, results)
     if as_json:
-        echo_json([{"profile": name, **entry} for name, entry in results.items()])
+        echo_json([{"profile": name, "status": _state(entry).lower(), **entry}
+                   for name, entry in results.items()])
     else:
         width = max(len(name) for name in names)
         for name, entry in results.items():
-            state = "ok" if entry["ok"] else "FAILED"
-            click.echo(f"{name:<{width}}  {state:<6}  {entry['detail']}")
+            click.echo(f"{name:<{width}}  {_state(entry):<6}  {entry['detail']}")
     return 0 if all(probe.ok for probe in probes) else 1

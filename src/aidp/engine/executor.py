@@ -204,6 +204,8 @@ class Executor(Preparation, Admission, Invoker):
         claim = self._claim(wsr, sr, admitted)
         invoked = self._invoke(wsr, sr, admitted, claim)
         judgement = self._judge(sr, admitted, claim, invoked)
+        if admitted.kind is AttemptKind.APPROVAL:  # the gate's work is committed or judged
+            self.pool.unkeep(claim.worktree)
         return self._record(wsr, sr, admitted, claim, invoked, judgement, siblings)
 
     def _admission(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> _Admitted | AttemptReport:
@@ -232,6 +234,9 @@ class Executor(Preparation, Admission, Invoker):
             choice_reason = matched + (f"; {choice_reason}" if choice_reason else "")
         profile = self.settings.profile(profile_name)
         if profile is not None and profile.adapter == "manual" and kind is not AttemptKind.APPROVAL:
+            assert wsr.worktree is not None
+            # before the gate opens: whatever ends aidp, the person's work there stays theirs
+            self.pool.keep(wsr.worktree, f"{self.run_id} {wsr.ws.id}/{sr.step.id}: human gate")
             return self._await_approval(wsr, sr)
         return _Admitted(number, kind, profile_name, profile, permit, choice_reason)
 

@@ -86,6 +86,12 @@ class RunLedger:
             wsr.reason = values["reason"]
         tx.update_ws(self.run_id, wsr.ws.id, status=state.value, **values)
 
+    def _unkeep(self, wsr: WorkstreamRuntime) -> None:
+        """``wsr``'s human gate closed without an approval (rejected, cancelled): its slot,
+        kept for the person's work until now, may be reused."""
+        if wsr.worktree_path:
+            self.pool.unkeep(Path(wsr.worktree_path))
+
     def _release(self, wsr: WorkstreamRuntime) -> None:
         if wsr.worktree is not None:
             try:

@@ -259,6 +259,9 @@ class Lifecycle(RunLedger):
         for wsr in self.ws.values():
             if not wsr.state.terminal and (wsr.base_sha is not None or wsr.worktree is not None):
                 self._compensate(wsr, None)
+        for sr in self.steps.values():
+            if sr.state is StepState.AWAITING_APPROVAL:
+                self._unkeep(self.ws[sr.ws_id])
         with self.store.write(self.fence) as tx:
             for sr in self.steps.values():
                 if not sr.state.terminal:

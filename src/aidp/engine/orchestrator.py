@@ -349,6 +349,7 @@ class Orchestrator(Resume, Lifecycle):
                 self.reporter.event("step.approved", wsr.ws.id, sr.step.id, data)
                 continue
             reason = f"rejected by {data.get('by', '?')}: {data.get('reason', '')}"
+            self._unkeep(wsr)
             with self.store.write(self.fence) as tx:
                 tx.update_step(self.run_id, wsr.ws.id, sr.step.id,
                                status=StepState.FAILED.value, reason=reason,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aidp.core.states import StepState, WorkstreamState
+from aidp.core.states import AttemptKind, StepState, WorkstreamState
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.exceptions import AidpError
 from aidp.state.store import Store
@@ -31,8 +31,13 @@ class Preparation:
     repo: Path
     pool: WorktreePool
 
-    def prepare(self, wsr: WorkstreamRuntime, dep_heads: list[tuple[str, str]]) -> None:
-        """Give ``wsr`` a worktree at its last checkpoint (or at its start, merging deps)."""
+    def prepare(self, wsr: WorkstreamRuntime, dep_heads: list[tuple[str, str]], *,
+                keep: bool = False) -> None:
+        """Give ``wsr`` a worktree at its last checkpoint (or at its start, merging deps).
+
+        ``keep``: its files are work to commit (an approved human gate's, left in the
+        worktree before aidp exited): its slot is taken back as it is, never reset or cleaned.
+        """
         if wsr.worktree is not None:
             if wsr.needs_reset:
                 reset_worktree(wsr.worktree)
@@ -64,7 +69,8 @@ class Preparation:
                 # A slot outside this pool (the original's, in a copied repository) is not
                 # ours; one a live (deposed) holder still holds is left alone: its locks live.
                 clean_stale_locks(self.repo, prefer if ours else None)
-            wt = self.pool.acquire(wsr.branch, None, prefer=prefer)  # moves no branch
+            # moves no branch; a gate's worktree is taken back as the person left it
+            wt = self.pool.acquire(wsr.branch, None, prefer=prefer, keep_changes=keep)
             wsr.worktree, wsr.worktree_path, wsr.needs_reset = wt, str(wt.path), False
             wsr.head_sha = str(wt.pygit.head.target)
         # Recorded in this thread's next fenced write (the attempt's start, or whatever the
@@ -89,7 +95,7 @@ class Preparation:
         the workstream could not be prepared (nothing else to do again after it: the
         orchestrator fails the workstream)."""
         try:
-            self.prepare(wsr, dep_heads)
+            self.prepare(wsr, dep_heads, keep=sr.next_kind is AttemptKind.APPROVAL)
         except AidpError as exc:
             return AttemptReport(wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None,
                                  StepState.SKIPPED, prepare_error=exc.message)

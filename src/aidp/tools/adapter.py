@@ -25,7 +25,12 @@ if TYPE_CHECKING:
     from aidp.config import ToolProfile
     from aidp.process.capped_log import CappedLog
 
-__all__ = ["Adapter", "AdapterResult", "Invocation", "ProbeResult", "ToolEvent", "Usage"]
+__all__ = ["OFFLINE_ENV", "Adapter", "AdapterResult", "Invocation", "ProbeResult", "ToolEvent",
+           "Usage"]
+
+#: Set in the environment a probe gets when ``aidp tools check --offline`` forbids requests
+#: beyond 127.0.0.1.
+OFFLINE_ENV = "AIDP_PROBE_OFFLINE"
 
 
 @dataclass(frozen=True)
@@ -139,8 +144,11 @@ class ProbeResult:
     ok: bool
     version: str | None = None
     detail: str = ""
-    canary_ok: bool | None = None  # None: no endpoint to ask
+    canary_ok: bool | None = None  # None: no endpoint asked (see ``not_checked``)
     latency_s: float | None = None
+    # why the endpoint was not asked, when the profile has one (no key, --offline): never
+    # shown as a plain "ok"; with ``ok`` False the tool cannot work as configured
+    not_checked: str | None = None
 
 
 class Adapter(Protocol):
@@ -154,5 +162,8 @@ class Adapter(Protocol):
         ...
 
     def probe(self, profile_name: str, profile: ToolProfile, env: Mapping[str, str]) -> ProbeResult:
-        """Check that the tool can run (binary, version, a canary request where cheap)."""
+        """Check that the tool can run (binary, version, a canary request where cheap).
+
+        ``env[OFFLINE_ENV]`` set (``aidp tools check --offline``): no request may leave
+        127.0.0.1; say why in ``not_checked`` instead."""
         ...

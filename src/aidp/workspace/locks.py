@@ -19,12 +19,19 @@ from pathlib import Path
 
 from aidp.workspace.git import common_dir
 
-__all__ = ["clean_stale_locks", "clean_worktree_locks", "forget_foreign_slots", "worktree_gitdir"]
+__all__ = ["clean_stale_locks", "clean_worktree_locks", "forget_foreign_slots", "keep_mark",
+           "worktree_gitdir"]
 
 _SLOT = re.compile(r"pool-(\d+)")
 
 _WORKTREE_LOCKS = ("index.lock", "HEAD.lock")
 _COMMON_LOCKS = ("index.lock", "HEAD.lock", "packed-refs.lock", "config.lock")
+
+
+def keep_mark(slot: Path) -> Path:
+    """The file marking a pooled slot whose files are work to keep (a human gate's, see
+    :meth:`~aidp.workspace.worktrees.WorktreePool.keep`): no other workstream may take it."""
+    return slot.with_name(slot.name + ".keep")
 
 
 def worktree_gitdir(worktree: Path) -> Path | None:

@@ -37,7 +37,7 @@ from aidp.workspace.git import (
     rev_parse,
     run_git,
 )
-from aidp.workspace.locks import clean_worktree_locks, forget_foreign_slots
+from aidp.workspace.locks import clean_worktree_locks, forget_foreign_slots, keep_mark
 
 if TYPE_CHECKING:
     import pygit2
@@ -214,7 +214,8 @@ class WorktreePool:
     # -- acquire / release -------------------------------------------------------------------
 
     def acquire(
-        self, branch: str, start_point: str | None, *, prefer: Path | None = None
+        self, branch: str, start_point: str | None, *, prefer: Path | None = None,
+        keep_changes: bool = False,
     ) -> Worktree:
         """Take an idle worktree (or create one) and check ``branch`` out in it, clean.
 
@@ -223,6 +224,8 @@ class WorktreePool:
             start_point: when given, the branch is (re)set to it (``checkout -f -B``); when
                 None, the existing branch is checked out as it is (resume).
             prefer: a slot path to try first (the worktree the workstream had before).
+            keep_changes: when the slot taken is ``prefer`` (``start_point`` None), its files
+                stay as they are, uncommitted and untracked ones too (a human gate's work).
 
         Raises:
             InputError: invalid branch name; ``start_point`` names no commit; or it is None and
@@ -250,9 +253,11 @@ class WorktreePool:
         if self._attached:
             with self._attached_lock:
                 self._attached.discard(path)
+        keep = (keep_changes and commit is None and prefer is not None
+                and path == prefer.resolve() and _is_worktree_dir(path, self.common))
         try:
             self._materialise(path, commit if commit is not None else f"refs/heads/{branch}")
-            self._switch(path, branch, commit)
+            self._switch(path, branch, commit, keep=keep)
         except BaseException:
             os.close(fd)
             raise
@@ -287,6 +292,16 @@ class WorktreePool:
             wt._close()
             if wt.path.parent == self.root:
                 self._released.append(wt.path)
+
+    def keep(self, wt: Worktree, note: str) -> None:
+        """Mark ``wt``'s slot as holding uncommitted work (a human gate's): only an acquire
+        preferring it takes it, :meth:`prune` leaves it, until :meth:`unkeep`. A file next to
+        the slot: it outlives this process however it ends."""
+        keep_mark(wt.path).write_text(note + "\n", encoding="utf-8")
+
+    def unkeep(self, path: Path) -> None:
+        """The slot's work is committed or given up: it may be reused."""
+        keep_mark(path).unlink(missing_ok=True)
 
     def detach_released(self) -> builtins.list[Path]:
         """Detach HEAD in the idle slots :meth:`release` left on their branch (see
@@ -387,8 +402,8 @@ class WorktreePool:
     def prune(self, *, force: bool = False) -> builtins.list[Path]:
         """Remove idle pooled worktrees; return the paths removed.
 
-        A dirty idle worktree (uncommitted or untracked, non-ignored files) is kept unless
-        ``force``; worktrees in use are never touched.
+        A dirty idle worktree (uncommitted or untracked, non-ignored files) or one marked by
+        :meth:`keep` is kept unless ``force``; worktrees in use are never touched.
         """
         removed: builtins.list[Path] = []
         for path in self._slot_dirs():
@@ -398,13 +413,14 @@ class WorktreePool:
                 continue
             try:
                 if _is_worktree_dir(path, self.common):
-                    if _is_dirty(path) and not force:
+                    if (_is_dirty(path) or keep_mark(path).exists()) and not force:
                         continue
                     with self._admin_lock():
                         run_git(["worktree", "remove", "--force", str(path)], self.repo)
                 if path.exists():  # a half-created slot left by a crash
                     shutil.rmtree(path)
                 lock_path.unlink(missing_ok=True)
+                keep_mark(path).unlink(missing_ok=True)
                 removed.append(path)
             finally:
                 os.close(fd)
@@ -470,6 +486,8 @@ class WorktreePool:
                 path = self._released.pop()
             except IndexError:
                 break
+            if keep_mark(path).exists():
+                continue
             fd = _try_lock(self._lock_path(path))
             # A child process another thread is starting shares our descriptors until it
             # execs, the released slot's lock too: wait for that rather than make a new slot.
@@ -481,14 +499,14 @@ class WorktreePool:
             if fd is not None:
                 return path, fd
         for path in self._slot_dirs():
-            if _is_worktree_dir(path, self.common):
+            if _is_worktree_dir(path, self.common) and not keep_mark(path).exists():
                 fd = _try_lock(self._lock_path(path))
                 if fd is not None:
                     return path, fd
         number = 0
         while True:  # first free number; the lock, not the directory, decides who owns it
             path = self.root / f"pool-{number}"
-            fd = _try_lock(self._lock_path(path))
+            fd = None if keep_mark(path).exists() else _try_lock(self._lock_path(path))
             if fd is not None:
                 return path, fd
             number += 1
@@ -519,8 +537,11 @@ class WorktreePool:
                 self.repo,
             )
 
-    def _switch(self, path: Path, branch: str, start_point: str | None) -> None:
-        if start_point is None:
+    def _switch(self, path: Path, branch: str, start_point: str | None, *,
+                keep: bool = False) -> None:
+        if keep:  # carry the files over (git refuses rather than overwrite one): no clean
+            args = ["checkout", "-q", branch, "--"]
+        elif start_point is None:
             args = ["checkout", "-q", "-f", branch, "--"]
         else:
             args = ["checkout", "-q", "-f", "-B", branch, start_point, "--"]
@@ -544,7 +565,8 @@ class WorktreePool:
                     hint="release that worktree first (or run `git worktree list`)",
                 ) from exc
             raise
-        run_git(["clean", "-q", "-ffdx"], path, base_env=self._git_env)
+        if not keep:
+            run_git(["clean", "-q", "-ffdx"], path, base_env=self._git_env)
 
     def _detach_idle_holder(self, branch: str, exclude: Path) -> bool:
         """Detach ``branch`` in the idle pool slot holding it; False if none could be freed."""

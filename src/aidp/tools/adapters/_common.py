@@ -19,23 +19,29 @@ from urllib.parse import urlsplit
 from aidp.exceptions import ToolError
 from aidp.process.capped_log import MIN_SECRET_LEN, CappedLog
 from aidp.process.runner import build_env, run_process
-from aidp.tools.adapter import ProbeResult
+from aidp.tools.adapter import OFFLINE_ENV, ProbeResult
 
 if TYPE_CHECKING:
     from aidp.config import ToolProfile
 
 __all__ = [
     "CANARY_TIMEOUT_S",
+    "DEFAULT_ENDPOINT",
     "LineReader",
     "api_key",
     "canary",
+    "key_variable",
     "masked",
     "not_found",
+    "offline_refusal",
     "probe_cli",
     "resolve_command",
     "tool_version",
 ]
 
+#: The endpoint of a model tool whose profile sets no ``base_url`` (OpenAI's, as the tools'
+#: own default for the OpenAI models and key aidp gives them).
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 #: Seconds a canary request to an endpoint may take.
 CANARY_TIMEOUT_S = 5.0
 #: Seconds ``TOOL --version`` may take.
@@ -74,6 +80,13 @@ def api_key(api_key_env: str | None, env: Mapping[str, str]) -> str | None:
         return None
     value = env.get(api_key_env)
     return value or None
+
+
+def key_variable(profile: ToolProfile) -> str | None:
+    """The variable whose value a CLI model tool gets as its key: the profile's
+    ``api_key_env``; without a ``base_url`` (the provider's endpoint) ``OPENAI_API_KEY`` when
+    none is named. A custom endpoint never gets the provider's key unless named for it."""
+    return profile.api_key_env if profile.base_url else profile.key_env()
 
 
 class LineReader:
@@ -122,6 +135,17 @@ def tool_version(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str | Non
     return versions[-1], last
 
 
+def _loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def offline_refusal(endpoint: str, env: Mapping[str, str]) -> str | None:
+    """Why ``endpoint`` is not asked (``--offline`` and not on this machine), or None."""
+    if env.get(OFFLINE_ENV) and not _loopback(endpoint):
+        return f"--offline and {endpoint} is not on 127.0.0.1"
+    return None
+
+
 def canary(base_url: str, key: str | None) -> tuple[bool, float, str]:
     """``GET {base_url}/models``: ``(answered 200, seconds, detail)``.
 
@@ -131,9 +155,7 @@ def canary(base_url: str, key: str | None) -> tuple[bool, float, str]:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     if key:
         request.add_header("Authorization", f"Bearer {key}")
-    host = urlsplit(url).hostname or ""
-    handlers = ([urllib.request.ProxyHandler({})]
-                if host in ("127.0.0.1", "localhost", "::1") else [])
+    handlers = [urllib.request.ProxyHandler({})] if _loopback(url) else []
     opener = urllib.request.build_opener(*handlers)
     started = time.monotonic()
     try:
@@ -172,19 +194,36 @@ def not_found(tool: str, command: str | Sequence[str] | None) -> str:
 
 
 def probe_cli(
-    profile_name: str, profile: ToolProfile, env: Mapping[str, str], tool: str
+    profile_name: str, profile: ToolProfile, env: Mapping[str, str], tool: str, *,
+    key_needed: bool,
 ) -> ProbeResult:
-    """Probe a CLI tool: its binary, ``--version``, then ``GET {base_url}/models`` if set."""
+    """Probe a CLI tool: its binary, ``--version``, then ``GET /models`` at the endpoint it
+    would use (``base_url``, else :data:`DEFAULT_ENDPOINT`) with the key it would get.
+
+    ``key_needed``: the tool cannot work without its key variable set (the adapter knows when):
+    then a missing key fails the check, named, and nothing is sent. The key is never shown.
+    """
     binary = resolve_command(profile.command, tool, env)
     if binary is None:
         return ProbeResult(profile_name, ok=False, detail=not_found(tool, profile.command))
     version, detail = tool_version([*binary, "--version"], env)
     if version is None:
         return ProbeResult(profile_name, ok=False, detail=detail)
-    if not profile.base_url:
+    endpoint = profile.base_url or DEFAULT_ENDPOINT
+    key_env = key_variable(profile)
+    key = api_key(key_env, env)
+    if key is None and key_needed:
+        why = f"no API key in {key_env}" + (
+            " (any value will do for a local server)" if profile.base_url else
+            f" (no base_url: {tool} would call {endpoint})")
+        return ProbeResult(profile_name, ok=False, version=version,
+                           detail=f"{tool} {version}; not checked: {why}", not_checked=why)
+    refused = offline_refusal(endpoint, env)
+    if refused is not None:
         return ProbeResult(profile_name, ok=True, version=version,
-                           detail=f"{binary[0]} {version}")
-    answered, latency, canary_detail = canary(profile.base_url, api_key(profile.api_key_env, env))
+                           detail=f"{tool} {version}; not checked: {refused}",
+                           not_checked=refused)
+    answered, latency, canary_detail = canary(endpoint, key)
     return ProbeResult(profile_name, ok=answered, version=version,
                        detail=f"{tool} {version}; {canary_detail}",
                        canary_ok=answered, latency_s=round(latency, 3))

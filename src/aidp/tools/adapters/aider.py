@@ -34,6 +34,7 @@ from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult, ToolEvent
 from aidp.tools.adapters._common import (
     LineReader,
     api_key,
+    key_variable,
     masked,
     not_found,
     probe_cli,
@@ -261,7 +262,7 @@ class AiderAdapter:
             invocation.log.note(
                 f"[aidp] {len(invocation.scope_files)} files in scope (more than "
                 f"{MAX_EDITABLE_FILES}): none added to Aider's chat up front")
-        key = api_key(profile.api_key_env, invocation.env)
+        key = api_key(key_variable(profile), invocation.env)
         env = dict(invocation.env)
         env.update({
             "HOME": str(home),
@@ -308,5 +309,7 @@ class AiderAdapter:
         )
 
     def probe(self, profile_name: str, profile: ToolProfile, env: Mapping[str, str]) -> ProbeResult:
-        """``aider --version``, then ``GET {base_url}/models`` when the profile has an endpoint."""
-        return probe_cli(profile_name, profile, env, "aider")
+        """``aider --version``, then ``GET /models`` at its endpoint (see :func:`probe_cli`)."""
+        # With a base_url Aider gets a placeholder key when none is set (a local server needs
+        # none); without one it calls the provider, which does.
+        return probe_cli(profile_name, profile, env, "aider", key_needed=not profile.base_url)

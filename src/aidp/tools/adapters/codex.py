@@ -334,8 +334,11 @@ class CodexAdapter:
         )
 
     def probe(self, profile_name: str, profile: ToolProfile, env: Mapping[str, str]) -> ProbeResult:
-        """``codex --version``, then ``GET {base_url}/models`` when the profile has an endpoint."""
-        return probe_cli(profile_name, profile, env, "codex")
+        """``codex --version``, then ``GET /models`` at its endpoint (see :func:`probe_cli`)."""
+        # Codex's own provider needs a key; a custom one (base_url) only when it names one
+        # (env_key: Codex refuses to start without the variable)
+        return probe_cli(profile_name, profile, env, "codex",
+                         key_needed=not profile.base_url or bool(profile.api_key_env))
 
 
 def _short(prompt: str) -> str:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from aidp.errors.finding import FailureClass, Finding
 from aidp.process.capped_log import MIN_SECRET_LEN
 from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult, ToolEvent, Usage
+from aidp.tools.adapters._common import offline_refusal
 from aidp.tools.edits import apply_edits, parse_edits
 from aidp.tools.prompts import build_messages, read_files
 from aidp.tools.ratelimit import limiter_for
@@ -338,9 +339,14 @@ class OpenAIAdapter:
 
         settings = self._settings(profile_name, profile, env)
         version = f"openai-python {openai.__version__}"
-        if isinstance(settings, str):
-            return ProbeResult(profile_name, ok=False, version=version, detail=settings)
+        if isinstance(settings, str):  # no key or no model: it cannot work, nothing is sent
+            return ProbeResult(profile_name, ok=False, version=version,
+                               detail=f"not checked: {settings}", not_checked=settings)
         model, base_url, key = settings
+        refused = offline_refusal(base_url, env)
+        if refused is not None:
+            return ProbeResult(profile_name, ok=True, version=version,
+                               detail=f"not checked: {refused}", not_checked=refused)
         mask = _Masker([key])
         started = time.monotonic()
         client = self._client(base_url, key, PROBE_TIMEOUT_S)
