@@ -165,6 +165,7 @@ class Lifecycle(RunLedger):
                 self._fail_ws(wsr, f"all steps completed; merging into {wsr.ws.merge.into} "
                               f"failed: {exc.message}")
                 return
+        wsr.merged_sha = merged_sha  # a squash result is where its dependants start
         self._release(wsr)
         with self.store.write(self.fence) as tx:
             self._set_ws(tx, wsr, WorkstreamState.COMPLETED, finished_at=tx.now,

@@ -16,7 +16,7 @@ from aidp.exceptions import AidpError
 from aidp.state.store import Store
 from aidp.state.tx import Fence, Tx
 from aidp.workspace.locks import clean_stale_locks
-from aidp.workspace.merge import merge_into_worktree
+from aidp.workspace.merge import drop_contained, merge_into_worktree
 from aidp.workspace.worktrees import WorktreePool, reset_worktree
 
 __all__ = ["Preparation"]
@@ -41,13 +41,14 @@ class Preparation:
         prefer = Path(wsr.worktree_path) if wsr.worktree_path else None
         fresh = wsr.base_sha is None
         if fresh:
-            start = dep_heads[0][1] if dep_heads else wsr.base_ref
+            shas = drop_contained(self.repo, [sha for _, sha in dep_heads])
+            start = shas[0] if shas else wsr.base_ref
             wt = self.pool.acquire(wsr.branch, start, prefer=prefer)
             wsr.worktree = wt
-            if len(dep_heads) > 1:
+            if len(shas) > 1:
                 merge_into_worktree(
                     wt,
-                    [sha for _, sha in dep_heads[1:]],
+                    shas[1:],
                     message=f"aidp: merge dependencies of {wsr.ws.id}: "
                     + ", ".join(ws_id for ws_id, _ in dep_heads),
                     trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},

@@ -20,6 +20,7 @@ from aidp.workspace.worktrees import Worktree
 
 __all__ = [
     "checked_out_branches",
+    "drop_contained",
     "is_merged",
     "merge_into_target",
     "merge_into_worktree",
@@ -62,6 +63,17 @@ def merge_into_worktree(
             raise MergeConflictError(into=wt.branch, branch=branch, files=files)
         raise GitError(["merge", branch], done.returncode, done.stderr + done.stdout, cwd=wt.path)
     return run_git(["rev-parse", "HEAD"], wt.path).stdout.strip()
+
+
+def drop_contained(repo: Path, commits: Sequence[str]) -> list[str]:
+    """``commits`` without those another of them already contains (and without repeats), in
+    their order: merging a contained commit adds nothing, and starting from one would make a
+    merge commit that only fast-forwards to the other (``git merge-base --independent``)."""
+    unique = list(dict.fromkeys(commits))
+    if len(unique) < 2:
+        return unique
+    keep = set(run_git(["merge-base", "--independent", *unique], repo).stdout.split())
+    return [sha for sha in unique if sha in keep]
 
 
 def checked_out_branches(repo: Path) -> dict[str, Path]:
