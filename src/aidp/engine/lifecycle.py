@@ -32,6 +32,7 @@ from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.exceptions import AidpError
 from aidp.model.workstream import MergeStrategy
 from aidp.resilience.recovery import History
+from aidp.workspace.git import rev_parse
 from aidp.workspace.merge import merge_into_target
 
 __all__ = ["Lifecycle"]
@@ -149,8 +150,9 @@ class Lifecycle(RunLedger):
         if waived:  # the work was not done: neither completed nor merged
             self._end_ws_skipped(wsr, f"step {waived[0].step.id} skipped by the user")
             return
-        merged_sha = None
+        merged_sha = before = None
         if wsr.ws.merge is not None and wsr.ws.merge.strategy is not MergeStrategy.NONE:
+            before = rev_parse(self.repo, f"refs/heads/{wsr.ws.merge.into}")  # for the report
             try:
                 merged_sha = merge_into_target(
                     self.repo, wsr.head_sha or wsr.branch, wsr.ws.merge.into,
@@ -166,14 +168,27 @@ class Lifecycle(RunLedger):
                               f"failed: {exc.message}")
                 return
         wsr.merged_sha = merged_sha  # a squash result is where its dependants start
+        wsr.merge_changed = merged_sha is not None and merged_sha != before
+        merge_info = self._merge_info(wsr)
         self._release(wsr)
         with self.store.write(self.fence) as tx:
             self._set_ws(tx, wsr, WorkstreamState.COMPLETED, finished_at=tx.now,
                          head_sha=wsr.head_sha, merged_sha=merged_sha, reason=None)
             tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=wsr.head_sha,
-                     merged_sha=merged_sha)
+                     **merge_info)
         self.reporter.event("workstream.completed", wsr.ws.id, None,
-                            {"head": wsr.head_sha, "merged_sha": merged_sha})
+                            {"head": wsr.head_sha, **merge_info})
+
+    @staticmethod
+    def _merge_info(wsr: WorkstreamRuntime) -> dict[str, Any]:
+        """What the run's output says of ``wsr``'s merge: the target, the strategy, the sha,
+        and whether the target changed (None: merged by an earlier orchestrator, not known)."""
+        merged = wsr.merged_sha is not None and wsr.ws.merge is not None
+        return {"merged_sha": wsr.merged_sha,
+                "merged_into": wsr.ws.merge.into if merged and wsr.ws.merge else None,
+                "merge_strategy": wsr.ws.merge.strategy.value if merged and wsr.ws.merge
+                else None,
+                "merge_changed": wsr.merge_changed if merged else None}
 
     def _compensate(self, wsr: WorkstreamRuntime, sr: StepRuntime | None) -> None:
         """Run the compensations of a failed or cancelled step (``sr``) or workstream."""
@@ -276,7 +291,7 @@ class Lifecycle(RunLedger):
         summary = RunSummary(self.run_id, final, [
             {
                 "id": wsr.ws.id, "status": wsr.state.value, "branch": wsr.branch,
-                "head": wsr.head_sha, "reason": wsr.reason,
+                "head": wsr.head_sha, "reason": wsr.reason, **self._merge_info(wsr),
                 "steps": {s: self.steps[f"{wsr.ws.id}/{s}"].state.value for s in wsr.step_order},
             }
             for wsr in self.ws.values()
