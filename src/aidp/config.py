@@ -73,6 +73,9 @@ class RunSettings(_Section):
     dirty: Literal["warn", "refuse", "ignore"] = Field(
         "warn", description="uncommitted changes when a run starts (it starts from HEAD): "
         "warn naming them, refuse the run (exit 2), or ignore them")
+    keep_branches: int = Field(
+        1, ge=0, description="`aidp worktrees prune` keeps the branches of this many newest "
+        "runs; older finished runs lose their merged `aidp/RUN/...` branches")
 
 
 class RateLimit(_Section):

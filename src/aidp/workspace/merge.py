@@ -20,6 +20,7 @@ from aidp.workspace.worktrees import Worktree
 
 __all__ = [
     "checked_out_branches",
+    "contains",
     "drop_contained",
     "is_merged",
     "merge_into_target",
@@ -196,6 +197,21 @@ def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
             cwd=repo,
         )
     return done.returncode == 0
+
+
+def contains(repo: Path, sha: str, *, outside: str | None = None, only: str | None = None
+             ) -> bool:
+    """Whether a local branch contains commit ``sha``: any branch whose ref does not start with
+    ``outside`` (e.g. ``refs/heads/aidp/``), or, with ``only``, that one branch. False for a
+    sha that names no commit (any more)."""
+    if rev_parse(repo, f"{sha}^{{commit}}") is None:
+        return False
+    if only is not None:
+        return rev_parse(repo, f"refs/heads/{only}") is not None and _is_ancestor(
+            repo, sha, f"refs/heads/{only}")
+    refs = run_git(["for-each-ref", "--contains", sha, "--format=%(refname)", "refs/heads/"],
+                   repo).stdout.split()
+    return any(outside is None or not ref.startswith(outside) for ref in refs)
 
 
 def is_merged(repo: Path, branch: str, into: str) -> bool:
