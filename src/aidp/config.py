@@ -77,6 +77,9 @@ class RunSettings(_Section):
         30.0, ge=1.0, le=3600.0, description="how long the run's lease outlives its holder's "
         "last heartbeat (renewed every third of it): another `aidp resume` may take a silent "
         "holder's run over after this long (at once when the holder's process is gone)")
+    keep_branches: int = Field(
+        1, ge=0, description="`aidp worktrees prune` keeps the branches of this many newest "
+        "runs; older finished runs lose their merged `aidp/RUN/...` branches")
 
 
 class RateLimit(_Section):

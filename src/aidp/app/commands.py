@@ -223,10 +223,15 @@ def reset_breaker(app: AppContext, key: str) -> str | None:
     return None if before is None else before.state.value
 
 
-def prune_worktrees(app: AppContext, *, force: bool = False) -> PruneOutcome:
-    """Remove idle pooled worktrees. Worktrees in use are never touched; idle ones holding
-    uncommitted files are kept (and returned as kept) unless ``force``. Branches, and so
-    checkpoints, are never deleted."""
+def prune_worktrees(app: AppContext, *, force: bool = False, keep_branches: int | None = None
+                    ) -> PruneOutcome:
+    """Remove idle pooled worktrees, then the merged branches of finished runs older than the
+    newest ``keep_branches`` runs (default: ``[run] keep_branches``).
+
+    Worktrees in use are never touched; idle ones holding uncommitted files are kept (and
+    returned as kept) unless ``force``. Branches of running, interrupted or failed (resumable)
+    runs are never deleted; a branch whose work is not merged anywhere is kept (and returned)
+    unless ``force`` (the rule: :mod:`aidp.engine.retention`)."""
     from aidp.workspace.worktrees import WorktreePool
 
     pool = WorktreePool(app.repo)
@@ -234,6 +239,13 @@ def prune_worktrees(app: AppContext, *, force: bool = False) -> PruneOutcome:
                          dirty=i.dirty)
             for i in pool.list() if i.dirty and not i.in_use and not force]
     removed = pool.prune(force=force)
-    return PruneOutcome(removed=tuple(removed), kept=tuple(kept))
+    if not app.has_database():
+        return PruneOutcome(removed=tuple(removed), kept=tuple(kept))
+    from aidp.engine.retention import prune_branches
+
+    keep = app.settings.run.keep_branches if keep_branches is None else keep_branches
+    branches = prune_branches(app.store(), app.repo, keep_runs=keep, force=force)
+    return PruneOutcome(removed=tuple(removed), kept=tuple(kept),
+                        branches_deleted=branches.deleted, branches_unmerged=branches.unmerged)
 
 

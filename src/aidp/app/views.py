@@ -516,10 +516,13 @@ class RollbackOutcome:
 
 @dataclass(frozen=True)
 class PruneOutcome:
-    """The end of ``prune``: removed worktrees, and idle ones kept for uncommitted files."""
+    """The end of ``prune``: removed worktrees, and idle ones kept for uncommitted files;
+    deleted branches of finished runs, and those kept because their work is not merged."""
 
     removed: tuple[Path, ...]
     kept: tuple[WorktreeView, ...]
+    branches_deleted: tuple[str, ...] = ()
+    branches_unmerged: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ import click
 
 from aidp.cli.common import Context, echo_json, repo_options
 
-__all__ = ["diagnose", "findings"]
+__all__ = ["DIFF_LINES", "diagnose", "findings"]
+
+# lines of the worktree's diff that `aidp diagnose` prints (--json has all the bundle keeps)
+DIFF_LINES = 200
 
 
 @click.command()
@@ -100,6 +103,24 @@ def diagnose(run_ref: str, step_ref: str, attempt: int | None, repo: Path | None
         click.echo(f"git: HEAD {git.get('head', '')[:12]}")
         for line in (git.get("status") or "").splitlines()[:30]:
             click.echo(f"  {line}")
+        _echo_diff(git)
     click.echo(f"last log lines ({bundle.get('log_path')}):")
     for line in bundle.get("log_tail") or []:
         click.echo(f"  {line}")
+
+
+def _echo_diff(git: dict[str, object]) -> None:
+    """The failed attempt's uncommitted diff (stat, then patch), cut at ``DIFF_LINES`` lines
+    with a note saying so."""
+    lines = str(git.get("diff") or "").splitlines()
+    if not lines:
+        click.echo("diff: none (nothing uncommitted)")
+        return
+    click.echo(f"diff ({len(lines)} lines):")
+    for line in lines[:DIFF_LINES]:
+        click.echo(f"  {line}")
+    if len(lines) > DIFF_LINES:
+        click.echo(f"  ... {len(lines) - DIFF_LINES} more lines cut; `aidp diagnose --json` "
+                   "has the whole diff the bundle kept")
+    if git.get("diff_cut"):
+        click.echo("  (and the bundle itself kept only the start of a larger diff)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import IO, Any
 
-__all__ = ["LiveReporter", "PlainReporter", "gate_lines", "render_summary"]
+__all__ = ["LiveReporter", "PlainReporter", "gate_lines", "merge_note", "render_summary"]
 
 _ICONS = {
     "completed": "✔", "failed": "✘", "timeout": "⏱", "skipped": "↷", "cancelled": "■",
@@ -23,6 +23,17 @@ def gate_lines(kind: str, data: dict[str, Any]) -> list[str]:
         lines.append("prompt:")
         lines.extend(f"  {line}" for line in str(data["prompt"]).splitlines())
     return lines
+
+
+def merge_note(ws_id: str, data: dict[str, Any]) -> str | None:
+    """What a completed workstream's merge did, in words (None: it was not merged)."""
+    into, sha = data.get("merged_into"), data.get("merged_sha")
+    if not into or not sha:
+        return None
+    if data.get("merge_changed") is False:
+        return f"{data.get('merge_strategy') or 'merge'} of {ws_id} into {into} changed nothing"
+    verb = "squashed" if data.get("merge_strategy") == "squash" else "merged"
+    return f"{verb} {ws_id} into {into} ({str(sha)[:7]})"
 
 
 class PlainReporter:
@@ -46,6 +57,9 @@ class PlainReporter:
         if data.get("next_attempt_at"):
             wait = max(0.0, data["next_attempt_at"] - time.time())
             details.append(f"next attempt in {wait:.1f}s")
+        note = merge_note(ws_id, data) if kind == "workstream.completed" and ws_id else None
+        if note:
+            details.append(f"-- {note}")
         line = f"[{time.monotonic() - self.t0:7.2f}s] {kind:<22} {where} {' '.join(details)}"
         self.stream.write(line.rstrip() + "\n" + "".join(
             f"    {text}\n" for text in gate_lines(kind, data)))
@@ -81,6 +95,7 @@ class LiveReporter:
                 row["note"] = data.get("reason") or ""
                 if verb == "completed":
                     row["step"] = ""
+                    row["note"] = merge_note(ws_id or "", data) or ""
             elif noun == "step":
                 row["step"] = f"{step_id} {_ICONS.get(verb, '')} {verb}"
                 if verb == "started":
@@ -128,6 +143,9 @@ def render_summary(summary: dict[str, Any], stream: IO[str]) -> None:
                 f"{done}/{len(steps)} steps  {ws['branch']}")
         if ws.get("reason"):
             line += f"\n      {ws['reason']}"
+        note = merge_note(ws["id"], ws)
+        if note:
+            line += f"\n      {note}"
         stream.write(line + "\n")
     stream.write(f"run {summary['run_id']} {summary['status']} in {summary['duration_s']:.2f}s\n")
     stream.flush()

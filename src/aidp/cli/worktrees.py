@@ -39,17 +39,34 @@ def list_(repo: Path | None, config_path: Path | None, as_json: bool) -> None:
 
 @worktrees.command()
 @repo_options
-@click.option("--force", is_flag=True, help="Also remove idle worktrees with uncommitted files.")
-def prune(repo: Path | None, config_path: Path | None, force: bool) -> None:
-    """Remove idle pooled worktrees. Worktrees in use are never touched; worktrees holding
-    uncommitted files are kept unless --force. Branches (and so checkpoints) are never deleted."""
+@click.option("--force", is_flag=True, help="Also remove idle worktrees with uncommitted files "
+              "and branches of finished runs whose work is not merged.")
+@click.option("--keep-branches", type=click.IntRange(0), metavar="N",
+              help="Keep the branches of the N newest runs (default: [run] keep_branches, 1).")
+def prune(repo: Path | None, config_path: Path | None, force: bool,
+          keep_branches: int | None) -> None:
+    """Remove idle pooled worktrees and the merged aidp/RUN/... branches of finished runs.
+
+    Worktrees in use are never touched; worktrees holding uncommitted files are kept unless
+    --force. Branches are deleted only for completed or cancelled runs older than the N newest
+    runs, never for a running, interrupted or failed (resumable) run, and only when their work
+    is merged (in a branch outside aidp/, or in their merge target) unless --force.
+    """
     from aidp.app import prune_worktrees
 
     ctx = Context(repo, config_path)
-    outcome = prune_worktrees(ctx.app, force=force)
+    try:
+        outcome = prune_worktrees(ctx.app, force=force, keep_branches=keep_branches)
+    finally:
+        ctx.close()
     for path in outcome.removed:
         click.echo(f"removed {path}")
     for info in outcome.kept:
         click.echo(f"kept {info.path}: uncommitted files (use --force to remove)")
-    if not outcome.removed and not outcome.kept:
+    for branch in outcome.branches_deleted:
+        click.echo(f"deleted branch {branch}")
+    for branch in outcome.branches_unmerged:
+        click.echo(f"kept branch {branch}: its work is not merged (use --force to delete)")
+    if not (outcome.removed or outcome.kept or outcome.branches_deleted
+            or outcome.branches_unmerged):
         click.echo("nothing to prune")

@@ -10,8 +10,8 @@
 - the **Executor** (:mod:`~aidp.engine.executor`): one attempt, in phases -- admission
   (:mod:`~aidp.engine.admission`), invocation (:mod:`~aidp.engine.invocation`), judgement
   (:mod:`~aidp.engine.outcome`, :mod:`~aidp.engine.diagnosis`), record.
-- :mod:`~aidp.engine.compensation` (undo actions) and :mod:`~aidp.engine.control` (cancel,
-  rollback).
+- :mod:`~aidp.engine.compensation` (undo actions), :mod:`~aidp.engine.control` (cancel,
+  rollback) and :mod:`~aidp.engine.retention` (which finished runs' branches may go).
 
 The other roles of the architecture document live below the engine, which calls them: the
 **State Manager** is :mod:`aidp.state` (store, transactions, leases), the **Checkpoint Manager**

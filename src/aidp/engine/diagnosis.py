@@ -219,10 +219,14 @@ def write_bundle(path: Path, data: dict[str, Any], *, worktree: Path | None,
     """
     bundle = dict(data)
     if worktree is not None and worktree.exists():
+        status = _git(worktree, "status", "--porcelain=v1", "--untracked-files=all")
+        diff = _git(worktree, "diff", "HEAD", "--stat", "--patch") + _new_files_diff(
+            worktree, status)
         bundle["git"] = {
             "head": _git(worktree, "rev-parse", "HEAD").strip(),
-            "status": _git(worktree, "status", "--porcelain=v1", "--untracked-files=all"),
-            "diff": _git(worktree, "diff", "HEAD", "--stat", "--patch")[:BUNDLE_DIFF_BYTES],
+            "status": status,
+            "diff": diff[:BUNDLE_DIFF_BYTES],
+            "diff_cut": len(diff) > BUNDLE_DIFF_BYTES,  # only the start was kept
         }
     if log_path is not None:
         text = read_log_text(log_path)
@@ -232,6 +236,21 @@ def write_bundle(path: Path, data: dict[str, Any], *, worktree: Path | None,
     tmp.write_text(json.dumps(bundle, indent=2, default=str, sort_keys=True), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _new_files_diff(worktree: Path, status: str) -> str:
+    """The patch of the first untracked files (``git diff HEAD`` leaves them out, and new
+    files are most of what a tool writes), up to the bundle's cap."""
+    out: list[str] = []
+    size = 0
+    for line in status.splitlines()[:200]:
+        if not line.startswith("?? ") or size > BUNDLE_DIFF_BYTES:
+            continue
+        name = line[3:].strip('"')
+        text = _git(worktree, "diff", "--no-index", "--", "/dev/null", name)
+        out.append(text)
+        size += len(text)
+    return "".join(out)
 
 
 def _git(worktree: Path, *args: str) -> str:

@@ -164,23 +164,38 @@ class Lifecycle(RunLedger):
                 self._merge_failed(wsr, merge.into, exc)
                 return
         merged_sha = None if landing is None else landing.new
+        wsr.merged_sha = merged_sha  # a squash result is where its dependants start
+        wsr.merge_changed = landing is not None and landing.moves
+        merge_info = self._merge_info(wsr)
         self._release(wsr)
         try:
             with self.store.write(self.fence) as tx:
                 self._set_ws(tx, wsr, WorkstreamState.COMPLETED, finished_at=tx.now,
                              head_sha=wsr.head_sha, merged_sha=merged_sha, reason=None)
                 tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=wsr.head_sha,
-                         merged_sha=merged_sha)
+                         **merge_info)
                 if landing is not None:
                     landing.apply()  # only while our lease is current (see Executor._record)
         except LeaseLostError:
             raise
         except StateError as exc:  # the target moved meanwhile: the work stands, unmerged
             assert landing is not None
+            wsr.merged_sha = None
             self._merge_failed(wsr, landing.branch, exc)
             return
         self.reporter.event("workstream.completed", wsr.ws.id, None,
-                            {"head": wsr.head_sha, "merged_sha": merged_sha})
+                            {"head": wsr.head_sha, **merge_info})
+
+    @staticmethod
+    def _merge_info(wsr: WorkstreamRuntime) -> dict[str, Any]:
+        """What the run's output says of ``wsr``'s merge: the target, the strategy, the sha,
+        and whether the target changed (None: merged by an earlier orchestrator, not known)."""
+        merged = wsr.merged_sha is not None and wsr.ws.merge is not None
+        return {"merged_sha": wsr.merged_sha,
+                "merged_into": wsr.ws.merge.into if merged and wsr.ws.merge else None,
+                "merge_strategy": wsr.ws.merge.strategy.value if merged and wsr.ws.merge
+                else None,
+                "merge_changed": wsr.merge_changed if merged else None}
 
     def _merge_failed(self, wsr: WorkstreamRuntime, into: str, exc: AidpError) -> None:
         wsr.merge_failed = True
@@ -290,7 +305,7 @@ class Lifecycle(RunLedger):
         summary = RunSummary(self.run_id, final, [
             {
                 "id": wsr.ws.id, "status": wsr.state.value, "branch": wsr.branch,
-                "head": wsr.head_sha, "reason": wsr.reason,
+                "head": wsr.head_sha, "reason": wsr.reason, **self._merge_info(wsr),
                 "steps": {s: self.steps[f"{wsr.ws.id}/{s}"].state.value for s in wsr.step_order},
             }
             for wsr in self.ws.values()

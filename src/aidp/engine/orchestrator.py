@@ -41,6 +41,7 @@ from aidp.engine.run import Decision, Reporter, RunSummary, SilentReporter
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.engine.scheduler import next_step, pick_ready, rank_order
 from aidp.exceptions import LeaseLostError, StateError
+from aidp.model.workstream import MergeStrategy
 from aidp.state.lease import acquire_lease, keep_lease, release_lease
 from aidp.state.store import Store
 from aidp.workspace.worktrees import WorktreePool
@@ -222,7 +223,7 @@ class Orchestrator(Resume, Lifecycle):
                     sr.state = check(STEP_TRANSITIONS, sr.state, StepState.RUNNING)
                     in_flight[wsr.ws.id] = sr
                     tools[sr.step.tool] += 1
-                    deps = [(d, self.ws[d].head_sha or "") for d in wsr.ws.depends_on]
+                    deps = self._dep_starts(wsr)
                     pool.submit(self._work, wsr, sr, deps)
             if not in_flight and (self.cancelling or not self._retry_pending()):
                 return
@@ -262,6 +263,27 @@ class Orchestrator(Resume, Lifecycle):
             if ended * 8 > len(order):  # pick_ready skips ended ones; drop them now and then
                 order = [w for w in order if not w.state.terminal]
                 ended = 0
+
+    def _dep_starts(self, wsr: WorkstreamRuntime) -> list[tuple[str, str]]:
+        """What ``wsr`` starts from: (dependency id, commit) in ``depends_on`` order.
+
+        A dependency's branch head -- except when the dependency was squash-merged into the
+        same branch ``wsr`` merges into: then its squash result (``merged_sha``, also after a
+        resume: it is loaded from the store). Starting from the head would bring the
+        dependency's per-step commits into the target with ``wsr``'s own merge, undoing the
+        squash. A dependency squashed into another branch (or ``wsr`` not merging) gives its
+        head: the other target's history is no part of ``wsr``'s."""
+        merge = wsr.ws.merge
+        into = merge.into if merge is not None and merge.strategy is not MergeStrategy.NONE \
+            else None
+        starts = []
+        for dep_id in wsr.ws.depends_on:
+            dep = self.ws[dep_id]
+            dm = dep.ws.merge
+            squashed = (into is not None and dm is not None and dm.into == into
+                        and dm.strategy is MergeStrategy.SQUASH and dep.merged_sha)
+            starts.append((dep_id, (dep.merged_sha if squashed else dep.head_sha) or ""))
+        return starts
 
     def _work(self, wsr: WorkstreamRuntime, sr: StepRuntime,
               deps: list[tuple[str, str]]) -> None:

@@ -16,7 +16,7 @@ from aidp.exceptions import AidpError
 from aidp.state.store import Store
 from aidp.state.tx import Fence, Tx
 from aidp.workspace.locks import clean_stale_locks
-from aidp.workspace.merge import merge_into_worktree
+from aidp.workspace.merge import drop_contained, merge_into_worktree
 from aidp.workspace.worktrees import WorktreePool, reset_worktree
 
 __all__ = ["Preparation"]
@@ -49,14 +49,15 @@ class Preparation:
             # The branch is created (or reset) at its start only while our lease is current: a
             # deposed holder, woken, moves no branch and starts nothing (the fence check fails).
             # The transaction writes nothing; the preparation is recorded with the attempt.
+            shas = drop_contained(self.repo, [sha for _, sha in dep_heads])
             with self.store.write(self.fence):
-                wt = self.pool.acquire(wsr.branch, dep_heads[0][1] if dep_heads else wsr.base_ref,
+                wt = self.pool.acquire(wsr.branch, shas[0] if shas else wsr.base_ref,
                                        prefer=prefer)
                 wsr.worktree, wsr.worktree_path, wsr.needs_reset = wt, str(wt.path), False
-                if len(dep_heads) > 1:
+                if len(shas) > 1:
                     merge_into_worktree(
                         wt,
-                        [sha for _, sha in dep_heads[1:]],
+                        shas[1:],
                         message=f"aidp: merge dependencies of {wsr.ws.id}: "
                         + ", ".join(ws_id for ws_id, _ in dep_heads),
                         trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},

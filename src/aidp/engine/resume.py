@@ -65,6 +65,7 @@ class Resume(RunLedger):
             self.ws[ws.id] = WorkstreamRuntime(
                 ws=ws, state=WorkstreamState(r.status), branch=r.branch, base_ref=r.base_ref,
                 scope=compile_scope(ws.scope), base_sha=r.base_sha, head_sha=r.head_sha,
+                merged_sha=r.merged_sha,
                 worktree_path=r.worktree, reason=r.reason, step_order=step_order(ws),
             )
             for step in ws.steps:

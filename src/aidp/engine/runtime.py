@@ -60,6 +60,8 @@ class WorkstreamRuntime:
     scope: ScopeMatcher
     base_sha: str | None = None  # the prepared start (after merging dependencies)
     head_sha: str | None = None
+    merged_sha: str | None = None  # its target's sha after its merge (None: not merged)
+    merge_changed: bool | None = None  # its merge moved the target (None: not known here)
     worktree_path: str | None = None
     worktree: Worktree | None = None
     needs_reset: bool = False

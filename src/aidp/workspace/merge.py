@@ -22,6 +22,8 @@ from aidp.workspace.worktrees import Worktree
 
 __all__ = [
     "checked_out_branches",
+    "contains",
+    "drop_contained",
     "is_merged",
     "merge_into_target",
     "merge_into_worktree",
@@ -65,6 +67,17 @@ def merge_into_worktree(
             raise MergeConflictError(into=wt.branch, branch=branch, files=files)
         raise GitError(["merge", branch], done.returncode, done.stderr + done.stdout, cwd=wt.path)
     return run_git(["rev-parse", "HEAD"], wt.path).stdout.strip()
+
+
+def drop_contained(repo: Path, commits: Sequence[str]) -> list[str]:
+    """``commits`` without those another of them already contains (and without repeats), in
+    their order: merging a contained commit adds nothing, and starting from one would make a
+    merge commit that only fast-forwards to the other (``git merge-base --independent``)."""
+    unique = list(dict.fromkeys(commits))
+    if len(unique) < 2:
+        return unique
+    keep = set(run_git(["merge-base", "--independent", *unique], repo).stdout.split())
+    return [sha for sha in unique if sha in keep]
 
 
 def checked_out_branches(repo: Path) -> dict[str, Path]:
@@ -194,6 +207,21 @@ def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
             cwd=repo,
         )
     return done.returncode == 0
+
+
+def contains(repo: Path, sha: str, *, outside: str | None = None, only: str | None = None
+             ) -> bool:
+    """Whether a local branch contains commit ``sha``: any branch whose ref does not start with
+    ``outside`` (e.g. ``refs/heads/aidp/``), or, with ``only``, that one branch. False for a
+    sha that names no commit (any more)."""
+    if rev_parse(repo, f"{sha}^{{commit}}") is None:
+        return False
+    if only is not None:
+        return rev_parse(repo, f"refs/heads/{only}") is not None and _is_ancestor(
+            repo, sha, f"refs/heads/{only}")
+    refs = run_git(["for-each-ref", "--contains", sha, "--format=%(refname)", "refs/heads/"],
+                   repo).stdout.split()
+    return any(outside is None or not ref.startswith(outside) for ref in refs)
 
 
 def is_merged(repo: Path, branch: str, into: str) -> bool:
