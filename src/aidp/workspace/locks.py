@@ -12,6 +12,7 @@ of the original's pooled worktrees, which hold their branches "checked out" in t
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 from aidp.workspace.git import common_dir
 
 __all__ = ["clean_stale_locks", "clean_worktree_locks", "forget_foreign_slots", "keep_mark",
-           "worktree_gitdir"]
+           "try_lock", "worktree_gitdir"]
 
 _SLOT = re.compile(r"pool-(\d+)")
 
@@ -172,3 +173,26 @@ def forget_foreign_slots(common: Path) -> list[Path]:
         shutil.rmtree(entry)
         removed.append(entry)
     return removed
+
+
+def try_lock(lock_path: Path) -> int | None:
+    """Take ``lock_path`` (a pool slot's lock file) exclusively without waiting; return the
+    descriptor (the pid written in it) or None."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # prune() unlinks lock files of removed slots while holding them; if that happened
+        # between our open and flock we hold an orphan inode, so look again.
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)

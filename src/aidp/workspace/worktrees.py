@@ -37,7 +37,7 @@ from aidp.workspace.git import (
     rev_parse,
     run_git,
 )
-from aidp.workspace.locks import clean_worktree_locks, forget_foreign_slots, keep_mark
+from aidp.workspace.locks import clean_worktree_locks, forget_foreign_slots, keep_mark, try_lock
 
 if TYPE_CHECKING:
     import pygit2
@@ -112,28 +112,6 @@ class WorktreeInfo:
 
 
 _RELEASED_RETRIES = 20  # 5 ms apart: a slot this pool released, briefly locked by a fork
-
-
-def _try_lock(lock_path: Path) -> int | None:
-    """Take ``lock_path`` exclusively without waiting; return the descriptor or None."""
-    while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        # prune() unlinks lock files of removed slots while holding them; if that happened
-        # between our open and flock we hold an orphan inode, so look again.
-        try:
-            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            return fd
-        os.close(fd)
 
 
 def _is_worktree_dir(path: Path, common: Path) -> bool:
@@ -314,7 +292,7 @@ class WorktreePool:
 
         detached: builtins.list[Path] = []
         for path in paths:
-            fd = _try_lock(self._lock_path(path))
+            fd = try_lock(self._lock_path(path))
             if fd is None:
                 continue  # taken again (by another process): its holder detaches it
             try:
@@ -345,7 +323,7 @@ class WorktreePool:
         for path, (branch, _head) in self._registered().items():
             if branch not in wanted or path.parent != self.root:
                 continue
-            fd = _try_lock(self._lock_path(path))
+            fd = try_lock(self._lock_path(path))
             if fd is None:
                 continue  # in use by a live process: not ours to touch
             try:
@@ -361,7 +339,7 @@ class WorktreePool:
         skipped. Returns the files removed."""
         removed: builtins.list[Path] = []
         for path in self._slot_dirs():
-            fd = _try_lock(self._lock_path(path))
+            fd = try_lock(self._lock_path(path))
             if fd is None:
                 continue  # a live aidp process holds it: its locks may be live
             try:
@@ -388,7 +366,7 @@ class WorktreePool:
         for path in self._slot_dirs():
             if path not in registered:
                 continue
-            fd = _try_lock(self._lock_path(path))
+            fd = try_lock(self._lock_path(path))
             if fd is not None:
                 os.close(fd)
             branch, head = registered[path]
@@ -408,7 +386,7 @@ class WorktreePool:
         removed: builtins.list[Path] = []
         for path in self._slot_dirs():
             lock_path = self._lock_path(path)
-            fd = _try_lock(lock_path)
+            fd = try_lock(lock_path)
             if fd is None:
                 continue
             try:
@@ -428,7 +406,7 @@ class WorktreePool:
             slot = lock_path.with_name(lock_path.name.removesuffix(".lock"))
             if slot.exists() or not _SLOT.fullmatch(slot.name):
                 continue
-            fd = _try_lock(lock_path)  # a lock file without a slot: an acquire that failed early
+            fd = try_lock(lock_path)  # a lock file without a slot: an acquire that failed early
             if fd is not None:
                 lock_path.unlink(missing_ok=True)
                 os.close(fd)
@@ -448,7 +426,7 @@ class WorktreePool:
 
     def slot_is_idle(self, path: Path) -> bool:
         """Whether no live process holds the pool slot at ``path`` (its holder, if any, died)."""
-        fd = _try_lock(self._lock_path(path.resolve()))
+        fd = try_lock(self._lock_path(path.resolve()))
         if fd is None:
             return False
         os.close(fd)
@@ -476,7 +454,7 @@ class WorktreePool:
             if prefer.parent == self.root and _SLOT.fullmatch(prefer.name):
                 candidates.append(prefer)
         for path in candidates:
-            fd = _try_lock(self._lock_path(path))
+            fd = try_lock(self._lock_path(path))
             if fd is not None:
                 return path, fd
         # Released slots one at a time (list.pop is atomic: threads never get the same entry);
@@ -488,25 +466,25 @@ class WorktreePool:
                 break
             if keep_mark(path).exists():
                 continue
-            fd = _try_lock(self._lock_path(path))
+            fd = try_lock(self._lock_path(path))
             # A child process another thread is starting shares our descriptors until it
             # execs, the released slot's lock too: wait for that rather than make a new slot.
             for _ in range(_RELEASED_RETRIES):
                 if fd is not None:
                     break
                 time.sleep(0.005)
-                fd = _try_lock(self._lock_path(path))
+                fd = try_lock(self._lock_path(path))
             if fd is not None:
                 return path, fd
         for path in self._slot_dirs():
             if _is_worktree_dir(path, self.common) and not keep_mark(path).exists():
-                fd = _try_lock(self._lock_path(path))
+                fd = try_lock(self._lock_path(path))
                 if fd is not None:
                     return path, fd
         number = 0
         while True:  # first free number; the lock, not the directory, decides who owns it
             path = self.root / f"pool-{number}"
-            fd = None if keep_mark(path).exists() else _try_lock(self._lock_path(path))
+            fd = None if keep_mark(path).exists() else try_lock(self._lock_path(path))
             if fd is not None:
                 return path, fd
             number += 1
@@ -573,7 +551,7 @@ class WorktreePool:
         for path, (held_branch, _head) in self._registered().items():
             if held_branch != branch or path == exclude or path.parent != self.root:
                 continue
-            fd = _try_lock(self._lock_path(path))
+            fd = try_lock(self._lock_path(path))
             if fd is None:
                 return False  # in use by a live workstream: that is a real conflict
             try:
