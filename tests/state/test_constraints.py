@@ -98,6 +98,15 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("proposal_transitions", {"change_id": "c", "from_state": None, "to_state": "draft",
                               "action": "create", "actor": "me", "ts": 1.0}),
 ]
+# the service's tables (revision 0007): not there at 0005
+_SERVICE_ROWS: list[tuple[str, dict[str, Any]]] = [
+    ("api_tokens", {"id": "t1", "name": "ci", "scope": "read", "secret_sha256": "0" * 64,
+                    "created_at": 1.0}),
+    ("webhook_deliveries", {"webhook_id": "h1", "event_id": 1, "status": "pending",
+                            "next_attempt_at": 1.0, "created_at": 1.0}),
+    ("service_runs", {"run_id": "R1", "state": "active", "created_at": 1.0,
+                      "updated_at": 1.0}),
+]
 
 
 def _insert(conn: Any, table: str, row: dict[str, Any]) -> None:
@@ -152,6 +161,8 @@ def test_a_value_outside_the_enum_is_refused(db_url: str, table: str, column: st
     try:
         with store.engine.begin() as conn:
             for name, row in _ROWS:
+                _insert(conn, name, row)
+            for name, row in _SERVICE_ROWS:
                 _insert(conn, name, row)
         key = next(c.name for c in metadata.tables[table].primary_key.columns)
         with pytest.raises(IntegrityError), store.engine.begin() as conn:

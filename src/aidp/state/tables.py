@@ -1,5 +1,6 @@
 """SQLAlchemy Core tables: runs, workstreams, steps, attempts, checkpoints, events, leases,
-breakers, proposals and their transitions.
+breakers, proposals and their transitions; and the service's (``aidp serve``): API tokens,
+idempotency keys, webhook subscriptions and deliveries, the runs the service drives.
 
 Times are UNIX epoch seconds (float). Enum columns hold the ``value`` of the enums in
 :mod:`aidp.core.states`. The event journal is append-only: rows are inserted, never updated.
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 
 from aidp.core.states import (
@@ -41,18 +43,23 @@ from aidp.resilience.breaker import BreakerState
 
 __all__ = [
     "ALLOWED",
+    "api_tokens",
     "attempts",
     "breakers",
     "checkpoints",
     "compensations",
     "events",
     "findings",
+    "idempotency_keys",
     "leases",
     "metadata",
     "proposal_transitions",
     "proposals",
     "runs",
+    "service_runs",
     "steps",
+    "webhook_deliveries",
+    "webhooks",
     "workstreams",
 ]
 
@@ -90,6 +97,9 @@ ALLOWED: dict[tuple[str, str], tuple[str, ...]] = {
     ("proposals", "state"): values_of(ProposalState),
     ("proposal_transitions", "from_state"): values_of(ProposalState),
     ("proposal_transitions", "to_state"): values_of(ProposalState),
+    ("api_tokens", "scope"): ("read", "operate", "admin"),
+    ("webhook_deliveries", "status"): ("pending", "delivered", "dead"),
+    ("service_runs", "state"): ("active", "done"),
 }
 
 
@@ -338,3 +348,90 @@ proposal_transitions = Table(
 )
 Index("ix_proposal_transitions_change_id_id", proposal_transitions.c.change_id,
       proposal_transitions.c.id)
+
+# -- the service (aidp serve) ------------------------------------------------------------------
+
+# Bearer tokens: only the SHA-256 of the secret is stored; ``id`` is the public prefix of the
+# token (``aidp_<id>_<secret>``), so a lookup is by key, never by comparing hashes in SQL.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
+    UniqueConstraint("name"),
+    *_checks("api_tokens"),
+)
+
+# A state-changing request's Idempotency-Key: the same key (per token) replays the stored
+# response; the same key with another request (method, path, body hash) is a conflict.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_sha256", String(64), nullable=False),
+    Column("status_code", Integer),  # None while the first request is still being answered
+    Column("response", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+# Webhook subscriptions. The secret itself is never stored: ``secret_env`` names the
+# environment variable of the service that holds it (and ``previous_secret_env`` the one still
+# signing, beside it, until ``previous_until`` -- rotation with an overlap). ``cursor`` is the
+# last journal event (events.id) turned into deliveries: the journal is the outbox.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("event_types", Text, nullable=False),  # JSON list of type patterns
+    Column("run_id", String(32)),  # only this run's events, if given
+    Column("secret_env", String(128), nullable=False),
+    Column("previous_secret_env", String(128)),
+    Column("previous_until", Float),
+    Column("allow_private", Boolean, nullable=False, server_default=false()),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("cursor", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(128)),
+)
+
+# One delivery of one journal event to one subscription: retried with backoff until delivered
+# or dead (then redelivered by hand).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(32), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", Float),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("webhook_id", "event_id"),
+    *_checks("webhook_deliveries"),
+)
+Index("ix_webhook_deliveries_status_next_attempt_at", webhook_deliveries.c.status,
+      webhook_deliveries.c.next_attempt_at)
+
+# Runs started through the API: the service drives them in its workers, and resumes the
+# ``active`` ones it finds without a live lease holder when it starts again.
+service_runs = Table(
+    "service_runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("started_by", String(128)),
+    Column("restarts", Integer, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    *_checks("service_runs"),
+)
