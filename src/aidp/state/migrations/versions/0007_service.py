@@ -90,7 +90,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("run_id", name="pk_service_runs"),
-        sa.CheckConstraint(_one_of("state", ("active", "done")), name=op.f("ck_service_runs_state")),
+        sa.CheckConstraint(_one_of("state", ("active", "done")),
+                           name=op.f("ck_service_runs_state")),
     )
 
 
