@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "aidp"
 
 
@@ -103,13 +105,15 @@ def test_base_layer_imports_nothing_else_of_aidp() -> None:
     assert (SRC / "core").is_dir() and found == set(), sorted(found)
 
 
-def test_cli_uses_only_the_application_layer() -> None:
-    """No module of aidp.cli imports the store, the breaker book, the worktree pool (nor any
-    other part of aidp.state or aidp.engine): the CLI reaches state only through aidp.app."""
+@pytest.mark.parametrize("interface", ["cli", "api"])
+def test_interfaces_use_only_the_application_layer(interface: str) -> None:
+    """No module of aidp.cli or aidp.api imports the store, the breaker book, the worktree pool
+    (nor any other part of aidp.state or aidp.engine): the interfaces reach state only through
+    aidp.app, so no behaviour is implemented twice."""
     forbidden = ("aidp.state.store", "aidp.state.breakers", "aidp.workspace.worktrees",
                  "aidp.state", "aidp.engine")
-    modules = sorted((SRC / "cli").rglob("*.py"))
-    assert modules, "no CLI modules found"
+    modules = sorted((SRC / interface).rglob("*.py"))
+    assert modules, f"no {interface} modules found"
     offences = [f"{path.relative_to(SRC.parent)} imports {name}"
                 for path in modules for name in sorted(_imports(path))
                 if any(name == bad or name.startswith(bad + ".") for bad in forbidden)]
@@ -130,7 +134,7 @@ LAYERS: dict[str, int] = {
     "resilience": 2, "tools": 2, "specs": 2, "testing": 2,
     "engine": 3,
     "app": 4,
-    "cli": 5,
+    "cli": 5, "api": 5,
 }
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "DatabaseSettings",
     "RateLimit",
     "RunSettings",
+    "ServeSettings",
     "Settings",
     "SpecsSettings",
     "ToolProfile",
@@ -157,6 +158,20 @@ class ToolProfile(_Section):
         return None if self.adapter in ("shell", "manual") else "OPENAI_API_KEY"
 
 
+class ServeSettings(_Section):
+    """``aidp serve``: where it listens and what it accepts."""
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8765, ge=0, le=65535, description="port (0: any free port)")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header values accepted besides the listening "
+        "address, 127.0.0.1, ::1 and localhost (DNS-rebinding guard)")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins browsers may call the API from (none)")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body accepted")
+    max_workers: int = Field(4, ge=1, le=64, description="runs the service drives at once")
+
+
 class Settings(_Section):
     """All settings: aidp.toml, overridden by ``AIDP_<SECTION>__<KEY>`` environment variables
     (``AIDP_RUN__PARALLEL=8``); ``AIDP_DATABASE_URL`` is accepted for the database URL."""
@@ -165,6 +180,7 @@ class Settings(_Section):
     run: RunSettings = Field(default_factory=RunSettings)
     specs: SpecsSettings = Field(default_factory=SpecsSettings)
     ccpm: CcpmSettings = Field(default_factory=CcpmSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     tools: dict[str, ToolProfile] = Field(
         default_factory=lambda: {"shell": ToolProfile(adapter="shell")}
     )

@@ -12,7 +12,8 @@ import pytest
 from aidp import __version__
 from tests.conftest import Cli, init_repo
 
-HEAVY = ("sqlalchemy", "pygit2", "alembic", "fastapi", "uvicorn", "jinja2", "rich.live")
+HEAVY = ("sqlalchemy", "pygit2", "alembic", "fastapi", "uvicorn", "starlette", "httpx", "jinja2",
+         "rich.live")
 
 PROBE = """
 import json, sys

@@ -1,0 +1,70 @@
+"""Health, version, the OpenAPI schema and its docs page."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from aidp import __version__
+from aidp.api.auth import read
+from aidp.app.service import check_database, schema_revision
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/health/live", summary="Liveness: the process answers (no token needed)")
+def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", summary="Readiness: the database and the run workers",
+            dependencies=[Depends(read)],
+            responses={503: {"description": "not ready (which part, in `checks`)"}})
+def ready(request: Request) -> JSONResponse:
+    checks: dict[str, Any] = {"database": check_database(request.app.state.ctx)}
+    supervisor = getattr(request.app.state, "supervisor", None)
+    checks["workers"] = "ok" if supervisor is None or supervisor.healthy() else "failed"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "failed", "checks": checks},
+                        status_code=200 if ok else 503)
+
+
+@router.get("/version", summary="The aidp version and API revision", dependencies=[Depends(read)])
+def version() -> dict[str, str]:
+    return {"version": __version__, "api": "v1", "schema_revision": schema_revision()}
+
+
+@router.get("/openapi.json", summary="This API's OpenAPI 3.1 schema", include_in_schema=False,
+            dependencies=[Depends(read)])
+def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", summary="The API's operations, as a page", include_in_schema=False,
+            dependencies=[Depends(read)], response_class=HTMLResponse)
+def docs(request: Request) -> HTMLResponse:
+    """A self-contained page (no CDN: the service may have no internet) listing every
+    operation with its parameters; the schema itself is at ``openapi.json``."""
+    schema = request.app.openapi()
+    rows = []
+    for path, ops in sorted(schema.get("paths", {}).items()):
+        for method, op in ops.items():
+            params = ", ".join(p["name"] for p in op.get("parameters", []))
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
+                f"</code></td><td>{html.escape(op.get('summary', ''))}</td>"
+                f"<td>{html.escape(params)}</td></tr>")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>aidp API</title>"
+        "<style>body{font:14px system-ui;margin:2em}td{padding:2px 8px;vertical-align:top}"
+        "</style></head><body>"
+        f"<h1>aidp API {html.escape(schema['info']['version'])}</h1>"
+        "<p>Send <code>Authorization: Bearer aidp_...</code> (<code>aidp tokens create</code>). "
+        "Errors are <code>application/problem+json</code>. The schema: "
+        "<a href='openapi.json'>openapi.json</a>.</p>"
+        "<table><tr><th>method</th><th>path</th><th>summary</th><th>parameters</th></tr>"
+        + "".join(rows) + "</table></body></html>")
+    return HTMLResponse(page)

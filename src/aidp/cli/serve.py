@@ -1,0 +1,71 @@
+"""``aidp serve``: the REST API, live events, webhooks and the runs started through them."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from aidp.cli.common import Context, repo_options
+from aidp.exceptions import InputError
+
+__all__ = ["serve"]
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                         hint="pick another --port (0: any free port)") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@click.command()
+@repo_options
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; "
+              "[serve] host).")
+@click.option("--port", type=int, default=None, help="Port (default 8765; 0: any free port; "
+              "[serve] port).")
+def serve(repo: Path | None, config_path: Path | None, host: str | None,
+          port: int | None) -> None:
+    """Serve the REST API under /api/v1 until Ctrl-C or SIGTERM.
+
+    Every route but /api/v1/health/live needs a bearer token (`aidp tokens create NAME`).
+    The schema is at /api/v1/openapi.json, a docs page at /api/v1/docs.
+    """
+    try:
+        import uvicorn
+
+        from aidp.api.server import create_app
+    except ImportError as exc:
+        raise InputError(f"aidp serve needs the web stack ({exc.name} is missing)",
+                         hint="install aidp with the serve extra: pip install 'aidp[serve]'"
+                         ) from exc
+    ctx = Context(repo, config_path)
+    ctx.ensure_aidp_dir()
+    ctx.app.store(create=True)
+    settings = ctx.settings.serve
+    host = host or settings.host
+    sock = _listen(host, settings.port if port is None else port)
+    bound = sock.getsockname()[1]
+    app = create_app(ctx.app, listen_host=host)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"aidp serve: http://{shown}:{bound}/api/v1 (repository {ctx.repo})")
+    sys.stdout.flush()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        ctx.close()
