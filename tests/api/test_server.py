@@ -45,7 +45,7 @@ def test_every_route_but_liveness_demands_a_scope(repo: Path) -> None:
     assert len(routes) >= 5
     open_routes = [(m, p) for m, p, scope in routes if scope is None]
     assert open_routes == [("GET", "/api/v1/health/live")]
-    assert auth.PUBLIC_PATHS == {"/api/v1/health/live"}
+    assert {"/api/v1/health/live"} == auth.PUBLIC_PATHS
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
