@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from aidp.exceptions import InputError, StateError
 from aidp.workspace.git import run_git
+from aidp.workspace.refs import move_branch
 from aidp.workspace.worktrees import Worktree
 
 if TYPE_CHECKING:  # pygit2 (~50-90 ms to import) loads with the first worktree, not at start-up
@@ -49,7 +50,6 @@ __all__ = [
     "discard_unstaged",
     "format_message",
     "list_checkpoints",
-    "move_branch",
     "prepare_checkpoint",
     "stage_all",
 ]
@@ -172,31 +172,6 @@ class RefUpdate:
         if self.moves:
             move_branch(self.repo, self.branch, self.new, self.old, message=self.message)
         return self.new
-
-
-def move_branch(repo: Path | pygit2.Repository, branch: str, new: str, old: str | None, *,
-                message: str) -> None:
-    """Point ``refs/heads/<branch>`` at ``new`` if it still points at ``old`` (None: if it does
-    not exist), under git's ref lock, with a reflog entry. In-process: no git subprocess.
-
-    Raises:
-        StateError: the branch is not where it was expected (somebody else moved it).
-    """
-    import pygit2
-
-    handle = repo if isinstance(repo, pygit2.Repository) else pygit2.Repository(str(repo))
-    name = f"refs/heads/{branch}"
-    with handle.transaction() as txn:
-        txn.lock_ref(name)  # git's own lock file: a concurrent git or libgit2 writer waits or fails
-        ref = handle.references.get(name)
-        current = None if ref is None else str(ref.resolve().target)
-        if current != old:
-            raise StateError(
-                f"branch {branch} moved: expected {old or 'no branch'}, found "
-                f"{current or 'no branch'}; refusing to move it to {new[:12]}",
-                hint="another process changed the branch; `aidp resume` rebuilds from the "
-                "recorded checkpoints")
-        txn.set_target(name, new, message=message)
 
 
 def prepare_checkpoint(

@@ -20,11 +20,10 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aidp.exceptions import GitError, InputError, StateError
 from aidp.workspace.git import (
@@ -38,77 +37,16 @@ from aidp.workspace.git import (
     run_git,
 )
 from aidp.workspace.locks import clean_worktree_locks, forget_foreign_slots, keep_mark, try_lock
+from aidp.workspace.refs import move_branch
+from aidp.workspace.worktree import Worktree, WorktreeInfo
 
 if TYPE_CHECKING:
-    import pygit2
+    pass
 
 __all__ = ["Worktree", "WorktreeInfo", "WorktreePool", "reset_worktree"]
 
 _SLOT = re.compile(r"pool-(\d+)")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-
-
-class Worktree:
-    """A pooled worktree checked out on ``branch``, owned by this process until released.
-
-    Holds the slot's lock (an open file descriptor) and, lazily, an open ``pygit2.Repository``
-    for the checkpoint hot path. Not thread-safe: one workstream uses one worktree at a time.
-    """
-
-    __slots__ = ("_identity", "_lock_fd", "_pygit", "branch", "path", "repo")
-
-    def __init__(self, path: Path, branch: str, repo: Path, lock_fd: int) -> None:
-        self.path = path
-        self.branch = branch
-        self.repo = repo
-        self._lock_fd: int | None = lock_fd
-        self._pygit: pygit2.Repository | None = None
-        self._identity: Identity | None = None
-
-    @property
-    def released(self) -> bool:
-        """True once :meth:`WorktreePool.release` gave the worktree back."""
-        return self._lock_fd is None
-
-    @property
-    def pygit(self) -> pygit2.Repository:
-        """The worktree opened with pygit2 (opened on first use, then reused)."""
-        if self._lock_fd is None:
-            raise StateError(f"worktree {self.path} was released")
-        if self._pygit is None:
-            import pygit2
-
-            self._pygit = pygit2.Repository(str(self.path))
-        return self._pygit
-
-    @property
-    def identity(self) -> Identity:
-        """Who commits here (resolved once, the way git would; see :func:`resolve_identity`)."""
-        if self._identity is None:
-            self._identity = resolve_identity(self.path)
-        return self._identity
-
-    def _close(self) -> None:
-        if self._pygit is not None:
-            self._pygit.free()
-            self._pygit = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor drops the flock
-            self._lock_fd = None
-
-    def __repr__(self) -> str:
-        return f"Worktree(path={str(self.path)!r}, branch={self.branch!r})"
-
-
-@dataclass(frozen=True)
-class WorktreeInfo:
-    """One pooled worktree as seen by :meth:`WorktreePool.list`."""
-
-    path: Path
-    branch: str | None
-    head: str | None
-    in_use: bool
-    dirty: bool
 
 
 _RELEASED_RETRIES = 20  # 5 ms apart: a slot this pool released, briefly locked by a fork
@@ -193,7 +131,8 @@ class WorktreePool:
 
     def acquire(
         self, branch: str, start_point: str | None, *, prefer: Path | None = None,
-        keep_changes: bool = False,
+        keep_changes: bool = False, guard: Callable[[], AbstractContextManager[Any]] | None = None,
+        before_branch: Callable[[Worktree], object] | None = None,
     ) -> Worktree:
         """Take an idle worktree (or create one) and check ``branch`` out in it, clean.
 
@@ -204,6 +143,12 @@ class WorktreePool:
             prefer: a slot path to try first (the worktree the workstream had before).
             keep_changes: when the slot taken is ``prefer`` (``start_point`` None), its files
                 stay as they are, uncommitted and untracked ones too (a human gate's work).
+            guard: with ``start_point``, the branch is created (or reset) only inside this
+                context (the engine's fenced transaction: a deposed run holder moves no
+                branch); the files are checked out before it, so that it is held briefly.
+            before_branch: with ``guard``, called on the worktree (HEAD detached at
+                ``start_point``) before the branch is created at its HEAD: merges of further
+                dependencies land on the branch with it, inside ``guard``.
 
         Raises:
             InputError: invalid branch name; ``start_point`` names no commit; or it is None and
@@ -233,13 +178,16 @@ class WorktreePool:
                 self._attached.discard(path)
         keep = (keep_changes and commit is None and prefer is not None
                 and path == prefer.resolve() and _is_worktree_dir(path, self.common))
+        wt = Worktree(path, branch, self.repo, fd)
         try:
             self._materialise(path, commit if commit is not None else f"refs/heads/{branch}")
-            self._switch(path, branch, commit, keep=keep)
+            if guard is not None and commit is not None:
+                self._start_branch(wt, commit, guard, before_branch)
+            else:
+                self._switch(path, branch, commit, keep=keep)
         except BaseException:
-            os.close(fd)
+            wt._close()
             raise
-        wt = Worktree(path, branch, self.repo, fd)
         if self._identity is None:
             self._identity = resolve_identity(path)  # the repository's config: same for all
         wt._identity = self._identity
@@ -514,6 +462,30 @@ class WorktreePool:
                 ["worktree", "add", "--force", "--detach", "--no-checkout", str(path), commitish],
                 self.repo,
             )
+
+    def _start_branch(self, wt: Worktree, commit: str,
+                      guard: Callable[[], AbstractContextManager[Any]],
+                      before: Callable[[Worktree], object] | None) -> None:
+        """Check ``commit`` out detached (and run ``before``), then -- inside ``guard`` --
+        create the branch at HEAD and attach HEAD to it, in-process. An existing branch (a
+        rebuilt workstream) is reset the checked way (``checkout -B``, inside ``guard`` too)."""
+        run_git(["checkout", "-q", "-f", "--detach", commit, "--"], wt.path,
+                base_env=self._git_env)
+        run_git(["clean", "-q", "-ffdx"], wt.path, base_env=self._git_env)
+        repo = wt.pygit
+        name = f"refs/heads/{wt.branch}"
+        if repo.references.get(name) is not None:  # rare: reset the branch as git would
+            with guard():
+                self._switch(wt.path, wt.branch, commit)
+                if before is not None:
+                    before(wt)
+            return
+        if before is not None:
+            before(wt)
+        head = str(repo.head.target)
+        with guard():
+            move_branch(repo, wt.branch, head, None, message=f"branch: Created from {commit}")
+            repo.set_head(name)
 
     def _switch(self, path: Path, branch: str, start_point: str | None, *,
                 keep: bool = False) -> None:
