@@ -32,6 +32,7 @@ def invocation(
     scope_files: Sequence[str] = ("hello.py",),
     context_files: Sequence[Path] = (),
     cancel: threading.Event | None = None,
+    extra_secrets: Sequence[str] = (),
 ) -> Iterator[Invocation]:
     """An Invocation for one attempt (attempt dir and log under ``tmp_path``); the log is
     closed on exit."""
@@ -45,7 +46,7 @@ def invocation(
             run_id="01RUN", ws_id="ws", step_id="edit", attempt=1, profile_name=profile.adapter,
             profile=profile, worktree=repo, prompt=prompt, prompt_file=prompt_file,
             scope=["*.py"], scope_files=list(scope_files), context_files=list(context_files),
-            command=None, values={}, env=env, secrets=[SECRET], timeout_s=timeout_s,
+            command=None, values={}, env=env, secrets=[SECRET, *extra_secrets], timeout_s=timeout_s,
             grace_s=grace_s, attempt_dir=attempt_dir, token=new_token(), log=log,
             cancel=cancel or threading.Event(),
         )

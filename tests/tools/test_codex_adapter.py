@@ -140,6 +140,22 @@ def test_run_writes_a_policy_excluding_every_name_holding_the_key(tmp_path: Path
     assert SECRET not in text
 
 
+def test_run_excludes_every_variable_holding_any_masked_secret(tmp_path: Path) -> None:
+    """Another profile's key or a step's declared secret under a name no pattern catches
+    (DEPLOY_PASSPHRASE) is kept out of the commands Codex runs too."""
+    repo = init_repo(tmp_path / "repo", {"hello.py": GREETING})
+    profile = PROFILE.model_copy(update={"command": ["/bin/true"]})
+    other = "other-provider-credential-value"
+    with invocation(tmp_path, repo, profile, extra_env={"DEPLOY_PASSPHRASE": other,
+                                                         "HARMLESS": "plain"},
+                    extra_secrets=[other]) as inv:
+        CodexAdapter().run(inv)
+    text = (inv.attempt_dir / "codex-home" / "config.toml").read_text()
+    exclude = tomllib.loads(text)["shell_environment_policy"]["exclude"]
+    assert "DEPLOY_PASSPHRASE" in exclude and "HARMLESS" not in exclude
+    assert other not in text
+
+
 def test_config_needs_a_model() -> None:
     """A codex profile must name a model."""
     with pytest.raises(ToolError, match="needs a model"):

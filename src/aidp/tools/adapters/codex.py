@@ -6,8 +6,9 @@ generated ``config.toml`` (:func:`codex_config`): a custom model provider at the
 ``base_url`` speaking the Responses API, the key by environment-variable name (``env_key``),
 few retries (aidp retries), a stream idle timeout, analytics / feedback / agents off and every
 ``[features]`` switch that reaches remote hosts off, ``sandbox_mode`` from ``profile.sandbox``,
-and a ``[shell_environment_policy]`` that keeps the provider key out of the commands Codex runs
-for the model (every variable holding it, ``OPENAI_API_KEY``, ``*KEY*``/``*SECRET*``/``*TOKEN*``).
+and a ``[shell_environment_policy]`` that keeps the provider key and every secret aidp masks out
+of the commands Codex runs for the model (every variable holding one, ``OPENAI_API_KEY``,
+``*KEY*``/``*SECRET*``/``*TOKEN*``).
 
 Codex prints JSONL on stdout; :class:`CodexOutput` turns it into
 :class:`~aidp.tools.adapter.ToolEvent` s: ``command`` (command_execution), ``file_change``
@@ -284,7 +285,10 @@ class CodexAdapter:
         if not prompt:
             return AdapterResult(exit_code=None, error="a codex step needs a prompt")
         key = api_key(profile.api_key_env, invocation.env)
-        aliases = [name for name, value in invocation.env.items() if key and value == key]
+        # every variable holding the key or any other secret aidp masks (other profiles' keys,
+        # the step's declared secrets): the commands Codex runs for the model see none of them
+        hidden = {v for v in (key, *invocation.secrets) if v}
+        aliases = [name for name, value in invocation.env.items() if value in hidden]
         try:
             config = codex_config(profile, timeout_s=invocation.timeout_s, exclude_env=aliases,
                                   set_env={TOKEN_ENV: invocation.token})
