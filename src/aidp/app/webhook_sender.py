@@ -16,7 +16,8 @@ order: no horizon there.
 from the service's environment at that moment, through :mod:`aidp.notify`'s guard; 2xx is
 delivered, anything else is retried with exponential backoff and jitter (``Retry-After`` on
 429/503 honoured) until ``max_attempts``, then the delivery is ``dead`` and the journal gets a
-``webhook.dead`` event.
+``webhook.dead`` event (except for a ``webhook.dead`` delivery that died: two failing
+subscriptions would otherwise report each other's dead letters forever).
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ def record(app: AppContext, settings: WebhookSettings, row: Any, result: Result)
             return "delivered"
         if attempts >= settings.max_attempts:
             state.mark_dead(tx, int(row.id), result.status, result.error)
+            if row.kind == "webhook.dead":  # no dead letter about a dead letter: no cascade
+                return "dead"
             tx.event(str(row.run_id), "webhook.dead", webhook=str(row.webhook_id),
                      event=int(row.event_id), delivery=int(row.id), attempts=attempts,
                      last_status=result.status, last_error=result.error)
