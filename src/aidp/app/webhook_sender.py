@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from aidp.config import WebhookSettings
     from aidp.notify.http import Result
 
-__all__ = ["Sender", "attempt", "backoff", "enqueue", "lifespan", "signed_request"]
+__all__ = ["Sender", "advance", "attempt", "backoff", "enqueue", "lifespan", "signed_request"]
 
 _BATCH = 500
 _WORKERS = 4
@@ -55,6 +55,18 @@ def _selected(row: Any, event: Any, patterns: list[str]) -> bool:
     if event.kind == "webhook.dead":  # never report a subscription's dead letters to itself
         return bool(json.loads(event.data or "{}").get("webhook") != row.id)
     return True
+
+
+def advance(cursor: int, events: list[tuple[int, float]], now: float,
+            horizon: float) -> tuple[int, bool]:
+    """Where the cursor may move over ``events`` ((id, ts), by id): past every event up to the
+    first gap in the ids whose next event is younger than ``horizon`` (the missing id may
+    still commit). Returns the new cursor and whether such a gap stopped it."""
+    for event_id, ts in events:
+        if event_id != cursor + 1 and now - ts < horizon:
+            return cursor, True
+        cursor = event_id
+    return cursor, False
 
 
 def enqueue(app: AppContext, settings: WebhookSettings) -> int:
@@ -75,14 +87,10 @@ def enqueue(app: AppContext, settings: WebhookSettings) -> int:
                 events = state.events_after(tx, int(row.cursor), _BATCH)
                 horizon = 0.0 if tx.dialect == "sqlite" else settings.gap_horizon_s
                 patterns = json.loads(row.event_types)
-                cursor, blocked, wanted = int(row.cursor), False, []
-                for event in events:
-                    if event.id != cursor + 1 and not blocked:
-                        blocked = tx.now - float(event.ts) < horizon
-                    if not blocked:
-                        cursor = int(event.id)
-                    if _selected(row, event, patterns):
-                        wanted.append(int(event.id))
+                cursor, blocked = advance(int(row.cursor),
+                                          [(int(e.id), float(e.ts)) for e in events],
+                                          tx.now, horizon)
+                wanted = [int(e.id) for e in events if _selected(row, e, patterns)]
                 state.insert_deliveries(tx, row.id, wanted)
                 state.move_cursor(tx, row.id, cursor)
             queued += len(wanted)
