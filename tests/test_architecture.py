@@ -132,6 +132,7 @@ LAYERS: dict[str, int] = {
     "core": 1, "exceptions": 1,
     "process": 2, "model": 2, "config": 2, "state": 2, "workspace": 2, "errors": 2,
     "resilience": 2, "tools": 2, "specs": 2, "testing": 2,
+    "notify": 2,
     "engine": 3,
     "app": 4,
     "cli": 5, "api": 5,

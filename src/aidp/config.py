@@ -29,6 +29,7 @@ __all__ = [
     "Settings",
     "SpecsSettings",
     "ToolProfile",
+    "WebhookSettings",
     "load_settings",
 ]
 
@@ -172,6 +173,21 @@ class ServeSettings(_Section):
     max_workers: int = Field(4, ge=1, le=64, description="runs the service drives at once")
 
 
+class WebhookSettings(_Section):
+    """The webhook sender of ``aidp serve``: retries, time limits, polling."""
+
+    max_attempts: int = Field(12, ge=1, le=100, description="attempts before a delivery is "
+                              "dead (then `aidp webhooks redeliver`)")
+    backoff_initial_s: float = Field(1.0, gt=0, description="wait after the first failure; "
+                                     "doubles each time, with jitter")
+    backoff_max_s: float = Field(3600.0, gt=0, description="longest wait between attempts")
+    timeout_s: float = Field(10.0, gt=0, le=60, description="connect and read time limit")
+    poll_interval_s: float = Field(1.0, gt=0, le=60, description="how often the journal is "
+                                   "read for new events")
+    gap_horizon_s: float = Field(10.0, ge=0, description="PostgreSQL: how long a gap in the "
+                                 "journal's ids is waited for before it counts as rolled back")
+
+
 class Settings(_Section):
     """All settings: aidp.toml, overridden by ``AIDP_<SECTION>__<KEY>`` environment variables
     (``AIDP_RUN__PARALLEL=8``); ``AIDP_DATABASE_URL`` is accepted for the database URL."""
@@ -181,6 +197,7 @@ class Settings(_Section):
     specs: SpecsSettings = Field(default_factory=SpecsSettings)
     ccpm: CcpmSettings = Field(default_factory=CcpmSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     tools: dict[str, ToolProfile] = Field(
         default_factory=lambda: {"shell": ToolProfile(adapter="shell")}
     )

@@ -57,7 +57,9 @@ def serve(repo: Path | None, config_path: Path | None, host: str | None,
     host = host or settings.host
     sock = _listen(host, settings.port if port is None else port)
     bound = sock.getsockname()[1]
-    app = create_app(ctx.app, listen_host=host)
+    from aidp.app.webhook_sender import lifespan as webhook_sender
+
+    app = create_app(ctx.app, listen_host=host, lifespan_hooks=[webhook_sender(ctx.app)])
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"aidp serve: http://{shown}:{bound}/api/v1 (repository {ctx.repo})")
     sys.stdout.flush()
