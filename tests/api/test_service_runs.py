@@ -94,6 +94,22 @@ def _assert_each_step_once(repo: Path, run_id: str, workstreams: dict[str, int])
         assert lines == [f"step-{j}" for j in range(count)], (ws_id, lines)
 
 
+def _service_run(cli: Cli, run_id: str, state: str = "done") -> Any:
+    """The run's service_runs row, once it is in ``state``."""
+    from aidp.state.store import Store
+
+    store = Store(cli.db_url or f"sqlite+pysqlite:///{cli.cwd / '.aidp' / 'aidp.db'}")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            row = store.read("SELECT * FROM service_runs WHERE run_id = :r", {"r": run_id})[0]
+            if row.state == state or time.monotonic() > deadline:
+                return row
+            time.sleep(0.1)
+    finally:
+        store.close()
+
+
 def _holder_pid(view: dict[str, Any]) -> int:
     """The pid of the orchestrator holding the run's lease ("pid N on HOST")."""
     return int(view["holder"].split()[1])
@@ -141,6 +157,8 @@ def test_a_run_started_by_post_completes_and_the_cli_sees_it(served: Served) -> 
         with served.client("read") as client:
             assert [r["run_id"] for r in client.get("/runs").json()] == [run_id]
         _assert_each_step_once(served.cli.cwd, run_id, shape)
+        row = _service_run(served.cli, run_id)
+        assert (row.state, row.started_by, row.restarts) == ("done", "api:t-operate", 0)
     finally:
         _kill_workers([run_id])
 
@@ -258,6 +276,7 @@ def test_a_worker_killed_with_kill_9_is_restarted_and_the_run_finishes(
         view = _wait(served, run_id, _finished)
         assert view["status"] == "completed", _worker_log(served.cli.cwd, run_id)
         _assert_each_step_once(served.cli.cwd, run_id, shape)
+        assert _service_run(served.cli, run_id).restarts == 1
     finally:
         _kill_workers([run_id])
 
@@ -291,5 +310,39 @@ def test_cancel_resume_and_retry_through_the_api(served: Served) -> None:
             assert cancelled.status_code == 200, cancelled.text
             assert cancelled.json()["status"] == "cancelled"
         _wait(served, long, lambda v: not v["live"])
+        by_cli = _start(served, {"files": ["workstreams/long.yaml"]})
+        _wait(served, by_cli, lambda v: v["live"])
+        served.cli("cancel", by_cli, check=True)  # the CLI reaches the service's worker
+        view = _wait(served, by_cli, _finished)
+        assert view["status"] == "cancelled"
     finally:
         _kill_workers([run_id])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_runs_beyond_max_workers_wait_their_turn(cli: Cli) -> None:
+    commit_files(cli.cwd, {"aidp.toml": "[serve]\nmax_workers = 1\n"}, "one worker")
+    served = start_served(cli)
+    run_ids: list[str] = []
+    try:
+        shape = {"q": 3}
+        run_ids = [_start(served, {"files": [_plan(cli.cwd, f"q{i}", shape, sleep=0.3)]})
+                   for i in range(2)]
+        overlap = False
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            views = [_run(served, r) for r in run_ids]
+            overlap |= all(v["live"] for v in views)
+            if all(_finished(v) for v in views):
+                break
+            time.sleep(0.05)
+        assert not overlap
+        assert [v["status"] for v in views] == ["completed", "completed"]
+        assert views[1]["started_at"] >= views[0]["finished_at"]  # queued, oldest first
+        with served.client("read") as client:
+            assert client.get("/health/ready").json()["checks"]["workers"] == "ok"
+        for run_id in run_ids:
+            _assert_each_step_once(cli.cwd, run_id, shape)
+    finally:
+        served.stop()
+        _kill_workers(run_ids)
