@@ -18,6 +18,7 @@ from aidp.exceptions import (
     NotFoundError,
     StateError,
     ToolError,
+    ValidationError,
 )
 
 __all__ = ["PROBLEM_JSON", "Problem", "install_problem_handlers", "problem_response"]
@@ -63,8 +64,11 @@ def problem_response(status: int, code: str, detail: str, *, instance: str | Non
 def aidp_error_response(exc: AidpError, instance: str | None = None) -> JSONResponse:
     status, code = next(((s, c) for cls, s, c in _MAP if isinstance(exc, cls)),
                         (500, "internal"))
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationError):  # every problem, located (file, line, id)
+        extra["problems"] = [p.to_dict() for p in exc.problems]
     return problem_response(status, code, exc.message, instance=instance,
-                            exit_code=exc.exit_code, hint=exc.hint)
+                            exit_code=exc.exit_code, hint=exc.hint, **extra)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -29,6 +29,8 @@ TYPE_PREFIX = "dev.aidp."
 CATALOGUE: dict[str, str] = {
     "run.created": "a run was created from a plan",
     "run.resumed": "an orchestrator took the run over to finish it",
+    "run.requested": "someone asked the service to drive the run (data.action: start, resume, "
+                     "retry; data.by: who)",
     "run.cancel_requested": "someone asked the live orchestrator to cancel the run",
     "run.finished": "the run ended (data.status: completed, failed, cancelled)",
     "lease.acquired": "an orchestrator took the run's lease (data.token grows by one each time)",

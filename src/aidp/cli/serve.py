@@ -39,6 +39,9 @@ def serve(repo: Path | None, config_path: Path | None, host: str | None,
           port: int | None) -> None:
     """Serve the REST API under /api/v1 until Ctrl-C or SIGTERM.
 
+    Runs started through the API run in worker processes of the service ([serve] max_workers
+    at once); stopping the service stops them resumably, starting it again resumes them.
+
     Every route but /api/v1/health/live needs a bearer token (`aidp tokens create NAME`).
     The schema is at /api/v1/openapi.json, a docs page at /api/v1/docs.
     """
@@ -57,9 +60,12 @@ def serve(repo: Path | None, config_path: Path | None, host: str | None,
     host = host or settings.host
     sock = _listen(host, settings.port if port is None else port)
     bound = sock.getsockname()[1]
+    from aidp.api.supervisor import supervisor_hook
     from aidp.app.webhook_sender import lifespan as webhook_sender
 
-    app = create_app(ctx.app, listen_host=host, lifespan_hooks=[webhook_sender(ctx.app)])
+    hook = supervisor_hook(config_path.resolve() if config_path is not None else None)
+    app = create_app(ctx.app, listen_host=host,
+                     lifespan_hooks=[hook, webhook_sender(ctx.app)])
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"aidp serve: http://{shown}:{bound}/api/v1 (repository {ctx.repo})")
     sys.stdout.flush()

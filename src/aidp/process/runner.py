@@ -57,6 +57,8 @@ __all__ = [
     "process_start_time",
     "run_captured",
     "run_process",
+    "signal_group",
+    "spawn",
 ]
 
 #: Environment variable carrying the per-process token into the child and its descendants.
@@ -501,3 +503,27 @@ def _kill_group_and_reap(proc: subprocess.Popen[str]) -> tuple[str, str]:
         proc.wait()
         return "", ""
     return stdout or "", stderr or ""
+
+
+def spawn(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
+          output: Path) -> subprocess.Popen[bytes]:
+    """Start a long-lived child (a run worker of ``aidp serve``) in its own session and process
+    group, stdin closed, stdout and stderr appended to the file ``output``, and return it
+    without waiting: the caller watches it with ``poll()``.
+
+    Its output goes to a file, not a pipe, so the child outlives its parent's death (``kill -9``
+    of the service) without a broken pipe stopping it.
+
+    Raises:
+        OSError: the command or the working directory cannot be executed.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "ab") as sink:
+        return subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def signal_group(pid: int, sig: int) -> bool:
+    """Send ``sig`` to the process group led by ``pid`` (a child from :func:`spawn`); False if
+    there is none left."""
+    return _signal(pid, sig, group=True)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from aidp.state.tx import Tx
 
 __all__ = [
+    "activate_service_run",
     "claim_idempotency_key",
     "finish_idempotency_key",
     "idempotency_key",
@@ -115,3 +116,15 @@ def update_service_run(tx: Tx, run_id: str, *, state: str | None = None,
     tx.execute("UPDATE service_runs SET state = COALESCE(:state, state), "
                "restarts = restarts + :inc, updated_at = :now WHERE run_id = :run_id",
                {"run_id": run_id, "state": state, "inc": 1 if restarted else 0, "now": tx.now})
+
+
+def activate_service_run(tx: Tx, run_id: str, started_by: str | None) -> None:
+    """The service drives ``run_id`` (again): a new row, or an ended one made active."""
+    rows = tx.execute("SELECT run_id FROM service_runs WHERE run_id = :run_id",
+                      {"run_id": run_id})
+    if not rows:
+        insert_service_run(tx, run_id, started_by)
+        return
+    tx.execute("UPDATE service_runs SET state = 'active', started_by = :started_by, "
+               "updated_at = :now WHERE run_id = :run_id",
+               {"run_id": run_id, "started_by": started_by, "now": tx.now})

@@ -1,0 +1,203 @@
+"""The run supervisor of ``aidp serve``: one worker process per active service run.
+
+The database is the queue: a run the API starts, resumes or retries is marked *active*
+(:mod:`aidp.app.service_runs`), and one thread (started with the app, stopped with it) looks
+every ``poll_s`` at the active runs and decides, run by run:
+
+* it has a worker of ours: wait for it to exit. Exited with the run ended (completed, failed,
+  cancelled): the run is *done*. Exited otherwise (killed, crashed) while the service is not
+  stopping: started again after an exponential backoff (``backoff_s`` doubling up to
+  ``max_backoff_s``); aidp's resume never redoes a completed step.
+* its lease is live without a worker of ours -- a worker orphaned by a service that was killed
+  (``kill -9`` leaves the workers running: each has its own session), or ``aidp resume`` run by
+  hand: left alone and watched; when the lease lapses (that process ended or died) the run is
+  done or resumed like any other.
+* neither, and the run has not ended: a worker is started, at most ``max_workers`` at once
+  (the rest wait their turn, oldest first).
+
+Stopping (the app's shut-down: SIGTERM or Ctrl-C of ``aidp serve``) sends SIGTERM to every
+worker's process group -- the worker stops its tools and leaves the run resumable -- and waits
+``stop_timeout_s`` for them (then SIGKILL). The runs stay active: the next start resumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aidp.app import service_runs
+from aidp.app.context import AppContext
+
+__all__ = ["Supervisor", "supervisor_hook"]
+
+log = logging.getLogger("aidp.serve.supervisor")
+
+#: Run statuses nothing can drive on from (a failed run can be resumed: asked for explicitly).
+_FINAL = frozenset({"completed", "cancelled"})
+
+
+class Supervisor:
+    """Keeps a worker on every active service run of ``ctx``'s repository (see the module)."""
+
+    def __init__(self, ctx: AppContext, *, max_workers: int, config_path: Path | None = None,
+                 poll_s: float = 0.25, backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+                 stop_timeout_s: float = 20.0) -> None:
+        self.ctx, self.max_workers, self.config_path = ctx, max_workers, config_path
+        self.poll_s, self.backoff_s, self.max_backoff_s = poll_s, backoff_s, max_backoff_s
+        self.stop_timeout_s = stop_timeout_s
+        self.workers: dict[str, service_runs.Worker] = {}
+        self._requested: set[str] = set()     # asked for explicitly: start even if it ended
+        self._failures: dict[str, int] = {}   # worker deaths in a row, per run
+        self._not_before: dict[str, float] = {}
+        self._spawned_status: dict[str, str] = {}  # the run's status when its worker started
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: str | None = None
+
+    # -- the API's side ----------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start the watching thread (it resumes the active runs left by a previous service)."""
+        self._thread = threading.Thread(target=self._loop, name="aidp-supervisor", daemon=True)
+        self._thread.start()
+
+    def start(self, run_id: str, started_by: str | None = None) -> None:
+        """Drive ``run_id`` (already marked active by :mod:`aidp.app.service_runs`): a worker
+        starts at the next turn, or when a slot frees up."""
+        with self._lock:
+            self._requested.add(run_id)
+            self._failures.pop(run_id, None)
+            self._not_before.pop(run_id, None)
+        log.info("run %s requested by %s", run_id, started_by or "-")
+        self._wake.set()
+
+    def healthy(self) -> bool:
+        """True while the watching thread runs (readiness reports it)."""
+        return (self._thread is not None and self._thread.is_alive()
+                and not self._stopping.is_set() and self._error is None)
+
+    def stop_all(self) -> None:
+        """Stop watching, SIGTERM every worker's process group and wait for them (bounded)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            workers = list(self.workers.values())
+        for worker in workers:
+            worker.signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout_s
+        for worker in workers:
+            if worker.wait(max(0.0, deadline - time.monotonic())) is None:
+                log.warning("run %s: worker %d did not stop in time; killed", worker.run_id,
+                            worker.pid)
+                worker.signal(signal.SIGKILL)
+                worker.wait(2.0)
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._turn()
+                self._error = None
+            except Exception as exc:  # noqa: BLE001 -- a DB hiccup must not end supervision
+                self._error = type(exc).__name__
+                log.warning("supervisor turn failed: %s", type(exc).__name__)
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def _turn(self) -> None:
+        """One look at the workers and the active runs."""
+        self._reap()
+        now = time.monotonic()
+        for run in service_runs.active_service_runs(self.ctx):
+            if self._stopping.is_set():
+                return
+            with self._lock:
+                if run.run_id in self.workers:
+                    continue
+                requested = run.run_id in self._requested
+                if run.live:  # an orphaned worker or the CLI drives it: watch
+                    continue
+                if run.status in _FINAL or (run.status in service_runs.ENDED
+                                            and not requested):
+                    service_runs.finish_service_run(self.ctx, run.run_id)
+                    self._forget(run.run_id)
+                    continue
+                if self._not_before.get(run.run_id, 0.0) > now:
+                    continue
+                if len(self.workers) >= self.max_workers:
+                    return  # the rest wait for a slot, oldest first
+                self._spawn(run.run_id, run.status)
+
+    def _spawn(self, run_id: str, status: str) -> None:
+        if self._failures.get(run_id):
+            service_runs.note_restart(self.ctx, run_id)
+        worker = service_runs.start_worker(self.ctx, run_id, self.config_path)
+        self.workers[run_id] = worker
+        self._spawned_status[run_id] = status
+        self._requested.discard(run_id)
+        log.info("run %s: worker %d started", run_id, worker.pid)
+
+    def _reap(self) -> None:
+        """Handle the workers that exited."""
+        with self._lock:
+            exited = [(r, w, code) for r, w in self.workers.items()
+                      if (code := w.poll()) is not None]
+            for run_id, _, _ in exited:
+                del self.workers[run_id]
+        for run_id, worker, code in exited:
+            run = next((r for r in service_runs.active_service_runs(self.ctx)
+                        if r.run_id == run_id), None)
+            if run is None:
+                continue
+            before = self._spawned_status.pop(run_id, None)
+            if run.status in _FINAL or (run.status in service_runs.ENDED
+                                        and (code in (0, 1) or before != run.status)):
+                service_runs.finish_service_run(self.ctx, run_id)
+                self._forget(run_id)
+                log.info("run %s: %s", run_id, run.status)
+            elif not self._stopping.is_set() and not run.live:
+                failures = self._failures.get(run_id, 0) + 1
+                delay = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
+                with self._lock:
+                    self._failures[run_id] = failures
+                    self._not_before[run_id] = time.monotonic() + delay
+                log.warning("run %s: worker %d exited %d; restarting in %.1fs", run_id,
+                            worker.pid, code, delay)
+
+    def _forget(self, run_id: str) -> None:
+        self._requested.discard(run_id)
+        self._failures.pop(run_id, None)
+        self._not_before.pop(run_id, None)
+
+
+def supervisor_hook(config_path: Path | None = None, **options: Any
+                    ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A lifespan hook for :func:`aidp.api.server.create_app`: the supervisor lives as long as
+    the app (``app.state.supervisor``)."""
+
+    @asynccontextmanager
+    async def hook(app: Any) -> AsyncIterator[None]:
+        import asyncio
+
+        ctx = app.state.ctx
+        supervisor = Supervisor(ctx, max_workers=ctx.settings.serve.max_workers,
+                                config_path=config_path, **options)
+        app.state.supervisor = supervisor
+        supervisor.begin()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(supervisor.stop_all)
+
+    return hook
