@@ -1,0 +1,96 @@
+"""Usage, circuit breakers and OpenSpec proposals."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from aidp.api.auth import actor, read
+from aidp.api.deps import Idem, Operator
+from aidp.app import commands, proposals, queries
+
+router = APIRouter(tags=["catalog"], dependencies=[Depends(read)])
+
+#: The moves of ``aidp proposals`` (:class:`aidp.specs.lifecycle.ProposalAction`).
+ProposalMove = Literal["submit", "approve", "reject", "request-changes", "reopen", "start",
+                       "apply", "abort", "archive"]
+
+
+@router.get("/usage", summary="Tokens, cost, requests and attempts per run, workstream, step "
+            "and profile (as `aidp usage --json`)",
+            responses={404: {"description": "no such run"}})
+def usage(request: Request, run: str | None = Query(None, max_length=64,
+                                                    description="one run (default: every run)")
+          ) -> dict[str, Any]:
+    ctx = request.app.state.ctx
+    if run is None and not ctx.has_database():
+        return {"run_id": None, "total": {}, "runs": {}, "workstreams": {}, "steps": {},
+                "profiles": {}}
+    run_id = None if run is None else queries.resolve_run(ctx, run)
+    return queries.get_usage(ctx, run_id).to_dict()
+
+
+@router.get("/breakers", summary="Every circuit breaker (as `aidp breakers --json`)")
+def list_breakers(request: Request) -> list[dict[str, Any]]:
+    return [view.to_dict() for view in queries.list_breakers(request.app.state.ctx)]
+
+
+@router.post("/breakers/{key}/reset", summary="Close a circuit breaker by hand",
+             responses={400: {"description": "a malformed key"},
+                        404: {"description": "no database yet"},
+                        422: {"description": "Idempotency-Key reused"}})
+def reset_breaker(request: Request, key: str, token: Operator,
+                  idem: Idem) -> Response:
+    ctx = request.app.state.ctx
+
+    def act() -> tuple[int, dict[str, Any]]:
+        before = commands.reset_breaker(ctx, key)
+        return 200, {"key": key, "state": "closed", "was": before}
+
+    return idem.run(token, act)
+
+
+@router.get("/proposals", summary="Active changes with their proposal state",
+            responses={404: {"description": "no openspec/ directory"}})
+def list_proposals(request: Request) -> list[dict[str, Any]]:
+    return [view.to_dict() for view in proposals.list_proposals(request.app.state.ctx)]
+
+
+@router.get("/proposals/{change_id}", summary="A proposal's state and history",
+            responses={404: {"description": "no such change"}})
+def get_proposal(request: Request, change_id: str) -> dict[str, Any]:
+    return proposals.get_proposal(request.app.state.ctx, change_id).to_dict()
+
+
+class ProposalComment(BaseModel):
+    comment: str | None = Field(None, max_length=10_000, description="why; recorded")
+
+
+@router.post("/proposals/{change_id}/{action}", summary="Move a proposal: submit, approve, "
+             "reject, request-changes, reopen, start, apply, abort, archive",
+             responses={400: {"description": "the change does not validate (submit)"},
+                        404: {"description": "no such change"},
+                        409: {"description": "the move is not legal from this state"},
+                        422: {"description": "unknown action, invalid body, or "
+                              "Idempotency-Key reused"}})
+def act_on_proposal(request: Request, change_id: str, action: ProposalMove,
+                    token: Operator, idem: Idem,
+                    body: ProposalComment | None = None) -> Response:
+    ctx = request.app.state.ctx
+    comment = body.comment if body is not None else None
+
+    def act() -> tuple[int, dict[str, Any]]:
+        problems: list[str] = []
+        try:
+            outcome = proposals.act_on_proposal(ctx, change_id, action, by=actor(token),
+                                                comment=comment, on_problem=problems.append)
+        except Exception as exc:
+            if problems and hasattr(exc, "message"):
+                exc.message = f"{exc.message}: " + "; ".join(problems[:20])
+            raise
+        return 200, outcome.to_dict()
+
+    return idem.run(token, act)
