@@ -38,9 +38,9 @@ def list_breakers(request: Request) -> list[dict[str, Any]]:
     return [view.to_dict() for view in queries.list_breakers(request.app.state.ctx)]
 
 
-@router.post("/breakers/{key}/reset", summary="Close a circuit breaker by hand",
-             responses={400: {"description": "a malformed key"},
-                        404: {"description": "no database yet"},
+@router.post("/breakers/{key:path}/reset", summary="Close a circuit breaker by hand "
+             "(keys are profile:NAME and endpoint:URL)",
+             responses={404: {"description": "no such breaker (or no database yet)"},
                         422: {"description": "Idempotency-Key reused"}})
 def reset_breaker(request: Request, key: str, token: Operator,
                   idem: Idem) -> Response:
