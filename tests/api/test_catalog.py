@@ -152,3 +152,40 @@ def test_usage_and_breakers(spec_served: Served) -> None:
             endpoint.json()["detail"]  # a key with slashes reaches the route
         assert client.get("/breakers").json() == json.loads(
             cli("breakers", "--json").stdout)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_tools_and_specs_answer_as_the_cli(spec_served: Served) -> None:
+    cli = spec_served.cli
+    with spec_served.client("operate") as client:
+        listed = client.get("/tools").json()
+        assert listed == json.loads(cli("tools", "list", "--json").stdout)
+        assert "impl" in [t["name"] for t in listed] and listed[0]["last_check"] is None
+        checked = client.post("/tools/check", params={"offline": "true", "profile": "impl"},
+                              headers={"Idempotency-Key": "c-1"})
+        assert checked.status_code == 200, checked.text
+        assert [(c["profile"], c["ok"]) for c in checked.json()] == [("impl", True)]
+        stored = {t["name"]: t["last_check"] for t in client.get("/tools").json()}
+        assert stored["impl"]["ok"] is True  # kept for `aidp tools list`
+        assert client.post("/tools/check", params={"profile": "nope"}).status_code == 404
+
+        specs = client.get("/specs").json()
+        assert specs == json.loads(cli("specs", "list", "--specs", "--json").stdout)
+        capability = specs["specs"][0]["id"]
+        shown = client.get(f"/specs/{capability}").json()
+        assert shown == json.loads(cli("specs", "show", capability, "--json").stdout)
+        assert shown["requirements"] and shown["requirements"][0]["line"]
+        change = client.get(f"/specs/{CHANGE}", params={"type": "change"}).json()
+        assert change["type"] == "change" and change["tasks"]["total"] == 4
+        assert client.get("/specs/nope").status_code == 404
+        assert client.get("/specs", params={"type": "change"}).json()["changes"]
+        valid = client.post("/specs/validate", json={}).json()
+        assert valid == json.loads(cli("specs", "validate", "--json").stdout)
+        assert valid["ok"] is True and len(valid["items"]) >= 2
+        one = client.post("/specs/validate", json={"id": CHANGE, "type": "change"}).json()
+        assert [i["id"] for i in one["items"]] == [CHANGE]
+        (cli.cwd / "openspec" / "changes" / "broken").mkdir()
+        (cli.cwd / "openspec" / "changes" / "broken" / "proposal.md").write_text("# nothing\n")
+        broken = client.post("/specs/validate", json={"id": "broken"}).json()
+        assert broken["ok"] is False and broken["items"][0]["issues"][0]["file"]
+        assert client.post("/specs/validate", json={"id": "nope"}).status_code == 404

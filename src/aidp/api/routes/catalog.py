@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from aidp.api.auth import actor, read
 from aidp.api.deps import Idem, Operator
-from aidp.app import commands, proposals, queries
+from aidp.app import commands, proposals, queries, specs, tools
 
 router = APIRouter(tags=["catalog"], dependencies=[Depends(read)])
 
@@ -94,3 +94,61 @@ def act_on_proposal(request: Request, change_id: str, action: ProposalMove,
         return 200, outcome.to_dict()
 
     return idem.run(token, act)
+
+
+@router.get("/tools", summary="The tool profiles of aidp.toml with their last check "
+            "(as `aidp tools list --json`)")
+def list_tools(request: Request) -> list[dict[str, Any]]:
+    return tools.list_tools(request.app.state.ctx)
+
+
+@router.post("/tools/check", summary="Probe tool profiles: binary, version, a canary request "
+             "(results stored as by `aidp tools check`)",
+             responses={404: {"description": "no such profile"},
+                        422: {"description": "Idempotency-Key reused"}})
+def check_tools(request: Request, token: Operator, idem: Idem,
+                profile: str | None = Query(None, max_length=200,
+                                            description="one profile (default: every one)"),
+                offline: bool = Query(False, description="send no request beyond 127.0.0.1")
+                ) -> Response:
+    """200 even when a check failed: each result says ``ok`` and why."""
+    ctx = request.app.state.ctx
+    return idem.run(token, lambda: (200, tools.check_tools(ctx, profile, offline=offline)))
+
+
+SpecKind = Literal["spec", "change"]
+
+
+@router.get("/specs", summary="The specs (or, with type=change, the active changes) of "
+            "openspec/ (as `aidp specs list --json`)",
+            responses={404: {"description": "no openspec/ directory"}})
+def list_specs(request: Request, type: SpecKind = "spec") -> dict[str, Any]:
+    root = specs.spec_root(request.app.state.ctx.repo)
+    return specs.list_items(root, specs=type == "spec")
+
+
+@router.get("/specs/{item}", summary="A spec (or, with type=change, a change): requirements "
+            "and scenarios, or tasks and deltas, each with its line",
+            responses={404: {"description": "no such spec or change, or no openspec/"}})
+def show_spec(request: Request, item: str, type: SpecKind = "spec"
+              ) -> dict[str, Any]:
+    root = specs.spec_root(request.app.state.ctx.repo)
+    return specs.show_item(root, item, specs.kind_of(root, item, type))
+
+
+class SpecValidation(BaseModel):
+    id: str | None = Field(None, max_length=200, description="one spec or change (default: all)")
+    type: SpecKind | None = None
+    strict: bool = Field(False, description="warnings fail too")
+
+
+@router.post("/specs/validate", summary="Validate specs and changes with the rules of "
+             "`openspec validate` (200 with ok=false and every issue, file:line, when invalid)",
+             responses={400: {"description": "an id that is both a spec and a change"},
+                        404: {"description": "no such spec or change, or no openspec/"}})
+def validate_specs(request: Request, body: SpecValidation | None = None) -> dict[str, Any]:
+    body = body or SpecValidation()
+    root = specs.spec_root(request.app.state.ctx.repo)
+    targets = ([(specs.kind_of(root, body.id, body.type), body.id)] if body.id is not None
+               else specs.validation_targets(root, body.type))
+    return specs.validation_dict(specs.validate_items(root, targets, strict=body.strict))
