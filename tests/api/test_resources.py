@@ -228,3 +228,67 @@ def test_a_gate_is_decided_through_the_api_as_the_tokens_name(
         assert summary["status"] == "failed"
         assert step["status"] == "failed"
         assert "api:t-operate" in step["reason"] and "checked by CI" in step["reason"]
+
+
+FOLLOW_PLAN = """\
+version: 1
+workstreams:
+  - id: w
+    steps:
+      - {id: slow, run: "echo first; sleep 2; echo second"}
+"""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_follow_streams_a_running_attempt_until_it_ends(served: Served, tmp_path: Path) -> None:
+    plan = tmp_path / "slow.yaml"
+    plan.write_text(FOLLOW_PLAN)
+    proc = served.cli.popen("run", str(plan))
+    try:
+        with served.client("read") as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                items = client.get("/runs").json()["items"]
+                url = items and f"/runs/{items[0]['run_id']}/steps/w/slow/attempts/1/log"
+                if url and client.get(url).status_code == 200:
+                    break
+                time.sleep(0.1)
+            chunks: list[bytes] = []
+            with client.stream("GET", url, params={"follow": "true"}) as answer:
+                assert answer.status_code == 200
+                for chunk in answer.iter_bytes():
+                    chunks.append(chunk)
+            attempt = client.get(url.removesuffix("/log")).json()
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    text = b"".join(chunks).decode()
+    assert "first\n" in text and "second\n" in text  # written after the stream began
+    assert attempt["outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_hostile_input_is_a_client_error_never_a_server_error(served: Served) -> None:
+    with served.client("operate") as client:
+        answers = [
+            client.get("/runs", params={"since": "nan"}),
+            client.get("/runs", params={"cursor": "WzEsMl0"}),  # [1,2]: not a cursor
+            client.get("/runs", params={"cursor": "WyJOYU4iLCJ4Il0"}),
+            client.post("/plans/validate", json={"files": ["a\x00.yaml"]}),
+            client.post("/plans/validate", json={"yaml": "a: [", "name": "x\x00.yaml"}),
+            client.post("/changes/../plan"),
+            client.post("/changes/..%2F..%2Fetc/plan"),
+            client.get("/specs/..", params={"type": "change"}),
+            client.get("/usage", params={"run": "%_"}),
+            client.get("/runs/%25/steps/a/b/attempts/99999999999999999999"),
+        ]
+        problems = [  # an invalid plan: 200, ok=false and the located problems
+            client.post("/plans/validate", json={"files": ["x" * 5000 + ".yaml"]}),
+            client.post("/plans/validate", json={"yaml": "\x00\x01", "name": "a.yaml"}),
+        ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, (answer.request.url, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+    for answer in problems:
+        assert answer.status_code == 200 and answer.json()["ok"] is False
+        assert answer.json()["problems"][0]["file"].endswith(".yaml")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aidp.exceptions import InputError, Problem, ValidationError
+from aidp.exceptions import InputError, NotFoundError, Problem, ValidationError
 
 if TYPE_CHECKING:
     from aidp.config import Settings
@@ -55,6 +55,10 @@ def check_plan(repo: Path | None, settings: Settings, files: list[Path], *, offl
         loaded = load_plan(files, repo=repo)
     except ValidationError as exc:
         return PlanCheck(None, tuple(exc.problems))
+    except OSError as exc:  # a path the system refuses (too long, ...) before any read
+        name = exc.filename if isinstance(exc.filename, str) else str(files[0])
+        return PlanCheck(None, (Problem(file=name, message=f"cannot read: {exc.strerror}",
+                                        code="unreadable"),))
     problems, _ = check_readiness(loaded, settings, repo, offline=offline)
     return PlanCheck(None if problems else loaded, tuple(problems))
 
@@ -68,7 +72,8 @@ def check_plan_text(repo: Path, settings: Settings, text: str, name: str, *,
     """
     from aidp.model.loader import SUFFIXES
 
-    if Path(name).name != name or Path(name).suffix not in SUFFIXES or name.startswith("."):
+    if (Path(name).name != name or Path(name).suffix not in SUFFIXES or name.startswith(".")
+            or not name.isprintable()):
         raise InputError(f"invalid plan name {name!r}: a file name ending in "
                          + ", ".join(sorted(SUFFIXES)))
     with tempfile.TemporaryDirectory(prefix="aidp-plan-") as tmp:
@@ -108,6 +113,9 @@ def check_repo_files(repo: Path, settings: Settings, names: list[str], *,
     """
     if not names:
         raise InputError("name at least one workstream file (or directory) of the repository")
+    for name in names:
+        if not name or not name.isprintable():
+            raise InputError(f"invalid file name {name!r}")
     prefix = str(repo) + "/"
     checked = check_plan(repo, settings, [repo / name for name in names], offline=offline)
     return PlanCheck(checked.plan, tuple(_renamed(p, prefix, "") for p in checked.problems))
@@ -124,6 +132,9 @@ def compile_change_plan(repo: Path, settings: Settings, change_id: str, *,
     """
     from aidp.app.changes import compile_change
 
+    if not change_id or "/" in change_id or "\\" in change_id or change_id.startswith(".") \
+            or not change_id.isprintable():
+        raise NotFoundError(f"no change {change_id!r}")
     with tempfile.TemporaryDirectory(prefix="aidp-change-") as tmp:
         path = compile_change(repo, settings, change_id, None, into=Path(tmp), split=split)
         text = path.read_text(encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,9 +58,13 @@ def parse_since(value: str) -> float:
         InputError: neither.
     """
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise InputError(f"since={value!r} is not a time")
+        return number
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -81,7 +86,8 @@ def _decode(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, run_id = json.loads(raw)
-        if not isinstance(run_id, str) or isinstance(created_at, bool):
+        if not isinstance(run_id, str) or not isinstance(created_at, (int, float)) \
+                or isinstance(created_at, bool) or not math.isfinite(created_at):
             raise ValueError
         return float(created_at), run_id
     except (ValueError, TypeError, UnicodeDecodeError):

@@ -30,7 +30,8 @@ def kind_of(root: Path, item: str, wanted: str | None) -> str:
     from aidp.specs.project import discover_spec_files
 
     changes_dir = root / "openspec" / "changes"
-    is_change = (changes_dir / item).is_dir() and item != "archive" and "/" not in item
+    plain = bool(item) and "/" not in item and "\\" not in item and not item.startswith(".")
+    is_change = plain and item != "archive" and (changes_dir / item).is_dir()
     spec_ids = [cap for cap, _ in discover_spec_files(root / "openspec" / "specs")]
     is_spec = item in spec_ids
     if wanted == "change" or (wanted is None and is_change and not is_spec):
