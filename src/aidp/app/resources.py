@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LogFile", "RunPage", "attempt_diff", "attempt_log", "get_step", "get_workstream",
-    "page_runs", "parse_since", "step_ref",
+    "page_runs", "parse_since", "run_is_live", "step_ref",
 ]
 
 #: Run states a list may be filtered by (``interrupted``: running, but nobody drives it).
@@ -193,6 +193,14 @@ def attempt_log(app: AppContext, step: StepRef, number: int) -> LogFile:
     """
     chosen = queries.get_attempt(app, step, number)
     return LogFile(chosen, Path(chosen.log_path) if chosen.log_path else None)
+
+
+def run_is_live(app: AppContext, run_id: str) -> bool:
+    """Whether an orchestrator holds run ``run_id`` now (an unfinished attempt of a run nobody
+    drives will not end until the run is resumed)."""
+    from aidp.state.lease import lease_is_live
+
+    return lease_is_live(app.store().lease(run_id))
 
 
 def attempt_diff(app: AppContext, step: StepRef, number: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from aidp.api.problems import Problem
 from aidp.app import commands, queries, resources
 from aidp.app.context import AppContext
 from aidp.app.tokens import TokenView
+from aidp.app.views import StepRef
 from aidp.exceptions import InputError
 
 router = APIRouter(tags=["steps"], dependencies=[Depends(read)])
@@ -31,6 +32,8 @@ NOT_FOUND: Responses = {404: {"description": "no such run, step or attempt"}}
 FOLLOW_MAX_S = 600.0
 #: How often a follow looks at the log file and the attempt's state.
 FOLLOW_POLL_S = 0.2
+#: Every how many polls a follow checks that the run is still driven.
+FOLLOW_LIVENESS_EVERY = 25
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
@@ -177,13 +180,18 @@ def _read(path: Path | None, offset: int, length: int) -> bytes:
         return b""
 
 
-def _follow(ctx: AppContext, step: Any, number: int, path: Path | None, offset: int
+def _follow(ctx: AppContext, step: StepRef, number: int, path: Path | None, offset: int
             ) -> Iterator[bytes]:
     """New bytes of the log as they are written, until the attempt has ended (then one last
-    read) or :data:`FOLLOW_MAX_S` passed. As ``aidp logs --follow`` does."""
+    read), nobody drives the run any more, or :data:`FOLLOW_MAX_S` passed. As ``aidp logs
+    --follow`` does."""
     deadline = time.monotonic() + FOLLOW_MAX_S
+    polls = 0
     while True:
         ended = resources.attempt_log(ctx, step, number).finished
+        polls += 1
+        if not ended and polls % FOLLOW_LIVENESS_EVERY == 0:
+            ended = not resources.run_is_live(ctx, step.run_id)  # nobody drives it: stop
         while True:
             chunk = _read(path, offset, 1 << 16)
             if not chunk:
