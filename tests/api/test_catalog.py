@@ -85,7 +85,7 @@ def test_validate_and_plan_answer_as_the_cli(spec_served: Served) -> None:
             refused = client.post("/plans/validate", json=body)
             assert refused.status_code == 422 and refused.json()["code"] == "invalid_request"
         named = client.post("/plans/validate", json={"yaml": GOOD, "name": "../x.yaml"})
-        assert named.status_code == 400 and named.json()["code"] == "bad_input"
+        assert named.status_code == 422 and named.json()["code"] == "invalid_request"
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

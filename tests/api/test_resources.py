@@ -88,8 +88,8 @@ def test_pages_walk_every_run_once_and_filters_apply(served: Served, tmp_path: P
         assert len(client.get("/runs", params={"since": "0"}).json()["items"]) == 5
         assert client.get("/runs", params={"change": "nope"}).json()["items"] == []
         for bad in ({"cursor": "!!!"}, {"status": "sleepy"}, {"since": "yesterday"}):
-            answer = client.get("/runs", params=bad)
-            assert answer.status_code == 400, bad
+            answer = client.get("/runs", params=bad)  # the schema states what is valid
+            assert answer.status_code == 422, bad
             assert answer.headers["content-type"] == "application/problem+json"
             assert answer.json()["exit_code"] == 2
 
@@ -202,7 +202,7 @@ def test_a_gate_is_decided_through_the_api_as_the_tokens_name(
             assert client.post(f"/runs/{run_id}/steps/docs/zz/{decision}",
                                json={"comment": "x"}).status_code == 404
             if decision == "reject":
-                assert client.post(url, json={}).json()["code"] == "bad_input"
+                assert client.post(url, json={}).json()["code"] == "invalid_request"
             else:
                 worktree = Path(gate["gate"]["worktree"])
                 (worktree / "docs").mkdir(exist_ok=True)
@@ -272,10 +272,13 @@ def test_hostile_input_is_a_client_error_never_a_server_error(served: Served) ->
     with served.client("operate") as client:
         answers = [
             client.get("/runs", params={"since": "nan"}),
-            client.get("/runs", params={"cursor": "WzEsMl0"}),  # [1,2]: not a cursor
-            client.get("/runs", params={"cursor": "WyJOYU4iLCJ4Il0"}),
-            client.post("/plans/validate", json={"files": ["a\x00.yaml"]}),
+            client.get("/runs", params={"cursor": "WzEsMl0"}),
+            client.get("/runs", params={"cursor": "nan~X"}),
             client.post("/plans/validate", json={"yaml": "a: [", "name": "x\x00.yaml"}),
+            client.post("/plans/validate", json={"files": [], "yaml": ""}),
+            client.post("/runs/X/steps/a/b/reject", json={"comment": "  "}),
+            client.post("/runs/X/rollback", content=b"{not json",
+                        headers={"Content-Type": "application/json"}),
             client.post("/changes/../plan"),
             client.post("/changes/..%2F..%2Fetc/plan"),
             client.get("/specs/..", params={"type": "change"}),
@@ -283,6 +286,7 @@ def test_hostile_input_is_a_client_error_never_a_server_error(served: Served) ->
             client.get("/runs/%25/steps/a/b/attempts/99999999999999999999"),
         ]
         problems = [  # an invalid plan: 200, ok=false and the located problems
+            client.post("/plans/validate", json={"files": ["a\x00.yaml"]}),
             client.post("/plans/validate", json={"files": ["x" * 5000 + ".yaml"]}),
             client.post("/plans/validate", json={"yaml": "\x00\x01", "name": "a.yaml"}),
         ]
@@ -291,4 +295,4 @@ def test_hostile_input_is_a_client_error_never_a_server_error(served: Served) ->
         assert answer.headers["content-type"] == "application/problem+json"
     for answer in problems:
         assert answer.status_code == 200 and answer.json()["ok"] is False
-        assert answer.json()["problems"][0]["file"].endswith(".yaml")
+        assert ".yaml" in answer.json()["problems"][0]["file"]

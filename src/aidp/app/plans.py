@@ -113,9 +113,10 @@ def check_repo_files(repo: Path, settings: Settings, names: list[str], *,
     """
     if not names:
         raise InputError("name at least one workstream file (or directory) of the repository")
-    for name in names:
-        if not name or not name.isprintable():
-            raise InputError(f"invalid file name {name!r}")
+    bad = [Problem(file=repr(name), message="not a file name", code="unreadable")
+           for name in names if not name or not name.isprintable()]
+    if bad:
+        return PlanCheck(None, tuple(bad))
     prefix = str(repo) + "/"
     checked = check_plan(repo, settings, [repo / name for name in names], offline=offline)
     return PlanCheck(checked.plan, tuple(_renamed(p, prefix, "") for p in checked.problems))

@@ -9,11 +9,8 @@ interfaces never disagree about a run. Nothing here writes.
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +29,8 @@ if TYPE_CHECKING:
     from aidp.app.context import AppContext
 
 __all__ = [
-    "LogFile", "RunPage", "attempt_diff", "attempt_log", "get_step", "get_workstream",
-    "page_runs", "parse_since", "run_is_live", "step_ref",
+    "CURSOR_PATTERN", "RUN_STATES", "LogFile", "RunPage", "attempt_diff", "attempt_log",
+    "get_step", "get_workstream", "page_runs", "run_is_live", "step_ref",
 ]
 
 #: Run states a list may be filtered by (``interrupted``: running, but nobody drives it).
@@ -51,48 +48,22 @@ class RunPage:
         return {"items": [i.to_dict() for i in self.items], "next_cursor": self.next_cursor}
 
 
-def parse_since(value: str) -> float:
-    """Epoch seconds of ``value``: epoch seconds, or an ISO 8601 time (UTC when no zone).
-
-    Raises:
-        InputError: neither.
-    """
-    try:
-        number = float(value)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(number):
-            raise InputError(f"since={value!r} is not a time")
-        return number
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"since={value!r} is neither epoch seconds nor an ISO 8601 time "
-                         "(e.g. 2026-01-31T12:00:00Z)") from None
-    if moment.tzinfo is None:
-        from datetime import UTC
-
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+#: What a cursor looks like: ``CREATED_AT~RUN_ID`` (opaque to clients; the API's schema
+#: states the pattern so that any cursor matching it is a valid position).
+CURSOR_PATTERN = r"^[0-9]{1,20}(\.[0-9]{1,20})?~[0-9A-Za-z]{1,64}$"
 
 
 def _encode(created_at: float, run_id: str) -> str:
-    raw = json.dumps([created_at, run_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{created_at!r}~{run_id}"
 
 
 def _decode(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, run_id = json.loads(raw)
-        if not isinstance(run_id, str) or not isinstance(created_at, (int, float)) \
-                or isinstance(created_at, bool) or not math.isfinite(created_at):
-            raise ValueError
-        return float(created_at), run_id
-    except (ValueError, TypeError, UnicodeDecodeError):
-        raise InputError(f"invalid cursor {cursor[:60]!r}: pass back a next_cursor as "
-                         "given") from None
+    import re
+
+    if re.fullmatch(CURSOR_PATTERN, cursor) is None:
+        raise InputError(f"invalid cursor {cursor[:60]!r}: pass back a next_cursor as given")
+    created_at, _, run_id = cursor.partition("~")
+    return float(created_at), run_id
 
 
 def page_runs(app: AppContext, *, limit: int = 20, cursor: str | None = None,

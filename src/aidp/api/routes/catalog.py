@@ -71,7 +71,8 @@ class ProposalComment(BaseModel):
 
 @router.post("/proposals/{change_id}/{action}", summary="Move a proposal: submit, approve, "
              "reject, request-changes, reopen, start, apply, abort, archive",
-             responses={400: {"description": "the change does not validate (submit)"},
+             responses={400: {"description": "the change does not validate (submit), or a "
+                              "body that is not JSON"},
                         404: {"description": "no such change"},
                         409: {"description": "the move is not legal from this state"},
                         422: {"description": "unknown action, invalid body, or "
@@ -144,7 +145,8 @@ class SpecValidation(BaseModel):
 
 @router.post("/specs/validate", summary="Validate specs and changes with the rules of "
              "`openspec validate` (200 with ok=false and every issue, file:line, when invalid)",
-             responses={400: {"description": "an id that is both a spec and a change"},
+             responses={400: {"description": "an id that is both a spec and a change, or a "
+                              "body that is not JSON"},
                         404: {"description": "no such spec or change, or no openspec/"}})
 def validate_specs(request: Request, body: SpecValidation | None = None) -> dict[str, Any]:
     body = body or SpecValidation()

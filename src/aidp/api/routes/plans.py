@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from aidp.api.auth import read
 from aidp.api.deps import Responses
@@ -15,32 +15,36 @@ from aidp.app.context import AppContext
 
 router = APIRouter(tags=["plans"], dependencies=[Depends(read)])
 
-_ERRORS: Responses = {400: {"description": "neither files nor yaml, or a bad plan name"},
-           422: {"description": "invalid body"}}
+_ERRORS: Responses = {400: {"description": "a body that is not JSON"},
+           422: {"description": "invalid body: give files or yaml"}}
 
 
-class PlanInput(BaseModel):
-    """Workstream files of the repository (paths relative to its root, directories too), or a
-    plan given as text: YAML or JSON, its problems naming ``name``."""
+class PlanFiles(BaseModel):
+    """Workstream files of the repository (paths relative to its root; directories too)."""
 
-    files: list[str] | None = Field(None, max_length=200)
-    yaml: str | None = Field(None, max_length=1_000_000)
-    name: str = Field("inline.yaml", min_length=1, max_length=200)
+    model_config = ConfigDict(extra="forbid")
+    files: list[str] = Field(..., min_length=1, max_length=200)
     offline: bool = Field(False, description="check against aidp.toml only, not this machine")
 
-    @model_validator(mode="after")
-    def _one_source(self) -> PlanInput:
-        if (self.files is None) == (self.yaml is None):
-            raise ValueError("give either files or yaml (one of the two)")
-        return self
+
+class PlanText(BaseModel):
+    """A plan given as text (YAML or JSON), its problems naming ``name``."""
+
+    model_config = ConfigDict(extra="forbid")
+    yaml: str = Field(..., max_length=1_000_000)
+    name: str = Field("inline.yaml",
+                      pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,150}\.(yaml|yml|json)$")
+    offline: bool = Field(False, description="check against aidp.toml only, not this machine")
+
+
+PlanInput = PlanFiles | PlanText
 
 
 def _check(ctx: AppContext, body: PlanInput) -> plans.PlanCheck:
-    if body.yaml is not None:
+    if isinstance(body, PlanText):
         return plans.check_plan_text(ctx.repo, ctx.settings, body.yaml, body.name,
                                      offline=body.offline)
-    return plans.check_repo_files(ctx.repo, ctx.settings, list(body.files or ()),
-                                  offline=body.offline)
+    return plans.check_repo_files(ctx.repo, ctx.settings, body.files, offline=body.offline)
 
 
 @router.post("/plans/validate", summary="Check workstream files as `aidp run` would "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -14,8 +15,9 @@ from aidp.app import commands, queries, resources
 
 router = APIRouter(tags=["runs"], dependencies=[Depends(read)])
 
+RunStatus = Literal["pending", "running", "interrupted", "completed", "failed", "cancelled"]
 NOT_FOUND: Responses = {404: {"description": "no such run (or workstream)"}}
-BAD_INPUT: Responses = {400: {"description": "bad input (a malformed cursor, status or time)"}}
+BAD_INPUT: Responses = {400: {"description": "a cursor that is no position"}}
 
 
 class RunPage(BaseModel):
@@ -29,17 +31,18 @@ class RunPage(BaseModel):
 @router.get("/runs", summary="Runs, newest first, a page at a time", response_model=RunPage,
             responses=BAD_INPUT)
 def list_runs(request: Request, limit: int = Query(20, ge=1, le=500),
-              cursor: str | None = Query(None, max_length=512,
+              cursor: str | None = Query(None, pattern=resources.CURSOR_PATTERN,
                                          description="next_cursor of the previous page"),
-              status: str | None = Query(None, description="one of "
-                                         + ", ".join(resources.RUN_STATES)),
-              since: str | None = Query(None, max_length=64, description="created at or after "
-                                        "(epoch seconds or ISO 8601)"),
+              status: Annotated[RunStatus | None, Query(description="the state shown")] = None,
+              since: Annotated[datetime | None, Query(description="created at or after "
+                                                      "(ISO 8601, or epoch seconds)")] = None,
               change: str | None = Query(None, max_length=200,
                                          description="runs of this OpenSpec change")
               ) -> dict[str, Any]:
     ctx = request.app.state.ctx
-    moment = resources.parse_since(since) if since is not None else None
+    moment = None
+    if since is not None:
+        moment = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
     return resources.page_runs(ctx, limit=limit, cursor=cursor, status=status, since=moment,
                                change=change).to_dict()
 
@@ -81,6 +84,7 @@ class RollbackBody(BaseModel):
 
 @router.post("/runs/{run_id}/rollback", summary="Move a workstream back to a step's checkpoint",
              responses={**NOT_FOUND, 409: {"description": "the run is live"},
+                        400: {"description": "a body that is not JSON"},
                         422: {"description": "invalid body, or Idempotency-Key reused"}})
 def rollback(request: Request, run_id: str, body: RollbackBody,
              token: Operator,

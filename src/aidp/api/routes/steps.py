@@ -21,7 +21,6 @@ from aidp.app import commands, queries, resources
 from aidp.app.context import AppContext
 from aidp.app.tokens import TokenView
 from aidp.app.views import StepRef
-from aidp.exceptions import InputError
 
 router = APIRouter(tags=["steps"], dependencies=[Depends(read)])
 
@@ -205,22 +204,26 @@ def _follow(ctx: AppContext, step: StepRef, number: int, path: Path | None, offs
 
 class Decision(BaseModel):
     comment: str | None = Field(None, max_length=10_000,
-                                description="why (required to reject); kept in the journal")
+                                description="a note kept in the journal with the approval")
 
 
-_GATE_ERRORS: Responses = {**NOT_FOUND, 400: {"description": "a rejection without a comment"},
+class Rejection(BaseModel):
+    comment: str = Field(..., max_length=10_000, pattern=r"\S",
+                         description="why (required); kept in the journal and the step")
+
+
+_GATE_ERRORS: Responses = {**NOT_FOUND, 400: {"description": "a body that is not JSON"},
                 409: {"description": "the step is not awaiting approval"},
                 422: {"description": "invalid body, or Idempotency-Key reused"}}
 
 
-def _decide(request: Request, run_id: str, ws_id: str, step_id: str, body: Decision | None,
+def _decide(request: Request, run_id: str, ws_id: str, step_id: str,
+            body: Decision | Rejection | None,
             token: TokenView, idem: Idempotency, approve: bool) -> Response:
     ctx = _ctx(request)
     comment = body.comment if body is not None else None
 
     def act() -> tuple[int, dict[str, Any]]:
-        if not approve and not (comment or "").strip():
-            raise InputError("a rejection needs a comment saying why")
         step = commands.decide_gate(ctx, run_id, f"{ws_id}/{step_id}", approve=approve,
                                     by=actor(token), reason=comment)
         return 200, {"run_id": step.run_id, "workstream": step.ws_id, "step": step.step_id,
@@ -240,7 +243,6 @@ def approve(request: Request, run_id: str, ws_id: str, step_id: str,
 
 @router.post(STEP + "/reject", summary="Reject a step waiting at a human gate (the step fails)",
              responses=_GATE_ERRORS)
-def reject(request: Request, run_id: str, ws_id: str, step_id: str,
-           token: Operator, idem: Idem,
-           body: Decision | None = None) -> Response:
+def reject(request: Request, run_id: str, ws_id: str, step_id: str, body: Rejection,
+           token: Operator, idem: Idem) -> Response:
     return _decide(request, run_id, ws_id, step_id, body, token, idem, approve=False)
