@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from aidp.api.auth import actor, read
 from aidp.api.deps import Idem, Operator
@@ -140,7 +140,7 @@ def show_spec(request: Request, item: str, type: SpecKind = "spec"
 class SpecValidation(BaseModel):
     id: str | None = Field(None, max_length=200, description="one spec or change (default: all)")
     type: SpecKind | None = None
-    strict: bool = Field(False, description="warnings fail too")
+    strict: StrictBool = Field(False, description="warnings fail too")
 
 
 @router.post("/specs/validate", summary="Validate specs and changes with the rules of "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from aidp.api.auth import read
 from aidp.api.deps import Responses
@@ -24,17 +24,19 @@ class PlanFiles(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     files: list[str] = Field(..., min_length=1, max_length=200)
-    offline: bool = Field(False, description="check against aidp.toml only, not this machine")
+    offline: StrictBool = Field(False, description="check against aidp.toml only, not this "
+                                "machine")
 
 
 class PlanText(BaseModel):
     """A plan given as text (YAML or JSON), its problems naming ``name``."""
 
     model_config = ConfigDict(extra="forbid")
-    yaml: str = Field(..., max_length=1_000_000)
+    yaml: str = Field(..., max_length=200_000)  # under the body limit in any UTF-8
     name: str = Field("inline.yaml",
                       pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,150}\.(yaml|yml|json)$")
-    offline: bool = Field(False, description="check against aidp.toml only, not this machine")
+    offline: StrictBool = Field(False, description="check against aidp.toml only, not this "
+                                "machine")
 
 
 PlanInput = PlanFiles | PlanText
