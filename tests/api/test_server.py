@@ -84,7 +84,7 @@ def test_errors_are_problem_details_with_aidp_codes(served: Served) -> None:
         assert client.get("/no/such/route").json()["status"] == 404
         invalid = client.get("/runs", params={"limit": "many"})
         assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_request"
-        assert client.get("/runs").json() == []
+        assert client.get("/runs").json() == {"items": [], "next_cursor": None}
         version = client.get("/version").json()
         assert version["api"] == "v1" and version["schema_revision"]
         ready = client.get("/health/ready")

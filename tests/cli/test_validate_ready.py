@@ -197,3 +197,13 @@ def test_the_tour_and_a_user_file_reusing_an_example_id(tmp_path: Path) -> None:
             "or validate and run one file at a time (aidp validate workstreams/guide.yaml)"
             ) in done.stderr
     assert cli("validate", "workstreams/guide.yaml").returncode == 0
+
+
+def test_validate_reports_a_path_the_system_refuses(tmp_path: Path) -> None:
+    """A file name too long for the file system is a located problem (exit 2), not a
+    traceback."""
+    cli = Cli(init_repo(tmp_path / "repo"))
+    result = cli("validate", "x" * 5000 + ".yaml", "--json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    problem = json.loads(result.stdout)["problems"][0]
+    assert problem["code"] == "unreadable" and "too long" in problem["message"]

@@ -31,19 +31,18 @@ def load_or_exit(files: tuple[Path, ...], repo: Path | None, as_json: bool, *,
     the settings (``config_path`` or the repository's aidp.toml) and, unless ``offline``, this
     machine: what ``aidp run`` would refuse."""
     root = repo if repo is not None else git_toplevel()
-    try:
-        loaded = load_plan(list(files), repo=root)
-    except ValidationError as exc:
-        exit_with_problems(exc.problems, as_json)
-    if ready:
-        from aidp.config import load_settings
-        from aidp.model.readiness import check_readiness
+    if not ready:
+        try:
+            return load_plan(list(files), repo=root)
+        except ValidationError as exc:
+            exit_with_problems(exc.problems, as_json)
+    from aidp.app.plans import check_plan
+    from aidp.config import load_settings
 
-        problems, _ = check_readiness(loaded, load_settings(root, config_path), root,
-                                      offline=offline)
-        if problems:
-            exit_with_problems(problems, as_json)
-    return loaded
+    checked = check_plan(root, load_settings(root, config_path), list(files), offline=offline)
+    if checked.plan is None:
+        exit_with_problems(list(checked.problems), as_json)
+    return checked.plan
 
 
 def exit_with_problems(problems: list[Problem], as_json: bool) -> NoReturn:
@@ -121,7 +120,6 @@ def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
          config_path: Path | None, offline: bool, change_id: str | None,
          split: str | None) -> None:
     """Show the waves, the critical path and the useful parallelism of workstream files."""
-    from aidp.core.dag import analyze
     from aidp.exceptions import InputError
 
     if bool(files) == bool(change_id):
@@ -145,11 +143,13 @@ def plan(files: tuple[Path, ...], as_json: bool, repo: Path | None,
     else:
         loaded = load_or_exit(files, repo, as_json, ready=True, config_path=config_path,
                               offline=offline)
-    analysis = analyze(loaded)
+    from aidp.app.plans import plan_document
+
+    document = plan_document(loaded)
     if as_json:
-        click.echo(json.dumps({"ok": True, **analysis.to_dict()}, indent=2))
+        click.echo(json.dumps(document, indent=2))
         return
-    _print_plan(loaded, analysis.to_dict())
+    _print_plan(loaded, document)
 
 
 def _print_plan(loaded: Plan, summary: dict[str, Any]) -> None:

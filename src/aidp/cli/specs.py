@@ -71,9 +71,9 @@ def _openspec_errors(output: str) -> Any:
 
 
 def _root(repo: Path | None) -> Path:
-    from aidp.specs.project import find_root
+    from aidp.app.specs import spec_root
 
-    return find_root(repo if repo is not None else Path.cwd())
+    return spec_root(repo if repo is not None else Path.cwd())
 
 
 def _bulk_root(repo: Path | None, output: str) -> Path:
@@ -99,28 +99,9 @@ def _bulk_root(repo: Path | None, output: str) -> Path:
 
 
 def _kind_of(root: Path, item: str, wanted: str | None) -> str:
-    """``change`` or ``spec`` for ``item``; NotFoundError / InputError when unknown / ambiguous."""
-    from aidp.specs.project import discover_spec_files
+    from aidp.app.specs import kind_of
 
-    changes_dir = root / "openspec" / "changes"
-    is_change = (changes_dir / item).is_dir() and item != "archive" and "/" not in item
-    spec_ids = [cap for cap, _ in discover_spec_files(root / "openspec" / "specs")]
-    is_spec = item in spec_ids
-    if wanted == "change" or (wanted is None and is_change and not is_spec):
-        if not is_change:
-            raise NotFoundError(f"no change {item!r} in {changes_dir}")
-        return "change"
-    if wanted == "spec" or (wanted is None and is_spec and not is_change):
-        if not is_spec:
-            raise NotFoundError(f"no spec {item!r} in {root / 'openspec' / 'specs'}")
-        return "spec"
-    if is_change and is_spec:
-        raise InputError(f"{item!r} is both a change and a spec",
-                         hint="pass --type change or --type spec")
-    known = sorted([p.name for p in changes_dir.iterdir() if p.is_dir() and p.name != "archive"]
-                   if changes_dir.is_dir() else []) + spec_ids
-    raise NotFoundError(f"no change or spec {item!r}",
-                        hint=("known: " + ", ".join(known[:10])) if known else None)
+    return kind_of(root, item, wanted)
 
 
 @click.group()
@@ -140,9 +121,8 @@ def specs() -> None:
 def validate(item: str | None, kind: str | None, strict: bool, all_items: bool, output: str,
              as_json: bool, repo: Path | None) -> None:
     """Validate one change or spec, or every one, with the rules of `openspec validate`."""
+    from aidp.app.specs import validate_items, validation_dict, validation_targets
     from aidp.specs.compat import validation_document
-    from aidp.specs.project import discover_spec_files
-    from aidp.specs.validate import Report, validate_change, validate_spec
 
     output = "json" if as_json and output == "text" else output
     if all_items and item is not None:
@@ -153,23 +133,8 @@ def validate(item: str | None, kind: str | None, strict: bool, all_items: bool, 
         with _openspec_errors(output):
             targets.append((_kind_of(root, item, kind), item))
     else:
-        changes_dir = root / "openspec" / "changes"
-        if kind in (None, "change") and changes_dir.is_dir():
-            targets += [("change", p.name) for p in sorted(changes_dir.iterdir())
-                        if p.is_dir() and p.name != "archive" and not p.name.startswith(".")]
-        if kind in (None, "spec"):
-            targets += [("spec", cap) for cap, _ in
-                        discover_spec_files(root / "openspec" / "specs")]
-    reports: list[tuple[Report, int]] = []
-    for target_kind, target in targets:
-        started = time.perf_counter()
-        if target_kind == "change":
-            report = validate_change(target, root / "openspec" / "changes" / target, root,
-                                     strict=strict)
-        else:
-            report = validate_spec(target, root / "openspec" / "specs" / target / "spec.md",
-                                   root, strict=strict)
-        reports.append((report, round((time.perf_counter() - started) * 1000)))
+        targets = validation_targets(root, kind)
+    reports = validate_items(root, targets, strict=strict)
     valid = all(report.valid for report, _ in reports)
     if output == "openspec":
         types = (targets[0][0],) if item is not None else \
@@ -177,11 +142,7 @@ def validate(item: str | None, kind: str | None, strict: bool, all_items: bool, 
         echo_json(validation_document(root, reports, types))
         sys.exit(0 if valid else 1)
     if output == "json":
-        echo_json({"ok": valid, "items": [
-            {"id": r.id, "type": r.type, "valid": r.valid,
-             "issues": [{"level": i.level.value, "file": i.file, "line": i.line, "path": i.path,
-                         "message": i.message} for i in r.issues]}
-            for r, _ in reports]})
+        echo_json(validation_dict(reports))
     else:
         for report, _ in reports:
             for issue in report.issues:
@@ -200,8 +161,8 @@ def validate(item: str | None, kind: str | None, strict: bool, all_items: bool, 
 @_root_option
 def show(item: str, kind: str | None, output: str, as_json: bool, repo: Path | None) -> None:
     """Show a change or a spec (--format openspec mirrors `openspec show --json`)."""
+    from aidp.app.specs import show_item
     from aidp.specs.compat import show_change, show_spec
-    from aidp.specs.project import load_change, parse_spec, read_text
 
     output = "json" if as_json and output == "text" else output
     root = _root(repo)
@@ -210,30 +171,7 @@ def show(item: str, kind: str | None, output: str, as_json: bool, repo: Path | N
         if output == "openspec":
             echo_json(show_change(root, item) if resolved == "change" else show_spec(root, item))
             return
-    if resolved == "spec":
-        path = root / "openspec" / "specs" / item / "spec.md"
-        spec = parse_spec(item, read_text(path), path.relative_to(root).as_posix())
-        data: dict[str, Any] = {
-            "type": "spec", "id": item, "title": spec.title, "purpose": spec.purpose,
-            "file": spec.position.file,
-            "requirements": [{"key": r.key, "name": r.name, "text": r.text,
-                              "line": r.position.line,
-                              "scenarios": [{"name": s.name, "text": s.text,
-                                             "line": s.position.line} for s in r.scenarios]}
-                             for r in spec.requirements]}
-    else:
-        change = load_change(root / "openspec" / "changes" / item, root)
-        done, total = change.progress
-        data = {
-            "type": "change", "id": item,
-            "title": change.proposal.title if change.proposal else item,
-            "why": change.proposal.why if change.proposal else "",
-            "tasks": {"done": done, "total": total,
-                      "items": [{"number": t.number, "text": t.text, "done": t.done,
-                                 "line": t.position.line} for t in change.tasks]},
-            "deltas": [{"op": d.op.value, "key": d.key, "file": d.position.file,
-                        "line": d.position.line, "renamed_to": d.renamed_to}
-                       for d in change.requirement_deltas]}
+    data = show_item(root, item, resolved)
     if output == "json":
         echo_json(data)
         return
@@ -255,11 +193,11 @@ def show(item: str, kind: str | None, output: str, as_json: bool, repo: Path | N
 @_root_option
 def list_command(list_specs_flag: bool, output: str, as_json: bool, repo: Path | None) -> None:
     """List active changes (or specs); --format openspec mirrors `openspec list --json`."""
-    from aidp.specs.compat import list_changes, list_specs
+    from aidp.app.specs import list_items
 
     output = "json" if as_json and output == "text" else output
     root = _root(repo)
-    document = list_specs(root) if list_specs_flag else list_changes(root)
+    document = list_items(root, specs=list_specs_flag)
     if output in ("openspec", "json"):
         echo_json(document)
         return

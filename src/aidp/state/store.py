@@ -189,6 +189,26 @@ class Store:
         return self._all("SELECT * FROM runs ORDER BY created_at DESC LIMIT :limit",
                          {"limit": limit})
 
+    def runs_page(self, limit: int, *, before: tuple[float, str] | None = None,
+                  statuses: tuple[str, ...] = (), since: float | None = None) -> list[Any]:
+        """Up to ``limit`` runs, newest first (ties by id, descending), older than ``before``
+        (``(created_at, id)`` of the last run of the previous page: keyset pagination, so a
+        run started meanwhile neither shifts nor repeats a page), optionally of the recorded
+        ``statuses`` and created at or after ``since``."""
+        sql = "SELECT * FROM runs WHERE 1 = 1"
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            sql += (" AND (created_at < :b_at OR (created_at = :b_at AND id < :b_id))")
+            params.update(b_at=before[0], b_id=before[1])
+        if statuses:
+            names = [f"s{i}" for i in range(len(statuses))]
+            sql += " AND status IN (" + ", ".join(f":{n}" for n in names) + ")"
+            params.update(zip(names, statuses, strict=True))
+        if since is not None:
+            sql += " AND created_at >= :since"
+            params["since"] = since
+        return self._all(sql + " ORDER BY created_at DESC, id DESC LIMIT :limit", params)
+
     def workstreams(self, run_id: str) -> list[Any]:
         return self._all("SELECT * FROM workstreams WHERE run_id = :run_id ORDER BY position",
                          {"run_id": run_id})
