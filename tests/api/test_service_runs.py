@@ -155,7 +155,7 @@ def test_a_run_started_by_post_completes_and_the_cli_sees_it(served: Served) -> 
         status = json.loads(served.cli("status", run_id, "--json", check=True).stdout)
         assert status["status"] == "completed"
         with served.client("read") as client:
-            assert [r["run_id"] for r in client.get("/runs").json()] == [run_id]
+            assert [r["run_id"] for r in client.get("/runs").json()["items"]] == [run_id]
         _assert_each_step_once(served.cli.cwd, run_id, shape)
         row = _service_run(served.cli, run_id)
         assert (row.state, row.started_by, row.restarts) == ("done", "api:t-operate", 0)
@@ -191,7 +191,7 @@ def test_bad_files_are_a_400_naming_file_and_line_and_nothing_is_created(
             answer = client.post("/runs", json=body)
             assert answer.status_code in (400, 404), (body, answer.text)
             assert answer.headers["content-type"] == "application/problem+json"
-        assert client.get("/runs").json() == []
+        assert client.get("/runs").json()["items"] == []
     with served.client("read") as low:
         assert low.post("/runs", json={"files": ["workstreams/bad.yaml"]}).status_code == 403
 
