@@ -23,7 +23,7 @@ __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
 
 API_PREFIX = "/api/v1"
 #: Route modules under aidp.api.routes, in the order of the schema's tags.
-ROUTERS = ("meta", "runs")
+ROUTERS = ("meta", "runs", "events")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

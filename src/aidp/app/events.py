@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CATALOGUE", "CATEGORIES", "GAP_SETTLE_S", "NO_RUN", "EventPage", "category_of",
-    "check_patterns", "cloud_event", "events_after", "matches", "summary_line", "type_of",
+    "check_patterns", "cloud_event", "events_after", "latest_event_id", "matches",
+    "summary_line", "type_of",
 ]
 
 NO_RUN = ""
@@ -195,6 +196,15 @@ def events_after(app: AppContext, after_id: int = 0, *, run_id: str | None = Non
                              (time.time() if now is None else now) - settle_s)
     views = tuple(_view(r) for r in rows if r.id <= upto)
     return EventPage(tuple(v for v in views if matches(v.kind, types)), upto)
+
+
+def latest_event_id(app: AppContext) -> int:
+    """The newest journal id (0 when there is none): where to follow "from now on"."""
+    if not app.has_database():
+        return 0
+    from aidp.state import journal
+
+    return journal.latest_event_id(app.store())
 
 
 def _settled_upto(ids: Sequence[Any], after_id: int, upto: int, settled_before: float) -> int:

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "tools": ("aidp.cli.tools", "tools", "List tool profiles; check that their tools can run."),
     "serve": ("aidp.cli.serve", "serve", "Serve the REST API, live events and webhooks."),
     "tokens": ("aidp.cli.tokens", "tokens", "Create, list and revoke API tokens."),
+    "events": ("aidp.cli.events", "events", "Print or follow the journal's events (CloudEvents)."),
 }
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aidp.state.store import Store
 
-__all__ = ["event_ids", "events_after"]
+__all__ = ["event_ids", "events_after", "latest_event_id"]
 
 
 def events_after(store: Store, after_id: int, run_id: str | None = None,
@@ -34,3 +34,9 @@ def event_ids(store: Store, after_id: int, upto_id: int) -> list[Any]:
     """``(id, ts)`` of every committed event with ``after_id < id <= upto_id``, by id."""
     return store.read("SELECT id, ts FROM events WHERE id > :after_id AND id <= :upto_id "
                       "ORDER BY id", {"after_id": after_id, "upto_id": upto_id})
+
+
+def latest_event_id(store: Store) -> int:
+    """The highest committed event id, 0 for an empty journal."""
+    rows = store.read("SELECT max(id) AS id FROM events")
+    return int(rows[0].id or 0)
