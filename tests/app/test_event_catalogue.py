@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from aidp.app.context import AppContext
 from aidp.app.events import (
     CATALOGUE,
     CATEGORIES,
+    GAP_SETTLE_S,
     NO_RUN,
     category_of,
     check_patterns,
@@ -165,3 +167,40 @@ def test_proposal_transitions_are_journaled(cli: Cli) -> None:
     assert all("aidprun" not in d and d["source"] == "/aidp" for d in docs)
     assert docs[1]["data"]["comment"] == "ready"  # type: ignore[index]
     assert NO_RUN == ""
+
+
+def test_a_reader_never_skips_an_event_committed_late(db_url: str, repo: Path) -> None:
+    """PostgreSQL takes ids from a sequence: while the transaction that took id N is open, a
+    reader that sees N+1 stops before N (nothing lost); once N commits it reads both, in order;
+    an id that never commits (rolled back) is skipped once the event after it has settled."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer: ids commit in order")
+    store = Store(db_url)
+    app = AppContext.open(repo)
+    app.settings = app.settings.model_copy(update={
+        "database": app.settings.database.model_copy(update={"url": db_url})})
+    try:
+        with store.write() as tx:
+            tx.event("r", "run.created")
+        base = events_after(app, 0).cursor
+        with store.write() as held:
+            held.event("r", "step.started", "a", "s")
+            with store.write() as tx:
+                tx.event("r", "step.completed", "a", "s")
+            page = events_after(app, base)
+            assert (page.events, page.cursor) == ((), base)
+            assert events_after(app, base, run_id="r").events == ()
+        page = events_after(app, base)
+        assert [e.kind for e in page.events] == ["step.started", "step.completed"]
+        base = page.cursor
+        with pytest.raises(RuntimeError), store.write() as doomed:
+            doomed.event("r", "step.failed")
+            with store.write() as tx:
+                tx.event("r", "run.finished")
+            raise RuntimeError("rolled back")
+        assert events_after(app, base).events == ()
+        late = events_after(app, base, now=time.time() + 2 * GAP_SETTLE_S)
+        assert [e.kind for e in late.events] == ["run.finished"]
+    finally:
+        app.close()
+        store.close()

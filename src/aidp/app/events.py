@@ -54,7 +54,7 @@ CATALOGUE: dict[str, str] = {
     "workstream.reopened": "a rollback reopened the workstream: it runs again",
     "workstream.rolled_back": "the workstream went back to a checkpoint",
     "step.started": "an attempt of the step began (data.attempt, data.profile)",
-    "step.running": "the step runs (its attempt's outcome is being recorded)",
+    "step.running": "the step's recorded state became running",
     "step.validating": "the tool finished; the step's checks run",
     "step.completed": "the step's checkpoint commit was made (data.sha)",
     "step.pending": "the step will be tried again (data.next_attempt_at, data.reason)",
