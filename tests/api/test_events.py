@@ -239,3 +239,27 @@ def test_breaker_and_proposal_events_are_streamed(served: Served) -> None:
         "dev.aidp.proposal.transitioned", "dev.aidp.breaker.reset"]
     assert all("aidprun" not in e["data"] for e in got)
     assert got[3]["data"]["data"]["key"] == "profile:p"
+
+
+@SQLITE
+def test_clients_leaving_streams_leave_no_error_and_no_connection(served: Served) -> None:
+    """Streams dropped mid-flight end quietly on the server (no traceback in its log), and the
+    server goes on answering."""
+    assert served.cli.db_url is not None
+    store = Store(served.cli.db_url)
+    try:
+        with store.write() as tx:
+            for i in range(200):
+                tx.event("r", "step.started", "a", f"s{i}", attempt=1, pad="x" * 2000)
+    finally:
+        store.close()
+    for _ in range(20):
+        with served.client("read") as client, client.stream(
+                "GET", "/events", params={"heartbeat": 0.05, "after": 0}) as response:
+            next(response.iter_lines())
+    with served.client("read") as client:
+        assert client.get("/runs").status_code == 200
+    time.sleep(0.5)
+    served.stop()
+    assert "Traceback" not in served.output[-1]
+    assert "Exception in ASGI application" not in served.output[-1]
