@@ -263,3 +263,39 @@ def test_clients_leaving_streams_leave_no_error_and_no_connection(served: Served
     served.stop()
     assert "Traceback" not in served.output[-1]
     assert "Exception in ASGI application" not in served.output[-1]
+
+
+@SQLITE
+def test_cli_keeps_trying_until_the_service_answers(cli: Any, tmp_path: Path) -> None:
+    """`aidp events --follow --url` started before the service retries its connection, then
+    follows: a run made afterwards is printed to its end."""
+    import socket
+
+    from tests.api.conftest import start_served
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token_cli = subprocess.run(cli.popen_argv("tokens", "create", "follower", "--json"),
+                               cwd=cli.cwd, capture_output=True, text=True, timeout=60,
+                               env=cli.env(), check=True)
+    token = json.loads(token_cli.stdout)["token"]
+    follower = subprocess.Popen(
+        cli.popen_argv("events", "--follow", "--json", "--url", f"http://127.0.0.1:{port}",
+                       "--type", "run.finished", "--after", "0"),
+        cwd=cli.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**cli.env(), "AIDP_TOKEN": token}, start_new_session=True)
+    try:
+        time.sleep(1.0)  # it fails to connect, and retries
+        served = start_served(cli, "--port", str(port))
+        try:
+            proc, run_id = start_run(served, tmp_path, steps=1, pause=0)
+            finish(proc)
+            assert follower.stdout is not None
+            line = follower.stdout.readline()
+            assert json.loads(line)["aidprun"] == run_id
+        finally:
+            served.stop()
+    finally:
+        follower.kill()
+        follower.communicate()
