@@ -23,7 +23,7 @@ __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
 
 API_PREFIX = "/api/v1"
 #: Route modules under aidp.api.routes, in the order of the schema's tags.
-ROUTERS = ("meta", "runs", "steps", "control", "plans", "catalog", "webhooks")
+ROUTERS = ("meta", "runs", "steps", "control", "plans", "catalog", "events", "webhooks")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -71,6 +71,15 @@ class Guard:
             await self.app(scope, limited, send)
         except _TooLarge:
             await self._refuse(scope, receive, send)
+        except BaseExceptionGroup as group:
+            # A client left a server-sent event stream: FastAPI's keep-alive task may be
+            # sending to the closed stream (anyio.BrokenResourceError). The response is over;
+            # it is no error worth a traceback in the log.
+            import anyio
+
+            rest = group.split(anyio.BrokenResourceError)[1]
+            if rest is not None:
+                raise rest from None
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(413, "too_large",

@@ -206,9 +206,9 @@ def decide_gate(app: AppContext, run_ref: str, step_ref: str, *, approve: bool, 
     return step
 
 
-def reset_breaker(app: AppContext, key: str) -> str | None:
-    """Close circuit breaker ``key`` by hand. Returns the state it was in (None if it was never
-    stored).
+def reset_breaker(app: AppContext, key: str, *, by: str | None = None) -> str | None:
+    """Close circuit breaker ``key`` by hand (journaled as ``breaker.reset`` of no run, naming
+    ``by``). Returns the state it was in (None if it was never stored).
 
     Raises:
         NotFoundError: there is no database yet; InputError: ``key`` is malformed.
@@ -219,7 +219,7 @@ def reset_breaker(app: AppContext, key: str) -> str | None:
         raise NotFoundError(f"no breaker {key!r}", hint="there is no aidp database here yet")
     book = BreakerBook(app.store())
     before = book.snapshot(key)
-    book.reset(key)
+    book.reset(key, by=by)
     return None if before is None else before.state.value
 
 

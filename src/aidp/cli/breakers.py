@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from aidp.cli.common import Context, echo_json, repo_options
+from aidp.cli.common import Context, actor, echo_json, repo_options
 
 __all__ = ["breakers"]
 
@@ -73,7 +73,7 @@ def reset(key: str, repo: Path | None, config_path: Path | None) -> None:
 
     ctx = Context(repo, config_path)
     try:
-        before = reset_breaker(ctx.app, key)
+        before = reset_breaker(ctx.app, key, by=actor())
     finally:
         ctx.close()
     was = "" if before is None else f" (was {before})"

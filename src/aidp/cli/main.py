@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("aidp.cli.serve", "serve", "Serve the REST API, live events and webhooks."),
     "tokens": ("aidp.cli.tokens", "tokens", "Create, list and revoke API tokens."),
     "webhooks": ("aidp.cli.webhooks", "webhooks", "Subscribe URLs to signed webhooks; verify."),
+    "events": ("aidp.cli.events", "events", "Print or follow the journal's events (CloudEvents)."),
 }
 
 

@@ -254,6 +254,8 @@ class Admission:
                            reason=spent, outcome=AttemptOutcome.BUDGET_EXCEEDED.value,
                            next_attempt_at=None,
                            finished_at=tx.now)
+            tx.event(self.run_id, "budget.exceeded", wsr.ws.id, step.id, attempt=number,
+                     limit=spent, profile=profile_name)
             tx.event(self.run_id, "step.failed", wsr.ws.id, step.id, attempt=number,
                      outcome=AttemptOutcome.BUDGET_EXCEEDED.value, reason=spent)
         return AttemptReport(wsr.ws.id, step.id, number, sr.attempts,

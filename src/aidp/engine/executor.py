@@ -168,7 +168,7 @@ class Executor(Preparation, Admission, Invoker):
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
-        self.breakers = BreakerBook(store, clock=self.clock.now)
+        self.breakers = BreakerBook(store, clock=self.clock.now, run_id=fence.run_id)
         self.on_output = on_output
         self.interrupting = False  # set when aidp stops (Ctrl-C) rather than the run cancelled
         self.fence = fence

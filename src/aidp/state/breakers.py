@@ -12,6 +12,10 @@ A step is guarded by several keys (its profile's, and its provider endpoint's):
 in key order so that concurrent callers cannot deadlock.
 
 Keys never hold credentials: :func:`endpoint_key` drops user info, query and fragment.
+
+Every change of a breaker's state is journaled (``breaker.opened``, ``breaker.half_open``,
+``breaker.closed``; ``breaker.reset`` by hand) in the transaction that writes it: under the run
+whose attempt caused it (the book's ``run_id``), else under no run (``""``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from aidp.resilience.breaker import (
     Admission,
     BreakerPolicy,
     BreakerSnapshot,
+    BreakerState,
     admit,
     advance,
     record,
@@ -35,7 +40,7 @@ from aidp.resilience.breaker import (
     reset,
 )
 from aidp.state.store import Store
-from aidp.state.tx import Tx
+from aidp.state.tx import NO_RUN, Tx
 
 __all__ = ["BreakerBook", "BreakerRow", "Permit", "breaker_keys", "endpoint_key", "profile_key"]
 
@@ -130,12 +135,15 @@ class BreakerBook:
 
     ``clock`` (UNIX seconds; injected by tests) is read *after* the rows are locked, so that the
     times one breaker sees are ordered like its transactions even across processes. A method's
-    ``now`` argument overrides it.
+    ``now`` argument overrides it. ``run_id``: the run whose attempts this book admits, under
+    which the breakers' transitions are journaled (none: ``""``).
     """
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time, *,
+                 run_id: str = NO_RUN) -> None:
         self.store = store
         self.clock = clock
+        self.run_id = run_id
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -160,6 +168,7 @@ class BreakerBook:
             for key, (answer, snapshot) in results.items():
                 if allowed or not answer.allowed:
                     _save(tx, key, snapshot, policy, at)
+                    _journal(tx, self.run_id, key, rows[key].state, snapshot.state)
         return Permit({key: answer for key, (answer, _) in results.items()})
 
     def record(
@@ -202,6 +211,7 @@ class BreakerBook:
                                   transient=transient, retry_after=retry_after,
                                   probe=admission.probe, call_id=admission.call_id)
                 _save(tx, key, snapshot, policy, at)
+                _journal(tx, self.run_id, key, locked.state, snapshot.state)
                 after[key] = snapshot
         return after
 
@@ -224,24 +234,29 @@ class BreakerBook:
                 assert call_id is not None  # every allowed admission carries one
                 snapshot = release(locked, policy, at, call_id=call_id)
                 _save(tx, key, snapshot, policy, at)
+                _journal(tx, self.run_id, key, locked.state, snapshot.state)
                 after[key] = snapshot
         return after
 
-    def reset(self, key: str, now: float | None = None) -> BreakerSnapshot:
-        """Close breaker ``key`` by hand (its lifetime counters stay); NotFoundError if no
-        breaker has that key."""
+    def reset(self, key: str, now: float | None = None, *, by: str | None = None
+              ) -> BreakerSnapshot:
+        """Close breaker ``key`` by hand (its lifetime counters stay; ``by`` is journaled);
+        NotFoundError if no breaker has that key."""
         with self.store.write() as tx:
             row = _select_for_update(tx, key)
             if row is None:
                 raise NotFoundError(f"no breaker {key!r}",
                                     hint="`aidp breakers list` shows the known keys")
             at = self.clock() if now is None else now
-            snapshot = reset(_snapshot(row), at)
+            before = _snapshot(row)
+            snapshot = reset(before, at)
             tx.execute(
                 'UPDATE breakers SET state = :state, reopen_at = :reopen_at, '
                 'snapshot = :snapshot, updated_at = :updated_at WHERE "key" = :key',
                 {"state": snapshot.state.value, "reopen_at": snapshot.reopen_at,
                  "snapshot": _dump(snapshot.to_dict()), "updated_at": at, "key": key})
+            tx.event(self.run_id, "breaker.reset", key=key, by=by,
+                     **{"from": before.state.value, "to": snapshot.state.value})
         return snapshot
 
     # -- reads -------------------------------------------------------------------------------
@@ -307,6 +322,17 @@ def _lock(tx: Tx, key: str, now: float) -> BreakerSnapshot:
         row = _select_for_update(tx, key)
         assert row is not None
     return _snapshot(row)
+
+
+_TRANSITION_KINDS = {BreakerState.OPEN: "breaker.opened", BreakerState.HALF_OPEN:
+                     "breaker.half_open", BreakerState.CLOSED: "breaker.closed"}
+
+
+def _journal(tx: Tx, run_id: str, key: str, before: BreakerState, after: BreakerState) -> None:
+    """Journal a change of ``key``'s state (nothing when it stays: the common case)."""
+    if after is not before:
+        tx.event(run_id, _TRANSITION_KINDS[after], key=key,
+                 **{"from": before.value, "to": after.value})
 
 
 def _save(tx: Tx, key: str, snapshot: BreakerSnapshot, policy: BreakerPolicy,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aidp.state.tx import NO_RUN
+
 if TYPE_CHECKING:
     from aidp.state.store import Store
     from aidp.state.tx import Tx
@@ -66,9 +68,13 @@ def update_proposal(tx: Tx, change_id: str, state: str) -> None:
 
 def insert_proposal_transition(tx: Tx, change_id: str, from_state: str | None, to_state: str,
                                action: str, actor: str, comment: str | None) -> None:
-    """Append one move to the history (``ts`` is the transaction's time)."""
+    """Append one move to the history (``ts`` is the transaction's time) and journal it as a
+    ``proposal.transitioned`` event of no run, in the same transaction: the live stream and the
+    webhooks see every review step exactly when it is recorded."""
     tx.execute("INSERT INTO proposal_transitions "
                "(change_id, from_state, to_state, action, actor, comment, ts) "
                "VALUES (:change_id, :from_state, :to_state, :action, :actor, :comment, :ts)",
                {"change_id": change_id, "from_state": from_state, "to_state": to_state,
                 "action": action, "actor": actor, "comment": comment, "ts": tx.now})
+    tx.event(NO_RUN, "proposal.transitioned", change=change_id, action=action, by=actor,
+             comment=comment, **{"from": from_state, "to": to_state})

@@ -11,7 +11,11 @@ from typing import Any
 
 from aidp.state.connections import CompatConnection, Connections, records
 
-__all__ = ["FENCE_SQL", "Fence", "Tx"]
+__all__ = ["FENCE_SQL", "NO_RUN", "Fence", "Tx"]
+
+#: The run id of journal events that belong to no run (a breaker reset by hand, a proposal's
+#: review): they are journaled all the same, so the live stream and the webhooks see them.
+NO_RUN = ""
 
 
 @dataclass(frozen=True)
