@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aidp.app.views import EventView
 from aidp.exceptions import InputError
+from aidp.state.tx import NO_RUN  # the journal's run id of events of no run
 
 if TYPE_CHECKING:
     from aidp.app.context import AppContext
@@ -34,7 +35,6 @@ __all__ = [
     "summary_line", "type_of",
 ]
 
-NO_RUN = ""
 TYPE_PREFIX = "dev.aidp."
 
 #: kind -> what it means. The category is the part before the first dot, except the gate's
