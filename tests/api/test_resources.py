@@ -173,6 +173,9 @@ def test_rollback_is_idempotent_and_refuses_a_reused_key(served: Served, tmp_pat
         assert client.post(url, json={}).status_code == 422
         status = client.get(f"/runs/{run_id}/workstreams/a").json()
         assert [s["status"] for s in status["steps"]] == ["completed", "pending"]
+        journal = client.get(f"/runs/{run_id}/events", params={"limit": 1000}).json()
+        rolled = [e["data"] for e in journal if e["type"] == "dev.aidp.workstream.rolled_back"]
+        assert [d["by"] for d in rolled] == ["api:t-operate"]  # the journal names the token
 
 
 def _wait_for_gate(client: httpx.Client, deadline_s: float = 60) -> dict[str, Any]:

@@ -314,6 +314,11 @@ def test_cancel_resume_and_retry_through_the_api(served: Served) -> None:
             cancelled = client.post(f"/runs/{long}/cancel")
             assert cancelled.status_code == 200, cancelled.text
             assert cancelled.json()["status"] == "cancelled"
+            journal = client.get(f"/runs/{long}/events", params={"limit": 1000}).json()
+            asked = [e["data"]["by"] for e in journal
+                     if e["type"] in ("dev.aidp.run.cancel_requested", "dev.aidp.run.finished")
+                     and "by" in e["data"]]
+            assert asked and set(asked) == {"api:t-operate"}  # the journal names the token
         _wait(served, long, lambda v: not v["live"])
         by_cli = _start(served, {"files": ["workstreams/long.yaml"]})
         _wait(served, by_cli, lambda v: v["live"])

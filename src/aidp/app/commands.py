@@ -144,8 +144,9 @@ def _ignore(line: str) -> None:
 
 
 def cancel_run(app: AppContext, run_ref: str | None, *, wait_s: float = 30.0,
-               on_wait: Callable[[str], None] | None = None) -> CancelOutcome:
-    """Cancel run ``run_ref`` (default: the newest).
+               on_wait: Callable[[str], None] | None = None, by: str = "aidp cancel"
+               ) -> CancelOutcome:
+    """Cancel run ``run_ref`` (default: the newest); ``by`` is journaled as who asked.
 
     A run nobody drives is cancelled here and now; a live run's orchestrator is asked to stop
     its tools and end the run, and this waits up to ``wait_s`` seconds for it (calling
@@ -158,7 +159,7 @@ def cancel_run(app: AppContext, run_ref: str | None, *, wait_s: float = 30.0,
 
     store = app.store()
     run_id = store.resolve_run(run_ref)
-    live = cancel(store, run_id)
+    live = cancel(store, run_id, by=by)
     if live:
         if on_wait is not None:
             on_wait(run_id)
@@ -170,9 +171,11 @@ def cancel_run(app: AppContext, run_ref: str | None, *, wait_s: float = 30.0,
     return CancelOutcome(run_id=run_id, live=live, status=store.run(run_id).status)
 
 
-def rollback_run(app: AppContext, run_ref: str, to_step: str) -> RollbackOutcome:
+def rollback_run(app: AppContext, run_ref: str, to_step: str, *, by: str | None = None
+                 ) -> RollbackOutcome:
     """Move the workstream of ``to_step`` (``WS/STEP`` or a unique step id) of run ``run_ref``
-    back to that step's checkpoint; the steps after it become pending again.
+    back to that step's checkpoint; the steps after it become pending again (``by``: who asked,
+    journaled).
 
     Raises:
         NotFoundError: unknown run or step, or the step has no checkpoint.
@@ -181,7 +184,7 @@ def rollback_run(app: AppContext, run_ref: str, to_step: str) -> RollbackOutcome
     from aidp.engine.control import rollback_run as rollback
 
     step = queries.resolve_step(app, run_ref, to_step)
-    done = rollback(app.store(), app.repo, step.run_id, step.ws_id, step.step_id)
+    done = rollback(app.store(), app.repo, step.run_id, step.ws_id, step.step_id, by=by)
     return RollbackOutcome(step=step, reopened=tuple(done.reopened), to=done.to,
                            workstreams=tuple(ReopenedView(
                                ws_id=w.ws_id, steps=w.steps, rebuilt=w.rebuilt,

@@ -25,7 +25,7 @@ def cancel(run_ref: str | None, repo: Path | None, config_path: Path | None, wai
     ctx = Context(repo, config_path)
     try:
         outcome = cancel_run(ctx.app, run_ref, wait_s=wait_s, on_wait=lambda run_id: click.echo(
-            f"cancel requested; waiting for run {run_id} to stop ..."))
+            f"cancel requested; waiting for run {run_id} to stop ..."), by=actor())
     finally:
         ctx.close()
     click.echo(f"run {outcome.run_id} {outcome.status}")
@@ -53,7 +53,7 @@ def rollback(run_ref: str, repo: Path | None, config_path: Path | None, to_step:
 
     ctx = Context(repo, config_path)
     try:
-        outcome = rollback_run(ctx.app, run_ref, to_step)
+        outcome = rollback_run(ctx.app, run_ref, to_step, by=actor())
     finally:
         ctx.close()
     if as_json:

@@ -55,9 +55,10 @@ def decide_gate(store: Store, run_id: str, ws_id: str, step_id: str, *, approve:
                  by=by, reason=reason)
 
 
-def cancel_run(store: Store, run_id: str) -> bool:
-    """Cancel ``run_id``. Returns True if a live orchestrator was asked to stop (it will end the
-    run itself), False if the run was cancelled here and now."""
+def cancel_run(store: Store, run_id: str, *, by: str = "aidp cancel") -> bool:
+    """Cancel ``run_id`` (``by``: who asked, for the journal). Returns True if a live
+    orchestrator was asked to stop (it will end the run itself), False if the run was cancelled
+    here and now."""
     row = store.run(run_id)
     state = RunState(row.status)
     if state is RunState.CANCELLED:
@@ -67,7 +68,7 @@ def cancel_run(store: Store, run_id: str) -> bool:
     if lease_is_live(store.lease(run_id)):
         with store.write() as tx:
             tx.update_run(run_id, cancel_requested=True)
-            tx.event(run_id, "run.cancel_requested", by="aidp cancel")
+            tx.event(run_id, "run.cancel_requested", by=by)
         return True
     fence = acquire_lease(store, run_id)
     try:
@@ -90,7 +91,7 @@ def cancel_run(store: Store, run_id: str) -> bool:
             check(RUN_TRANSITIONS, state, RunState.CANCELLED)
             tx.update_run(run_id, status=RunState.CANCELLED.value, cancel_requested=True,
                           finished_at=tx.now)
-            tx.event(run_id, "run.finished", status=RunState.CANCELLED.value, by="aidp cancel")
+            tx.event(run_id, "run.finished", status=RunState.CANCELLED.value, by=by)
     finally:
         release_lease(store, fence)
     return False
@@ -122,7 +123,8 @@ class Rollback:
         return list(self.workstreams[0].steps)
 
 
-def rollback_run(store: Store, repo: Path, run_id: str, ws_id: str, step_id: str) -> Rollback:
+def rollback_run(store: Store, repo: Path, run_id: str, ws_id: str, step_id: str, *,
+                 by: str | None = None) -> Rollback:
     """Move workstream ``ws_id`` back to the checkpoint of ``step_id``, and invalidate everything
     downstream of it.
 
@@ -189,7 +191,7 @@ def rollback_run(store: Store, repo: Path, run_id: str, ws_id: str, step_id: str
                          previous_head=other.head_sha, previous_merge=other.merged_sha,
                          reopened=[s.step_id for s in redo])
             tx.event(run_id, "workstream.rolled_back", ws_id, step_id, to=target.sha,
-                     previous_head=old_head, reopened=reopened, dependants=downstream)
+                     previous_head=old_head, reopened=reopened, dependants=downstream, by=by)
         return Rollback(to=target.sha, workstreams=tuple(result))
     finally:
         release_lease(store, fence)

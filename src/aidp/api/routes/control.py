@@ -90,7 +90,8 @@ def cancel_run(request: Request, run_id: str, token: Operator,
     ctx = request.app.state.ctx
 
     def action() -> tuple[int, Any]:
-        done = commands.cancel_run(ctx, queries.resolve_run(ctx, run_id), wait_s=10.0)
+        done = commands.cancel_run(ctx, queries.resolve_run(ctx, run_id), wait_s=10.0,
+                                   by=actor(token))
         return 200, {"run_id": done.run_id, "live": done.live, "status": done.status,
                      "cancelled": done.cancelled}
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from aidp.api.auth import read
+from aidp.api.auth import actor, read
 from aidp.api.deps import Idem, Operator, Responses
 from aidp.app import commands, queries, resources
 
@@ -91,4 +91,4 @@ def rollback(request: Request, run_id: str, body: RollbackBody,
              idem: Idem) -> Response:
     ctx = request.app.state.ctx
     return idem.run(token, lambda: (
-        200, commands.rollback_run(ctx, run_id, body.to).to_dict()))
+        200, commands.rollback_run(ctx, run_id, body.to, by=actor(token)).to_dict()))
