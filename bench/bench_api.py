@@ -79,13 +79,16 @@ class Service:
         env["PYTHONPATH"] = str(ROOT / "src")  # this checkout's aidp, whatever .venv points at
         self.env = env
         self.tokens = {scope: self._token(scope) for scope in ("read", "operate")}
-        self.proc = subprocess.Popen([AIDP, "serve", "--port", "0"], cwd=repo, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if "http://" not in line:
-            raise SystemExit(f"aidp serve did not start: {line}{self.proc.stdout.read()}")
+        self.log = repo.parent / "serve.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen([AIDP, "serve", "--port", "0"], cwd=repo, env=env,
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 60
+        while "http://" not in (line := self.log.read_text()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"aidp serve did not start: {line}")
+            time.sleep(0.05)
         self.url = line.split()[2]
 
     def _token(self, scope: str) -> str:
@@ -100,10 +103,10 @@ class Service:
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.communicate()
+            self.proc.wait()
 
     def times(self, run_id: str) -> tuple[float, float, float]:
         """``created_at``, ``started_at``, ``finished_at`` of the run, from the database."""
@@ -120,9 +123,16 @@ async def _start(client: httpx.AsyncClient, service: Service) -> str:
     return str(answer.json()["run_id"])
 
 
-async def _wait_done(client: httpx.AsyncClient, service: Service, run_id: str) -> str:
+async def _wait_done(client: httpx.AsyncClient, service: Service, run_id: str,
+                     errors: list[str]) -> str:
+    """Poll the run until it ends; a failed poll is recorded in ``errors`` and retried."""
     while True:
-        view = (await client.get(f"/runs/{run_id}", headers=service.headers("read"))).json()
+        try:
+            view = (await client.get(f"/runs/{run_id}",
+                                     headers=service.headers("read"))).json()
+        except httpx.HTTPError as exc:
+            errors.append(f"poll: {type(exc).__name__}")
+            continue
         if view["status"] in ("completed", "failed", "cancelled") and not view["live"]:
             return str(view["status"])
         await asyncio.sleep(0.2)
@@ -160,14 +170,16 @@ async def _one_run(service: Service, clients: int, reads: int) -> dict[str, Any]
         readers = [asyncio.create_task(_reader(service.url, service.headers("read"),
                                                _routes(run_id), reads, i, latencies, errors))
                    for i in range(clients)]
-        status = await _wait_done(control, service, run_id)
+        poll_errors: list[str] = []
+        status = await _wait_done(control, service, run_id, poll_errors)
         run_done = time.perf_counter() - began
         await asyncio.gather(*readers)
         load_s = time.perf_counter() - began
     created, started, finished = service.times(run_id)
     result: dict[str, Any] = {"run_id": run_id, "status": status,
                               "makespan_s": finished - created,
-                              "driven_s": finished - started, "observed_s": run_done}
+                              "driven_s": finished - started, "observed_s": run_done,
+                              "poll_errors": poll_errors}
     if clients:
         ordered = sorted(latencies)
 
@@ -218,8 +230,12 @@ def main() -> None:
                       f"{lo['requests']} reads, {lo['errors']} errors, {lo['rps']:.0f}/s, "
                       f"p50 {lo['p50_ms']:.0f} ms, p95 {lo['p95_ms']:.0f}, "
                       f"p99 {lo['p99_ms']:.0f} (x{result['p99_vs_target']:.2f} of 200), "
-                      f"max {lo['max_ms']:.0f}; load avg {load:.1f}; met {result['met']}",
+                      f"max {lo['max_ms']:.0f}; poll errors {len(q['poll_errors'])}+"
+                      f"{len(lo['poll_errors'])}; load avg {load:.1f}; met {result['met']}",
                       flush=True)
+        except BaseException:
+            print(f"aidp serve's output:\n{service.log.read_text()[-5000:]}", file=sys.stderr)
+            raise
         finally:
             service.stop()
     report = {"clients": args.clients, "reads": args.reads,
