@@ -197,9 +197,12 @@ def attempt_diff(app: AppContext, step: StepRef, number: int) -> dict[str, Any]:
                          f"it is {'running' if not chosen.finished else chosen.outcome} and "
                          "made neither the step's checkpoint nor a diagnostics bundle")
     base = _previous_checkpoint(app, step)
+    from aidp.app.masking import mask_text, run_secret_names
     from aidp.workspace.git import run_git
 
     diff = run_git(["diff", "--stat", "--patch", base, view.checkpoint], app.repo).stdout
+    names = run_secret_names(app.store().run(step.run_id).plan_json, app.settings)
+    diff = mask_text(diff, names)  # the step's output is the user's; aidp shows it masked
     return {"kind": "checkpoint", "attempt": number, "base": base,
             "checkpoint": view.checkpoint, "diff": diff, "cut": False}
 
