@@ -40,6 +40,7 @@ log = logging.getLogger("aidp.serve.supervisor")
 
 #: Run statuses nothing can drive on from (a failed run can be resumed: asked for explicitly).
 _FINAL = frozenset({"completed", "cancelled"})
+_SETTLE_S = 2.0  # a run asked for this recently is not taken for ended: its start() is coming
 
 
 class Supervisor:
@@ -56,6 +57,7 @@ class Supervisor:
         self._failures: dict[str, int] = {}   # worker deaths in a row, per run
         self._not_before: dict[str, float] = {}
         self._spawned_status: dict[str, str] = {}  # the run's status when its worker started
+        self._spawned_at: dict[str, float] = {}  # and the time (epoch seconds)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -130,7 +132,9 @@ class Supervisor:
                     continue
                 if run.status in _FINAL or (run.status in service_runs.ENDED
                                             and not requested):
-                    service_runs.finish_service_run(self.ctx, run.run_id)
+                    # not one asked for a moment ago: its start() is on its way
+                    service_runs.finish_service_run(self.ctx, run.run_id,
+                                                    unchanged_since=time.time() - _SETTLE_S)
                     self._forget(run.run_id)
                     continue
                 if self._not_before.get(run.run_id, 0.0) > now:
@@ -142,6 +146,7 @@ class Supervisor:
     def _spawn(self, run_id: str, status: str) -> None:
         if self._failures.get(run_id):
             service_runs.note_restart(self.ctx, run_id)
+        self._spawned_at[run_id] = time.time()  # a request after this keeps the run active
         worker = service_runs.start_worker(self.ctx, run_id, self.config_path)
         self.workers[run_id] = worker
         self._spawned_status[run_id] = status
@@ -161,9 +166,14 @@ class Supervisor:
             if run is None:
                 continue
             before = self._spawned_status.pop(run_id, None)
+            spawned_at = self._spawned_at.pop(run_id, 0.0)
+            with self._lock:  # asked for again (retry, resume) since this worker started
+                again = run_id in self._requested
+            if again:
+                continue  # the next turn starts a new worker
             if run.status in _FINAL or (run.status in service_runs.ENDED
                                         and (code in (0, 1) or before != run.status)):
-                service_runs.finish_service_run(self.ctx, run_id)
+                service_runs.finish_service_run(self.ctx, run_id, unchanged_since=spawned_at)
                 self._forget(run_id)
                 log.info("run %s: %s", run_id, run.status)
             elif not self._stopping.is_set() and not run.live:

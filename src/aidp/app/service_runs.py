@@ -214,12 +214,13 @@ def active_service_runs(app: AppContext) -> list[ServiceRun]:
     return found
 
 
-def finish_service_run(app: AppContext, run_id: str) -> None:
-    """The run ended: the service stops driving it."""
+def finish_service_run(app: AppContext, run_id: str, *, unchanged_since: float) -> None:
+    """The run ended: the service stops driving it -- unless it was asked for again (a retry,
+    a resume) after ``unchanged_since`` (epoch seconds)."""
     from aidp.state import service
 
     with app.store().write() as tx:
-        service.update_service_run(tx, run_id, state="done")
+        service.update_service_run(tx, run_id, state="done", unchanged_since=unchanged_since)
 
 
 def note_restart(app: AppContext, run_id: str) -> None:

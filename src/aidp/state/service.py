@@ -112,10 +112,15 @@ def insert_service_run(tx: Tx, run_id: str, started_by: str | None) -> None:
 
 
 def update_service_run(tx: Tx, run_id: str, *, state: str | None = None,
-                       restarted: bool = False) -> None:
-    tx.execute("UPDATE service_runs SET state = COALESCE(:state, state), "
-               "restarts = restarts + :inc, updated_at = :now WHERE run_id = :run_id",
-               {"run_id": run_id, "state": state, "inc": 1 if restarted else 0, "now": tx.now})
+                       restarted: bool = False, unchanged_since: float | None = None) -> None:
+    """Change the row (``unchanged_since``: only if nobody updated it after that time -- a
+    run asked for again meanwhile stays active)."""
+    sql = ("UPDATE service_runs SET state = COALESCE(:state, state), "
+           "restarts = restarts + :inc, updated_at = :now WHERE run_id = :run_id")
+    if unchanged_since is not None:
+        sql += " AND updated_at <= :since"
+    tx.execute(sql, {"run_id": run_id, "state": state, "inc": 1 if restarted else 0,
+                     "now": tx.now, "since": unchanged_since})
 
 
 def activate_service_run(tx: Tx, run_id: str, started_by: str | None) -> None:
