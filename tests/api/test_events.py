@@ -52,11 +52,12 @@ def sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
 def start_run(served: Served, tmp_path: Path, **kw: Any) -> tuple[subprocess.Popen[str], str]:
     """``aidp run`` in the background; returns it and its run id (once the run exists)."""
     with served.client("read") as client:
-        known = {r["run_id"] for r in client.get("/runs").json()}
+        known = {r["run_id"] for r in client.get("/runs").json()["items"]}
         proc = served.cli.popen("run", "--json", str(plan(tmp_path, **kw)))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            new = [r["run_id"] for r in client.get("/runs").json() if r["run_id"] not in known]
+            runs = client.get("/runs").json()["items"]
+            new = [r["run_id"] for r in runs if r["run_id"] not in known]
             if new:
                 return proc, str(new[0])
             if proc.poll() is not None and proc.returncode != 0:
