@@ -102,7 +102,9 @@ def test_schema_declares_every_answer_the_service_gives(served: Served) -> None:
         for answer in (client.post("/webhooks/deliveries/99999999999999999999999/redeliver"),
                        client.get("/events", headers={"Last-Event-ID": "\u00b2".encode()}),
                        client.get("/runs", params={"since": "1e+16"}),
-                       client.post("/runs", json={"files": ["x" * 5000]})):
+                       client.post("/runs", json={"files": ["x" * 5000]}),
+                       client.post("/webhooks", json={"url": "http://A*", "events": ["*"],
+                                                      "secret_env": "A"})):
             assert 400 <= answer.status_code < 500, answer.text
         caught_up = client.get("/events", params={"after": 0, "until_idle": "true"})
         assert caught_up.status_code == 200  # the stream ended by itself

@@ -44,7 +44,7 @@ class WebhookIn(BaseModel):
         "then": {"properties": {"url": {"pattern": NAMED_URL_PATTERN}}}})
 
     url: str = Field(max_length=2048, description="http(s) URL; internal addresses refused "
-                     "unless allow_private", json_schema_extra={"pattern": URL_PATTERN})
+                     "unless allow_private", pattern=URL_PATTERN)
     events: list[str] = Field(min_length=1, max_length=100,
                               description="kinds, globs, categories or CloudEvents types",
                               json_schema_extra={"items": event_items()})
