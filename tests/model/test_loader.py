@@ -260,3 +260,9 @@ def test_yaml_11_booleans_are_strings_in_every_yaml_aidp_reads(word: str) -> Non
     tree, _ = build_yaml_tree(f"a: {word}\nb: true\nc: False\n")
     assert tree == {"a": word, "b": True, "c": False}
     assert load_yaml(f"a: {word}\nb: true\nc: False\n") == tree
+
+
+def test_a_name_too_long_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """A path the OS refuses to look at (ENAMETOOLONG) is an input problem naming it."""
+    [problem] = problems_of([tmp_path / ("x" * 5000 + ".yaml")])
+    assert problem.code == "unreadable" and "x" * 50 in problem.file

@@ -21,7 +21,8 @@ from aidp.exceptions import (
     ValidationError,
 )
 
-__all__ = ["PROBLEM_JSON", "Problem", "install_problem_handlers", "problem_response"]
+__all__ = ["PROBLEM_JSON", "Problem", "allowed_methods", "install_problem_handlers",
+           "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://aidp.dev/problems/"
@@ -71,6 +72,26 @@ def aidp_error_response(exc: AidpError, instance: str | None = None) -> JSONResp
                             exit_code=exc.exit_code, hint=exc.hint, **extra)
 
 
+def allowed_methods(request: Request) -> str:
+    """``Allow`` of a 405: the methods of the resource the path names. Starlette names only
+    the first route that matched the path; a path may match several routes (one per method)
+    and, as ``/specs/validate`` matches ``/specs/{item}`` too, several templates: the most
+    specific template (the fewest parameters) is the resource."""
+    from fastapi.routing import iter_route_contexts
+
+    path = request.url.path
+    found: dict[str, set[str]] = {}
+    for route in iter_route_contexts(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.path and route.methods and regex is not None and regex.match(path):
+            found.setdefault(route.path, set()).update(route.methods)
+    if not found:
+        return ""
+    template = min(found, key=lambda t: (t.count("{"), -len(t)))
+    methods = found[template] - {"HEAD"}
+    return ", ".join(sorted(methods))
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Every error leaves the API as problem+json; a bug as a 500 without a traceback."""
 
@@ -87,8 +108,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
                 401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
         return problem_response(exc.status_code, code, str(exc.detail),
-                                instance=request.url.path, headers=dict(exc.headers or {}))
+                                instance=request.url.path, headers=headers)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

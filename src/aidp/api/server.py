@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from aidp import __version__
 from aidp.api.problems import install_problem_handlers, problem_response
+from aidp.api.schema import install_schema
 from aidp.app.context import AppContext
 
 __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
@@ -124,6 +125,7 @@ def create_app(ctx: AppContext, *, listen_host: str | None = None,
     for name in ROUTERS:
         module = importlib.import_module(f"aidp.api.routes.{name}")
         app.include_router(module.router, prefix=API_PREFIX)
+    install_schema(app, API_PREFIX)
     hosts = {"127.0.0.1", "localhost", "::1", "[::1]", *settings.allowed_hosts}
     if listen_host and listen_host not in ("0.0.0.0", "::"):
         hosts.add(listen_host)

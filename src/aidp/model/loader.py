@@ -179,6 +179,13 @@ def _parse_json(text: str) -> tuple[Any, dict[NodePath, int]]:
 def _expand(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
+        try:
+            path.stat()
+        except OSError as exc:  # e.g. a name too long: a problem of the input, not a crash
+            if not isinstance(exc, FileNotFoundError | NotADirectoryError):
+                problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}",
+                                        code="unreadable"))
+                continue
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
             if not found:

@@ -38,17 +38,43 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class RunRequest(BaseModel):
-    """What to run: exactly one of ``files``, ``change`` and ``epic``."""
+#: A change id or epic name: a plain name, never a path (as aidp's loaders accept).
+NAME_PATTERN = r"^[^./\\\x00][^/\\\x00]{0,199}$"
+#: A path relative to the repository (no NUL; not blank).
+FILE_PATTERN = r"^[^\x00]*\S[^\x00]*$"
+_PARALLEL = Field(None, ge=1, le=256, description="steps running at once "
+                  "(default: [run] parallel)")
 
-    model_config = ConfigDict(extra="forbid")
 
-    files: list[str] | None = Field(None, max_length=1000, description="workstream files, "
-                                    "relative to the repository (one plan)")
-    change: str | None = Field(None, max_length=200, description="an approved OpenSpec change")
-    epic: str | None = Field(None, max_length=200, description="a CCPM epic (.claude/epics/)")
-    parallel: int | None = Field(None, ge=1, le=256, description="steps running at once "
-                                 "(default: [run] parallel)")
+class RunFromFiles(BaseModel):
+    """Run workstream files of the repository (one plan)."""
+
+    model_config = ConfigDict(extra="forbid", title="RunFromFiles")
+    files: list[Annotated[str, Field(min_length=1, max_length=1000, pattern=FILE_PATTERN)]] = \
+        Field(..., min_length=1, max_length=1000,
+              description="workstream files or directories, relative to the repository")
+    parallel: int | None = _PARALLEL
+
+
+class RunFromChange(BaseModel):
+    """Run an approved OpenSpec change."""
+
+    model_config = ConfigDict(extra="forbid", title="RunFromChange")
+    change: str = Field(..., max_length=200, pattern=NAME_PATTERN,
+                        description="an approved OpenSpec change")
+    parallel: int | None = _PARALLEL
+
+
+class RunFromEpic(BaseModel):
+    """Run a CCPM epic (.claude/epics/NAME)."""
+
+    model_config = ConfigDict(extra="forbid", title="RunFromEpic")
+    epic: str = Field(..., max_length=200, pattern=NAME_PATTERN, description="a CCPM epic")
+    parallel: int | None = _PARALLEL
+
+
+#: What to run: exactly one of ``files``, ``change`` and ``epic``.
+RunRequest = RunFromFiles | RunFromChange | RunFromEpic
 
 
 def _supervisor(request: Request) -> Any:
@@ -74,8 +100,9 @@ def start_run(request: Request, body: RunRequest, token: Operator,
     ctx, supervisor, by = request.app.state.ctx, _supervisor(request), actor(token)
 
     def action() -> tuple[int, Any]:
-        run_id = service_runs.submit_run(ctx, files=body.files, change=body.change,
-                                         epic=body.epic, parallel=body.parallel, by=by)
+        run_id = service_runs.submit_run(
+            ctx, files=getattr(body, "files", None), change=getattr(body, "change", None),
+            epic=getattr(body, "epic", None), parallel=body.parallel, by=by)
         supervisor.start(run_id, by)
         return 201, queries.get_run(ctx, run_id).to_dict()
 

@@ -11,6 +11,7 @@ connection for its query only.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from aidp.api.auth import read
+from aidp.api.deps import DB_INT_MAX
+from aidp.api.schema import event_items
 from aidp.app import queries
 from aidp.app.context import AppContext
 from aidp.app.events import (
@@ -71,6 +74,7 @@ class Selection:
     run_id: str | None
     types: tuple[str, ...]
     heartbeat: float
+    until_idle: bool = False
 
 
 def _selection(
@@ -79,26 +83,31 @@ def _selection(
         description="only this run's events (an id or a unique prefix)")] = None,
     type_: Annotated[list[str] | None, Query(
         alias="type", description="kinds, globs or categories (step.failed, step.*, gate); "
-        "repeat for several")] = None,
+        "repeat for several", json_schema_extra={"items": event_items()})] = None,
     after: Annotated[int | None, Query(
-        ge=0, description="start after this journal id (as Last-Event-ID; default: from now "
-        "on)")] = None,
+        ge=0, le=DB_INT_MAX, description="start after this journal id (as Last-Event-ID; "
+        "default: from now on)")] = None,
     heartbeat: Annotated[float, Query(
         gt=0, le=300, description="seconds between heartbeat comments")] = 15.0,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    until_idle: Annotated[bool, Query(
+        description="end the stream once every event so far was sent (a catch-up read; "
+        "default: follow until the client leaves)")] = False,
+    last_event_id: Annotated[str, Header(
+        alias="Last-Event-ID", description="resume after this journal id (as `after`)",
+        json_schema_extra={"pattern": r"^[0-9]{0,18}$"})] = "",
 ) -> Selection:
     """Checked before the stream starts, so that a bad request is a 4xx problem, not a
     stream that ends at once."""
     ctx: AppContext = request.app.state.ctx
     start = after
-    if last_event_id is not None and last_event_id.strip():
-        if not last_event_id.strip().isdigit():
+    if last_event_id.strip():
+        if not re.fullmatch(r"[0-9]{1,18}", last_event_id.strip()):
             raise InputError(f"Last-Event-ID {last_event_id!r} is not an event id")
         start = int(last_event_id.strip())
     if start is None:
         start = latest_event_id(ctx)
     run_id = queries.resolve_run(ctx, run) if run else None
-    return Selection(start, run_id, tuple(check_patterns(type_ or ())), heartbeat)
+    return Selection(start, run_id, tuple(check_patterns(type_ or ())), heartbeat, until_idle)
 
 
 @router.get("/events", response_class=EventSourceResponse, responses=_ERRORS,
@@ -121,6 +130,8 @@ async def stream(request: Request, selection: Annotated[Selection, Depends(_sele
             yield ServerSentEvent(comment="heartbeat")
             quiet_since = time.monotonic()
         if page.cursor - cursor < PAGE:  # caught up: wait for more
+            if selection.until_idle:
+                return
             await anyio.sleep(min(POLL_S, selection.heartbeat))
         cursor = page.cursor
 
@@ -128,7 +139,8 @@ async def stream(request: Request, selection: Annotated[Selection, Depends(_sele
 @router.get("/runs/{run_id}/events", response_model=list[CloudEvent], responses=_ERRORS,
             summary="A run's events after a journal id, oldest first (for polling)")
 def run_events(request: Request, run_id: str,
-               after: int = Query(0, ge=0, description="only events after this journal id"),
+               after: int = Query(0, ge=0, le=DB_INT_MAX,
+                                 description="only events after this journal id"),
                limit: int = Query(100, ge=1, le=1000)) -> JSONResponse:
     ctx: AppContext = request.app.state.ctx
     resolved = queries.resolve_run(ctx, run_id)

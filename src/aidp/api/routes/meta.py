@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
 
 from aidp import __version__
 from aidp.api.auth import read
@@ -20,9 +21,15 @@ def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class Readiness(BaseModel):
+    status: Literal["ok", "failed"]
+    checks: dict[str, str] = Field(description="each part: ok, or why not")
+
+
 @router.get("/health/ready", summary="Readiness: the database and the run workers",
-            dependencies=[Depends(read)],
-            responses={503: {"description": "not ready (which part, in `checks`)"}})
+            dependencies=[Depends(read)], response_model=Readiness,
+            responses={503: {"description": "not ready (which part, in `checks`)",
+                             "model": Readiness}})
 def ready(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {"database": check_database(request.app.state.ctx)}
     supervisor = getattr(request.app.state, "supervisor", None)

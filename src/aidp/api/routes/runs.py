@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 
 from aidp.api.auth import actor, read
 from aidp.api.deps import Idem, Operator, Responses
+from aidp.api.problems import Problem
 from aidp.app import commands, queries, resources
 
 router = APIRouter(tags=["runs"], dependencies=[Depends(read)])
@@ -18,6 +21,9 @@ router = APIRouter(tags=["runs"], dependencies=[Depends(read)])
 RunStatus = Literal["pending", "running", "interrupted", "completed", "failed", "cancelled"]
 NOT_FOUND: Responses = {404: {"description": "no such run (or workstream)"}}
 BAD_INPUT: Responses = {400: {"description": "a cursor that is no position"}}
+#: Epoch seconds, as ``since`` takes them.
+EPOCH = r"^-?[0-9]{1,12}(\.[0-9]{1,9})?$"
+_DATETIME = TypeAdapter(datetime)
 
 
 class RunPage(BaseModel):
@@ -34,17 +40,30 @@ def list_runs(request: Request, limit: int = Query(20, ge=1, le=500),
               cursor: str | None = Query(None, pattern=resources.CURSOR_PATTERN,
                                          description="next_cursor of the previous page"),
               status: Annotated[RunStatus | None, Query(description="the state shown")] = None,
-              since: Annotated[datetime | None, Query(description="created at or after "
-                                                      "(ISO 8601, or epoch seconds)")] = None,
+              since: Annotated[str | None, Query(
+                  max_length=64, description="created at or after (ISO 8601, or epoch seconds)",
+                  json_schema_extra={"anyOf": [{"type": "string", "format": "date-time"},
+                                               {"type": "string", "pattern": EPOCH}]})] = None,
               change: str | None = Query(None, max_length=200,
                                          description="runs of this OpenSpec change")
               ) -> dict[str, Any]:
     ctx = request.app.state.ctx
-    moment = None
-    if since is not None:
-        moment = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
+    moment = None if since is None else _moment(since)
     return resources.page_runs(ctx, limit=limit, cursor=cursor, status=status, since=moment,
                                change=change).to_dict()
+
+
+def _moment(since: str) -> float:
+    """``since`` as epoch seconds: a decimal number of seconds, or an ISO 8601 time (UTC
+    unless it says otherwise)."""
+    if re.fullmatch(EPOCH, since):
+        return float(since)
+    try:
+        moment = _DATETIME.validate_python(since)
+    except PydanticValidationError:
+        raise Problem(422, "invalid_request", f"query.since: {since!r} is no time (ISO 8601, "
+                      "or epoch seconds)", exit_code=2) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @router.get("/runs/{run_id}", summary="One run with its workstreams and steps",

@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from aidp.api.auth import actor, read
-from aidp.api.deps import Idem, Operator, Responses
+from aidp.api.deps import AttemptNumber, Idem, Operator, Responses
 from aidp.api.idempotency import Idempotency
 from aidp.api.problems import Problem
 from aidp.app import commands, queries, resources
@@ -59,7 +59,7 @@ def list_attempts(request: Request, run_id: str, ws_id: str, step_id: str
 
 @router.get(ATTEMPT, summary="One attempt with its findings", responses=NOT_FOUND)
 def get_attempt(request: Request, run_id: str, ws_id: str, step_id: str,
-                number: int) -> dict[str, Any]:
+                number: AttemptNumber) -> dict[str, Any]:
     ctx = _ctx(request)
     step = resources.step_ref(ctx, run_id, ws_id, step_id)
     for attempt in resources.get_step(ctx, step).attempt_list:
@@ -79,7 +79,7 @@ def step_findings(request: Request, run_id: str, ws_id: str, step_id: str) -> di
 
 @router.get(ATTEMPT + "/findings", summary="The findings of an attempt", responses=NOT_FOUND)
 def attempt_findings(request: Request, run_id: str, ws_id: str, step_id: str,
-                     number: int) -> dict[str, Any]:
+                     number: AttemptNumber) -> dict[str, Any]:
     ctx = _ctx(request)
     step = resources.step_ref(ctx, run_id, ws_id, step_id)
     queries.get_attempt(ctx, step, number)
@@ -91,7 +91,7 @@ def attempt_findings(request: Request, run_id: str, ws_id: str, step_id: str,
 @router.get(ATTEMPT + "/diagnostics", summary="The diagnostics bundle of a failed attempt "
             "(as `aidp diagnose --json`)", responses=NOT_FOUND)
 def diagnostics(request: Request, run_id: str, ws_id: str, step_id: str,
-                number: int) -> dict[str, Any]:
+                number: AttemptNumber) -> dict[str, Any]:
     ctx = _ctx(request)
     step = resources.step_ref(ctx, run_id, ws_id, step_id)
     queries.get_attempt(ctx, step, number)
@@ -102,7 +102,7 @@ def diagnostics(request: Request, run_id: str, ws_id: str, step_id: str,
             "attempt that completed the step, the kept diff of a failed one",
             responses={**NOT_FOUND, 409: {"description": "the attempt has no diff (yet)"}})
 def diff(request: Request, run_id: str, ws_id: str, step_id: str,
-         number: int) -> dict[str, Any]:
+         number: AttemptNumber) -> dict[str, Any]:
     ctx = _ctx(request)
     return resources.attempt_diff(ctx, resources.step_ref(ctx, run_id, ws_id, step_id), number)
 
@@ -142,7 +142,7 @@ def _unsatisfiable(size: int) -> Problem:
                        206: {"description": "the bytes asked for (Content-Range)",
                              "content": {"text/plain": {}}},
                        416: {"description": "the range starts past the log's end"}})
-def log(request: Request, run_id: str, ws_id: str, step_id: str, number: int,
+def log(request: Request, run_id: str, ws_id: str, step_id: str, number: AttemptNumber,
         follow: bool = Query(False, description="keep streaming new bytes until the attempt "
                              f"ends (at most {FOLLOW_MAX_S:.0f} s per request)")) -> Response:
     """``Range: bytes=a-b`` (or ``a-``, ``-n``) answers 206 with ``Content-Range``. With
@@ -179,7 +179,7 @@ def _read(path: Path | None, offset: int, length: int) -> bytes:
         return b""
 
 
-def _follow(ctx: AppContext, step: StepRef, number: int, path: Path | None, offset: int
+def _follow(ctx: AppContext, step: StepRef, number: AttemptNumber, path: Path | None, offset: int
             ) -> Iterator[bytes]:
     """New bytes of the log as they are written, until the attempt has ended (then one last
     read), nobody drives the run any more, or :data:`FOLLOW_MAX_S` passed. As ``aidp logs

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from aidp.api.auth import actor, admin
+from aidp.api.deps import DB_INT_MAX
 from aidp.api.idempotency import Idempotency, idempotency
+from aidp.api.schema import NAMED_URL_PATTERN, URL_PATTERN, event_items
 from aidp.app import webhooks
 from aidp.app.tokens import TokenView
 
@@ -31,18 +33,27 @@ _IDEMPOTENT: dict[int | str, dict[str, Any]] = {
 
 
 class WebhookIn(BaseModel):
-    """A new subscription."""
+    """A new subscription. The schema states what the service accepts (the URL's form, the
+    event selections, the variable's name); the service checks the same and answers 400,
+    naming what it refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        # an IP literal as host is accepted only with allow_private (internal ones refused)
+        "if": {"not": {"properties": {"allow_private": {"const": True}},
+                       "required": ["allow_private"]}},
+        "then": {"properties": {"url": {"pattern": NAMED_URL_PATTERN}}}})
 
     url: str = Field(max_length=2048, description="http(s) URL; internal addresses refused "
-                     "unless allow_private")
+                     "unless allow_private", pattern=URL_PATTERN)
     events: list[str] = Field(min_length=1, max_length=100,
-                              description="kinds, globs, categories or CloudEvents types")
+                              description="kinds, globs, categories or CloudEvents types",
+                              json_schema_extra={"items": event_items()})
     secret_env: str = Field(max_length=128, description="the service's environment variable "
-                            "holding the signing secret (never the secret)")
-    run: str | None = Field(None, max_length=64, description="only this run's events")
-    allow_private: bool = False
+                            "holding the signing secret (never the secret)",
+                            json_schema_extra={"pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"})
+    run: str | None = Field(None, min_length=1, max_length=64,
+                            description="only this run's events")
+    allow_private: StrictBool = False
 
 
 class WebhookOut(BaseModel):
@@ -101,7 +112,8 @@ def list_deliveries(request: Request, webhook_id: str | None = Query(None, max_l
 
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver", summary="Send a delivery again",
              response_model=DeliveryOut, responses={**_ERRORS, **_IDEMPOTENT})
-def redeliver(request: Request, delivery_id: int, token: Annotated[TokenView, Depends(admin)],
+def redeliver(request: Request, delivery_id: Annotated[int, Path(ge=1, le=DB_INT_MAX)],
+              token: Annotated[TokenView, Depends(admin)],
               idem: Annotated[Idempotency, Depends(idempotency)]) -> Response:
     ctx = request.app.state.ctx
     return idem.run(token, lambda: (200, webhooks.redeliver(ctx, delivery_id).to_dict()))
