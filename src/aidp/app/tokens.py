@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +138,6 @@ def authenticate(app: AppContext, presented: str) -> TokenView | None:
     if not hmac.compare_digest(str(row.secret_sha256), _digest(match.group(2))):
         return None
     view = _view(row)
-    import time
-
     if view.last_used_at is None or time.time() - view.last_used_at > _TOUCH_EVERY_S:
         with app.store().write() as tx:
             service.touch_token(tx, view.id)
