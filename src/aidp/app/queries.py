@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,10 +122,16 @@ def get_run(app: AppContext, run_id: str) -> RunView:
     """
     from aidp.state.lease import lease_is_live
 
+    view = app.cached(("run", run_id), lambda: _read_run(app, run_id))
+    lease = app.store().lease(run_id)  # live or not is a matter of the clock: never cached
+    live = lease_is_live(lease)
+    return replace(view, live=live, holder=lease.holder if live and lease is not None else None)
+
+
+def _read_run(app: AppContext, run_id: str) -> RunView:
+    """:func:`get_run` as recorded (``live`` False, no holder)."""
     store = app.store()
     row = store.run(run_id)
-    lease = store.lease(run_id)
-    live = lease_is_live(lease)
     found: dict[tuple[str, str, int], list[FindingView]] = {}
     for f in store.findings(run_id):
         found.setdefault((f.ws_id, f.step_id, f.attempt), []).append(_finding(f))
@@ -149,8 +156,7 @@ def get_run(app: AppContext, run_id: str) -> RunView:
             compensations=tuple(compensations.get((s.ws_id, s.step_id), [])),
             gate=gates.get((s.ws_id, s.step_id))))
     return RunView(
-        run_id=row.id, status=row.status, live=live,
-        holder=lease.holder if live and lease is not None else None, repo=row.repo,
+        run_id=row.id, status=row.status, live=False, holder=None, repo=row.repo,
         created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
         cancel_requested=bool(row.cancel_requested),
         workstreams=tuple(
