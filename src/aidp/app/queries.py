@@ -56,7 +56,7 @@ def resolve_run(app: AppContext, ref: str | None) -> str:
     Raises:
         NotFoundError: no database, no run, no match, or an ambiguous prefix.
     """
-    return app.store().resolve_run(ref)
+    return app.cached(("resolve_run", ref), lambda: app.store().resolve_run(ref))
 
 
 def split_step_ref(ref: str, known: list[tuple[str, str]]) -> tuple[str, str]:
@@ -86,10 +86,10 @@ def resolve_step(app: AppContext, run_ref: str | None, step_ref: str) -> StepRef
     Raises:
         NotFoundError: unknown run or step, or an ambiguous reference.
     """
-    store = app.store()
-    run_id = store.resolve_run(run_ref)
-    ws_id, step_id = split_step_ref(step_ref, [(s.ws_id, s.step_id)
-                                               for s in store.steps(run_id)])
+    run_id = resolve_run(app, run_ref)
+    steps = app.cached(("step_ids", run_id), lambda: [
+        (s.ws_id, s.step_id) for s in app.store().steps(run_id)])
+    ws_id, step_id = split_step_ref(step_ref, steps)
     return StepRef(run_id, ws_id, step_id)
 
 
@@ -279,6 +279,10 @@ def get_diagnostics(app: AppContext, step: StepRef, attempt: int | None = None) 
 def get_usage(app: AppContext, run_id: str | None) -> UsageView:
     """Tokens, cost, requests and attempts of run ``run_id`` (None: every run), in total and
     per run, workstream, step and profile (a profile never recorded counts as ``?``)."""
+    return app.cached(("usage", run_id), lambda: _read_usage(app, run_id))
+
+
+def _read_usage(app: AppContext, run_id: str | None) -> UsageView:
     total: dict[str, Any] = {}
     by_step: dict[str, dict[str, Any]] = defaultdict(dict)
     by_ws: dict[str, dict[str, Any]] = defaultdict(dict)
