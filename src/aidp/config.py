@@ -171,6 +171,10 @@ class ServeSettings(_Section):
         default_factory=list, description="origins browsers may call the API from (none)")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body accepted")
     max_workers: int = Field(4, ge=1, le=64, description="runs the service drives at once")
+    request_nice: int = Field(
+        5, ge=0, le=19, description="how much lower than the runs' workers the service's "
+        "request handling is scheduled (a Linux nice increment; 0: the same): reads never "
+        "slow the runs they watch")
     worker_restarts: int = Field(
         5, ge=0, le=1000, description="times in a row a run's worker may die and be started "
         "again; then the service gives up on the run (it stays resumable: POST .../resume)")

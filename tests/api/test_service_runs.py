@@ -110,6 +110,11 @@ def _service_run(cli: Cli, run_id: str, state: str = "done") -> Any:
         store.close()
 
 
+def _nice(pid: int) -> int:
+    """The nice value of the thread ``pid`` (a process's main thread)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _holder_pid(view: dict[str, Any]) -> int:
     """The pid of the orchestrator holding the run's lease ("pid N on HOST")."""
     return int(view["holder"].split()[1])
@@ -274,6 +279,8 @@ def test_a_worker_killed_with_kill_9_is_restarted_and_the_run_finishes(
     try:
         view = _wait(served, run_id, lambda v: _completed_steps(v) >= 2 and v["live"])
         worker = _holder_pid(view)
+        # reads never slow the run: request handling is scheduled below the run's worker
+        assert (_nice(served.proc.pid), _nice(worker)) == (5, 0)
         os.kill(worker, signal.SIGKILL)
         killed = time.monotonic()
         _wait(served, run_id, lambda v: v["live"] and _holder_pid(v) != worker)

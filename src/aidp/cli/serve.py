@@ -64,12 +64,13 @@ def serve(repo: Path | None, config_path: Path | None, host: str | None,
     host = host or settings.host
     sock = _listen(host, settings.port if port is None else port)
     bound = sock.getsockname()[1]
-    from aidp.api.supervisor import supervisor_hook
+    from aidp.api.supervisor import lower_priority_hook, supervisor_hook
     from aidp.app.webhook_sender import lifespan as webhook_sender
 
     hook = supervisor_hook(config_path.resolve() if config_path is not None else None)
     app = create_app(ctx.app, listen_host=host,
-                     lifespan_hooks=[hook, webhook_sender(ctx.app)])
+                     lifespan_hooks=[hook, webhook_sender(ctx.app),
+                                     lower_priority_hook(settings.request_nice)])
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"aidp serve: http://{shown}:{bound}/api/v1 (repository {ctx.repo})")
     sys.stdout.flush()
