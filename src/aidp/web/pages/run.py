@@ -76,7 +76,11 @@ def _edges(ctx: AppContext, run: RunView) -> list[tuple[str, str]]:
 def _state(ctx: AppContext, run_id: str) -> dict[str, Any]:
     """The run's states as the page's script reads them."""
     last = latest_event_id(ctx)
-    run = queries.get_run(ctx, run_id)
+    return _state_of(ctx, queries.get_run(ctx, run_id), last)
+
+
+def _state_of(ctx: AppContext, run: RunView, last: int) -> dict[str, Any]:
+    """``run``'s states, read after journal id ``last``."""
     return {
         "run_id": run.run_id, "state": run.state, "live": run.live,
         "last_event_id": last,
@@ -149,7 +153,7 @@ def _page(request: Request, run_ref: str, *, flash: str | None = None,
         checkpoints=[f"{ws.id}/{s.id}" for ws, s in steps if s.checkpoint],
         retryable=RETRYABLE, ended=run.state in service_runs.ENDED, now=time.time(),
         drives_runs=getattr(request.app.state, "supervisor", None) is not None,
-        has_graph=_has_graph())
+        has_graph=_has_graph(), state=_state_of(ctx, run, last))
 
 
 def _has_graph() -> bool:

@@ -33,6 +33,7 @@
     var rules = [
       { selector: "node", style: { "label": "data(label)", "font-size": 11, "color": fg,
         "text-valign": "bottom", "text-margin-y": 4, "width": 22, "height": 22,
+        "min-zoomed-font-size": 8,
         "background-color": colour("pending"), "border-width": 2,
         "border-opacity": 0 } },
       { selector: ":parent", style: { "background-opacity": 0.06, "border-width": 1,
@@ -66,19 +67,114 @@
     item.setAttribute("data-color", colour(state));
   }
 
+  // Layout. A small plan is laid out by dagre as one compound graph. A large one (dagre's
+  // compound layout takes seconds from a few hundred nodes on) in two levels: each
+  // workstream's steps in columns by their longest path from the workstream's first steps
+  // (linear time), then the workstreams as boxes by dagre (a graph of tens of nodes).
+  var NODE = 22, GAP_X = 40, GAP_Y = 14, PAD = 16, LABEL = 18, WHOLE_DAGRE_MAX = 150;
+
+  function columns(ids, edges) {
+    var preds = {}, succs = {}, rank = {}, indeg = {};
+    ids.forEach(function (id) { preds[id] = []; succs[id] = []; indeg[id] = 0; rank[id] = 0; });
+    edges.forEach(function (e) {
+      if (preds[e[1]] && succs[e[0]]) { preds[e[1]].push(e[0]); succs[e[0]].push(e[1]); indeg[e[1]] += 1; }
+    });
+    var queue = ids.filter(function (id) { return indeg[id] === 0; });
+    var order = [];
+    while (queue.length) {
+      var id = queue.shift();
+      order.push(id);
+      succs[id].forEach(function (next) {
+        rank[next] = Math.max(rank[next], rank[id] + 1);
+        indeg[next] -= 1;
+        if (indeg[next] === 0) { queue.push(next); }
+      });
+    }
+    var byRank = [], slot = {};
+    order.forEach(function (id) {
+      (byRank[rank[id]] = byRank[rank[id]] || []).push(id);
+    });
+    byRank.forEach(function (col) {  // one barycentre pass: a step beside its predecessors
+      col.forEach(function (id, i) {
+        var p = preds[id].map(function (q) { return slot[q]; });
+        slot[id] = p.length ? p.reduce(function (a, b) { return a + b; }, 0) / p.length : i;
+      });
+      col.sort(function (a, b) { return slot[a] - slot[b]; });
+      col.forEach(function (id, i) { slot[id] = i; });
+    });
+    var tallest = Math.max.apply(null, byRank.map(function (c) { return c.length; }).concat([1]));
+    var positions = {};
+    byRank.forEach(function (col, r) {
+      var offset = (tallest - col.length) * (NODE + GAP_Y) / 2;
+      col.forEach(function (id, i) {
+        positions[id] = { x: r * (NODE + GAP_X) + NODE / 2, y: offset + i * (NODE + GAP_Y) + NODE / 2 };
+      });
+    });
+    return { positions: positions, width: Math.max(1, byRank.length) * (NODE + GAP_X) - GAP_X,
+      height: tallest * (NODE + GAP_Y) - GAP_Y };
+  }
+
+  function twoLevel(data) {
+    var byWs = {}, wsOf = {};
+    data.steps.forEach(function (s) { (byWs[s.ws] = byWs[s.ws] || []).push(s.id); wsOf[s.id] = s.ws; });
+    var inner = {};
+    Object.keys(byWs).forEach(function (ws) {
+      inner[ws] = columns(byWs[ws], data.edges.filter(function (e) {
+        return wsOf[e[0]] === ws && wsOf[e[1]] === ws;
+      }));
+    });
+    var placed = {};
+    var outer = window.dagre ? new window.dagre.graphlib.Graph({ multigraph: true }) : null;
+    if (outer) {
+      outer.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 48 });
+      outer.setDefaultEdgeLabel(function () { return {}; });
+      Object.keys(inner).forEach(function (ws) {
+        outer.setNode(ws, { width: inner[ws].width + 2 * PAD, height: inner[ws].height + 2 * PAD + LABEL });
+      });
+      data.edges.forEach(function (e) {
+        var a = wsOf[e[0]], b = wsOf[e[1]];
+        if (a && b && a !== b) { outer.setEdge(a, b, {}, a + ">" + b); }
+      });
+      window.dagre.layout(outer);
+      Object.keys(inner).forEach(function (ws) {
+        var box = outer.node(ws);
+        placed[ws] = { x: box.x - box.width / 2 + PAD, y: box.y - box.height / 2 + PAD + LABEL };
+      });
+    } else {  // no dagre: the workstreams in one column
+      var y = 0;
+      Object.keys(inner).forEach(function (ws) {
+        placed[ws] = { x: 0, y: y };
+        y += inner[ws].height + 2 * PAD + LABEL + 24;
+      });
+    }
+    var positions = {};
+    Object.keys(inner).forEach(function (ws) {
+      Object.keys(inner[ws].positions).forEach(function (id) {
+        var p = inner[ws].positions[id];
+        positions[id] = { x: placed[ws].x + p.x, y: placed[ws].y + p.y };
+      });
+    });
+    return positions;
+  }
+
   function draw(data) {
     if (!window.cytoscape || !document.getElementById("dag")) { return; }
+    var started = window.performance ? window.performance.now() : 0;
     if (window.cytoscapeDagre && !draw.registered) {
       window.cytoscape.use(window.cytoscapeDagre);
       draw.registered = true;
     }
+    var whole = draw.registered && data.steps.length <= WHOLE_DAGRE_MAX;
+    var positions = whole ? {} : twoLevel(data);
     var elements = [];
     data.workstreams.forEach(function (ws) {
       elements.push({ group: "nodes", data: { id: "ws:" + ws.id, label: ws.id, state: ws.state } });
     });
     data.steps.forEach(function (s) {
-      elements.push({ group: "nodes", data: { id: s.id, label: s.step, state: s.state,
-        parent: "ws:" + s.ws } });
+      var node = { group: "nodes", data: { id: s.id, label: s.step, state: s.state,
+        parent: "ws:" + s.ws } };
+      if (positions[s.id]) { node.position = positions[s.id]; }
+      elements.push(node);
     });
     data.edges.forEach(function (e, i) {
       elements.push({ group: "edges", data: { id: "e" + i, source: e[0], target: e[1] } });
@@ -86,10 +182,10 @@
     var many = data.steps.length > 300;
     cy = window.cytoscape({
       container: document.getElementById("dag"), elements: elements, style: graphStyle(),
-      layout: draw.registered ? { name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 40,
-        animate: false } : { name: "breadthfirst", directed: true },
+      layout: whole ? { name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 40, animate: false }
+        : { name: "preset", fit: true, padding: 20 },
       textureOnViewport: many, hideEdgesOnViewport: many, hideLabelsOnViewport: many,
-      minZoom: 0.05, maxZoom: 1.5
+      pixelRatio: many ? 1 : "auto", minZoom: 0.02, maxZoom: 1.5
     });
     cy.on("tap", "node", function (event) {
       var node = event.target;
@@ -101,6 +197,9 @@
     });
     data.steps.forEach(function (s) { mirrorNode(s.id, s.state); });
     holder.setAttribute("data-drawn", String(data.steps.length));
+    if (started) {
+      holder.setAttribute("data-draw-ms", String(Math.round(window.performance.now() - started)));
+    }
   }
 
   function setBadge(el, state) {
@@ -236,6 +335,13 @@
   }
   var shown = document.getElementById("run-state");
   if (shown) { document.body.setAttribute("data-run-state", shown.getAttribute("data-state")); }
-  load(true);
+  var initial = null;
+  try { initial = JSON.parse(holder.getAttribute("data-initial") || "null"); } catch (e) { initial = null; }
+  if (initial) {  // the states the page was rendered with: no second request to draw
+    draw(initial);
+    apply(initial);
+  } else {
+    load(true);
+  }
   follow();
 })();
