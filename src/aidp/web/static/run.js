@@ -23,9 +23,16 @@
 
   function say(text) { if (status) { status.textContent = text; } }
 
+  // Colours of the states, read from the CSS once per theme (reading computed styles
+  // between DOM changes would force a style recalculation each time).
+  var colours = {};
+
   function colour(state) {
-    var value = getComputedStyle(document.documentElement).getPropertyValue("--s-" + state);
-    return (value || "").trim() || "#8c959f";
+    if (!colours[state]) {
+      var value = getComputedStyle(document.documentElement).getPropertyValue("--s-" + state);
+      colours[state] = (value || "").trim() || "#8c959f";
+    }
+    return colours[state];
   }
 
   function graphStyle() {
@@ -54,14 +61,19 @@
     return rules;
   }
 
+  var mirrorIndex = {};
+
   function mirrorNode(id, state) {
     if (!mirror) { return; }
-    var item = mirror.querySelector("li[data-step=\"" + CSS.escape(id) + "\"]");
+    var item = mirrorIndex[id];
     if (!item) {
       item = document.createElement("li");
       item.setAttribute("data-step", id);
       item.textContent = id;
       mirror.appendChild(item);
+      mirrorIndex[id] = item;
+    } else if (item.getAttribute("data-state") === state) {
+      return;
     }
     item.setAttribute("data-state", state);
     item.setAttribute("data-color", colour(state));
@@ -212,7 +224,10 @@
   // something changed, at most every SECTIONS_MS, and swapped in -- unless the keyboard focus
   // is inside one (it would be lost). The HTML is the server's own, escaped already; nodes
   // parsed by DOMParser run no script.
+  // On a large run the bulky sections (every step, every attempt) are not swapped: their rows'
+  // states are updated in place, the rest shows on reload.
   var SECTIONS_MS = 3000;
+  var large = false;
   var sectionsDue = false;
   var sectionsTimer = null;
   var lastSections = 0;
@@ -222,7 +237,7 @@
     if (!sectionsDue) { return; }
     sectionsDue = false;
     lastSections = Date.now();
-    fetch(window.location.pathname, { credentials: "same-origin" })
+    fetch(window.location.pathname + (large ? "?part=head" : ""), { credentials: "same-origin" })
       .then(function (answer) { return answer.ok ? answer.text() : null; })
       .then(function (html) {
         if (!html) { return; }
@@ -230,8 +245,10 @@
         Array.prototype.forEach.call(document.querySelectorAll("[data-live-section]"), function (old) {
           var next = fresh.getElementById(old.id);
           if (!next || old.contains(document.activeElement)) { return; }
+          if (large && old.getAttribute("data-live-section") === "bulk") { return; }
           old.replaceWith(document.importNode(next, true));
         });
+        rowIndex = null;
       })
       .catch(function () { /* the next change tries again */ });
   }
@@ -244,13 +261,32 @@
     }
   }
 
+  // The table's rows by data-step / data-ws, found once (and again after a section swap).
+  var rowIndex = null;
+
+  function rows() {
+    if (rowIndex === null) {
+      rowIndex = { steps: {}, ws: {} };
+      Array.prototype.forEach.call(document.querySelectorAll("tr[data-step]"), function (tr) {
+        rowIndex.steps[tr.getAttribute("data-step")] = tr;
+      });
+      Array.prototype.forEach.call(document.querySelectorAll("tr.ws-row[data-ws]"), function (tr) {
+        rowIndex.ws[tr.getAttribute("data-ws")] = tr;
+      });
+    }
+    return rowIndex;
+  }
+
   function apply(data) {
     var changed = document.body.getAttribute("data-run-state") !== data.state;
+    var index = rows();
+    large = data.steps.length > 300;
     setBadge(document.getElementById("run-state"), data.state);
     var summary = document.getElementById("summary-state");
     if (summary) { summary.textContent = data.state; }
+    if (cy) { cy.startBatch(); }
     data.workstreams.forEach(function (ws) {
-      var row = document.querySelector("tr.ws-row[data-ws=\"" + CSS.escape(ws.id) + "\"]");
+      var row = index.ws[ws.id];
       if (row && row.getAttribute("data-state") !== ws.state) {
         row.setAttribute("data-state", ws.state);
         setBadge(row.querySelector(".state"), ws.state);
@@ -258,7 +294,7 @@
       if (cy) { cy.getElementById("ws:" + ws.id).data("state", ws.state); }
     });
     data.steps.forEach(function (s) {
-      var row = document.querySelector("tr[data-step=\"" + CSS.escape(s.id) + "\"]");
+      var row = index.steps[s.id];
       if (row && row.getAttribute("data-state") !== s.state) {
         changed = true;
         row.setAttribute("data-state", s.state);
@@ -272,6 +308,7 @@
         mirrorNode(s.id, s.state);
       }
     });
+    if (cy) { cy.endBatch(); }
     document.body.setAttribute("data-run-state", data.state);
     if (changed) { sectionsChanged(); }
   }
@@ -330,7 +367,14 @@
   var toggle = document.getElementById("theme-toggle");
   if (toggle) {
     toggle.addEventListener("click", function () {
-      window.setTimeout(function () { if (cy) { cy.style(graphStyle()); } }, 0);
+      window.setTimeout(function () {
+        colours = {};
+        if (cy) { cy.style(graphStyle()); }
+        Object.keys(mirrorIndex).forEach(function (id) {
+          var item = mirrorIndex[id];
+          item.setAttribute("data-color", colour(item.getAttribute("data-state")));
+        });
+      }, 0);
     });
   }
   var shown = document.getElementById("run-state");
