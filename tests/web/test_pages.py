@@ -20,7 +20,7 @@ def _run_ids(web: Web) -> list[str]:
 
 def test_sign_in_sets_an_httponly_strict_session_cookie(web: Web) -> None:
     """POST /login with a valid token: 303 to next, cookie HttpOnly, SameSite=Strict, Path=/
-    (not Secure over plain http); the pages then show who signed in."""
+    (Secure only over https); the pages then show who signed in; sign-out ends the session."""
     with web.anonymous() as client:
         answer = client.post("/login", data={"token": web.served.tokens["operate"],
                                              "next": "/runs?status=failed"})
@@ -34,6 +34,10 @@ def test_sign_in_sets_an_httponly_strict_session_cookie(web: Web) -> None:
         page = client.get("/runs")
         assert page.status_code == 200
         assert "t-operate" in page.text
+        behind_tls = client.post("/login", data={"token": web.served.tokens["read"]},
+                                 headers={"X-Forwarded-Proto": "https"})  # a local proxy
+        assert "secure" in {p.strip().lower() for p in
+                            behind_tls.headers["set-cookie"].split(";")}
         out = client.post("/logout", data={"csrf": csrf_of(page.text)})
         assert out.status_code == 303 and 'aidp_session=""' in out.headers["set-cookie"]
         assert client.get("/runs").status_code == 303
