@@ -6,7 +6,9 @@ application layer (the same calls as the REST API's routes; the journal names ``
 
 ``/runs/{run_id}/state`` answers the run's states as JSON (the page's script reads it to draw
 and recolour the DAG) and ``/runs/{run_id}/live`` streams the run's events (:mod:`aidp.web.live`).
-Every node and row of a step carries ``data-step="WS/STEP"`` and ``data-state="STATE"``.
+Every row of a step carries ``data-step="WS/STEP"`` and ``data-state="STATE"``; the graph is a
+canvas, so its nodes are mirrored (hidden) in ``#dag-nodes li`` with ``data-step``,
+``data-state`` and ``data-color`` (the fill the node is drawn with).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ FLASHES = {
     "started": "Run started: the service drives it now.",
     "cancelled": "Cancel requested.",
     "resumed": "Run resumed in the service.",
-    "rolledback": "Rolled back: the steps after the checkpoint are pending again.",
+    "rolledback": "Rolled back to the checkpoint: resume the run to go on from there.",
     "retried": "Step queued for another try: the run resumes in the service.",
     "approved": "Gate approved.",
     "rejected": "Gate rejected.",
