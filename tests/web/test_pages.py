@@ -210,6 +210,9 @@ def test_every_dashboard_response_carries_a_strict_csp_and_no_inline_script(
             assert re.search(r"<[^>]*\son[a-z]+\s*=", answer.text) is None, path
         missing = client.get("/runs/NOPE")
         assert missing.status_code == 404 and "no run" in missing.text.lower()
+        hostile = client.get("/runs/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+        assert hostile.status_code == 404
+        assert "<img" not in hostile.text and "&lt;img src=x onerror=alert(1)&gt;" in hostile.text
         assert client.get("/api/v1/nope").headers["content-type"] == \
             "application/problem+json"
 
