@@ -178,6 +178,10 @@ class ServeSettings(_Section):
     worker_restarts: int = Field(
         5, ge=0, le=1000, description="times in a row a run's worker may die and be started "
         "again; then the service gives up on the run (it stays resumable: POST .../resume)")
+    dashboard: bool = Field(True, description="serve the web dashboard at / (beside the API)")
+    dashboard_read_only: bool = Field(
+        False, description="anonymous visitors may read the dashboard (never act) without "
+        "signing in")
 
 
 class WebhookSettings(_Section):
