@@ -34,14 +34,15 @@
       { selector: "node", style: { "label": "data(label)", "font-size": 11, "color": fg,
         "text-valign": "bottom", "text-margin-y": 4, "width": 22, "height": 22,
         "background-color": colour("pending"), "border-width": 2,
-        "border-color": "#ffffff00" } },
+        "border-opacity": 0 } },
       { selector: ":parent", style: { "background-opacity": 0.06, "border-width": 1,
         "border-color": colour("pending"), "text-valign": "top", "font-weight": "bold",
         "shape": "round-rectangle", "padding": 12 } },
       { selector: "edge", style: { "width": 1.5, "curve-style": "bezier",
         "target-arrow-shape": "triangle", "line-color": colour("skipped"),
         "target-arrow-color": colour("skipped") } },
-      { selector: "node:selected", style: { "border-color": colour("running") } }
+      { selector: "node:selected", style: { "border-color": colour("running"),
+        "border-opacity": 1 } }
     ];
     STATES.forEach(function (s) {
       rules.push({ selector: "node[state = \"" + s + "\"]",
@@ -88,7 +89,7 @@
       layout: draw.registered ? { name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 40,
         animate: false } : { name: "breadthfirst", directed: true },
       textureOnViewport: many, hideEdgesOnViewport: many, hideLabelsOnViewport: many,
-      wheelSensitivity: 0.3, minZoom: 0.05, maxZoom: 3
+      minZoom: 0.05, maxZoom: 1.5
     });
     cy.on("tap", "node", function (event) {
       var node = event.target;
@@ -108,7 +109,44 @@
     el.textContent = state;
   }
 
+  // The server-rendered sections (summary, controls, steps, timeline) are read again when
+  // something changed, at most every SECTIONS_MS, and swapped in -- unless the keyboard focus
+  // is inside one (it would be lost). The HTML is the server's own, escaped already; nodes
+  // parsed by DOMParser run no script.
+  var SECTIONS_MS = 3000;
+  var sectionsDue = false;
+  var sectionsTimer = null;
+  var lastSections = 0;
+
+  function refreshSections() {
+    sectionsTimer = null;
+    if (!sectionsDue) { return; }
+    sectionsDue = false;
+    lastSections = Date.now();
+    fetch(window.location.pathname, { credentials: "same-origin" })
+      .then(function (answer) { return answer.ok ? answer.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        Array.prototype.forEach.call(document.querySelectorAll("[data-live-section]"), function (old) {
+          var next = fresh.getElementById(old.id);
+          if (!next || old.contains(document.activeElement)) { return; }
+          old.replaceWith(document.importNode(next, true));
+        });
+      })
+      .catch(function () { /* the next change tries again */ });
+  }
+
+  function sectionsChanged() {
+    sectionsDue = true;
+    if (sectionsTimer === null) {
+      var wait = Math.max(0, SECTIONS_MS - (Date.now() - lastSections));
+      sectionsTimer = window.setTimeout(refreshSections, wait);
+    }
+  }
+
   function apply(data) {
+    var changed = document.body.getAttribute("data-run-state") !== data.state;
     setBadge(document.getElementById("run-state"), data.state);
     var summary = document.getElementById("summary-state");
     if (summary) { summary.textContent = data.state; }
@@ -123,6 +161,7 @@
     data.steps.forEach(function (s) {
       var row = document.querySelector("tr[data-step=\"" + CSS.escape(s.id) + "\"]");
       if (row && row.getAttribute("data-state") !== s.state) {
+        changed = true;
         row.setAttribute("data-state", s.state);
         setBadge(row.querySelector(".state"), s.state);
         var attempts = row.querySelector(".attempts");
@@ -135,6 +174,7 @@
       }
     });
     document.body.setAttribute("data-run-state", data.state);
+    if (changed) { sectionsChanged(); }
   }
 
   function load(first) {
@@ -194,6 +234,8 @@
       window.setTimeout(function () { if (cy) { cy.style(graphStyle()); } }, 0);
     });
   }
+  var shown = document.getElementById("run-state");
+  if (shown) { document.body.setAttribute("data-run-state", shown.getAttribute("data-state")); }
   load(true);
   follow();
 })();
