@@ -93,10 +93,10 @@ async def create_token(request: Request,
     try:
         made = await to_thread.run_sync(tokens.create_token, ctx, name, scope)
     except AidpError as exc:
-        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), _status(exc)
         return await to_thread.run_sync(lambda: _page(
             request, error=message, chosen={"token_name": name, "scope": scope},
-            code=_status(exc)))
+            code=status))
     return await to_thread.run_sync(lambda: _page(request, created_token=made, code=201))
 
 
@@ -135,9 +135,9 @@ async def create_webhook(request: Request,
     try:
         made = await to_thread.run_sync(action)
     except AidpError as exc:
-        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), _status(exc)
         return await to_thread.run_sync(lambda: _page(
-            request, error=message, chosen=chosen, code=_status(exc)))
+            request, error=message, chosen=chosen, code=status))
     return await to_thread.run_sync(lambda: _page(request, created_hook=made, code=201))
 
 

@@ -59,12 +59,13 @@ def specs_page(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Res
     ctx: AppContext = request.app.state.ctx
     root = _root(ctx)
     if root is None:
-        return render(request, "specs.html", root=None, spec_list=[], changes=[],
-                      proposals=[], conflicts=[], in_review=[])
+        return render(request, "specs.html", root=None, spec_list=[], changes={},
+                      proposals={}, conflicts=[], in_review=[])
     listed = {p.change: p for p in proposals.list_proposals(ctx)}
     return render(request, "specs.html", root=root,
                   spec_list=specs.list_items(root, specs=True)["specs"],
-                  changes=specs.list_items(root)["changes"], proposals=listed,
+                  changes={c["name"]: c for c in specs.list_items(root)["changes"]},
+                  proposals=listed,
                   conflicts=specs.conflicts(root),
                   in_review=[p for p in listed.values() if p.state in IN_REVIEW])
 
