@@ -37,7 +37,8 @@ workstreams:
       - id: two
         depends_on: [one]
         run: |-
-          mkdir -p {{worktree}}/src && printf 'x = 1\\n\\nraise ValueError("<b>bad</b>")\\n' > {{worktree}}/src/boom.py
+          mkdir -p {{worktree}}/src
+          printf 'x = 1\\n\\nraise ValueError("<b>bad</b>")\\n' > {{worktree}}/src/boom.py
           {HOSTILE.removesuffix('; exit 3')}
           cd {{worktree}} && python3 src/boom.py
   - id: beta
@@ -56,6 +57,12 @@ workstreams:
         prompt: Write docs/notes.md by hand.
         checks: ["test -s docs/notes.md"]
 """
+SLOW = """version: 1
+workstreams:
+  - id: w
+    steps:
+      - {id: slow, run: "echo first; sleep 3; echo second"}
+"""
 TOML = ('[tools.impl]\nadapter = "shell"\ncommand = "cat {prompt_file}; echo done > impl.txt"\n'
         '[tools.impl.breaker]\nenabled = true\n')
 
@@ -63,6 +70,7 @@ TOML = ('[tools.impl]\nadapter = "shell"\ncommand = "cat {prompt_file}; echo don
 def _serve(root: Path) -> Web:
     repo = root / "repo"
     init_repo(repo, {"README.md": "demo\n", "ws/pages.yaml": PLAN, "ws/gate.yaml": GATE,
+                     "ws/slow.yaml": SLOW,
                      "aidp.toml": TOML})
     shutil.copytree(EXAMPLE, repo / "openspec")
     git(repo, "add", "-A")
@@ -349,6 +357,13 @@ def test_settings_create_a_token_shown_once_and_revoke_it_with_admin_scope(site:
         assert 'data-active="no"' in _token_row(admin.get("/settings").text, "web-made")
         with site.anonymous() as anon:
             assert anon.post("/login", data={"token": secret.group(1)}).status_code == 401
+    with _db(site) as db:
+        rows = db.execute("SELECT kind, data FROM events WHERE kind LIKE 'token.%' "
+                          "ORDER BY id").fetchall()
+    journal = [(kind, json.loads(data)) for kind, data in rows]
+    assert [(k, d["token"], d["by"]) for k, d in journal] == [
+        ("token.created", "web-made", "api:t-admin"), ("token.revoked", "web-made", "api:t-admin")]
+    assert secret.group(1)[18:] not in json.dumps([d for _, d in journal])
 
 
 def test_settings_webhooks_are_created_listed_and_deleted_by_an_admin(site: Web) -> None:
@@ -372,3 +387,30 @@ def test_settings_webhooks_are_created_listed_and_deleted_by_an_admin(site: Web)
         gone = admin.post(f"/settings/webhooks/{hook.group(1)}/delete", data={"csrf": token})
         assert gone.status_code == 303
         assert f'data-webhook="{hook.group(1)}"' not in admin.get("/settings").text
+
+
+def test_a_running_attempts_log_is_followed_from_the_offset_the_page_was_rendered_at(
+        site: Web) -> None:
+    """While the attempt runs, the page marks its log to follow (and reloads itself without
+    JavaScript); the log route answers the later lines after the page's offset, then says
+    finished."""
+    with site.session("read") as reader, site.session("operate") as client:
+        run_id = _start(client, "ws/slow.yaml")
+        page_url = f"/runs/{run_id}/steps/w/slow"
+        deadline = time.monotonic() + 30
+        while True:
+            page = reader.get(page_url).text
+            log = page.split('id="step-log"')[-1].split("</pre>")[0]
+            if 'data-follow="yes"' in page and "first" in log:
+                break
+            assert time.monotonic() < deadline, page[-2000:]
+            time.sleep(0.2)
+        assert '<meta http-equiv="refresh" content="5">' in page
+        offset = int(re.search(r'data-offset="(\d+)"', page).group(1))  # type: ignore[union-attr]
+        log_url = f"{page_url}/attempts/1/log"
+        early = reader.get(log_url, params={"after": offset}).json()
+        assert early["finished"] is False and "first" not in early["html"]
+        site.wait_ended(run_id)
+        late = reader.get(log_url, params={"after": early["offset"]}).json()
+        assert "second" in late["html"] and late["finished"] is True
+        assert 'data-follow="yes"' not in reader.get(page_url).text
