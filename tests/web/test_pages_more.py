@@ -63,6 +63,12 @@ workstreams:
     steps:
       - {id: slow, run: "echo first; sleep 3; echo second"}
 """
+OK = """version: 1
+workstreams:
+  - id: w
+    steps:
+      - {id: s, run: "echo fine"}
+"""
 TOML = ('[tools.impl]\nadapter = "shell"\ncommand = "cat {prompt_file}; echo done > impl.txt"\n'
         '[tools.impl.breaker]\nenabled = true\n')
 
@@ -71,11 +77,16 @@ def _serve(root: Path) -> Web:
     repo = root / "repo"
     init_repo(repo, {"README.md": "demo\n", "ws/pages.yaml": PLAN, "ws/gate.yaml": GATE,
                      "ws/slow.yaml": SLOW,
+                     "ws/ok.yaml": OK,
                      "aidp.toml": TOML})
     shutil.copytree(EXAMPLE, repo / "openspec")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "specs")
-    served = start_served(Cli(repo))
+    with pytest.MonkeyPatch.context() as patch:  # a quick webhook sender that gives up at once
+        patch.setenv("AIDP_WEBHOOKS__POLL_INTERVAL_S", "0.2")
+        patch.setenv("AIDP_WEBHOOKS__MAX_ATTEMPTS", "1")
+        patch.setenv("HOOK_KEY", "whsec_" + "A" * 32)
+        served = start_served(Cli(repo))
     return Web(served.url.removesuffix("/api/v1"), served)
 
 
@@ -414,3 +425,33 @@ def test_a_running_attempts_log_is_followed_from_the_offset_the_page_was_rendere
         late = reader.get(log_url, params={"after": early["offset"]}).json()
         assert "second" in late["html"] and late["finished"] is True
         assert 'data-follow="yes"' not in reader.get(page_url).text
+
+
+def test_a_dead_delivery_is_listed_and_redelivered_by_an_admin(site: Web) -> None:
+    """A webhook to a closed port gets a delivery of a run's events; the settings page lists
+    it with its status and error; redeliver needs admin + CSRF (403 otherwise) and queues it."""
+    with site.session("admin") as admin:
+        token = csrf_of(admin.get("/settings").text)
+        made = admin.post("/settings/webhooks", data={
+            "csrf": token, "url": "http://127.0.0.1:9/hook", "events": "run.requested",
+            "secret_env": "HOOK_KEY", "allow_private": "1"})
+        assert made.status_code == 201, made.text[-1500:]
+        _start(admin, "ws/ok.yaml")
+        deadline = time.monotonic() + 30
+        while True:
+            page = admin.get("/settings").text
+            dead = re.search(r'data-delivery="(\d+)" data-status="dead"', page)
+            if dead:
+                break
+            assert time.monotonic() < deadline, page[-3000:]
+            time.sleep(0.3)
+        url = f"/settings/deliveries/{dead.group(1)}/redeliver"
+        assert f'action="{url}"' in page
+        assert admin.post(url, data={}).status_code == 403
+        with site.session("operate") as operator:
+            assert operator.post(url, data={"csrf": csrf_of(operator.get("/settings").text)}
+                                 ).status_code == 403
+        again = admin.post(url, data={"csrf": token})
+        assert again.status_code == 303 and again.headers["location"].endswith("redelivered")
+        assert admin.post("/settings/deliveries/999999/redeliver",
+                          data={"csrf": token}).status_code == 404
