@@ -455,3 +455,23 @@ def test_a_dead_delivery_is_listed_and_redelivered_by_an_admin(site: Web) -> Non
         assert again.status_code == 303 and again.headers["location"].endswith("redelivered")
         assert admin.post("/settings/deliveries/999999/redeliver",
                           data={"csrf": token}).status_code == 404
+
+
+def test_read_only_access_shows_the_new_pages_without_a_single_form(web_read_only: Web) -> None:
+    """With [serve] dashboard_read_only an anonymous visitor reads the tools, specs and
+    settings pages (no openspec/ here: the page says so) with no form, and every action of
+    them is refused (403) without changing anything."""
+    with web_read_only.anonymous() as anon:
+        for path in ("/tools", "/specs", "/settings"):
+            page = anon.get(path)
+            assert page.status_code == 200, path
+            assert 'name="csrf"' not in page.text and 'method="post"' not in page.text, path
+        assert "no <code>openspec/</code> directory" in anon.get("/specs").text
+        assert anon.get("/specs/coverage").status_code == 404
+        for path, data in [("/tools/check", {}), ("/tools/breakers/reset", {"key": "x:y"}),
+                           ("/settings/tokens", {"name": "anon", "scope": "admin"}),
+                           ("/settings/tokens/t-admin/revoke", {}),
+                           ("/specs/proposals/c/approve", {})]:
+            assert anon.post(path, data={"csrf": "", **data}).status_code == 403, path
+        assert 'data-token="anon"' not in anon.get("/settings").text
+        assert 'data-active="no"' not in anon.get("/settings").text
