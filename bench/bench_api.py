@@ -9,7 +9,7 @@ chained shell steps (each appends a line to its workstream's file: a one-file ch
 step). Per round, in the same invocation, the same plan is run twice through ``POST /runs``:
 
 * **quiet**: nothing else reads;
-* **loaded**: ``clients`` concurrent clients (asyncio + httpx, one connection each) each do
+* **loaded**: ``clients`` concurrent clients (asyncio, one keep-alive connection each) each do
   ``reads`` GETs, round-robin over ``/runs``, ``/runs/{id}``, ``/runs/{id}/workstreams``, a
   step, ``/runs/{id}/events``, ``/runs/{id}/findings`` and ``/usage?run=``, all on the run
   being driven, starting with it.
@@ -50,14 +50,16 @@ def _git(repo: Path, *args: str) -> None:
                    env={**os.environ, **GIT_ENV})
 
 
-def _repository(root: Path, workstreams: int, steps: int) -> Path:
-    """A repository with one commit holding the plan ``workstreams/bench.json``."""
+def _repository(root: Path, workstreams: int, steps: int, sleep_s: float = 0.0) -> Path:
+    """A repository with one commit holding the plan ``workstreams/bench.json``; each step
+    sleeps ``sleep_s`` first (a tool waiting for its model), then appends its line."""
     repo = root / "repo"
     repo.mkdir()
     _git(repo, "init", "-q", "-b", "main")
     items = []
+    wait = f"sleep {sleep_s} && " if sleep_s else ""
     for w in range(workstreams):
-        chain = [{"id": f"s{j}", "run": f"mkdir -p w{w} && echo step-{j} >> w{w}/log.txt",
+        chain = [{"id": f"s{j}", "run": f"{wait}mkdir -p w{w} && echo step-{j} >> w{w}/log.txt",
                   **({"depends_on": [f"s{j - 1}"]} if j else {})} for j in range(steps)]
         items.append({"id": f"w{w}", "scope": [f"w{w}/**"], "steps": chain})
     (repo / "workstreams").mkdir()
@@ -144,20 +146,75 @@ def _routes(run_id: str) -> list[str]:
             f"/runs/{run_id}/findings", f"/usage?run={run_id}"]
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that sends GETs and reads whole answers.
+
+    The readers use this instead of httpx: 50 httpx clients in one event loop cost as much CPU
+    per request as the service does, and on two cores that CPU is taken from the service being
+    measured. A request's latency is from its first byte sent to its last byte read.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parsed = httpx.URL(url)
+        self.host, self.port, self.prefix = parsed.host, parsed.port or 80, parsed.path
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in
+                            {"Host": f"{self.host}:{self.port}", **headers}.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> int:
+        """The status of ``GET path`` (the body is read and dropped)."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {self.prefix}{path} HTTP/1.1\r\n{self.head}\r\n".encode())
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("closed")
+        length, chunked, close = 0, False, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding" and "chunked" in value:
+                chunked = True
+            elif name == "connection" and value == "close":
+                close = True
+        if chunked:
+            while (size := int((await self.reader.readline()).split(b";")[0], 16)):
+                await self.reader.readexactly(size + 2)
+            await self.reader.readline()
+        else:
+            await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
 async def _reader(url: str, headers: dict[str, str], routes: list[str], reads: int, offset: int,
                   latencies: list[float], errors: list[str]) -> None:
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+    connection = _Connection(url, headers)
+    try:
         for n in range(reads):
             path = routes[(n + offset) % len(routes)]
             began = time.perf_counter()
             try:
-                answer = await client.get(path)
+                status = await connection.get(path)
                 latencies.append(time.perf_counter() - began)
-                if answer.status_code != 200:
-                    errors.append(f"{answer.status_code} {path}")
-            except httpx.HTTPError as exc:
+                if status != 200:
+                    errors.append(f"{status} {path}")
+            except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
                 latencies.append(time.perf_counter() - began)
                 errors.append(f"{type(exc).__name__} {path}")
+                connection.close()
+    finally:
+        connection.close()
 
 
 async def _one_run(service: Service, clients: int, reads: int) -> dict[str, Any]:
@@ -212,11 +269,13 @@ def main() -> None:
     parser.add_argument("--workstreams", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--step-sleep", type=float, default=0.2,
+                        help="seconds each step waits before its edit (0: none)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rounds = []
     with tempfile.TemporaryDirectory(prefix="aidp-bench-api-") as tmp:
-        repo = _repository(Path(tmp), args.workstreams, args.steps)
+        repo = _repository(Path(tmp), args.workstreams, args.steps, args.step_sleep)
         service = Service(repo)
         try:
             for n in range(args.rounds):
@@ -239,7 +298,8 @@ def main() -> None:
         finally:
             service.stop()
     report = {"clients": args.clients, "reads": args.reads,
-              "steps": args.workstreams * args.steps, "rounds": rounds}
+              "steps": args.workstreams * args.steps, "step_sleep_s": args.step_sleep,
+              "rounds": rounds}
     text = json.dumps(report, indent=1)
     if args.out:
         args.out.write_text(text)

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,12 @@ class Served:
 def start_served(cli: Cli, *extra: str) -> Served:
     """Create a token per scope and start ``aidp serve --port 0`` (waits for its URL line)."""
     tokens = {}
+    quick = replace(cli, in_process=True)  # the token commands are plain: no process needed
+    have = {t["name"] for t in json.loads(quick("tokens", "list", "--json", check=True).stdout)}
     for scope in ("read", "operate", "admin"):
         name = f"t-{scope}"
-        if not any(t["name"] == name for t in json.loads(cli("tokens", "list", "--json",
-                                                            check=True).stdout)):
-            made = cli("tokens", "create", name, "--scope", scope, "--json", check=True)
+        if name not in have:
+            made = quick("tokens", "create", name, "--scope", scope, "--json", check=True)
             tokens[scope] = json.loads(made.stdout)["token"]
     proc = cli.popen("serve", "--port", "0", *extra)
     assert proc.stdout is not None

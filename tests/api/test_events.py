@@ -176,10 +176,15 @@ def test_filters_by_run_and_type(served: Served, tmp_path: Path) -> None:
 @SQLITE
 def test_heartbeats_and_auth(served: Served) -> None:
     """An idle stream gets a comment every `heartbeat` seconds; no token: 401."""
-    start = time.monotonic()
-    got, comments = read_until(served, lambda e: e is None and time.monotonic() - start > 1.0,
-                               params={"heartbeat": 0.3})
-    assert got == [] and comments >= 2
+    beats: list[float] = []
+
+    def third_beat(event: Any) -> bool:
+        beats.append(time.monotonic())
+        return event is None and len(beats) >= 3
+
+    got, comments = read_until(served, third_beat, params={"heartbeat": 0.3})
+    assert got == [] and comments == 3
+    assert beats[2] - beats[0] >= 0.5  # every 0.3 s, not as fast as it can
     with served.client(None) as anon:
         answer = anon.get("/events")
         assert answer.status_code == 401

@@ -356,3 +356,40 @@ def test_runs_beyond_max_workers_wait_their_turn(cli: Cli) -> None:
     finally:
         served.stop()
         _kill_workers(run_ids)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_crash_loop_ends_and_readiness_names_the_run(cli: Cli, monkeypatch: pytest.MonkeyPatch
+                                                      ) -> None:
+    """A run whose worker cannot start (here: aidp.toml broken mid-run) is started again
+    [serve] worker_restarts times, then given up: readiness names it and stays ok; once the
+    cause is fixed, a resume drives it to the end, each step once."""
+    repo = cli.cwd
+    go = repo / "go"
+    path = _plan(repo, "wait", {"w": 3}, sleep=0.1, hold=go)
+    monkeypatch.setenv("AIDP_SERVE__WORKER_RESTARTS", "2")
+    served = start_served(cli)
+    run_id = ""
+    try:
+        run_id = _start(served, {"files": [path]})
+        view = _wait(served, run_id, lambda v: _completed_steps(v) >= 2 and v["live"])
+        (repo / "aidp.toml").write_text("[run\nbroken = \n")
+        os.kill(_holder_pid(view), signal.SIGKILL)
+        row = _service_run(cli, run_id, "done")
+        assert (row.state, row.restarts) == ("done", 2), _worker_log(repo, run_id)
+        assert _worker_log(repo, run_id).count("aidp.toml: Expected") == 2  # each restart: why
+        with served.client("read") as client:
+            ready = client.get("/health/ready")
+        assert ready.status_code == 200 and ready.json()["given_up"] == [run_id]
+        assert _run(served, run_id)["resumable"]
+        (repo / "aidp.toml").unlink()
+        go.write_text("")
+        with served.client("operate") as client:
+            assert client.post(f"/runs/{run_id}/resume").status_code == 202
+            view = _wait(served, run_id, _finished)
+            assert view["status"] == "completed"
+            assert client.get("/health/ready").json()["given_up"] == []
+        _assert_each_step_once(repo, run_id, {"w": 3})
+    finally:
+        served.stop()
+        _kill_workers([run_id])

@@ -272,3 +272,20 @@ def test_a_running_run_nobody_drives_shows_interrupted(app: AppContext, tmp_path
     [item] = [i.to_dict() for i in aidp.app.list_runs(app)]
     assert (item["status"], item["live"], item["resumable"]) == (
         shown, data["live"], data["resumable"])
+
+
+def test_a_kept_view_is_never_older_than_the_database(app: AppContext, tmp_path: Path) -> None:
+    """get_run keeps what it read while nobody commits (the same view object comes back), and
+    reads again after any commit: of this context, or of another process (the CLI)."""
+    run_id = aidp.app.create_run(app, load_plan([_plan(tmp_path, {
+        "good": [_write("good", "one")]})]), parallel=1)
+    first = aidp.app.get_run(app, run_id)
+    again = aidp.app.get_run(app, run_id)
+    assert again.workstreams is first.workstreams and not first.cancel_requested
+    env = {**os.environ, "AIDP_DATABASE_URL": ""}
+    env.pop("AIDP_DATABASE_URL")
+    subprocess.run([str(Path(sys.executable).with_name("aidp")), "cancel", run_id, "--wait",
+                    "0"], cwd=app.repo, env=env, check=True, capture_output=True, timeout=60)
+    seen = aidp.app.get_run(app, run_id)
+    assert seen.cancel_requested and seen.status == "cancelled"
+    assert aidp.app.list_runs(app)[0].status == "cancelled"

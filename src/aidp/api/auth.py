@@ -9,9 +9,10 @@ unprotected. The token itself is never logged: the journal and the log name the 
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from aidp.api.problems import Problem
-from aidp.app.tokens import TokenView, authenticate, scope_allows
+from aidp.app.tokens import TokenView, authenticate, needs_note, note_use, scope_allows
 
 __all__ = ["PUBLIC_PATHS", "actor", "admin", "operate", "read"]
 
@@ -19,14 +20,18 @@ __all__ = ["PUBLIC_PATHS", "actor", "admin", "operate", "read"]
 PUBLIC_PATHS = frozenset({"/api/v1/health/live"})
 
 
-def _require(request: Request, scope: str) -> TokenView:
+async def _require(request: Request, scope: str) -> TokenView:
+    # On the event loop, not in a worker thread: while the database is unchanged the check is
+    # a lookup in memory (AppContext.cached), and a thread hop per request would cost more
+    # than the check. The once-a-minute write of last_used_at goes to a thread.
     header = request.headers.get("authorization", "")
     kind, _, value = header.partition(" ")
     if kind.lower() != "bearer" or not value.strip():
         raise Problem(401, "unauthorized", "a bearer token is required "
                       "(Authorization: Bearer aidp_...; `aidp tokens create NAME`)",
                       headers={"WWW-Authenticate": 'Bearer realm="aidp"'})
-    token = authenticate(request.app.state.ctx, value)
+    ctx = request.app.state.ctx
+    token = authenticate(ctx, value, touch=False)
     if token is None:
         raise Problem(401, "unauthorized", "unknown or revoked token",
                       headers={"WWW-Authenticate": 'Bearer realm="aidp", error="invalid_token"'})
@@ -35,23 +40,25 @@ def _require(request: Request, scope: str) -> TokenView:
                       f"token {token.name!r} has {token.scope!r}",
                       headers={"WWW-Authenticate":
                                f'Bearer realm="aidp", error="insufficient_scope", scope="{scope}"'})
+    if needs_note(token):
+        await run_in_threadpool(note_use, ctx, token)
     request.state.token = token
     return token
 
 
-def read(request: Request) -> TokenView:
+async def read(request: Request) -> TokenView:
     """Dependency: any valid token."""
-    return _require(request, "read")
+    return await _require(request, "read")
 
 
-def operate(request: Request) -> TokenView:
+async def operate(request: Request) -> TokenView:
     """Dependency: a token that may act on runs, gates, breakers and proposals."""
-    return _require(request, "operate")
+    return await _require(request, "operate")
 
 
-def admin(request: Request) -> TokenView:
+async def admin(request: Request) -> TokenView:
     """Dependency: a token that may manage tokens and webhooks."""
-    return _require(request, "admin")
+    return await _require(request, "admin")
 
 
 def actor(token: TokenView) -> str:

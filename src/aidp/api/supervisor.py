@@ -7,7 +7,9 @@ every ``poll_s`` at the active runs and decides, run by run:
 * it has a worker of ours: wait for it to exit. Exited with the run ended (completed, failed,
   cancelled): the run is *done*. Exited otherwise (killed, crashed) while the service is not
   stopping: started again after an exponential backoff (``backoff_s`` doubling up to
-  ``max_backoff_s``); aidp's resume never redoes a completed step.
+  ``max_backoff_s``); aidp's resume never redoes a completed step. After ``max_restarts``
+  restarts in a row the service gives up on the run (``given_up``, shown by readiness) until it
+  is asked for again: a crash loop ends.
 * its lease is live without a worker of ours -- a worker orphaned by a service that was killed
   (``kill -9`` leaves the workers running: each has its own session), or ``aidp resume`` run by
   hand: left alone and watched; when the lease lapses (that process ended or died) the run is
@@ -48,8 +50,9 @@ class Supervisor:
 
     def __init__(self, ctx: AppContext, *, max_workers: int, config_path: Path | None = None,
                  poll_s: float = 0.25, backoff_s: float = 0.5, max_backoff_s: float = 30.0,
-                 stop_timeout_s: float = 20.0) -> None:
+                 stop_timeout_s: float = 20.0, max_restarts: int = 5) -> None:
         self.ctx, self.max_workers, self.config_path = ctx, max_workers, config_path
+        self.max_restarts = max_restarts
         self.poll_s, self.backoff_s, self.max_backoff_s = poll_s, backoff_s, max_backoff_s
         self.stop_timeout_s = stop_timeout_s
         self.workers: dict[str, service_runs.Worker] = {}
@@ -178,6 +181,13 @@ class Supervisor:
                 log.info("run %s: %s", run_id, run.status)
             elif not self._stopping.is_set() and not run.live:
                 failures = self._failures.get(run_id, 0) + 1
+                if failures > self.max_restarts:
+                    service_runs.give_up(self.ctx, run_id)
+                    with self._lock:
+                        self._forget(run_id)
+                    log.error("run %s: worker %d exited %d, %d times in a row; given up (the "
+                              "run is resumable)", run_id, worker.pid, code, failures)
+                    continue
                 delay = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
                 with self._lock:
                     self._failures[run_id] = failures
@@ -201,7 +211,9 @@ def supervisor_hook(config_path: Path | None = None, **options: Any
         import asyncio
 
         ctx = app.state.ctx
-        supervisor = Supervisor(ctx, max_workers=ctx.settings.serve.max_workers,
+        settings = ctx.settings.serve
+        options.setdefault("max_restarts", settings.worker_restarts)
+        supervisor = Supervisor(ctx, max_workers=settings.max_workers,
                                 config_path=config_path, **options)
         app.state.supervisor = supervisor
         supervisor.begin()

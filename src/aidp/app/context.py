@@ -6,13 +6,18 @@ SQLite file ``.aidp/aidp.db`` by default) and building the :class:`~aidp.state.s
 no interface builds a store itself. It does not find the repository (an interface knows where it
 runs: the CLI asks git for the work tree around the current directory) and reads no run state.
 Importing it is cheap: the store is imported when it is first opened.
+
+It also keeps what :meth:`AppContext.cached` read, for as long as the database has not changed
+(a long-lived context, as in ``aidp serve``, answers repeated reads without the database).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aidp.exceptions import NotFoundError
 
@@ -21,6 +26,10 @@ if TYPE_CHECKING:
     from aidp.state.store import Store
 
 __all__ = ["AppContext"]
+
+T = TypeVar("T")
+#: Reads kept by :meth:`AppContext.cached` (the oldest go first).
+CACHE_ENTRIES = 256
 
 
 class AppContext:
@@ -38,6 +47,8 @@ class AppContext:
         self.repo = repo
         self.settings = settings
         self._store: Store | None = None
+        self._cache: dict[Hashable, tuple[int, object]] = {}
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def open(cls, repo: Path, config_path: Path | None = None) -> AppContext:
@@ -83,6 +94,27 @@ class AppContext:
             self._store = Store(self.database_url)
         return self._store
 
+    def cached(self, key: Hashable, load: Callable[[], T]) -> T:
+        """``load()``, or what it returned for ``key`` before if nobody has committed to the
+        database since (:meth:`~aidp.state.store.Store.data_version`). Only for values read
+        from the database alone (not the clock, not files) and never mutated by callers
+        (frozen views). Where the backend has no cheap version (PostgreSQL), always
+        ``load()``."""
+        version = self.store().data_version()
+        if version is None:
+            return load()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]  # type: ignore[return-value]  # stored by this key's loader
+        value = load()  # read after the version: a commit in between only makes it newer
+        with self._cache_lock:
+            self._cache.pop(key, None)
+            self._cache[key] = (version, value)
+            while len(self._cache) > CACHE_ENTRIES:
+                del self._cache[next(iter(self._cache))]
+        return value
+
     def ensure_aidp_dir(self) -> None:
         """Create ``.aidp/`` and keep it out of git (``.git/info/exclude``)."""
         from aidp.workspace.git import ensure_excluded
@@ -95,6 +127,8 @@ class AppContext:
         if self._store is not None:
             self._store.close()
             self._store = None
+        with self._cache_lock:
+            self._cache.clear()
 
     def __enter__(self) -> AppContext:
         return self

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ def resolve_run(app: AppContext, ref: str | None) -> str:
     Raises:
         NotFoundError: no database, no run, no match, or an ambiguous prefix.
     """
-    return app.store().resolve_run(ref)
+    return app.cached(("resolve_run", ref), lambda: app.store().resolve_run(ref))
 
 
 def split_step_ref(ref: str, known: list[tuple[str, str]]) -> tuple[str, str]:
@@ -85,10 +86,10 @@ def resolve_step(app: AppContext, run_ref: str | None, step_ref: str) -> StepRef
     Raises:
         NotFoundError: unknown run or step, or an ambiguous reference.
     """
-    store = app.store()
-    run_id = store.resolve_run(run_ref)
-    ws_id, step_id = split_step_ref(step_ref, [(s.ws_id, s.step_id)
-                                               for s in store.steps(run_id)])
+    run_id = resolve_run(app, run_ref)
+    steps = app.cached(("step_ids", run_id), lambda: [
+        (s.ws_id, s.step_id) for s in app.store().steps(run_id)])
+    ws_id, step_id = split_step_ref(step_ref, steps)
     return StepRef(run_id, ws_id, step_id)
 
 
@@ -121,10 +122,16 @@ def get_run(app: AppContext, run_id: str) -> RunView:
     """
     from aidp.state.lease import lease_is_live
 
+    view = app.cached(("run", run_id), lambda: _read_run(app, run_id))
+    lease = app.store().lease(run_id)  # live or not is a matter of the clock: never cached
+    live = lease_is_live(lease)
+    return replace(view, live=live, holder=lease.holder if live and lease is not None else None)
+
+
+def _read_run(app: AppContext, run_id: str) -> RunView:
+    """:func:`get_run` as recorded (``live`` False, no holder)."""
     store = app.store()
     row = store.run(run_id)
-    lease = store.lease(run_id)
-    live = lease_is_live(lease)
     found: dict[tuple[str, str, int], list[FindingView]] = {}
     for f in store.findings(run_id):
         found.setdefault((f.ws_id, f.step_id, f.attempt), []).append(_finding(f))
@@ -149,8 +156,7 @@ def get_run(app: AppContext, run_id: str) -> RunView:
             compensations=tuple(compensations.get((s.ws_id, s.step_id), [])),
             gate=gates.get((s.ws_id, s.step_id))))
     return RunView(
-        run_id=row.id, status=row.status, live=live,
-        holder=lease.holder if live and lease is not None else None, repo=row.repo,
+        run_id=row.id, status=row.status, live=False, holder=None, repo=row.repo,
         created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
         cancel_requested=bool(row.cancel_requested),
         workstreams=tuple(
@@ -273,6 +279,10 @@ def get_diagnostics(app: AppContext, step: StepRef, attempt: int | None = None) 
 def get_usage(app: AppContext, run_id: str | None) -> UsageView:
     """Tokens, cost, requests and attempts of run ``run_id`` (None: every run), in total and
     per run, workstream, step and profile (a profile never recorded counts as ``?``)."""
+    return app.cached(("usage", run_id), lambda: _read_usage(app, run_id))
+
+
+def _read_usage(app: AppContext, run_id: str | None) -> UsageView:
     total: dict[str, Any] = {}
     by_step: dict[str, dict[str, Any]] = defaultdict(dict)
     by_ws: dict[str, dict[str, Any]] = defaultdict(dict)

@@ -270,6 +270,31 @@ def finish_service_run(app: AppContext, run_id: str, *, unchanged_since: float) 
         service.update_service_run(tx, run_id, state="done", unchanged_since=unchanged_since)
 
 
+def give_up(app: AppContext, run_id: str) -> None:
+    """The run's workers keep dying: the service stops driving it until someone asks for it
+    again (resume, retry); the run itself stays as it is, resumable. Its service row is
+    ``done`` though the run has not ended: that is what :func:`given_up_runs` lists."""
+    from aidp.state import service
+
+    with app.store().write() as tx:
+        service.update_service_run(tx, run_id, state="done")
+
+
+def given_up_runs(app: AppContext) -> list[str]:
+    """The runs the service gave up on (oldest first): no longer driven by it, not ended."""
+    from aidp.state import service
+
+    if not app.has_database():
+        return []
+    store = app.store()
+    given_up = []
+    for row in service.service_runs(store, "done"):
+        runs = store.read("SELECT status FROM runs WHERE id = :id", {"id": row.run_id})
+        if runs and runs[0].status not in ENDED:
+            given_up.append(row.run_id)
+    return given_up
+
+
 def note_restart(app: AppContext, run_id: str) -> None:
     """A worker of the run died and is started again: count it."""
     from aidp.state import service

@@ -135,20 +135,39 @@ def revoke_token(app: AppContext, ref: str, *, by: str | None = None) -> TokenVi
     raise NotFoundError(f"no token named {ref!r}", hint="`aidp tokens list` shows them")
 
 
-def authenticate(app: AppContext, presented: str) -> TokenView | None:
-    """The active token ``presented`` is (the whole ``aidp_<id>_<secret>`` string), or None."""
+def authenticate(app: AppContext, presented: str, *, touch: bool = True) -> TokenView | None:
+    """The active token ``presented`` is (the whole ``aidp_<id>_<secret>`` string), or None.
+
+    ``touch``: note the use in ``last_used_at`` (a write, at most once a minute per token).
+    Without it, the check only reads -- from memory while the database is unchanged -- and the
+    caller calls :func:`note_use` when :func:`needs_note` says so (``aidp serve`` does, off its
+    event loop).
+    """
     from aidp.state import service
 
     match = _TOKEN.fullmatch(presented.strip())
     if match is None:
         return None
-    row = service.token_by_id(app.store(), match.group(1))
+    ident = match.group(1)
+    row = app.cached(("token", ident), lambda: service.token_by_id(app.store(), ident))
     if row is None or row.revoked_at is not None:
         return None
     if not hmac.compare_digest(str(row.secret_sha256), _digest(match.group(2))):
         return None
     view = _view(row)
-    if view.last_used_at is None or time.time() - view.last_used_at > _TOUCH_EVERY_S:
-        with app.store().write() as tx:
-            service.touch_token(tx, view.id)
+    if touch and needs_note(view):
+        note_use(app, view)
     return view
+
+
+def needs_note(token: TokenView) -> bool:
+    """Whether ``last_used_at`` of ``token`` is due to be brought up to date."""
+    return token.last_used_at is None or time.time() - token.last_used_at > _TOUCH_EVERY_S
+
+
+def note_use(app: AppContext, token: TokenView) -> None:
+    """Record that ``token`` was used now (``last_used_at``)."""
+    from aidp.state import service
+
+    with app.store().write() as tx:
+        service.touch_token(tx, token.id)

@@ -88,6 +88,23 @@ class Connections:
         self.translate = self.engine is not None and self.engine.dialect.paramstyle in (
             "pyformat", "format")
         self._translated: dict[str, str] = {}
+        self._watcher: Any = None  # SQLite: a connection that only asks for data_version
+
+    def version(self) -> int | None:
+        """A number that changes whenever any connection, of any process, commits to the
+        database; None where no such number is cheap (not SQLite), so nothing may be cached.
+
+        SQLite's ``PRAGMA data_version`` of a connection that never writes (its own commits
+        would not count): a few microseconds, and exact.
+        """
+        if self.sqlite_path is None:
+            return None
+        with self._lock:
+            if self._closed:
+                return None
+            if self._watcher is None:
+                self._watcher = db.connect_sqlite(self.sqlite_path)
+            return int(self._watcher.execute("PRAGMA data_version").fetchone()[0])
 
     def sql(self, text: str) -> str:
         """``text`` in this driver's parameter style."""
@@ -121,6 +138,9 @@ class Connections:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            if self._watcher is not None:
+                idle.append(self._watcher)
+                self._watcher = None
         for conn in idle:
             conn.close()
         if self.engine is not None:

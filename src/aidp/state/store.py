@@ -147,6 +147,11 @@ class Store:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def data_version(self) -> int | None:
+        """Changes whenever anyone commits to the database (None: not known cheaply on this
+        backend). What was read at one version is still true while the version is the same."""
+        return self._connections.version()
+
     def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         """Rows (named tuples) of one read-only SQL statement with ``:name`` parameters, outside
         any write transaction (it never waits for the write lock)."""

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, StrictBool
 
 from aidp.api.auth import actor, read
-from aidp.api.deps import Idem, Operator
+from aidp.api.deps import Idem, Operator, read_on_loop
 from aidp.app import commands, proposals, queries, specs, tools
 
 router = APIRouter(tags=["catalog"], dependencies=[Depends(read)])
@@ -22,6 +22,7 @@ ProposalMove = Literal["submit", "approve", "reject", "request-changes", "reopen
 @router.get("/usage", summary="Tokens, cost, requests and attempts per run, workstream, step "
             "and profile (as `aidp usage --json`)",
             responses={404: {"description": "no such run"}})
+@read_on_loop
 def usage(request: Request, run: str | None = Query(None, max_length=64,
                                                     description="one run (default: every run)")
           ) -> dict[str, Any]:

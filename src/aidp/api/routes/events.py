@@ -20,12 +20,12 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from aidp.api.auth import read
-from aidp.api.deps import DB_INT_MAX
+from aidp.api.deps import DB_INT_MAX, read_on_loop
 from aidp.api.schema import event_items
 from aidp.app import queries
 from aidp.app.context import AppContext
@@ -138,11 +138,17 @@ async def stream(request: Request, selection: Annotated[Selection, Depends(_sele
 
 @router.get("/runs/{run_id}/events", response_model=list[CloudEvent], responses=_ERRORS,
             summary="A run's events after a journal id, oldest first (for polling)")
+@read_on_loop
 def run_events(request: Request, run_id: str,
                after: int = Query(0, ge=0, le=DB_INT_MAX,
                                  description="only events after this journal id"),
-               limit: int = Query(100, ge=1, le=1000)) -> JSONResponse:
+               limit: int = Query(100, ge=1, le=1000)) -> Response:
     ctx: AppContext = request.app.state.ctx
     resolved = queries.resolve_run(ctx, run_id)
-    page = events_after(ctx, after, run_id=resolved, limit=limit)
-    return JSONResponse([cloud_event(e) for e in page.events])
+
+    def load() -> bytes:
+        page = events_after(ctx, after, run_id=resolved, limit=limit)
+        return bytes(JSONResponse([cloud_event(e) for e in page.events]).body)
+
+    body = ctx.cached(("run_events", resolved, after, limit), load)  # pollers ask again and again
+    return Response(body, media_type="application/json")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from aidp import __version__
 from aidp.api.auth import read
 from aidp.app.service import check_database, schema_revision
+from aidp.app.service_runs import given_up_runs
 
 router = APIRouter(tags=["meta"])
 
@@ -24,6 +25,9 @@ def live() -> dict[str, str]:
 class Readiness(BaseModel):
     status: Literal["ok", "failed"]
     checks: dict[str, str] = Field(description="each part: ok, or why not")
+    given_up: list[str] = Field(
+        default_factory=list, description="runs whose workers kept dying: the service no "
+        "longer drives them (they stay resumable); readiness is not failed by them")
 
 
 @router.get("/health/ready", summary="Readiness: the database and the run workers",
@@ -35,8 +39,9 @@ def ready(request: Request) -> JSONResponse:
     supervisor = getattr(request.app.state, "supervisor", None)
     checks["workers"] = "ok" if supervisor is None or supervisor.healthy() else "failed"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ok else "failed", "checks": checks},
-                        status_code=200 if ok else 503)
+    given_up = given_up_runs(request.app.state.ctx) if checks["database"] == "ok" else []
+    return JSONResponse({"status": "ok" if ok else "failed", "checks": checks,
+                         "given_up": given_up}, status_code=200 if ok else 503)
 
 
 @router.get("/version", summary="The aidp version and API revision", dependencies=[Depends(read)])

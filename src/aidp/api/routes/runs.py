@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from aidp.api.auth import actor, read
-from aidp.api.deps import Idem, Operator, Responses
+from aidp.api.deps import Idem, Operator, Responses, read_on_loop
 from aidp.api.problems import Problem
 from aidp.app import commands, queries, resources
 
@@ -36,6 +36,7 @@ class RunPage(BaseModel):
 
 @router.get("/runs", summary="Runs, newest first, a page at a time", response_model=RunPage,
             responses=BAD_INPUT)
+@read_on_loop
 def list_runs(request: Request, limit: int = Query(20, ge=1, le=500),
               cursor: str | None = Query(None, pattern=resources.CURSOR_PATTERN,
                                          description="next_cursor of the previous page"),
@@ -68,6 +69,7 @@ def _moment(since: str) -> float:
 
 @router.get("/runs/{run_id}", summary="One run with its workstreams and steps",
             responses=NOT_FOUND)
+@read_on_loop
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
     ctx = request.app.state.ctx
     return queries.get_run(ctx, queries.resolve_run(ctx, run_id)).to_dict()
@@ -75,6 +77,7 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
 
 @router.get("/runs/{run_id}/workstreams", summary="The workstreams of a run with their steps",
             responses=NOT_FOUND)
+@read_on_loop
 def list_workstreams(request: Request, run_id: str) -> list[dict[str, Any]]:
     ctx = request.app.state.ctx
     run = queries.get_run(ctx, queries.resolve_run(ctx, run_id))
@@ -83,12 +86,14 @@ def list_workstreams(request: Request, run_id: str) -> list[dict[str, Any]]:
 
 @router.get("/runs/{run_id}/workstreams/{ws_id}", summary="One workstream with its steps",
             responses=NOT_FOUND)
+@read_on_loop
 def get_workstream(request: Request, run_id: str, ws_id: str) -> dict[str, Any]:
     return resources.get_workstream(request.app.state.ctx, run_id, ws_id).to_dict()
 
 
 @router.get("/runs/{run_id}/findings", summary="Every finding of a run (as `aidp findings`)",
             responses=NOT_FOUND)
+@read_on_loop
 def run_findings(request: Request, run_id: str) -> dict[str, Any]:
     ctx = request.app.state.ctx
     resolved = queries.resolve_run(ctx, run_id)

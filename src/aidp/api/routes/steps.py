@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from aidp.api.auth import actor, read
-from aidp.api.deps import AttemptNumber, Idem, Operator, Responses
+from aidp.api.deps import AttemptNumber, Idem, Operator, Responses, read_on_loop
 from aidp.api.idempotency import Idempotency
 from aidp.api.problems import Problem
 from aidp.app import commands, queries, resources
@@ -43,6 +43,7 @@ def _ctx(request: Request) -> AppContext:
 
 @router.get(STEP, summary="One step with its attempts, findings and open gate",
             responses=NOT_FOUND)
+@read_on_loop
 def get_step(request: Request, run_id: str, ws_id: str, step_id: str) -> dict[str, Any]:
     ctx = _ctx(request)
     return resources.get_step(ctx, resources.step_ref(ctx, run_id, ws_id, step_id)).to_dict()
@@ -50,6 +51,7 @@ def get_step(request: Request, run_id: str, ws_id: str, step_id: str) -> dict[st
 
 @router.get(STEP + "/attempts", summary="The attempts of a step, oldest first",
             responses=NOT_FOUND)
+@read_on_loop
 def list_attempts(request: Request, run_id: str, ws_id: str, step_id: str
                   ) -> list[dict[str, Any]]:
     ctx = _ctx(request)
@@ -58,6 +60,7 @@ def list_attempts(request: Request, run_id: str, ws_id: str, step_id: str
 
 
 @router.get(ATTEMPT, summary="One attempt with its findings", responses=NOT_FOUND)
+@read_on_loop
 def get_attempt(request: Request, run_id: str, ws_id: str, step_id: str,
                 number: AttemptNumber) -> dict[str, Any]:
     ctx = _ctx(request)
@@ -70,6 +73,7 @@ def get_attempt(request: Request, run_id: str, ws_id: str, step_id: str,
 
 
 @router.get(STEP + "/findings", summary="The findings of a step", responses=NOT_FOUND)
+@read_on_loop
 def step_findings(request: Request, run_id: str, ws_id: str, step_id: str) -> dict[str, Any]:
     ctx = _ctx(request)
     step = resources.step_ref(ctx, run_id, ws_id, step_id)
@@ -78,6 +82,7 @@ def step_findings(request: Request, run_id: str, ws_id: str, step_id: str) -> di
 
 
 @router.get(ATTEMPT + "/findings", summary="The findings of an attempt", responses=NOT_FOUND)
+@read_on_loop
 def attempt_findings(request: Request, run_id: str, ws_id: str, step_id: str,
                      number: AttemptNumber) -> dict[str, Any]:
     ctx = _ctx(request)
