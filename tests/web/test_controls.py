@@ -64,16 +64,18 @@ def test_roll_back_then_retry_a_failed_step(web: Web, failed_run: FailedRun) -> 
     with web.session("operate") as client:
         wrong = _post(client, run_id, "steps/alpha/one/retry")
         assert wrong.status_code == 409 and "completed" in wrong.text
-        back = _post(client, run_id, "rollback", to="alpha/one")
+        back = _post(client, run_id, "rollback", to="alpha/one", next="https://evil.example/")
         assert back.status_code == 303, back.text
+        assert back.headers["location"] == f"/runs/{run_id}?done=rolledback"
         state = client.get(f"/runs/{run_id}/state").json()
         assert {w["id"]: w["state"] for w in state["workstreams"]}["alpha"] == "pending"
         resumed = _post(client, run_id, "resume")
         assert resumed.status_code == 303, resumed.text
         assert web.wait_ended(run_id)["status"] == "failed"
-        again = _post(client, run_id, "steps/alpha/two/retry")
+        again = _post(client, run_id, "steps/alpha/two/retry",
+                      next=f"/runs/{run_id}/steps/alpha/two")
         assert again.status_code == 303, again.text
-        assert again.headers["location"] == f"/runs/{run_id}?done=retried"
+        assert again.headers["location"] == f"/runs/{run_id}/steps/alpha/two?done=retried"
         web.wait_ended(run_id)
     actions = [(e["action"], e["by"]) for e in _by(web, run_id, "run.requested")]
     assert ("resume", "api:t-operate") in actions and ("retry", "api:t-operate") in actions

@@ -20,7 +20,7 @@ def _run_ids(web: Web) -> list[str]:
 
 def test_sign_in_sets_an_httponly_strict_session_cookie(web: Web) -> None:
     """POST /login with a valid token: 303 to next, cookie HttpOnly, SameSite=Strict, Path=/
-    (not Secure over plain http); the pages then show who signed in."""
+    (Secure only over https); the pages then show who signed in; sign-out ends the session."""
     with web.anonymous() as client:
         answer = client.post("/login", data={"token": web.served.tokens["operate"],
                                              "next": "/runs?status=failed"})
@@ -34,6 +34,10 @@ def test_sign_in_sets_an_httponly_strict_session_cookie(web: Web) -> None:
         page = client.get("/runs")
         assert page.status_code == 200
         assert "t-operate" in page.text
+        behind_tls = client.post("/login", data={"token": web.served.tokens["read"]},
+                                 headers={"X-Forwarded-Proto": "https"})  # a local proxy
+        assert "secure" in {p.strip().lower() for p in
+                            behind_tls.headers["set-cookie"].split(";")}
         out = client.post("/logout", data={"csrf": csrf_of(page.text)})
         assert out.status_code == 303 and 'aidp_session=""' in out.headers["set-cookie"]
         assert client.get("/runs").status_code == 303
@@ -206,6 +210,9 @@ def test_every_dashboard_response_carries_a_strict_csp_and_no_inline_script(
             assert re.search(r"<[^>]*\son[a-z]+\s*=", answer.text) is None, path
         missing = client.get("/runs/NOPE")
         assert missing.status_code == 404 and "no run" in missing.text.lower()
+        hostile = client.get("/runs/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+        assert hostile.status_code == 404
+        assert "<img" not in hostile.text and "&lt;img src=x onerror=alert(1)&gt;" in hostile.text
         assert client.get("/api/v1/nope").headers["content-type"] == \
             "application/problem+json"
 

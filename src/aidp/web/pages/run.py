@@ -6,7 +6,9 @@ application layer (the same calls as the REST API's routes; the journal names ``
 
 ``/runs/{run_id}/state`` answers the run's states as JSON (the page's script reads it to draw
 and recolour the DAG) and ``/runs/{run_id}/live`` streams the run's events (:mod:`aidp.web.live`).
-Every node and row of a step carries ``data-step="WS/STEP"`` and ``data-state="STATE"``.
+Every row of a step carries ``data-step="WS/STEP"`` and ``data-state="STATE"``; the graph is a
+canvas, so its nodes are mirrored (hidden) in ``#dag-nodes li`` with ``data-step``,
+``data-state`` and ``data-color`` (the fill the node is drawn with).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from aidp.app.views import AttemptView, RunView
 from aidp.exceptions import AidpError, InputError, NotFoundError, StateError
 from aidp.web.live import run_events, start_after
 from aidp.web.render import render
-from aidp.web.session import Viewer, form, operator, viewer
+from aidp.web.session import Viewer, form, operator, safe_next, viewer
 
 router = APIRouter()
 
@@ -36,7 +38,7 @@ FLASHES = {
     "started": "Run started: the service drives it now.",
     "cancelled": "Cancel requested.",
     "resumed": "Run resumed in the service.",
-    "rolledback": "Rolled back: the steps after the checkpoint are pending again.",
+    "rolledback": "Rolled back to the checkpoint: resume the run to go on from there.",
     "retried": "Step queued for another try: the run resumes in the service.",
     "approved": "Gate approved.",
     "rejected": "Gate rejected.",
@@ -208,11 +210,14 @@ def _supervisor(request: Request) -> Any:
 
 
 async def _act(request: Request, run_ref: str, action: Callable[[str], str]) -> Response:
-    """Run ``action`` on the resolved run id (in a thread); 303 back to the run with the flash
-    code it returns, or the run page again with the error (nothing changed). An unknown run is
-    the 404 page."""
+    """Run ``action`` on the resolved run id (in a thread); 303 back to the run (or to the form
+    field ``next``, a page of this run such as its step's) with the flash code it returns, or
+    the run page again with the error (nothing changed). An unknown run is the 404 page."""
     ctx: AppContext = request.app.state.ctx
     run_id = await to_thread.run_sync(queries.resolve_run, ctx, run_ref)
+    back = safe_next((await form(request)).get("next"))
+    if not back.startswith(f"/runs/{run_id}/"):
+        back = f"/runs/{run_id}"
     try:
         code = await to_thread.run_sync(action, run_id)
     except AidpError as exc:
@@ -221,7 +226,7 @@ async def _act(request: Request, run_ref: str, action: Callable[[str], str]) -> 
         message = exc.message + (f" ({exc.hint})" if exc.hint else "")
         return await to_thread.run_sync(
             lambda: _page(request, run_id, error=message, code=status))
-    return RedirectResponse(f"/runs/{run_id}?done={code}", 303)
+    return RedirectResponse(f"{back}{'&' if '?' in back else '?'}done={code}", 303)
 
 
 @router.post("/runs/{run_id}/cancel")
