@@ -209,8 +209,11 @@ def test_retry_from_the_step_page_needs_csrf_and_scope_and_names_the_token(
         assert f'action="{url}"' in page and 'data-confirm="Retry step alpha/two?' in page
         assert client.post(url, data={}).status_code == 403
         assert len(_events(site, ended)) == before
-        done = client.post(url, data={"csrf": csrf_of(page)})
+        done = client.post(url, data={"csrf": csrf_of(page),
+                                      "next": f"/runs/{ended}/steps/alpha/two"})
         assert done.status_code == 303, done.text[-1500:]
+        assert done.headers["location"] == f"/runs/{ended}/steps/alpha/two?done=retried"
+        assert "Step queued for another try" in client.get(done.headers["location"]).text
     site.wait_ended(ended)
     asked = [e["data"] for e in _events(site, ended) if e["type"] == "dev.aidp.run.requested"]
     assert asked[-1]["by"] == "api:t-operate" and asked[-1]["action"] == "retry"

@@ -14,7 +14,8 @@ page's script polls it while the attempt runs (the same byte offsets as the API'
 its ``Range``). Without JavaScript the page reloads itself while the attempt runs.
 
 The controls (retry the step, approve or reject its gate) post to the run page's routes
-(:mod:`aidp.web.pages.run`), which call the application layer as the REST API does.
+(:mod:`aidp.web.pages.run`), which call the application layer as the REST API does, with
+``next`` set to this page: they come back here with ``?done=CODE`` (the run page's flashes).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def _diff(ctx: AppContext, step: StepRef, attempt: AttemptView) -> dict[str, Any
 
 
 def _step_page(request: Request, run_ref: str, ws_id: str, step_id: str,
-               number: int | None) -> Response:
+               number: int | None, flash: str | None = None) -> Response:
     ctx: AppContext = request.app.state.ctx
     step = resources.step_ref(ctx, run_ref, ws_id, step_id)
     run = queries.get_run(ctx, step.run_id)
@@ -140,15 +141,18 @@ def _step_page(request: Request, run_ref: str, ws_id: str, step_id: str,
     return render(
         request, "step.html", run=run, step=view, ref=step, attempts=attempts, chosen=chosen,
         findings=_by_file(findings), findings_count=len(findings), usage=usage,
-        ended=run.state in service_runs.ENDED, retryable=RETRYABLE,
+        ended=run.state in service_runs.ENDED, retryable=RETRYABLE, flash=flash,
         drives_runs=getattr(request.app.state, "supervisor", None) is not None, **context)
 
 
 @router.get(STEP)
 def step_page(request: Request, run_id: str, ws_id: str, step_id: str,
               who: Annotated[Viewer, Depends(viewer)],
-              attempt: Annotated[int | None, Query(ge=1, le=1_000_000)] = None) -> Response:
-    return _step_page(request, run_id, ws_id, step_id, attempt)
+              attempt: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+              done: Annotated[str | None, Query(max_length=20)] = None) -> Response:
+    from aidp.web.pages.run import FLASHES
+
+    return _step_page(request, run_id, ws_id, step_id, attempt, FLASHES.get(done or ""))
 
 
 @router.get(STEP + "/attempts/{number}/log")
