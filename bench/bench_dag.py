@@ -1,0 +1,407 @@
+"""Drawing a 1,000-step plan's DAG in headless Chromium: cytoscape + dagre against mermaid, then
+the dashboard's own run page under a stream of events.
+
+Run: ``.venv/bin/python bench/bench_dag.py [--layers 10] [--width 10] [--steps 10] [--reps 3]
+[--no-dashboard] [--watch-s 10] [--out FILE]``; prints a table and JSON.
+
+**Libraries** (issue 20: "measure cytoscape + dagre against mermaid on a 1,000-node plan, and
+choose"). The plan is ``layers x width`` workstreams of ``steps`` chained steps (default
+10 x 10 x 10 = 1,000 steps); every workstream of layer *k > 0* depends on two of layer *k - 1*
+(an edge from their last step to its first): 900 chain edges + 180 cross edges. Two static
+harness pages, served from 127.0.0.1 by this script with the libraries of ``bench/web/``
+(``npm ci`` there is run here when ``node_modules`` is missing; setup never installs mermaid),
+each draw the same graph, top to bottom, in a fresh page of Debian's headless chromium
+(Playwright, ``executable_path=/usr/bin/chromium``):
+
+* **cytoscape**: ``cytoscape({elements, layout: {name: "dagre"}})`` (cytoscape-dagre), time
+  from the call to ``layoutstop`` plus two animation frames (the canvas painted);
+* **mermaid**: ``mermaid.render`` of a ``flowchart TD`` text (its own dagre layout, SVG), the
+  SVG inserted, plus two animation frames.
+
+Each time is ``performance.now()`` inside the page, scripts already loaded; the page's load
+(parse of the library) is reported beside it. Median of ``--reps`` fresh pages.
+
+**Dashboard** (the issue's target: "a 1,000-step plan renders its DAG in < 2 s and stays
+responsive while 100 events/s arrive"): on a generated repository, ``aidp serve --port 0`` runs
+the same plan through ``POST /runs`` (steps ``sleep 0.05``, so events keep arriving); the
+signed-in browser opens ``/runs/{id}`` at once and measures
+
+* ``dag_ms``: navigation start to the DAG drawn -- every step has its ``[data-step]`` element
+  and the page's DAG container holds a drawn graph (a ``canvas`` or ``svg``), then two frames;
+* during ``--watch-s`` seconds of the run: the events the server journaled per second (from
+  ``GET /runs/{id}/events``), the ``data-state`` changes seen in the page per second, the
+  longest main-thread task (``PerformanceObserver`` ``longtask``: tasks over 50 ms), the total
+  time in long tasks, and the largest gap between animation frames (what a user feels as
+  jank: an input waits at most that long for paint).
+
+Figures, never asserted; the target is printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = Path(__file__).resolve().parent / "web"
+CHROMIUM = "/usr/bin/chromium"
+AIDP = str(Path(sys.executable).with_name("aidp"))
+GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
+TARGET_DAG_MS = 2000.0
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+def plan(layers: int, width: int, steps: int, command: str = "true") -> dict[str, Any]:
+    """A workstream file (JSON) of ``layers x width`` workstreams of ``steps`` chained steps."""
+    items = []
+    for layer in range(layers):
+        for i in range(width):
+            ws: dict[str, Any] = {
+                "id": f"l{layer}w{i}", "scope": [f"l{layer}w{i}/**"],
+                "steps": [{"id": f"s{j}", "run": command,
+                           **({"depends_on": [f"s{j - 1}"]} if j else {})}
+                          for j in range(steps)]}
+            if layer:
+                ws["depends_on"] = sorted({f"l{layer - 1}w{i}", f"l{layer - 1}w{(i + 3) % width}"})
+            items.append(ws)
+    return {"version": 1, "workstreams": items}
+
+
+def graph(spec: dict[str, Any]) -> dict[str, list[Any]]:
+    """Nodes ``ws/step`` and edges of the plan's step DAG (a cross edge: last step -> first)."""
+    nodes: list[str] = []
+    edges: list[list[str]] = []
+    for ws in spec["workstreams"]:
+        ids = [f"{ws['id']}/{s['id']}" for s in ws["steps"]]
+        nodes += ids
+        edges += [[a, b] for a, b in zip(ids, ids[1:])]
+        for dep in ws.get("depends_on", []):
+            last = next(w for w in spec["workstreams"] if w["id"] == dep)["steps"][-1]["id"]
+            edges.append([f"{dep}/{last}", ids[0]])
+    return {"nodes": nodes, "edges": edges}
+
+
+# -- the harness pages -------------------------------------------------------------------------
+
+_COMMON = """<!doctype html><meta charset="utf-8"><title>{title}</title>
+<style>html,body{{margin:0;height:100%}}#g{{width:1280px;height:900px;overflow:auto}}</style>
+<div id="g"></div>
+{scripts}
+<script>
+const frames = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+window.bench = (async () => {{
+  const loaded = performance.now();
+  const data = await (await fetch("graph.json")).json();
+  const t0 = performance.now();
+  await draw(data);
+  await frames();
+  return {{loaded_ms: loaded, draw_ms: performance.now() - t0}};
+}})();
+</script>
+"""
+
+CYTOSCAPE = _COMMON.format(title="cytoscape + dagre", scripts="""
+<script src="node_modules/cytoscape/dist/cytoscape.min.js"></script>
+<script src="node_modules/dagre/dist/dagre.min.js"></script>
+<script src="node_modules/cytoscape-dagre/cytoscape-dagre.js"></script>
+<script>
+function draw(data) {
+  return new Promise(resolve => {
+    const elements = data.nodes.map(id => ({data: {id, label: id}}))
+      .concat(data.edges.map(([s, t], i) => ({data: {id: "e" + i, source: s, target: t}})));
+    cytoscape({
+      container: document.getElementById("g"), elements,
+      style: [{selector: "node", style: {label: "data(label)", "font-size": 8,
+                                         "background-color": "#888"}},
+              {selector: "edge", style: {width: 1, "curve-style": "bezier",
+                                         "target-arrow-shape": "triangle"}}],
+      layout: {name: "dagre", rankDir: "TB", stop: () => resolve()},
+    });
+  });
+}
+</script>""")
+
+MERMAID = _COMMON.format(title="mermaid", scripts="""
+<script src="node_modules/mermaid/dist/mermaid.min.js"></script>
+<script>
+mermaid.initialize({startOnLoad: false, maxTextSize: 10000000, maxEdges: 100000,
+                    flowchart: {htmlLabels: false}, securityLevel: "strict"});
+async function draw(data) {
+  const key = id => id.replace(/[^A-Za-z0-9]/g, "_");
+  const lines = ["flowchart TD"];
+  for (const id of data.nodes) lines.push(`  ${key(id)}["${id}"]`);
+  for (const [s, t] of data.edges) lines.push(`  ${key(s)} --> ${key(t)}`);
+  const {svg} = await mermaid.render("dag", lines.join("\\n"));
+  document.getElementById("g").innerHTML = svg;
+}
+</script>""")
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    pages: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:
+        body = self.pages.get(self.path.split("?")[0])
+        if body is None:
+            super().do_GET()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json" if self.path.endswith(".json")
+                         else "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def ensure_libraries() -> None:
+    """``npm ci`` in ``bench/web`` when its ``node_modules`` is missing (mermaid is bench-only)."""
+    if (WEB / "node_modules" / "mermaid" / "dist" / "mermaid.min.js").exists():
+        return
+    print("bench_dag: npm ci in bench/web (mermaid, cytoscape, dagre) ...", flush=True)
+    subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=WEB, check=True)
+
+
+def serve_harness(data: dict[str, Any]) -> tuple[http.server.ThreadingHTTPServer, str]:
+    _Handler.pages = {"/cytoscape.html": CYTOSCAPE.encode(), "/mermaid.html": MERMAID.encode(),
+                      "/graph.json": json.dumps(data).encode()}
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(WEB)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def measure_library(browser: Any, url: str, reps: int) -> dict[str, Any]:
+    samples = []
+    for _ in range(reps):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        page.goto(url)
+        result = page.evaluate("window.bench", None)
+        shown = page.evaluate("document.querySelectorAll('#g canvas, #g svg').length")
+        page.close()
+        if errors or not shown:
+            raise SystemExit(f"{url}: nothing drawn; page errors: {errors}")
+        samples.append(result)
+    draw = [s["draw_ms"] for s in samples]
+    return {"draw_ms": statistics.median(draw), "draw_samples_ms": draw,
+            "load_ms": statistics.median(s["loaded_ms"] for s in samples)}
+
+
+# -- the dashboard -----------------------------------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                   env={**os.environ, **GIT_ENV})
+
+
+class Service:
+    """``aidp serve --port 0`` on a repository holding the plan, with an operate token."""
+
+    def __init__(self, root: Path, spec: dict[str, Any]) -> None:
+        self.repo = root / "repo"
+        self.repo.mkdir()
+        _git(self.repo, "init", "-q", "-b", "main")
+        (self.repo / "workstreams").mkdir()
+        (self.repo / "workstreams" / "dag.json").write_text(json.dumps(spec, indent=1))
+        (self.repo / "README.md").write_text("bench\n")
+        _git(self.repo, "add", "-A")
+        _git(self.repo, "commit", "-q", "-m", "bench plan")
+        env = {**os.environ, **GIT_ENV, "PYTHONPATH": str(ROOT / "src")}
+        env.pop("AIDP_DATABASE_URL", None)
+        self.env = env
+        out = subprocess.run([AIDP, "tokens", "create", "bench", "--scope", "operate", "--json"],
+                             cwd=self.repo, env=env, check=True, capture_output=True,
+                             text=True).stdout
+        self.token = str(json.loads(out)["token"])
+        self.log = root / "serve.log"
+        with self.log.open("w") as sink:
+            self.proc = subprocess.Popen([AIDP, "serve", "--port", "0"], cwd=self.repo, env=env,
+                                         stdout=sink, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 60
+        while "http://" not in (line := self.log.read_text()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"aidp serve did not start: {line}")
+            time.sleep(0.05)
+        self.api = line.split()[2]
+        self.origin = self.api.split("/api/", 1)[0]
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        import httpx
+
+        answer = httpx.request(method, self.api + path, json=body, timeout=60,
+                               headers={"Authorization": f"Bearer {self.token}"})
+        answer.raise_for_status()
+        return answer.json()
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+_WATCH = """async (seconds) => {
+  const longtasks = [];
+  new PerformanceObserver(list => { for (const e of list.getEntries()) longtasks.push(e.duration); })
+    .observe({type: "longtask", buffered: false});
+  let changes = 0;
+  new MutationObserver(list => { changes += list.length; })
+    .observe(document.body, {subtree: true, attributes: true, attributeFilter: ["data-state"]});
+  let last = performance.now(), worst = 0, frames = 0;
+  const end = last + seconds * 1000;
+  await new Promise(resolve => {
+    const tick = now => {
+      worst = Math.max(worst, now - last); last = now; frames++;
+      if (now < end) requestAnimationFrame(tick); else resolve();
+    };
+    requestAnimationFrame(tick);
+  });
+  return {state_changes: changes, frames, max_frame_gap_ms: worst,
+          longtasks: longtasks.length, longest_task_ms: Math.max(0, ...longtasks),
+          longtask_total_ms: longtasks.reduce((a, b) => a + b, 0)};
+}"""
+
+_DRAWN = """(steps) => {
+  const marked = new Set([...document.querySelectorAll("[data-step]")]
+    .map(e => e.getAttribute("data-step")));
+  const drawn = document.querySelector("canvas, svg");
+  return marked.size >= steps && !!drawn;
+}"""
+
+
+def measure_dashboard(browser: Any, spec: dict[str, Any], watch_s: float) -> dict[str, Any]:
+    steps = sum(len(ws["steps"]) for ws in spec["workstreams"])
+    with tempfile.TemporaryDirectory(prefix="aidp-bench-dag-") as tmp:
+        service = Service(Path(tmp), spec)
+        try:
+            context = browser.new_context(base_url=service.origin,
+                                          viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto("/login")
+            page.fill("input[name=token]", service.token)
+            with page.expect_navigation():
+                page.locator("form [type=submit]").first.click()
+            run_id = service.request("POST", "/runs",
+                                     {"files": ["workstreams/dag.json"]})["run_id"]
+            page.goto(f"/runs/{run_id}", wait_until="commit")
+            page.wait_for_function(_DRAWN, arg=steps, timeout=60_000, polling="raf")
+            page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
+                          "requestAnimationFrame(r)))")
+            dag_ms = page.evaluate("performance.now()")
+            events_before = _event_count(service, run_id)
+            began = time.perf_counter()
+            watched = page.evaluate(_WATCH, watch_s)
+            elapsed = time.perf_counter() - began
+            events = _event_count(service, run_id) - events_before
+            context.close()
+        finally:
+            service.stop()
+    if errors:
+        print(f"bench_dag: page errors on the run page: {errors[:3]}", file=sys.stderr)
+    return {"steps": steps, "dag_ms": dag_ms, "watch_s": elapsed,
+            "events_per_s": events / elapsed,
+            "state_changes_per_s": watched["state_changes"] / elapsed, **watched,
+            "page_errors": errors[:5]}
+
+
+def _event_count(service: Service, run_id: str) -> int:
+    """How many events the run has journaled so far (paging through ``/runs/{id}/events``)."""
+    count, after = 0, None
+    while True:
+        query = "?limit=1000" + (f"&after={after}" if after is not None else "")
+        page = service.request("GET", f"/runs/{run_id}/events{query}")
+        items = page["items"] if isinstance(page, dict) else page
+        if not items:
+            return count
+        count += len(items)
+        last = items[-1].get("id", items[-1].get("seq"))
+        if last is None or last == after or len(items) < 1000:
+            return count
+        after = last
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=10)
+    parser.add_argument("--width", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--watch-s", type=float, default=10.0)
+    parser.add_argument("--no-dashboard", action="store_true",
+                        help="only the two libraries on the harness pages")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    ensure_libraries()
+    spec = plan(args.layers, args.width, args.steps)
+    data = graph(spec)
+    report: dict[str, Any] = {"nodes": len(data["nodes"]), "edges": len(data["edges"]),
+                              "loadavg_before": os.getloadavg()[0]}
+    server, base = serve_harness(data)
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True)
+        report["chromium"] = browser.version
+        try:
+            for name in ("cytoscape", "mermaid"):
+                result = measure_library(browser, f"{base}/{name}.html", args.reps)
+                report[name] = result
+                print(f"{name:10} {len(data['nodes'])} nodes, {len(data['edges'])} edges: "
+                      f"draw {result['draw_ms']:.0f} ms (median of {args.reps}: "
+                      f"{', '.join(f'{s:.0f}' for s in result['draw_samples_ms'])}); "
+                      f"scripts loaded at {result['load_ms']:.0f} ms", flush=True)
+            report["mermaid_over_cytoscape"] = (report["mermaid"]["draw_ms"]
+                                                / report["cytoscape"]["draw_ms"])
+            print(f"mermaid / cytoscape: x{report['mermaid_over_cytoscape']:.2f}", flush=True)
+            if not args.no_dashboard:
+                spec_run = plan(args.layers, args.width, args.steps, command="sleep 0.05")
+                dash = measure_dashboard(browser, spec_run, args.watch_s)
+                report["dashboard"] = dash
+                print(f"dashboard  /runs/{{id}} of {dash['steps']} steps: DAG drawn "
+                      f"{dash['dag_ms']:.0f} ms after navigation (x{dash['dag_ms'] / TARGET_DAG_MS:.2f}"
+                      f" of the 2 s target); over {dash['watch_s']:.1f} s: "
+                      f"{dash['events_per_s']:.0f} events/s journaled, "
+                      f"{dash['state_changes_per_s']:.0f} data-state changes/s in the page, "
+                      f"{dash['longtasks']} long tasks (longest {dash['longest_task_ms']:.0f} ms, "
+                      f"total {dash['longtask_total_ms']:.0f} ms), largest frame gap "
+                      f"{dash['max_frame_gap_ms']:.0f} ms", flush=True)
+        finally:
+            browser.close()
+            server.shutdown()
+    report["loadavg_after"] = os.getloadavg()[0]
+    text = json.dumps(report, indent=1)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
