@@ -1,0 +1,238 @@
+"""The dashboard in Debian's headless Chromium against the real ``aidp serve`` (issue 20's
+must-show): sign-in, live DAG over server-sent events, a failing step's log, a gate, retry,
+cancel -- each action through its confirmation dialog -- and hostile tool output rendered inert.
+
+Every test fails on any console error of any page it opened (``browse`` in the conftest), and
+keeps screenshots of its steps (``$AIDP_TEST_ARTIFACTS`` or the test's ``tmp_path``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import Browse, Dashboard, sign_in
+from tests.helpers import commit_files
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+HOSTILE = ("<script>alert('xss-script')</script>"
+           "<img src=x onerror=\"alert('xss-img')\">")
+ANSI_RED = "\x1b[31mred-text\x1b[0m"
+
+
+def _plan(repo: Path, name: str, workstreams: list[dict[str, Any]]) -> str:
+    """Commit ``workstreams/NAME.json`` in ``repo``; returns its path relative to the repo."""
+    path = f"workstreams/{name}.json"
+    commit_files(repo, {path: json.dumps({"version": 1, "workstreams": workstreams})}, name)
+    return path
+
+
+def _start(dashboard: Dashboard, path: str) -> str:
+    """Start a run of ``path`` through the API (operate token); returns its id."""
+    with dashboard.served.client("operate") as client:
+        answer = client.post("/runs", json={"files": [path]})
+    assert answer.status_code in (200, 201, 202), answer.text
+    return str(answer.json()["run_id"])
+
+
+def _run_view(dashboard: Dashboard, run_id: str) -> dict[str, Any]:
+    with dashboard.served.client("read") as client:
+        view: dict[str, Any] = client.get(f"/runs/{run_id}").json()
+    return view
+
+
+def _wait_api(dashboard: Dashboard, run_id: str, done: Callable[[dict[str, Any]], bool],
+              timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        view = _run_view(dashboard, run_id)
+        if done(view):
+            return view
+        assert time.monotonic() < deadline, f"run {run_id} never got there: {view}"
+        time.sleep(0.2)
+
+
+def _state(page: Page, step: str) -> Locator:
+    """The first element of ``step`` (``ws/step``) that carries its state."""
+    return page.locator(f'[data-step="{step}"][data-state]').first
+
+
+def _wait_state(page: Page, step: str, states: set[str], timeout_ms: int = 30_000) -> str:
+    """Wait (without reloading) until ``step`` shows one of ``states`` in the page."""
+    page.wait_for_function(
+        """([step, states]) => [...document.querySelectorAll('[data-step][data-state]')]
+             .some(e => e.dataset.step === step && states.includes(e.dataset.state))""",
+        arg=[step, sorted(states)], timeout=timeout_ms)
+    return str(_state(page, step).get_attribute("data-state"))
+
+
+def _confirm(page: Page, button: Locator) -> str:
+    """Click ``button``, accept the confirmation it must ask; returns the question."""
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    button.click()
+    page.wait_for_load_state()
+    assert asked, "the action ran without asking for confirmation"
+    return asked[0]
+
+
+def _navigations(page: Page) -> list[str]:
+    """The main frame's navigations from now on (a reload would add one)."""
+    seen: list[str] = []
+    page.on("framenavigated",
+            lambda frame: seen.append(frame.url) if frame == page.main_frame else None)
+    return seen
+
+
+def test_a_page_without_a_session_goes_to_the_login(browse: Browse, dashboard: Dashboard) -> None:
+    """Without a session no dashboard page is shown: /runs sends the browser to /login."""
+    page = browse.new_page()
+    page.goto("/runs")
+    assert re.search(r"/login", page.url), page.url
+    assert page.locator("input[name=token]").is_visible()
+    browse.shot("login")
+    page.fill("input[name=token]", "aidp_not-a-real-token")
+    page.locator("form [type=submit]").first.click()
+    assert "/login" in page.url
+    browse.shot("refused")
+    cookies = {c["name"] for c in browse.context.cookies()}
+    assert "aidp_session" not in cookies
+
+
+def test_sign_in_sets_an_httponly_strict_cookie(browse: Browse, dashboard: Dashboard) -> None:
+    """Signing in with a token keeps the session in an HttpOnly, SameSite=Strict cookie."""
+    page = browse.new_page()
+    sign_in(page, dashboard.token("operate"))
+    browse.shot("signed-in")
+    session = [c for c in browse.context.cookies() if c["name"] == "aidp_session"]
+    assert session, browse.context.cookies()
+    assert session[0]["httpOnly"] and session[0]["sameSite"] == "Strict"
+    assert dashboard.token("operate") not in page.content()
+    assert page.evaluate("document.cookie").find("aidp_session") == -1
+
+
+def test_dag_recolours_live_through_sse_without_a_reload(browse: Browse, signed_in: Page,
+                                                         dashboard: Dashboard) -> None:
+    """A run's page follows its steps through server-sent events: states change, no reload."""
+    repo = dashboard.cli.cwd
+    path = _plan(repo, "live", [
+        {"id": "a", "scope": ["a/**"], "steps": [
+            {"id": "s1", "run": "sleep 1 && mkdir -p a && echo 1 > a/one"},
+            {"id": "s2", "run": "sleep 1 && echo 2 > a/two", "depends_on": ["s1"]}]},
+        {"id": "b", "scope": ["b/**"], "depends_on": ["a"], "steps": [
+            {"id": "s1", "run": "mkdir -p b && echo 3 > b/three"}]}])
+    run_id = _start(dashboard, path)
+    page = signed_in
+    page.goto(f"/runs/{run_id}")
+    navigations = _navigations(page)
+    first = _state(page, "b/s1").get_attribute("data-state")
+    assert first not in ("completed",), "the run ended before the page could watch it"
+    browse.shot("before")
+    _wait_state(page, "a/s1", {"running", "validating", "completed"})
+    browse.shot("moving")
+    assert _wait_state(page, "b/s1", {"completed"}) == "completed"
+    browse.shot("completed")
+    assert navigations == [], f"the page navigated (reloaded?): {navigations}"
+    assert _state(page, "a/s2").get_attribute("data-state") == "completed"
+
+
+def test_hostile_step_output_renders_inert(browse: Browse, signed_in: Page,
+                                           dashboard: Dashboard) -> None:
+    """A failing step's log holding <script>, <img onerror> and ANSI escapes is shown as text."""
+    repo = dashboard.cli.cwd
+    output = HOSTILE + " " + ANSI_RED
+    path = _plan(repo, "hostile", [
+        {"id": "x", "scope": ["x/**"], "steps": [
+            {"id": "evil", "run": f"printf '%s\\n' {json.dumps(output)}; exit 3",
+             "retry": {"max_attempts": 1}}]}])
+    run_id = _start(dashboard, path)
+    _wait_api(dashboard, run_id, lambda v: v["status"] == "failed" and not v["live"])
+    page = signed_in
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"/runs/{run_id}")
+    assert _wait_state(page, "x/evil", {"failed"}) == "failed"
+    browse.shot("run")
+    step_link = page.locator('a[href*="/steps/x/evil"]').first
+    if step_link.count():
+        step_link.click()
+        page.wait_for_load_state()
+    page.get_by_text("red-text").first.wait_for()
+    browse.shot("log")
+    body = page.inner_text("body")
+    assert "<script>alert('xss-script')</script>" in body
+    assert "onerror" in body and "red-text" in body
+    assert "\x1b" not in body and "[31m" not in body
+    assert page.locator("img[src=x]").count() == 0
+    assert page.evaluate("[...document.scripts].some(s => s.textContent.includes('xss'))") \
+        is False
+    page.wait_for_timeout(300)  # an onerror handler would have fired by now
+    assert dialogs == []
+
+
+@pytest.mark.slow
+def test_gate_approve_retry_and_cancel_with_confirmation(browse: Browse, signed_in: Page,
+                                                         dashboard: Dashboard) -> None:
+    """Approve a manual gate, retry a failed step and cancel a run, each confirmed first."""
+    repo = dashboard.cli.cwd
+    flag = repo / "flag"
+    path = _plan(repo, "controls", [
+        {"id": "g", "scope": ["g/**"], "steps": [
+            {"id": "gate", "tool": "manual", "prompt": "Look at it."}]},
+        {"id": "f", "scope": ["f/**"], "steps": [
+            {"id": "flaky", "run": f"test -e {flag} && mkdir -p f && echo ok > f/ok",
+             "retry": {"max_attempts": 1}}]}])
+    run_id = _start(dashboard, path)
+    page = signed_in
+    page.goto(f"/runs/{run_id}")
+    _wait_state(page, "g/gate", {"awaiting_approval"})
+    _wait_state(page, "f/flaky", {"failed"})
+    browse.shot("waiting")
+    question = _confirm(page, page.get_by_role("button", name=re.compile("approve", re.I)).first)
+    assert question
+    _wait_state(page, "g/gate", {"completed", "running", "validating"})
+    browse.shot("approved")
+    flag.write_text("")
+    _confirm(page, page.get_by_role("button", name=re.compile("retry", re.I)).first)
+    assert _wait_state(page, "f/flaky", {"completed"}) == "completed"
+    browse.shot("retried")
+
+    long_path = _plan(repo, "long", [{"id": "l", "scope": ["l/**"], "steps": [
+        {"id": f"s{i}", "run": "sleep 1", **({"depends_on": [f"s{i - 1}"]} if i else {})}
+        for i in range(10)]}])
+    long_id = _start(dashboard, long_path)
+    page.goto(f"/runs/{long_id}")
+    _wait_state(page, "l/s0", {"running", "validating", "completed"})
+    _confirm(page, page.get_by_role("button", name=re.compile("cancel", re.I)).first)
+    view = _wait_api(dashboard, long_id, lambda v: not v["live"])
+    assert view["status"] == "cancelled"
+    page.wait_for_function("() => document.body.innerText.toLowerCase().includes('cancelled')")
+    browse.shot("cancelled")
+
+
+def test_a_cross_site_post_is_refused(dashboard: Dashboard, browse: Browse,
+                                      signed_in: Page) -> None:
+    """A form posted from another origin with the session cookie attached does nothing."""
+    path = _plan(dashboard.cli.cwd, "csrf", [{"id": "l", "scope": ["l/**"], "steps": [
+        {"id": "s0", "run": "sleep 5"}]}])
+    run_id = _start(dashboard, path)
+    cookie = next(c["value"] for c in browse.context.cookies() if c["name"] == "aidp_session")
+    answer = httpx.post(f"{dashboard.origin}/runs/{run_id}/cancel",
+                        headers={"Origin": "http://evil.example", "Cookie":
+                                 f"aidp_session={cookie}"}, follow_redirects=False)
+    assert answer.status_code in (400, 403), answer.status_code
+    assert _run_view(dashboard, run_id)["status"] != "cancelled"
