@@ -14,4 +14,5 @@ uv pip install --quiet --python .venv/bin/python -e '.[dev,postgres,serve]'
 bash scripts/setup_ai_tools.sh  # Aider and Codex in their own environments under .tools/
 bash scripts/setup_lint_tools.sh
 bash scripts/setup_openspec.sh
+bash scripts/setup_web.sh  # the dashboard's front-end packages (npm ci from package-lock.json)
 bash scripts/setup_browser.sh  # Debian's chromium for the dashboard's browser tests

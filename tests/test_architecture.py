@@ -105,11 +105,11 @@ def test_base_layer_imports_nothing_else_of_aidp() -> None:
     assert (SRC / "core").is_dir() and found == set(), sorted(found)
 
 
-@pytest.mark.parametrize("interface", ["cli", "api"])
+@pytest.mark.parametrize("interface", ["cli", "api", "web"])
 def test_interfaces_use_only_the_application_layer(interface: str) -> None:
-    """No module of aidp.cli or aidp.api imports the store, the breaker book, the worktree pool
-    (nor any other part of aidp.state or aidp.engine): the interfaces reach state only through
-    aidp.app, so no behaviour is implemented twice."""
+    """No module of aidp.cli, aidp.api or aidp.web imports the store, the breaker book, the
+    worktree pool (nor any other part of aidp.state or aidp.engine): the interfaces reach state
+    only through aidp.app, so no behaviour is implemented twice."""
     forbidden = ("aidp.state.store", "aidp.state.breakers", "aidp.workspace.worktrees",
                  "aidp.state", "aidp.engine")
     modules = sorted((SRC / interface).rglob("*.py"))
@@ -135,7 +135,7 @@ LAYERS: dict[str, int] = {
     "notify": 2,
     "engine": 3,
     "app": 4,
-    "cli": 5, "api": 5,
+    "cli": 5, "api": 5, "web": 5,
 }
 
 

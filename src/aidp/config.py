@@ -171,6 +171,10 @@ class ServeSettings(_Section):
         default_factory=list, description="origins browsers may call the API from (none)")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body accepted")
     max_workers: int = Field(4, ge=1, le=64, description="runs the service drives at once")
+    dashboard: bool = Field(True, description="serve the web dashboard at / (beside the API)")
+    dashboard_read_only: bool = Field(
+        False, description="anonymous visitors may read the dashboard (never act) without "
+        "signing in")
 
 
 class WebhookSettings(_Section):

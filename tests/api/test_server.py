@@ -34,9 +34,11 @@ def _scope(route: Any) -> str | None:
 
 
 def _routes(repo: Path) -> list[tuple[str, str, str | None]]:
+    """The API's routes (the dashboard's pages beside them have their own rule: tests/web)."""
     app = create_app(AppContext.open(repo))
     return [(method, route.path, _scope(route))
             for route in iter_route_contexts(app.routes)
+            if route.path.startswith("/api/")
             for method in sorted(route.methods or ())]
 
 

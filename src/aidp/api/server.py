@@ -126,6 +126,10 @@ def create_app(ctx: AppContext, *, listen_host: str | None = None,
         module = importlib.import_module(f"aidp.api.routes.{name}")
         app.include_router(module.router, prefix=API_PREFIX)
     install_schema(app, API_PREFIX)
+    if settings.dashboard:
+        from aidp.web import mount
+
+        mount(app, ctx)
     hosts = {"127.0.0.1", "localhost", "::1", "[::1]", *settings.allowed_hosts}
     if listen_host and listen_host not in ("0.0.0.0", "::"):
         hosts.add(listen_host)
