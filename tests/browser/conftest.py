@@ -115,8 +115,14 @@ class Browse:
     def watch(self, page: Page) -> Page:
         """Record the console errors, page errors and failed requests of ``page``."""
         def on_console(message: Any) -> None:
-            if message.type == "error":
-                self.problems.append(f"console error on {page.url}: {message.text}")
+            if message.type != "error":
+                return
+            where = (message.location or {}).get("url", "")
+            # Chromium logs a page's own error status (a 401 login answer, a 404 page) as
+            # "Failed to load resource": the test asserts that status itself.
+            if message.text.startswith("Failed to load resource") and where == page.url:
+                return
+            self.problems.append(f"console error on {page.url}: {message.text} ({where})")
 
         def on_page_error(error: Any) -> None:
             self.problems.append(f"uncaught error on {page.url}: {error}")

@@ -98,6 +98,24 @@ def _navigations(page: Page) -> list[str]:
     return seen
 
 
+def test_a_wrong_token_is_refused_at_the_login(browse: Browse, dashboard: Dashboard) -> None:
+    """The login form refuses an unknown token: it stays on /login, says so, sets no cookie."""
+    page = browse.new_page()
+    page.goto("/login")
+    assert page.locator("input[name=token]").is_visible()
+    browse.shot("login")
+    page.fill("input[name=token]", "aidp_not-a-real-token")
+    with page.expect_response(lambda r: r.url.endswith("/login")
+                              and r.request.method == "POST") as answer:
+        page.locator("form [type=submit]").first.click()
+    assert answer.value.status == 401
+    page.wait_for_load_state()
+    assert "/login" in page.url
+    assert page.get_by_role("alert").inner_text().strip()
+    browse.shot("refused")
+    assert "aidp_session" not in {c["name"] for c in browse.context.cookies()}
+
+
 def test_a_page_without_a_session_goes_to_the_login(browse: Browse, dashboard: Dashboard) -> None:
     """Without a session no dashboard page is shown: /runs sends the browser to /login."""
     page = browse.new_page()
@@ -105,12 +123,6 @@ def test_a_page_without_a_session_goes_to_the_login(browse: Browse, dashboard: D
     assert re.search(r"/login", page.url), page.url
     assert page.locator("input[name=token]").is_visible()
     browse.shot("login")
-    page.fill("input[name=token]", "aidp_not-a-real-token")
-    page.locator("form [type=submit]").first.click()
-    assert "/login" in page.url
-    browse.shot("refused")
-    cookies = {c["name"] for c in browse.context.cookies()}
-    assert "aidp_session" not in cookies
 
 
 def test_sign_in_sets_an_httponly_strict_cookie(browse: Browse, dashboard: Dashboard) -> None:
