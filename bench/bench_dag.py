@@ -146,30 +146,39 @@ function draw(data) {
   return new Promise(resolve => {
     const elements = data.nodes.map(id => ({data: {id, label: id}}))
       .concat(data.edges.map(([s, t], i) => ({data: {id: "e" + i, source: s, target: t}})));
-    const layout = %s;
+    const layout = %s, [NODE, EDGE] = %s;
     layout.stop = () => resolve();
     cytoscape({
       container: document.getElementById("g"), elements,
       style: [{selector: "node", style: {label: "data(label)", "font-size": 8,
-                                         "background-color": "#888"}},
+                                         "background-color": "#888", ...NODE}},
               {selector: "edge", style: {width: 1, "curve-style": "bezier",
-                                         "target-arrow-shape": "triangle"}}],
+                                         "target-arrow-shape": "triangle", ...EDGE}}],
       layout,
     });
   });
 }
 </script>"""
 
+# Style overrides (node, edge): none; or straight edges without arrows and labels drawn only
+# when legible (a 1,000-node plan fitted into 1280 px is zoomed far out).
+_PLAIN = "[{}, {}]"
+_LEAN = ('[{"min-zoomed-font-size": 8}, '
+         '{"curve-style": "haystack", "target-arrow-shape": "none"}]')
+
 # name -> the harness page: the variants of cytoscape differ only in their layout.
 VARIANTS = {
     "cytoscape": _COMMON.format(title="cytoscape + dagre",
-                                scripts=_CYTOSCAPE % '{name: "dagre", rankDir: "TB"}'),
+                                scripts=_CYTOSCAPE % ('{name: "dagre", rankDir: "TB"}', _PLAIN)),
     "cytoscape-longest-path": _COMMON.format(
         title="cytoscape + dagre, longest-path ranker",
-        scripts=_CYTOSCAPE % '{name: "dagre", rankDir: "TB", ranker: "longest-path"}'),
+        scripts=_CYTOSCAPE % ('{name: "dagre", rankDir: "TB", ranker: "longest-path"}', _PLAIN)),
     "cytoscape-preset": _COMMON.format(
         title="cytoscape, layered in the page",
-        scripts=_CYTOSCAPE % '{name: "preset", positions: layered(data)}'),
+        scripts=_CYTOSCAPE % ('{name: "preset", positions: layered(data)}', _PLAIN)),
+    "cytoscape-preset-lean": _COMMON.format(
+        title="cytoscape, layered in the page, lean style",
+        scripts=_CYTOSCAPE % ('{name: "preset", positions: layered(data)}', _LEAN)),
 }
 
 MERMAID = _COMMON.format(title="mermaid", scripts="""
