@@ -8,14 +8,18 @@ keeps screenshots of its steps (``$AIDP_TEST_ARTIFACTS`` or the test's ``tmp_pat
 
 from __future__ import annotations
 
+import html
+import http.server
 import json
 import re
+import shlex
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from tests.browser.conftest import Browse, Dashboard, sign_in
@@ -26,7 +30,6 @@ if TYPE_CHECKING:
 
 HOSTILE = ("<script>alert('xss-script')</script>"
            "<img src=x onerror=\"alert('xss-img')\">")
-ANSI_RED = "\x1b[31mred-text\x1b[0m"
 
 
 def _plan(repo: Path, name: str, workstreams: list[dict[str, Any]]) -> str:
@@ -166,10 +169,11 @@ def test_hostile_step_output_renders_inert(browse: Browse, signed_in: Page,
                                            dashboard: Dashboard) -> None:
     """A failing step's log holding <script>, <img onerror> and ANSI escapes is shown as text."""
     repo = dashboard.cli.cwd
-    output = HOSTILE + " " + ANSI_RED
+    command = (f"printf '%s\\n' {shlex.quote(HOSTILE)}; "
+               "printf 'ansi: \\033[31mred-text\\033[0m\\n'; exit 3")
     path = _plan(repo, "hostile", [
         {"id": "x", "scope": ["x/**"], "steps": [
-            {"id": "evil", "run": f"printf '%s\\n' {json.dumps(output)}; exit 3",
+            {"id": "evil", "run": command,
              "retry": {"max_attempts": 1}}]}])
     run_id = _start(dashboard, path)
     _wait_api(dashboard, run_id, lambda v: v["status"] == "failed" and not v["live"])
@@ -236,15 +240,47 @@ def test_gate_approve_retry_and_cancel_with_confirmation(browse: Browse, signed_
     browse.shot("cancelled")
 
 
-def test_a_cross_site_post_is_refused(dashboard: Dashboard, browse: Browse,
-                                      signed_in: Page) -> None:
-    """A form posted from another origin with the session cookie attached does nothing."""
-    path = _plan(dashboard.cli.cwd, "csrf", [{"id": "l", "scope": ["l/**"], "steps": [
-        {"id": "s0", "run": "sleep 5"}]}])
-    run_id = _start(dashboard, path)
-    cookie = next(c["value"] for c in browse.context.cookies() if c["name"] == "aidp_session")
-    answer = httpx.post(f"{dashboard.origin}/runs/{run_id}/cancel",
-                        headers={"Origin": "http://evil.example", "Cookie":
-                                 f"aidp_session={cookie}"}, follow_redirects=False)
-    assert answer.status_code in (400, 403), answer.status_code
-    assert _run_view(dashboard, run_id)["status"] != "cancelled"
+
+def test_a_cross_site_form_post_is_refused(browse: Browse, dashboard: Dashboard) -> None:
+    """A form on another site that posts to the dashboard (login CSRF: a valid token of the
+    attacker's) is refused by the server, and no session is set."""
+    target = f"{dashboard.origin}/login"
+    attack = (f'<form method="post" action="{html.escape(target)}">'
+              f'<input name="token" value="{html.escape(dashboard.token("read"))}">'
+              '<input name="next" value="/runs"></form>'
+              "<script>document.forms[0].submit()</script>")
+    with _other_site(attack) as evil:
+        page = browse.new_page()
+        with page.expect_response(lambda r: r.url == target) as answer:
+            page.goto(evil)
+        assert answer.value.status == 403, answer.value.status
+        page.wait_for_load_state()
+        browse.shot("refused")
+    assert "aidp_session" not in {c["name"] for c in browse.context.cookies()}
+
+
+@contextmanager
+def _other_site(body: str) -> Iterator[str]:
+    """Serve ``body`` from http://localhost:PORT/ (another site than 127.0.0.1's)."""
+    page = body.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
