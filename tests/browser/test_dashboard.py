@@ -28,6 +28,8 @@ from tests.helpers import commit_files
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
+pytestmark = pytest.mark.browser
+
 HOSTILE = ("<script>alert('xss-script')</script>"
            "<img src=x onerror=\"alert('xss-img')\">")
 
