@@ -5,7 +5,7 @@
   downloaded. Without it the tests skip with the reason, or fail when ``AIDP_REQUIRE_BROWSER=1``
   (``.ci/run`` sets it). ``scripts/setup_browser.sh`` installs it.
 * ``dashboard``: ``aidp serve --port 0`` in a scratch git repository (SQLite), with a token per
-  scope (the API tests' :func:`tests.api.conftest.start_served`).
+  scope (the API tests' :func:`tests.api.conftest.start_served`); one per test module.
 * ``browse``: a fresh browser context (no cookies) whose pages are all watched: every console
   error, uncaught page error and failed request of a page served by aidp fails the test at its
   end. ``browse.shot(label)`` keeps a screenshot of the current page, numbered by step, under
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.api.conftest import Served, start_served
-from tests.helpers import Cli
+from tests.helpers import Cli, init_repo
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -83,10 +83,12 @@ class Dashboard:
         return self.served.tokens[scope]
 
 
-@pytest.fixture
-def dashboard(repo: Path) -> Iterator[Dashboard]:
-    """``aidp serve`` on ``repo`` with aidp's default database (SQLite in ``.aidp/``)."""
-    server = start_served(Cli(repo))
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """``aidp serve`` on a scratch repository with aidp's default database (SQLite in
+    ``.aidp/``), shared by the tests of a module (starting it and making the tokens costs
+    5-8 s here); each test commits its own workstream file and runs it."""
+    server = start_served(Cli(init_repo(tmp_path_factory.mktemp("dashboard") / "repo")))
     try:
         yield Dashboard(server)
     finally:
