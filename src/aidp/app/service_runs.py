@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENDED",
+    "RunSources",
     "ServiceRun",
     "Worker",
     "active_service_runs",
@@ -35,6 +36,7 @@ __all__ = [
     "note_restart",
     "prepare_resume",
     "prepare_retry",
+    "run_sources",
     "start_worker",
     "submit_run",
     "worker_log",
@@ -88,6 +90,51 @@ def submit_run(app: AppContext, *, files: list[str] | None = None, change: str |
                         change_id=change, by=by)
     _activate(app, run_id, by, "start")
     return run_id
+
+
+@dataclass(frozen=True)
+class RunSources:
+    """What a run could be started from in the repository (suggestions for a form): workstream
+    files (YAML/JSON files whose top level names ``workstreams``), OpenSpec changes
+    (``openspec/changes/ID``) and CCPM epics (``.claude/epics/NAME``)."""
+
+    files: tuple[str, ...]
+    changes: tuple[str, ...]
+    epics: tuple[str, ...]
+
+
+#: Directories never searched for workstream files.
+_SKIP_DIRS = frozenset({".git", ".aidp", "node_modules", ".venv", "venv", "__pycache__",
+                        ".tox", "dist", "build", ".mypy_cache", ".ruff_cache", ".tools"})
+
+
+def run_sources(app: AppContext, *, limit: int = 200) -> RunSources:
+    """The workstream files, OpenSpec changes and CCPM epics of ``app``'s repository, each
+    sorted and at most ``limit`` long. Reads only the first 4 KiB of a candidate file."""
+    root = app.repo
+    files: list[str] = []
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        for name in sorted(names):
+            if len(files) >= limit:
+                break
+            if not name.endswith((".yaml", ".yml", ".json")):
+                continue
+            path = Path(directory) / name
+            try:
+                with path.open("rb") as head:
+                    start = head.read(4096)
+            except OSError:
+                continue
+            if b"workstreams" in start:
+                files.append(path.relative_to(root).as_posix())
+    changes_dir = root / "openspec" / "changes"
+    changes = sorted(d.name for d in changes_dir.iterdir()
+                     if d.is_dir() and d.name != "archive") if changes_dir.is_dir() else []
+    epics_dir = root / ".claude" / "epics"
+    epics = sorted(d.name for d in epics_dir.iterdir()
+                   if (d / "epic.md").is_file()) if epics_dir.is_dir() else []
+    return RunSources(tuple(files), tuple(changes[:limit]), tuple(epics[:limit]))
 
 
 def prepare_resume(app: AppContext, run_ref: str, *, by: str) -> str:
