@@ -227,7 +227,6 @@ def test_a_gate_is_approved_after_confirmation(browse: Browse, signed_in: Page,
     page = signed_in
     page.goto(f"/runs/{run_id}")
     _wait_state(page, "g/gate", {"awaiting_approval"})
-    page.goto(f"/runs/{run_id}")  # the controls are drawn with the page, not live
     browse.shot("awaiting")
     question = _confirm(page, page.get_by_role("button", name="Approve").first)
     assert "g/gate" in question
