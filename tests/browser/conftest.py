@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,8 @@ def _artifact_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     root = os.environ.get("AIDP_TEST_ARTIFACTS")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[-150:]
     where = Path(root) / name if root else tmp_path / "screenshots"
-    where.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(where, ignore_errors=True)  # the screenshots of this run of the test only
+    where.mkdir(parents=True)
     return where
 
 

@@ -75,18 +75,21 @@ def _wait_api(dashboard: Dashboard, run_id: str, done: Callable[[dict[str, Any]]
         time.sleep(0.2)
 
 
-def _state(page: Page, step: str) -> Locator:
-    """The first element of ``step`` (``ws/step``) that carries its state."""
-    return page.locator(f'[data-step="{step}"][data-state]').first
+def _state(page: Page, step: str, within: str = "") -> Locator:
+    """The first element of ``step`` (``ws/step``) that carries its state (inside ``within``,
+    a CSS selector, when given)."""
+    return page.locator(f'{within} [data-step="{step}"][data-state]'.strip()).first
 
 
-def _wait_state(page: Page, step: str, states: set[str], timeout_ms: int = 30_000) -> str:
+def _wait_state(page: Page, step: str, states: set[str], timeout_ms: int = 30_000,
+                within: str = "") -> str:
     """Wait (without reloading) until ``step`` shows one of ``states`` in the page."""
     page.wait_for_function(
-        """([step, states]) => [...document.querySelectorAll('[data-step][data-state]')]
+        """([step, states, within]) => [...document.querySelectorAll(
+               (within + ' [data-step][data-state]').trim())]
              .some(e => e.dataset.step === step && states.includes(e.dataset.state))""",
-        arg=[step, sorted(states)], timeout=timeout_ms)
-    return str(_state(page, step).get_attribute("data-state"))
+        arg=[step, sorted(states), within], timeout=timeout_ms)
+    return str(_state(page, step, within).get_attribute("data-state"))
 
 
 def _confirm(page: Page, button: Locator) -> str:
@@ -165,15 +168,20 @@ def test_dag_recolours_live_through_sse_without_a_reload(browse: Browse, signed_
     _start_in_page(page, path)
     browse.shot("started")
     navigations = _navigations(page)
-    first = _state(page, "b/s1").get_attribute("data-state")
-    assert first not in ("completed",), "the run ended before the page could watch it"
+    dag = "#dag-nodes"  # the drawn graph's nodes, mirrored in the DOM with state and colour
+    page.wait_for_selector("#dag[data-drawn]", state="attached")
+    first = _state(page, "b/s1", dag)
+    assert first.get_attribute("data-state") == "pending", "b/s1 was not pending at first"
+    pending_colour = first.get_attribute("data-color")
     browse.shot("before")
-    _wait_state(page, "a/s1", {"running", "validating", "completed"})
+    _wait_state(page, "a/s1", {"running", "validating", "completed"}, within=dag)
     browse.shot("moving")
-    assert _wait_state(page, "b/s1", {"completed"}) == "completed"
+    assert _wait_state(page, "b/s1", {"completed"}, within=dag) == "completed"
     browse.shot("completed")
+    assert _state(page, "b/s1", dag).get_attribute("data-color") != pending_colour
+    assert _wait_state(page, "b/s1", {"completed"}) == "completed"  # the table's row too
     assert navigations == [], f"the page navigated (reloaded?): {navigations}"
-    assert _state(page, "a/s2").get_attribute("data-state") == "completed"
+    assert _state(page, "a/s2", dag).get_attribute("data-state") == "completed"
 
 
 def test_hostile_step_output_renders_inert(browse: Browse, signed_in: Page,
