@@ -2,7 +2,7 @@
 the dashboard's own run page under a stream of events.
 
 Run: ``.venv/bin/python bench/bench_dag.py [--layers 10] [--width 10] [--steps 10] [--reps 3]
-[--no-dashboard] [--watch-s 10] [--out FILE]``; prints a table and JSON.
+[--no-dashboard | --no-libraries] [--watch-s 10] [--out FILE]``; prints a table and JSON.
 
 **Libraries** (issue 20: "measure cytoscape + dagre against mermaid on a 1,000-node plan, and
 choose"). The plan is ``layers x width`` workstreams of ``steps`` chained steps (default
@@ -23,16 +23,19 @@ Each time is ``performance.now()`` inside the page, scripts already loaded; the 
 
 **Dashboard** (the issue's target: "a 1,000-step plan renders its DAG in < 2 s and stays
 responsive while 100 events/s arrive"): on a generated repository, ``aidp serve --port 0`` runs
-the same plan through ``POST /runs`` (steps ``sleep 0.05``, so events keep arriving); the
+the same plan behind one ``manual`` gate through ``POST /runs`` (steps ``--command``, by
+default a one-line append to the workstream's file, ``--parallel`` at once, default 4); the
 signed-in browser opens ``/runs/{id}`` at once and measures
 
-* ``dag_ms``: navigation start to the DAG drawn -- every step has its ``[data-step]`` element
-  and the page's DAG container holds a drawn graph (a ``canvas`` or ``svg``), then two frames;
-* during ``--watch-s`` seconds of the run: the events the server journaled per second (from
-  ``GET /runs/{id}/events``), the ``data-state`` changes seen in the page per second, the
-  longest main-thread task (``PerformanceObserver`` ``longtask``: tasks over 50 ms), the total
-  time in long tasks, and the largest gap between animation frames (what a user feels as
-  jank: an input waits at most that long for paint).
+* ``dag_ms``: navigation start to the DAG drawn -- the page's ``#dag`` says it drew every step
+  (``data-drawn``, set by ``run.js`` after the layout) and holds cytoscape's canvas -- then two
+  frames;
+* then the gate is approved (through the API) and, during ``--watch-s`` seconds of the run:
+  the events the server journaled per second (from ``GET /runs/{id}/events``), the
+  ``data-state`` changes seen in the page per second, the longest main-thread task
+  (``PerformanceObserver`` ``longtask``: tasks over 50 ms), the total time in long tasks, and
+  the largest gap between animation frames (what a user feels as jank: an input waits at most
+  that long for paint).
 
 Figures, never asserted; the target is printed beside them.
 """
@@ -67,18 +70,27 @@ TARGET_DAG_MS = 2000.0
 # -- the plan ----------------------------------------------------------------------------------
 
 
-def plan(layers: int, width: int, steps: int, command: str = "true") -> dict[str, Any]:
-    """A workstream file (JSON) of ``layers x width`` workstreams of ``steps`` chained steps."""
-    items = []
+def plan(layers: int, width: int, steps: int, command: str = "true",
+         gate: bool = False) -> dict[str, Any]:
+    """A workstream file (JSON) of ``layers x width`` workstreams of ``steps`` chained steps;
+    ``command`` may name ``{ws}`` and ``{step}``. With ``gate``, a first workstream ``gate`` of
+    one ``manual`` step holds the whole plan until it is approved."""
+    items: list[dict[str, Any]] = []
+    if gate:
+        items.append({"id": "gate", "scope": ["gate/**"],
+                      "steps": [{"id": "gate", "tool": "manual", "prompt": "Go."}]})
     for layer in range(layers):
         for i in range(width):
+            name = f"l{layer}w{i}"
             ws: dict[str, Any] = {
-                "id": f"l{layer}w{i}", "scope": [f"l{layer}w{i}/**"],
-                "steps": [{"id": f"s{j}", "run": command,
+                "id": name, "scope": [f"{name}/**"],
+                "steps": [{"id": f"s{j}", "run": command.format(ws=name, step=f"s{j}"),
                            **({"depends_on": [f"s{j - 1}"]} if j else {})}
                           for j in range(steps)]}
             if layer:
                 ws["depends_on"] = sorted({f"l{layer - 1}w{i}", f"l{layer - 1}w{(i + 3) % width}"})
+            elif gate:
+                ws["depends_on"] = ["gate"]
             items.append(ws)
     return {"version": 1, "workstreams": items}
 
@@ -332,15 +344,15 @@ _WATCH = """async (seconds) => {
 }"""
 
 _DRAWN = """(steps) => {
-  const marked = new Set([...document.querySelectorAll("[data-step]")]
-    .map(e => e.getAttribute("data-step")));
-  const drawn = document.querySelector("canvas, svg");
-  return marked.size >= steps && !!drawn;
+  const dag = document.querySelector("#dag[data-drawn]");
+  return !!dag && Number(dag.getAttribute("data-drawn")) >= steps
+    && !!dag.querySelector("canvas");
 }"""
 
 
-def measure_dashboard(browser: Any, spec: dict[str, Any], watch_s: float) -> dict[str, Any]:
-    steps = sum(len(ws["steps"]) for ws in spec["workstreams"])
+def measure_dashboard(browser: Any, spec: dict[str, Any], watch_s: float,
+                      parallel: int) -> dict[str, Any]:
+    steps = sum(len(ws["steps"]) for ws in spec["workstreams"])  # the gate included
     with tempfile.TemporaryDirectory(prefix="aidp-bench-dag-") as tmp:
         service = Service(Path(tmp), spec)
         try:
@@ -352,14 +364,17 @@ def measure_dashboard(browser: Any, spec: dict[str, Any], watch_s: float) -> dic
             page.goto("/login")
             page.fill("input[name=token]", service.token)
             with page.expect_navigation():
-                page.locator("form [type=submit]").first.click()
-            run_id = service.request("POST", "/runs",
-                                     {"files": ["workstreams/dag.json"]})["run_id"]
+                page.locator("form").filter(has=page.locator("input[name=token]")).locator(
+                    "[type=submit]").click()
+            run_id = service.request("POST", "/runs", {"files": ["workstreams/dag.json"],
+                                                       "parallel": parallel})["run_id"]
             page.goto(f"/runs/{run_id}", wait_until="commit")
             page.wait_for_function(_DRAWN, arg=steps, timeout=60_000, polling="raf")
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
                           "requestAnimationFrame(r)))")
             dag_ms = page.evaluate("performance.now()")
+            _wait_gate(service, run_id)
+            service.request("POST", f"/runs/{run_id}/steps/gate/gate/approve")
             events_before = _event_count(service, run_id)
             began = time.perf_counter()
             watched = page.evaluate(_WATCH, watch_s)
@@ -374,6 +389,17 @@ def measure_dashboard(browser: Any, spec: dict[str, Any], watch_s: float) -> dic
             "events_per_s": events / elapsed,
             "state_changes_per_s": watched["state_changes"] / elapsed, **watched,
             "page_errors": errors[:5]}
+
+
+def _wait_gate(service: Service, run_id: str) -> None:
+    """Wait until the run stops at its gate (the plan does not move before that)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        step = service.request("GET", f"/runs/{run_id}/steps/gate/gate")
+        if step.get("status", step.get("state")) == "awaiting_approval":
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"run {run_id} never reached its gate: {step}")
 
 
 def _event_count(service: Service, run_id: str) -> int:
@@ -399,6 +425,12 @@ def main() -> None:
     parser.add_argument("--watch-s", type=float, default=10.0)
     parser.add_argument("--no-dashboard", action="store_true",
                         help="only the two libraries on the harness pages")
+    parser.add_argument("--command", default="mkdir -p {ws} && echo {step} >> {ws}/log.txt",
+                        help="what each step of the dashboard's run does")
+    parser.add_argument("--parallel", type=int, default=4,
+                        help="steps at once in the dashboard's run (events per second)")
+    parser.add_argument("--no-libraries", action="store_true",
+                        help="only the dashboard's run page")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -413,19 +445,22 @@ def main() -> None:
         browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True)
         report["chromium"] = browser.version
         try:
-            for name in (*VARIANTS, "mermaid"):
+            for name in () if args.no_libraries else (*VARIANTS, "mermaid"):
                 result = measure_library(browser, f"{base}/{name}.html", args.reps)
                 report[name] = result
                 print(f"{name:22} {len(data['nodes'])} nodes, {len(data['edges'])} edges: "
                       f"draw {result['draw_ms']:.0f} ms (median of {args.reps}: "
                       f"{', '.join(f'{s:.0f}' for s in result['draw_samples_ms'])}); "
                       f"scripts loaded at {result['load_ms']:.0f} ms", flush=True)
-            report["mermaid_over_cytoscape"] = (report["mermaid"]["draw_ms"]
-                                                / report["cytoscape"]["draw_ms"])
-            print(f"mermaid / cytoscape: x{report['mermaid_over_cytoscape']:.2f}", flush=True)
+            if not args.no_libraries:
+                report["mermaid_over_cytoscape"] = (report["mermaid"]["draw_ms"]
+                                                    / report["cytoscape"]["draw_ms"])
+                print(f"mermaid / cytoscape: x{report['mermaid_over_cytoscape']:.2f}",
+                      flush=True)
             if not args.no_dashboard:
-                spec_run = plan(args.layers, args.width, args.steps, command="sleep 0.05")
-                dash = measure_dashboard(browser, spec_run, args.watch_s)
+                spec_run = plan(args.layers, args.width, args.steps, command=args.command,
+                                gate=True)
+                dash = measure_dashboard(browser, spec_run, args.watch_s, args.parallel)
                 report["dashboard"] = dash
                 print(f"dashboard  /runs/{{id}} of {dash['steps']} steps: DAG drawn "
                       f"{dash['dag_ms']:.0f} ms after navigation "
