@@ -156,7 +156,11 @@ function layered(data) {
 }
 function draw(data) {
   return new Promise(resolve => {
-    const elements = data.nodes.map(id => ({data: {id, label: id}}))
+    const compound = %s;  // a parent node per workstream, as the dashboard draws them
+    const parents = compound ? [...new Set(data.nodes.map(id => id.split("/")[0]))] : [];
+    const parentOf = id => compound ? {parent: "ws:" + id.split("/")[0]} : {};
+    const elements = parents.map(id => ({data: {id: "ws:" + id, label: id}}))
+      .concat(data.nodes.map(id => ({data: {id, label: id, ...parentOf(id)}})))
       .concat(data.edges.map(([s, t], i) => ({data: {id: "e" + i, source: s, target: t}})));
     const layout = %s, [NODE, EDGE] = %s;
     layout.stop = () => resolve();
@@ -180,17 +184,22 @@ _LEAN = ('[{"min-zoomed-font-size": 8}, '
 
 # name -> the harness page: the variants of cytoscape differ only in their layout.
 VARIANTS = {
-    "cytoscape": _COMMON.format(title="cytoscape + dagre",
-                                scripts=_CYTOSCAPE % ('{name: "dagre", rankDir: "TB"}', _PLAIN)),
+    "cytoscape": _COMMON.format(
+        title="cytoscape + dagre",
+        scripts=_CYTOSCAPE % ("false", '{name: "dagre", rankDir: "TB"}', _PLAIN)),
+    "cytoscape-compound": _COMMON.format(
+        title="cytoscape + dagre, a parent node per workstream",
+        scripts=_CYTOSCAPE % ("true", '{name: "dagre", rankDir: "TB"}', _PLAIN)),
     "cytoscape-longest-path": _COMMON.format(
         title="cytoscape + dagre, longest-path ranker",
-        scripts=_CYTOSCAPE % ('{name: "dagre", rankDir: "TB", ranker: "longest-path"}', _PLAIN)),
+        scripts=_CYTOSCAPE % ("false", '{name: "dagre", rankDir: "TB", ranker: "longest-path"}',
+                              _PLAIN)),
     "cytoscape-preset": _COMMON.format(
         title="cytoscape, layered in the page",
-        scripts=_CYTOSCAPE % ('{name: "preset", positions: layered(data)}', _PLAIN)),
+        scripts=_CYTOSCAPE % ("false", '{name: "preset", positions: layered(data)}', _PLAIN)),
     "cytoscape-preset-lean": _COMMON.format(
         title="cytoscape, layered in the page, lean style",
-        scripts=_CYTOSCAPE % ('{name: "preset", positions: layered(data)}', _LEAN)),
+        scripts=_CYTOSCAPE % ("false", '{name: "preset", positions: layered(data)}', _LEAN)),
 }
 
 MERMAID = _COMMON.format(title="mermaid", scripts="""
@@ -429,6 +438,8 @@ def main() -> None:
                         help="what each step of the dashboard's run does")
     parser.add_argument("--parallel", type=int, default=4,
                         help="steps at once in the dashboard's run (events per second)")
+    parser.add_argument("--only", action="append", choices=sorted(VARIANTS),
+                        help="only these cytoscape variants (and mermaid); repeatable")
     parser.add_argument("--no-libraries", action="store_true",
                         help="only the dashboard's run page")
     parser.add_argument("--out", type=Path)
@@ -445,7 +456,7 @@ def main() -> None:
         browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True)
         report["chromium"] = browser.version
         try:
-            for name in () if args.no_libraries else (*VARIANTS, "mermaid"):
+            for name in () if args.no_libraries else (*(args.only or VARIANTS), "mermaid"):
                 result = measure_library(browser, f"{base}/{name}.html", args.reps)
                 report[name] = result
                 print(f"{name:22} {len(data['nodes'])} nodes, {len(data['edges'])} edges: "
