@@ -38,6 +38,25 @@ workstreams:
 """
 
 
+#: A human gate (the manual tool): the step waits in awaiting_approval.
+GATE = """version: 1
+workstreams:
+  - id: docs
+    steps:
+      - id: review
+        tool: manual
+        prompt: Write the notes by hand.
+"""
+#: A step that runs long enough to be cancelled.
+SLOW = """version: 1
+workstreams:
+  - id: slow
+    steps:
+      - id: nap
+        run: "sleep 60"
+"""
+
+
 @dataclass
 class Web:
     """A served dashboard: ``base`` (http://HOST:PORT), the API's ``served`` (tokens by scope,
@@ -61,6 +80,27 @@ class Web:
     def api(self, scope: str = "admin") -> httpx.Client:
         return self.served.client(scope)
 
+    def wait_step(self, run_id: str, step: str, state: str,
+                  timeout_s: float = 60) -> dict[str, Any]:
+        """The run's view once step ``WS/STEP`` is in ``state``."""
+        deadline = time.monotonic() + timeout_s
+        with self.api("read") as api:
+            while True:
+                view: dict[str, Any] = api.get(f"/runs/{run_id}").json()
+                states = {f"{w['id']}/{s['id']}": s["status"] for w in view["workstreams"]
+                          for s in w["steps"]}
+                if states.get(step) == state:
+                    return view
+                assert time.monotonic() < deadline, (step, state, view)
+                time.sleep(0.2)
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's journal as CloudEvents (through the API)."""
+        with self.api("read") as api:
+            found: list[dict[str, Any]] = api.get(f"/runs/{run_id}/events",
+                                                  params={"limit": 1000}).json()
+        return found
+
     def wait_ended(self, run_id: str, timeout_s: float = 60) -> dict[str, Any]:
         """The run's view once it ended (completed, failed, cancelled)."""
         deadline = time.monotonic() + timeout_s
@@ -83,7 +123,8 @@ def csrf_of(html: str) -> str:
 def serve_web(repo: Path, **env: str) -> Web:
     """``aidp serve`` on a new repository at ``repo`` (holding the demo plan) with ``AIDP_*``
     settings ``env``."""
-    init_repo(repo, {"README.md": "demo\n", "ws/demo.yaml": DEMO})
+    init_repo(repo, {"README.md": "demo\n", "ws/demo.yaml": DEMO, "ws/gate.yaml": GATE,
+                     "ws/slow.yaml": SLOW})
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
@@ -113,11 +154,10 @@ def web_read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
         server.served.stop()
 
 
-def start_run(client: httpx.Client) -> str:
-    """Start the demo plan from the runs page with ``client``'s session; the new run's id."""
+def start_run(client: httpx.Client, plan: str = "ws/demo.yaml") -> str:
+    """Start ``plan`` from the runs page with ``client``'s session; the new run's id."""
     token = csrf_of(client.get("/runs").text)
-    answer = client.post("/runs", data={"csrf": token, "source": "files",
-                                        "files": "ws/demo.yaml"})
+    answer = client.post("/runs", data={"csrf": token, "source": "files", "files": plan})
     assert answer.status_code == 303, answer.text
     match = re.fullmatch(r"/runs/([0-9A-Z]+)\?done=started", answer.headers["location"])
     assert match, answer.headers["location"]

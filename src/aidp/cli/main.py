@@ -42,7 +42,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "specs": ("aidp.cli.specs", "specs", "Validate, index and resolve OpenSpec specs and changes."),
     "proposals": ("aidp.cli.proposals", "proposals", "Review and approve OpenSpec changes."),
     "tools": ("aidp.cli.tools", "tools", "List tool profiles; check that their tools can run."),
-    "serve": ("aidp.cli.serve", "serve", "Serve the REST API, live events and webhooks."),
+    "serve": ("aidp.cli.serve", "serve", "Serve the REST API, the dashboard, live events and "
+              "webhooks."),
     "tokens": ("aidp.cli.tokens", "tokens", "Create, list and revoke API tokens."),
     "webhooks": ("aidp.cli.webhooks", "webhooks", "Subscribe URLs to signed webhooks; verify."),
     "events": ("aidp.cli.events", "events", "Print or follow the journal's events (CloudEvents)."),

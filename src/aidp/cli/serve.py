@@ -41,13 +41,14 @@ def _listen(host: str, port: int) -> socket.socket:
               "[serve] port).")
 def serve(repo: Path | None, config_path: Path | None, host: str | None,
           port: int | None) -> None:
-    """Serve the REST API under /api/v1 until Ctrl-C or SIGTERM.
+    """Serve the REST API under /api/v1 and the web dashboard at / until Ctrl-C or SIGTERM.
 
     Runs started through the API run in worker processes of the service ([serve] max_workers
     at once); stopping the service stops them resumably, starting it again resumes them.
 
     Every route but /api/v1/health/live needs a bearer token (`aidp tokens create NAME`).
-    The schema is at /api/v1/openapi.json, a docs page at /api/v1/docs.
+    The schema is at /api/v1/openapi.json, a docs page at /api/v1/docs. The dashboard signs
+    in with a token too ([serve] dashboard = false turns it off).
     """
     try:
         import uvicorn

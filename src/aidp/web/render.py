@@ -3,10 +3,11 @@
 :func:`render` gives every template ``request``, ``viewer`` (the :class:`~aidp.web.session.Viewer`
 of the request, or None on the sign-in page), ``csrf`` (the form token of the session),
 ``static(path)`` (the URL of a file of ``static/``), ``vendor(name)`` (the URL of a front-end
-package file, or None when ``node_modules`` is missing: the page then works without it) and
-``read_only``. Filters: ``ansi`` (terminal output as inert HTML, see :mod:`aidp.web.ansi`),
-``ago`` (epoch seconds as "3 min ago"), ``duration`` (seconds as "1 h 2 min"), ``money`` (US
-dollars), ``when`` (epoch seconds as an ISO time, UTC).
+package file, or None when ``node_modules`` is missing: the page then works without it),
+``read_only``, and ``path`` and ``query`` (of the request's URL). Filters: ``ansi`` (terminal
+output as inert HTML, see :mod:`aidp.web.ansi`), ``ago`` (epoch seconds as "3 min ago"),
+``duration`` (seconds as "1 h 2 min"), ``money`` (US dollars), ``when`` (epoch seconds as an
+ISO time, UTC).
 """
 
 from __future__ import annotations
@@ -105,6 +106,6 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     base = {"request": request, "viewer": viewer, "csrf": csrf_token(request),
             "read_only": viewer is None or viewer.read_only,
             "anonymous_reading": settings.dashboard_read_only,
-            "path": request.url.path}
+            "path": request.url.path, "query": request.url.query}
     html = _ENV.get_template(name).render({**base, **context})
     return HTMLResponse(html, status_code=status_code)
