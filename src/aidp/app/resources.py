@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CURSOR_PATTERN", "RUN_STATES", "LogFile", "RunPage", "attempt_diff", "attempt_log",
+    "attempt_prompt",
     "get_step", "get_workstream", "page_runs", "run_is_live", "step_ref",
 ]
 
@@ -217,3 +218,32 @@ def _previous_checkpoint(app: AppContext, step: StepRef) -> str:
             break
         previous = s.checkpoint or previous
     return previous
+
+
+#: The most of a prompt :func:`attempt_prompt` reads (characters).
+PROMPT_MAX_CHARS = 200_000
+
+
+def attempt_prompt(app: AppContext, step: StepRef, number: int) -> str | None:
+    """The prompt attempt ``number`` of ``step`` was sent, as the executor recorded it under
+    ``.aidp/runs/RUN/prompts/WS/`` (a fix attempt's own ``STEP.N.md``, else the step's
+    ``STEP.md``), masked like the step's diff; None when no prompt was recorded (a command
+    step).
+
+    Raises:
+        NotFoundError: no such attempt.
+    """
+    queries.get_attempt(app, step, number)
+    folder = app.repo / ".aidp" / "runs" / step.run_id / "prompts" / step.ws_id
+    for name in (f"{step.step_id}.{number}.md", f"{step.step_id}.md"):
+        path = folder / name
+        try:
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                text = fh.read(PROMPT_MAX_CHARS)
+        except OSError:
+            continue
+        from aidp.app.masking import mask_text, run_secret_names
+
+        names = run_secret_names(app.store().run(step.run_id).plan_json, app.settings)
+        return mask_text(text, names)
+    return None

@@ -14,8 +14,8 @@ from aidp.exceptions import InputError, NotFoundError
 if TYPE_CHECKING:
     from aidp.specs.validate import Report
 
-__all__ = ["kind_of", "list_items", "show_item", "spec_root", "validate_items",
-           "validation_dict", "validation_targets"]
+__all__ = ["conflicts", "coverage", "kind_of", "list_items", "show_item", "spec_root",
+           "validate_items", "validation_dict", "validation_targets"]
 
 
 def spec_root(start: Path) -> Path:
@@ -128,3 +128,34 @@ def list_items(root: Path, *, specs: bool = False) -> dict[str, Any]:
     from aidp.specs.compat import list_changes, list_specs
 
     return list_specs(root) if specs else list_changes(root)
+
+
+def conflicts(root: Path) -> list[dict[str, Any]]:
+    """Requirements claimed by two or more active changes (as ``specs conflicts --json``)."""
+    from aidp.specs.project import load_project
+    from aidp.specs.resolver import find_conflicts
+
+    return [{"key": c.key, "claims": [{"change": cl.change, "op": cl.op.value, "file": cl.file,
+                                       "line": cl.line} for cl in c.claims]}
+            for c in find_conflicts(load_project(root))]
+
+
+def coverage(root: Path, test_paths: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Every scenario of the current specs with the tagged tests that prove it (as ``specs
+    coverage --json`` without test results: each scenario ``tagged`` or ``untested``).
+
+    Raises:
+        ValidationError: a tag naming no known scenario (each problem with file and line).
+    """
+    from aidp.specs.coverage import collect_tests, coverage_of, map_tests, scenario_uri
+    from aidp.specs.project import load_project
+
+    project = load_project(root)
+    report = coverage_of(project, map_tests(project, collect_tests(root, test_paths)), None)
+    return {"ok": report.complete, "version": report.version, "counts": report.counts(),
+            "scenarios": [{"uri": scenario_uri(s.key), "capability": s.key.capability,
+                           "requirement": s.key.requirement, "scenario": s.key.scenario,
+                           "file": s.file, "line": s.line, "status": s.status.value,
+                           "tests": [{"nodeid": t.nodeid, "file": t.file, "line": t.line}
+                                     for t in s.tests]}
+                          for s in report.scenarios]}
