@@ -210,15 +210,44 @@ def test_hostile_step_output_renders_inert(browse: Browse, signed_in: Page,
         page.goto(step_page)
     page.get_by_text("red-text").first.wait_for()
     browse.shot("log")
-    body = page.inner_text("body")
-    assert "<script>alert('xss-script')</script>" in body
-    assert "onerror" in body and "red-text" in body
-    assert "\x1b" not in body and "[31m" not in body
+    log = page.locator("#step-log, pre.log").first
+    shown = log.inner_text()
+    assert "<script>alert('xss-script')</script>" in shown
+    assert "onerror" in shown and "red-text" in shown
+    assert "\x1b" not in shown and "[31m" not in shown, shown  # colour or nothing, no codes
+    assert log.locator("script, img").count() == 0
     assert page.locator("img[src=x]").count() == 0
     assert page.evaluate("[...document.scripts].some(s => s.textContent.includes('xss'))") \
         is False
     page.wait_for_timeout(300)  # an onerror handler would have fired by now
     assert dialogs == []
+
+
+def test_a_failing_steps_log_findings_and_a_checkpoint_diff(browse: Browse, signed_in: Page,
+                                                             dashboard: Dashboard) -> None:
+    """From the run page: a failed step's log and findings, then a checkpoint's diff."""
+    path = _plan(dashboard.cli.cwd, "parts", [{"id": "a", "scope": ["out/**"], "steps": [
+        {"id": "one", "run": "mkdir -p out && echo hello-diff > out/one.txt"},
+        {"id": "two", "depends_on": ["one"], "run": 'python3 -c "raise ValueError(42)"',
+         "retry": {"max_attempts": 1}}]}])
+    run_id = _start(dashboard, path)
+    assert _wait_api(dashboard, run_id, _ended)["status"] == "failed"
+    page = signed_in
+    page.goto(f"/runs/{run_id}")
+    browse.shot("run")
+    page.locator('tr[data-step="a/two"] a').first.click()
+    page.wait_for_url(re.compile(r"/steps/a/two"))
+    log = page.locator("#step-log")
+    log.get_by_text("ValueError: 42").wait_for()
+    findings = page.locator("table.findings")
+    assert "ValueError" in findings.inner_text()
+    browse.shot("log-and-findings")
+    page.goto(f"/runs/{run_id}")
+    page.locator('tr[data-step="a/one"] a').first.click()
+    page.wait_for_url(re.compile(r"/steps/a/one"))
+    diff = page.locator("#step-diff").inner_text()
+    assert "out/one.txt" in diff and "+hello-diff" in diff, diff
+    browse.shot("diff")
 
 
 def _ended(view: dict[str, Any]) -> bool:
