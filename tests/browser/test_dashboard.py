@@ -30,6 +30,19 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 
+SPEC = """# greet Specification
+
+## Purpose
+Say hello.
+
+## Requirements
+### Requirement: Greeting
+The system SHALL greet the user by name.
+
+#### Scenario: Named user
+- **WHEN** Ada signs in
+- **THEN** the page says "Hello, Ada"
+"""
 HOSTILE = ("<script>alert('xss-script')</script>"
            "<img src=x onerror=\"alert('xss-img')\">")
 
@@ -140,6 +153,31 @@ def test_a_page_without_a_session_goes_to_the_login(browse: Browse, dashboard: D
     assert re.search(r"/login", page.url), page.url
     assert page.locator("input[name=token]").is_visible()
     browse.shot("login")
+
+
+def test_every_page_renders_without_console_errors_and_none_without_a_session(
+        browse: Browse, dashboard: Dashboard) -> None:
+    """Each page answers 200 to an admin session with no console error (the fixture fails the
+    test on any); signed out, each one sends the browser to the login instead."""
+    commit_files(dashboard.cli.cwd, {"openspec/specs/greet/spec.md": SPEC}, "a spec")
+    path = _plan(dashboard.cli.cwd, "tour", [{"id": "t", "scope": ["t/**"], "steps": [
+        {"id": "s", "run": "mkdir -p t && echo tour > t/tour.txt"}]}])
+    run_id = _start(dashboard, path)
+    _wait_api(dashboard, run_id, _ended)
+    pages = ["/runs", f"/runs/{run_id}", f"/runs/{run_id}/steps/t/s", "/tools", "/specs",
+             "/specs/spec/greet", "/specs/coverage", "/specs/validate", "/settings"]
+    page = browse.new_page()
+    sign_in(page, dashboard.token("admin"))
+    for where in pages:
+        answer = page.goto(where)
+        assert answer is not None and answer.status == 200, (where, answer and answer.status)
+        page.wait_for_load_state("networkidle") if where != f"/runs/{run_id}" else None
+        browse.shot(where.strip("/").replace("/", "-") or "home")
+    browse.context.clear_cookies()
+    for where in pages:
+        page.goto(where)
+        assert "/login" in page.url, f"{where} was shown without a session: {page.url}"
+        assert page.locator("input[name=token]").is_visible()
 
 
 def test_sign_in_sets_an_httponly_strict_cookie(browse: Browse, dashboard: Dashboard) -> None:
