@@ -75,6 +75,7 @@ def test_ago_and_money() -> None:
     ("/runs/01ABC?x=1", "/runs/01ABC?x=1"), (None, "/runs"), ("", "/runs"),
     ("//evil.example/x", "/runs"), ("https://evil.example/", "/runs"),
     ("/\\evil.example", "/runs"), ("javascript:alert(1)", "/runs"), ("runs", "/runs"),
+    ("/runs\r\nSet-Cookie: x=1", "/runs"), ("/runs\x00", "/runs"),
 ])
 def test_next_after_sign_in_stays_on_the_site(value: str | None, safe: str) -> None:
     """Only a local path is followed after sign-in (no open redirect)."""

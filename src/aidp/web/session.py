@@ -155,8 +155,9 @@ def clear_session(request: Request, response: object) -> None:
 
 def safe_next(value: str | None) -> str:
     """A local path to go to after sign-in (anything else -- another host, ``//evil``,
-    a scheme -- becomes ``/runs``)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    a scheme, control characters -- becomes ``/runs``)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 2000:
         return "/runs"
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -76,7 +76,11 @@ def _edges(ctx: AppContext, run: RunView) -> list[tuple[str, str]]:
 def _state(ctx: AppContext, run_id: str) -> dict[str, Any]:
     """The run's states as the page's script reads them."""
     last = latest_event_id(ctx)
-    run = queries.get_run(ctx, run_id)
+    return _state_of(ctx, queries.get_run(ctx, run_id), last)
+
+
+def _state_of(ctx: AppContext, run: RunView, last: int) -> dict[str, Any]:
+    """``run``'s states, read after journal id ``last``."""
     return {
         "run_id": run.run_id, "state": run.state, "live": run.live,
         "last_event_id": last,
@@ -135,7 +139,9 @@ def _budget(ctx: AppContext) -> dict[str, float | int | None]:
 
 
 def _page(request: Request, run_ref: str, *, flash: str | None = None,
-          error: str | None = None, code: int = 200) -> Response:
+          error: str | None = None, code: int = 200, bulk: bool = True) -> Response:
+    """The run page; without ``bulk`` the table of steps and the timeline are left out (the
+    page's script reads that much when it refreshes a large run's summary)."""
     ctx: AppContext = request.app.state.ctx
     run_id = queries.resolve_run(ctx, run_ref)
     last = latest_event_id(ctx)
@@ -149,7 +155,7 @@ def _page(request: Request, run_ref: str, *, flash: str | None = None,
         checkpoints=[f"{ws.id}/{s.id}" for ws, s in steps if s.checkpoint],
         retryable=RETRYABLE, ended=run.state in service_runs.ENDED, now=time.time(),
         drives_runs=getattr(request.app.state, "supervisor", None) is not None,
-        has_graph=_has_graph())
+        has_graph=_has_graph(), state=_state_of(ctx, run, last), bulk=bulk)
 
 
 def _has_graph() -> bool:
@@ -161,8 +167,9 @@ def _has_graph() -> bool:
 
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: str, who: Annotated[Viewer, Depends(viewer)],
-             done: Annotated[str | None, Query(max_length=20)] = None) -> Response:
-    return _page(request, run_id, flash=FLASHES.get(done or ""))
+             done: Annotated[str | None, Query(max_length=20)] = None,
+             part: Annotated[Literal["all", "head"], Query()] = "all") -> Response:
+    return _page(request, run_id, flash=FLASHES.get(done or ""), bulk=part == "all")
 
 
 @router.get("/runs/{run_id}/state")

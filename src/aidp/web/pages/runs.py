@@ -29,8 +29,8 @@ router = APIRouter()
 #: States a run is shown in (the filter's choices), in the order of their counts.
 STATES = ("running", "interrupted", "pending", "failed", "completed", "cancelled")
 PAGE_SIZE = 25
-#: The most runs the page reads (counts and search cover these).
-SCAN_LIMIT = 5000
+#: The most runs the page reads (its counts, filter and search cover the newest this many).
+SCAN_LIMIT = 1000
 #: Search by text reads the workstreams of at most this many runs.
 TEXT_SEARCH_LIMIT = 500
 #: Messages after an action (by code: no text from the query is shown).
@@ -73,7 +73,7 @@ def _page(request: Request, *, status: str | None = None, q: str = "", page: int
                   states=STATES, flash=flash, error=error, problems=problems or [],
                   sources=sources, chosen=chosen or {},
                   drives_runs=getattr(request.app.state, "supervisor", None) is not None,
-                  **listing)
+                  scan_limit=SCAN_LIMIT, **listing)
 
 
 @router.get("/runs")
