@@ -84,11 +84,14 @@ CATALOGUE: dict[str, str] = {
     "proposal.transitioned": "a change proposal moved (data.change, data.from, data.to, "
                              "data.action, data.by; no run)",
     "webhook.dead": "a webhook delivery gave up after its retries (data.webhook, data.event)",
+    "token.created": "an API token was created (data.token, data.scope, data.by; no run; "
+                     "never its secret)",
+    "token.revoked": "an API token was revoked (data.token, data.by; no run)",
 }
 
 _GATE = {"step.awaiting_approval", "step.approved", "step.rejected"}
 CATEGORIES = ("run", "workstream", "step", "attempt", "gate", "breaker", "budget", "proposal",
-              "webhook", "lease", "compensation")
+              "webhook", "lease", "compensation", "token")
 
 
 def type_of(kind: str) -> str:

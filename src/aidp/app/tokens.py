@@ -76,8 +76,9 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(app: AppContext, name: str, scope: str) -> NewToken:
-    """Create a token named ``name``.
+def create_token(app: AppContext, name: str, scope: str, *, by: str | None = None) -> NewToken:
+    """Create a token named ``name`` (journaled as ``token.created`` of no run, naming ``by``
+    when given; never the secret).
 
     Raises:
         InputError: a bad name or scope, or the name is taken (revoked names stay taken: the
@@ -97,6 +98,10 @@ def create_token(app: AppContext, name: str, scope: str) -> NewToken:
     token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     with store.write() as tx:
         service.insert_token(tx, token_id, name, scope, _digest(secret))
+        if by is not None:
+            from aidp.state.tx import NO_RUN
+
+            tx.event(NO_RUN, "token.created", token=name, id=token_id, scope=scope, by=by)
     row = service.token_by_id(store, token_id)
     return NewToken(_view(row), f"aidp_{token_id}_{secret}")
 
@@ -109,8 +114,9 @@ def list_tokens(app: AppContext) -> list[TokenView]:
     return [_view(row) for row in service.tokens(app.store())]
 
 
-def revoke_token(app: AppContext, ref: str) -> TokenView:
-    """Revoke the token named (or with the id) ``ref``; revoking twice is harmless.
+def revoke_token(app: AppContext, ref: str, *, by: str | None = None) -> TokenView:
+    """Revoke the token named (or with the id) ``ref``; revoking twice is harmless. With
+    ``by``, a revocation is journaled as ``token.revoked`` of no run, naming ``by``.
 
     Raises:
         NotFoundError: no such token.
@@ -121,6 +127,10 @@ def revoke_token(app: AppContext, ref: str) -> TokenView:
         if ref in (view.name, view.id):
             with app.store().write() as tx:
                 service.revoke_token(tx, view.id)
+                if by is not None and view.active:
+                    from aidp.state.tx import NO_RUN
+
+                    tx.event(NO_RUN, "token.revoked", token=view.name, id=view.id, by=by)
             return _view(service.token_by_id(app.store(), view.id))
     raise NotFoundError(f"no token named {ref!r}", hint="`aidp tokens list` shows them")
 

@@ -91,7 +91,8 @@ async def create_token(request: Request,
     fields = await form(request)
     name, scope = fields.get("name", "").strip(), fields.get("scope", "read").strip()
     try:
-        made = await to_thread.run_sync(tokens.create_token, ctx, name, scope)
+        made = await to_thread.run_sync(
+            lambda: tokens.create_token(ctx, name, scope, by=who.actor))
     except AidpError as exc:
         message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), _status(exc)
         return await to_thread.run_sync(lambda: _page(
@@ -104,7 +105,8 @@ async def create_token(request: Request,
 async def revoke_token(request: Request, ref: str,
                        who: Annotated[Viewer, Depends(administrator)]) -> Response:
     ctx: AppContext = request.app.state.ctx
-    return await _act(request, lambda: tokens.revoke_token(ctx, ref), "revoked")
+    return await _act(request, lambda: tokens.revoke_token(ctx, ref, by=who.actor),
+                      "revoked")
 
 
 def _events(text: str) -> list[str]:
