@@ -89,7 +89,10 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """``aidp serve`` on a scratch repository with aidp's default database (SQLite in
     ``.aidp/``), shared by the tests of a module (starting it and making the tokens costs
     5-8 s here); each test commits its own workstream file and runs it."""
-    server = start_served(Cli(init_repo(tmp_path_factory.mktemp("dashboard") / "repo")))
+    repo = init_repo(tmp_path_factory.mktemp("dashboard") / "repo")
+    # The tokens are made in this process (a CLI start each costs seconds on a loaded box);
+    # the service itself is the real `aidp serve` process.
+    server = start_served(Cli(repo, in_process=True))
     try:
         yield Dashboard(server)
     finally:
