@@ -60,7 +60,7 @@ from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = Path(__file__).resolve().parent / "web"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("AIDP_CHROMIUM", "/usr/bin/chromium")
 AIDP = str(Path(sys.executable).with_name("aidp"))
 GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}

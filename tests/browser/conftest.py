@@ -1,9 +1,9 @@
 """Real Chromium (Debian's, through Playwright) against the real ``aidp serve``.
 
 * ``chromium``: one headless browser per test process (session scope; each xdist worker has
-  its own), launched from ``/usr/bin/chromium`` -- Playwright's own browsers are never
-  downloaded. Without it the tests skip with the reason, or fail when ``AIDP_REQUIRE_BROWSER=1``
-  (``.ci/run`` sets it). ``scripts/setup_browser.sh`` installs it.
+  its own), launched from ``/usr/bin/chromium`` (or ``$AIDP_CHROMIUM``) -- Playwright's own
+  browsers are never downloaded. Without it the tests skip with the reason, or fail when
+  ``AIDP_REQUIRE_BROWSER=1`` (``.ci/run`` sets it). ``scripts/setup_browser.sh`` installs it.
 * ``dashboard``: ``aidp serve --port 0`` in a scratch git repository (SQLite), with a token per
   scope (the API tests' :func:`tests.api.conftest.start_served`); one per test module.
 * ``browse``: a fresh browser context (no cookies) whose pages are all watched: every console
@@ -32,7 +32,8 @@ from tests.helpers import Cli, init_repo
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; $AIDP_CHROMIUM names another build (as bench/ reads it).
+CHROMIUM = Path(os.environ.get("AIDP_CHROMIUM", "/usr/bin/chromium"))
 # Playwright's default is 30 s; a page of this dashboard that needs more than 15 is broken.
 ACTION_TIMEOUT_MS = 15_000
 

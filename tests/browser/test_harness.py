@@ -3,12 +3,17 @@ dashboard tests must fail on (console errors, uncaught errors) and keeps numbere
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.browser.conftest import CHROMIUM, Browse
+
+ROOT = Path(__file__).resolve().parents[2]
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -45,3 +50,24 @@ def test_a_watched_page_reports_console_and_page_errors(chromium: Browser,
         assert first.stat().st_size > 0
     finally:
         context.close()
+
+
+def _harness_without_browser(require: bool) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AIDP_CHROMIUM": "/nonexistent/chromium"}
+    env.pop("AIDP_REQUIRE_BROWSER", None)
+    if require:
+        env["AIDP_REQUIRE_BROWSER"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-rs", f"{__file__}::test_the_browser_is_debians_chromium"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=110)
+
+
+def test_a_missing_browser_skips_or_fails_when_required() -> None:
+    """Without chromium the browser tests skip saying why; AIDP_REQUIRE_BROWSER=1 fails them."""
+    skipped = _harness_without_browser(require=False)
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert "1 skipped" in skipped.stdout and "/nonexistent/chromium is missing" in skipped.stdout
+    required = _harness_without_browser(require=True)
+    assert required.returncode == 1, required.stdout + required.stderr
+    assert "AIDP_REQUIRE_BROWSER=1" in required.stdout
