@@ -15,3 +15,4 @@ bash scripts/setup_ai_tools.sh  # Aider and Codex in their own environments unde
 bash scripts/setup_lint_tools.sh
 bash scripts/setup_openspec.sh
 bash scripts/setup_web.sh  # the dashboard's front-end packages (npm ci from package-lock.json)
+bash scripts/setup_browser.sh  # Debian's chromium for the dashboard's browser tests
