@@ -99,3 +99,18 @@ def cli(repo: Path, db_url: str) -> Cli:
 def cli_inproc(repo: Path) -> Cli:
     """The CLI in ``repo`` run in this process (click's CliRunner), on aidp's default database."""
     return Cli(repo, in_process=True)
+
+
+#: Modules whose tests drive the real Aider / Codex against the fake provider: what they prove
+#: does not depend on the database, so their PostgreSQL variants run in the slow tier only
+#: (about 90 s of the default run; the SQLite variants stay).
+_DATABASE_NEUTRAL = ("tests/engine/test_real_agents.py",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m 'not slow'`` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if (params is not None and params.params.get("db_url") == "postgres"
+                and item.nodeid.startswith(_DATABASE_NEUTRAL)):
+            item.add_marker(pytest.mark.slow)

@@ -63,6 +63,7 @@ def _harness_without_browser(require: bool) -> subprocess.CompletedProcess[str]:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=110)
 
 
+@pytest.mark.slow  # two child pytest runs
 def test_a_missing_browser_skips_or_fails_when_required() -> None:
     """Without chromium the browser tests skip saying why; AIDP_REQUIRE_BROWSER=1 fails them."""
     skipped = _harness_without_browser(require=False)

@@ -150,7 +150,9 @@ def test_aider_diff_edit_changes_the_file_and_commits_nothing(tmp_path: Path) ->
     ([{"error": {"status": 429, "message": "Rate limit reached", "retry_after": 1}}], False,
      AIDER_FAILURE_TIMEOUT_S, ["RateLimitError", "rate limited"]),
     ([{"reply": "unused"}], True, AIDER_FAILURE_TIMEOUT_S, ["Connection error"]),
-    ([{"hang": 120}], False, AIDER_HANG_TIMEOUT_S, ["litellm.Timeout", "timed out"]),
+    # Aider's own request timeout is 30 s or more: this one waits it out (slow tier)
+    pytest.param([{"hang": 120}], False, AIDER_HANG_TIMEOUT_S, ["litellm.Timeout", "timed out"],
+                 marks=pytest.mark.slow),
 ], ids=["429-forever", "dead-server", "hang-before-headers"])
 def test_aider_failures_end_in_time_and_say_why(
     tmp_path: Path, script: list[dict[str, Any]], dead: bool, timeout_s: float,
