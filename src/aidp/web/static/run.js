@@ -72,7 +72,7 @@
     if (lean) {
       rules.push({ selector: "node.ws-label", style: { "background-opacity": 0, "width": 1,
         "height": 1, "text-valign": "center", "text-halign": "right", "text-margin-y": 0,
-        "font-weight": "bold", "font-size": 13, "events": "no" } });
+        "font-weight": "bold", "font-size": 16, "events": "no" } });
     }
     return rules;
   }
@@ -150,16 +150,17 @@
       lane.free = band.last;
       band.top = lane.top;
     });
-    var positions = {}, labels = {};
+    var positions = {}, labels = {}, cols = {};
     var STEP_X = NODE + GAP_X, STEP_Y = NODE + GAP_Y;
     for (i = 0; i < n; i += 1) {
       var b = bandOf[data.steps[i].ws];
       positions[data.steps[i].id] = { x: rank[i] * STEP_X, y: (b.top + row[i]) * STEP_Y };
+      cols[data.steps[i].id] = rank[i];
     }
     bands.forEach(function (band) {
       labels[band.ws] = { x: band.first * STEP_X - STEP_X / 2, y: band.top * STEP_Y - STEP_Y / 2 };
     });
-    return { positions: positions, labels: labels };
+    return { positions: positions, labels: labels, cols: cols };
   }
 
   function draw(data) {
@@ -207,7 +208,11 @@
       }
     });
     data.workstreams.forEach(function (ws) { shownState["ws:" + ws.id] = ws.state; });
-    data.steps.forEach(function (s) { shownState[s.id] = s.state; mirrorNode(s.id, s.state); });
+    data.steps.forEach(function (s) {
+      shownState[s.id] = s.state;
+      mirrorNode(s.id, s.state);
+      if (placed && mirrorIndex[s.id]) { mirrorIndex[s.id].setAttribute("data-col", String(placed.cols[s.id])); }
+    });
     holder.setAttribute("data-drawn", String(data.steps.length));
     holder.setAttribute("data-layout", whole ? "dagre" : "layered");
     if (started) {
