@@ -291,6 +291,7 @@
     var changed = document.body.getAttribute("data-run-state") !== data.state;
     var index = rows();
     large = data.steps.length > 300;
+    stepCount = data.steps.length;
     setBadge(document.getElementById("run-state"), data.state);
     var summary = document.getElementById("summary-state");
     if (summary) { summary.textContent = data.state; }
@@ -379,9 +380,16 @@
       });
   }
 
+  // How often the states are read (and so the graph repainted) while events arrive: every
+  // 250 ms, or a millisecond per step past 250 steps up to once a second. A repaint of a
+  // 1,000-step graph takes 50-100 ms of the main thread on an idle machine and 200-300 ms
+  // at load 7 (bench/README.md), so 100 events/s on such a plan repaint it once a second.
+  var stepCount = 0;
+
   function schedule() {
     if (refreshTimer !== null) { return; }
-    refreshTimer = window.setTimeout(function () { refreshTimer = null; load(false); }, 250);
+    var wait = Math.min(1000, Math.max(250, stepCount));
+    refreshTimer = window.setTimeout(function () { refreshTimer = null; load(false); }, wait);
   }
 
   function note(doc) {
