@@ -224,7 +224,7 @@ def test_dag_recolours_live_through_sse_without_a_reload(browse: Browse, signed_
 
 def test_a_large_plan_is_placed_in_columns_by_longest_path(browse: Browse, signed_in: Page,
                                                             dashboard: Dashboard) -> None:
-    """Past 150 steps the page places the steps itself: every edge goes to a later column."""
+    """Past 100 steps the page places the steps itself: every edge goes to a later column."""
     repo = dashboard.cli.cwd
     chain = [{"id": f"s{i}", "run": "true", **({"depends_on": [f"s{i - 1}"]} if i else {})}
              for i in range(80)]

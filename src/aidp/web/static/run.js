@@ -101,7 +101,7 @@
   // layout: a step's column is its longest path from a root over every edge (cross-workstream
   // ones included); each workstream keeps a band of rows, bands reused once a workstream's
   // columns are over; no parent boxes (a label node at each band's start instead).
-  var NODE = 22, GAP_X = 40, GAP_Y = 14, WHOLE_DAGRE_MAX = 150;
+  var NODE = 22, GAP_X = 40, GAP_Y = 14, WHOLE_DAGRE_MAX = 100;
 
   function layered(data) {
     var n = data.steps.length, index = {}, rank = new Array(n), indeg = new Array(n);
