@@ -222,6 +222,38 @@ def test_dag_recolours_live_through_sse_without_a_reload(browse: Browse, signed_
     assert _state(page, "a/s2", dag).get_attribute("data-state") == "completed"
 
 
+def test_a_large_plan_is_placed_in_columns_by_longest_path(browse: Browse, signed_in: Page,
+                                                            dashboard: Dashboard) -> None:
+    """Past 100 steps the page places the steps itself: every edge goes to a later column."""
+    repo = dashboard.cli.cwd
+    chain = [{"id": f"s{i}", "run": "true", **({"depends_on": [f"s{i - 1}"]} if i else {})}
+             for i in range(80)]
+    path = _plan(repo, "large", [
+        {"id": "a", "scope": ["a/**"], "steps": chain},
+        {"id": "b", "scope": ["b/**"], "steps": chain[:40]},
+        {"id": "c", "scope": ["c/**"], "depends_on": ["a", "b"], "steps": chain[:40]}])
+    page = signed_in
+    run_id = _start(dashboard, path)
+    page.goto(f"/runs/{run_id}")
+    page.wait_for_selector("#dag[data-drawn]", state="attached")
+    assert page.get_attribute("#dag", "data-layout") == "layered"
+    assert page.get_attribute("#dag", "data-drawn") == "160"
+    col = {str(k): int(v) for k, v in page.evaluate(
+        """() => [...document.querySelectorAll('#dag-nodes li[data-col]')]
+                   .map(e => [e.dataset.step, e.dataset.col])""")}
+    assert len(col) == 160
+    assert [col[f"a/s{i}"] for i in range(80)] == list(range(80))
+    assert col["b/s39"] == 39
+    # c waits for a's last step (column 79), not b's (39): the longest path, across workstreams
+    assert col["c/s0"] == 80 and col["c/s39"] == 119
+    navigations = _navigations(page)
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#dag-nodes li[data-step]')]
+                   .every(e => e.dataset.state === 'completed')""", timeout=60_000)
+    browse.shot("large-completed")
+    assert navigations == [], f"the page navigated (reloaded?): {navigations}"
+
+
 def test_hostile_step_output_renders_inert(browse: Browse, signed_in: Page,
                                            dashboard: Dashboard) -> None:
     """A failing step's log holding <script>, <img onerror> and ANSI escapes is shown as text."""

@@ -35,7 +35,13 @@
     return colours[state];
   }
 
-  function graphStyle() {
+  // The style. `lean` (large plans): straight edges without arrows (haystack: no per-edge
+  // curve or arrow geometry), labels only when legible (min-zoomed-font-size: a 1,000-step
+  // plan fitted into the page is zoomed too far out for any), workstream label nodes.
+  var lean = false;
+
+  function graphStyle(isLean) {
+    if (isLean !== undefined) { lean = isLean; }
     var fg = getComputedStyle(document.body).color;
     var rules = [
       { selector: "node", style: { "label": "data(label)", "font-size": 11, "color": fg,
@@ -46,18 +52,28 @@
       { selector: ":parent", style: { "background-opacity": 0.06, "border-width": 1,
         "border-color": colour("pending"), "text-valign": "top", "font-weight": "bold",
         "shape": "round-rectangle", "padding": 12 } },
-      { selector: "edge", style: { "width": 1.5, "curve-style": "bezier",
-        "target-arrow-shape": "triangle", "line-color": colour("skipped"),
-        "target-arrow-color": colour("skipped") } },
+      { selector: "edge", style: lean
+        ? { "width": 1, "curve-style": "haystack", "haystack-radius": 0,
+          "line-color": colour("skipped") }
+        : { "width": 1.5, "curve-style": "bezier",
+          "target-arrow-shape": "triangle", "line-color": colour("skipped"),
+          "target-arrow-color": colour("skipped") } },
       { selector: "node:selected", style: { "border-color": colour("running"),
         "border-opacity": 1 } }
     ];
     STATES.forEach(function (s) {
       rules.push({ selector: "node[state = \"" + s + "\"]",
         style: { "background-color": colour(s) } });
-      rules.push({ selector: ":parent[state = \"" + s + "\"]",
-        style: { "border-color": colour(s), "background-color": colour(s) } });
+      if (!lean) {
+        rules.push({ selector: ":parent[state = \"" + s + "\"]",
+          style: { "border-color": colour(s), "background-color": colour(s) } });
+      }
     });
+    if (lean) {
+      rules.push({ selector: "node.ws-label", style: { "background-opacity": 0, "width": 1,
+        "height": 1, "text-valign": "center", "text-halign": "right", "text-margin-y": 0,
+        "font-weight": "bold", "font-size": 16, "events": "no" } });
+    }
     return rules;
   }
 
@@ -79,94 +95,72 @@
     item.setAttribute("data-color", colour(state));
   }
 
-  // Layout. A small plan is laid out by dagre as one compound graph. A large one (dagre's
-  // compound layout takes seconds from a few hundred nodes on) in two levels: each
-  // workstream's steps in columns by their longest path from the workstream's first steps
-  // (linear time), then the workstreams as boxes by dagre (a graph of tens of nodes).
-  var NODE = 22, GAP_X = 40, GAP_Y = 14, PAD = 16, LABEL = 18, WHOLE_DAGRE_MAX = 150;
+  // Layout. A small plan is laid out by dagre as one compound graph (a box per workstream).
+  // A large one (dagre takes seconds from a few hundred nodes on, most of it ordering nodes
+  // to avoid crossings) is placed here in linear time and drawn with cytoscape's `preset`
+  // layout: a step's column is its longest path from a root over every edge (cross-workstream
+  // ones included); each workstream keeps a band of rows, bands reused once a workstream's
+  // columns are over; no parent boxes (a label node at each band's start instead).
+  var NODE = 22, GAP_X = 40, GAP_Y = 14, WHOLE_DAGRE_MAX = 100;
 
-  function columns(ids, edges) {
-    var preds = {}, succs = {}, rank = {}, indeg = {};
-    ids.forEach(function (id) { preds[id] = []; succs[id] = []; indeg[id] = 0; rank[id] = 0; });
-    edges.forEach(function (e) {
-      if (preds[e[1]] && succs[e[0]]) { preds[e[1]].push(e[0]); succs[e[0]].push(e[1]); indeg[e[1]] += 1; }
+  function layered(data) {
+    var n = data.steps.length, index = {}, rank = new Array(n), indeg = new Array(n);
+    var succs = new Array(n), i;
+    for (i = 0; i < n; i += 1) { index[data.steps[i].id] = i; rank[i] = 0; indeg[i] = 0; succs[i] = []; }
+    data.edges.forEach(function (e) {
+      var a = index[e[0]], b = index[e[1]];
+      if (a !== undefined && b !== undefined) { succs[a].push(b); indeg[b] += 1; }
     });
-    var queue = ids.filter(function (id) { return indeg[id] === 0; });
-    var order = [];
-    while (queue.length) {
-      var id = queue.shift();
-      order.push(id);
-      succs[id].forEach(function (next) {
-        rank[next] = Math.max(rank[next], rank[id] + 1);
+    var queue = [], head = 0;
+    for (i = 0; i < n; i += 1) { if (indeg[i] === 0) { queue.push(i); } }
+    while (head < queue.length) {  // Kahn's order: O(V + E); a cycle's nodes keep rank 0
+      var at = queue[head];
+      head += 1;
+      succs[at].forEach(function (next) {
+        if (rank[at] + 1 > rank[next]) { rank[next] = rank[at] + 1; }
         indeg[next] -= 1;
         if (indeg[next] === 0) { queue.push(next); }
       });
     }
-    var byRank = [], slot = {};
-    order.forEach(function (id) {
-      (byRank[rank[id]] = byRank[rank[id]] || []).push(id);
-    });
-    byRank.forEach(function (col) {  // one barycentre pass: a step beside its predecessors
-      col.forEach(function (id, i) {
-        var p = preds[id].map(function (q) { return slot[q]; });
-        slot[id] = p.length ? p.reduce(function (a, b) { return a + b; }, 0) / p.length : i;
-      });
-      col.sort(function (a, b) { return slot[a] - slot[b]; });
-      col.forEach(function (id, i) { slot[id] = i; });
-    });
-    var tallest = Math.max.apply(null, byRank.map(function (c) { return c.length; }).concat([1]));
-    var positions = {};
-    byRank.forEach(function (col, r) {
-      var offset = (tallest - col.length) * (NODE + GAP_Y) / 2;
-      col.forEach(function (id, i) {
-        positions[id] = { x: r * (NODE + GAP_X) + NODE / 2, y: offset + i * (NODE + GAP_Y) + NODE / 2 };
-      });
-    });
-    return { positions: positions, width: Math.max(1, byRank.length) * (NODE + GAP_X) - GAP_X,
-      height: tallest * (NODE + GAP_Y) - GAP_Y };
-  }
-
-  function twoLevel(data) {
-    var byWs = {}, wsOf = {};
-    data.steps.forEach(function (s) { (byWs[s.ws] = byWs[s.ws] || []).push(s.id); wsOf[s.id] = s.ws; });
-    var inner = {};
-    Object.keys(byWs).forEach(function (ws) {
-      inner[ws] = columns(byWs[ws], data.edges.filter(function (e) {
-        return wsOf[e[0]] === ws && wsOf[e[1]] === ws;
-      }));
-    });
-    var placed = {};
-    var outer = window.dagre ? new window.dagre.graphlib.Graph({ multigraph: true }) : null;
-    if (outer) {
-      outer.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 48 });
-      outer.setDefaultEdgeLabel(function () { return {}; });
-      Object.keys(inner).forEach(function (ws) {
-        outer.setNode(ws, { width: inner[ws].width + 2 * PAD, height: inner[ws].height + 2 * PAD + LABEL });
-      });
-      data.edges.forEach(function (e) {
-        var a = wsOf[e[0]], b = wsOf[e[1]];
-        if (a && b && a !== b) { outer.setEdge(a, b, {}, a + ">" + b); }
-      });
-      window.dagre.layout(outer);
-      Object.keys(inner).forEach(function (ws) {
-        var box = outer.node(ws);
-        placed[ws] = { x: box.x - box.width / 2 + PAD, y: box.y - box.height / 2 + PAD + LABEL };
-      });
-    } else {  // no dagre: the workstreams in one column
-      var y = 0;
-      Object.keys(inner).forEach(function (ws) {
-        placed[ws] = { x: 0, y: y };
-        y += inner[ws].height + 2 * PAD + LABEL + 24;
-      });
+    // Per workstream (in the plan's order): its columns, and its steps' rows within a column
+    // (in the plan's step order).
+    var bands = [], bandOf = {}, row = new Array(n);
+    for (i = 0; i < n; i += 1) {
+      var ws = data.steps[i].ws, band = bandOf[ws];
+      if (!band) { band = bandOf[ws] = { ws: ws, first: rank[i], last: rank[i], count: {}, height: 1 }; bands.push(band); }
+      if (rank[i] < band.first) { band.first = rank[i]; }
+      if (rank[i] > band.last) { band.last = rank[i]; }
+      row[i] = band.count[rank[i]] || 0;
+      band.count[rank[i]] = row[i] + 1;
+      if (row[i] + 1 > band.height) { band.height = row[i] + 1; }
     }
-    var positions = {};
-    Object.keys(inner).forEach(function (ws) {
-      Object.keys(inner[ws].positions).forEach(function (id) {
-        var p = inner[ws].positions[id];
-        positions[id] = { x: placed[ws].x + p.x, y: placed[ws].y + p.y };
-      });
+    // Bands by their first column; a lane is reused when its last workstream ended two
+    // columns before (room for the label) and it is tall enough.
+    var lanes = [], top = 0;
+    bands.slice().sort(function (a, b) { return a.first - b.first; }).forEach(function (band) {
+      var lane = null;
+      for (var k = 0; k < lanes.length; k += 1) {
+        if (lanes[k].free < band.first - 1 && lanes[k].height >= band.height) { lane = lanes[k]; break; }
+      }
+      if (!lane) {
+        lane = { top: top, height: band.height, free: -2 };
+        lanes.push(lane);
+        top += band.height + 1;
+      }
+      lane.free = band.last;
+      band.top = lane.top;
     });
-    return positions;
+    var positions = {}, labels = {}, cols = {};
+    var STEP_X = NODE + GAP_X, STEP_Y = NODE + GAP_Y;
+    for (i = 0; i < n; i += 1) {
+      var b = bandOf[data.steps[i].ws];
+      positions[data.steps[i].id] = { x: rank[i] * STEP_X, y: (b.top + row[i]) * STEP_Y };
+      cols[data.steps[i].id] = rank[i];
+    }
+    bands.forEach(function (band) {
+      labels[band.ws] = { x: band.first * STEP_X - STEP_X / 2, y: band.top * STEP_Y - STEP_Y / 2 };
+    });
+    return { positions: positions, labels: labels, cols: cols };
   }
 
   function draw(data) {
@@ -177,38 +171,50 @@
       draw.registered = true;
     }
     var whole = draw.registered && data.steps.length <= WHOLE_DAGRE_MAX;
-    var positions = whole ? {} : twoLevel(data);
+    var placed = whole ? null : layered(data);
     var elements = [];
     data.workstreams.forEach(function (ws) {
-      elements.push({ group: "nodes", data: { id: "ws:" + ws.id, label: ws.id, state: ws.state } });
+      var node = { group: "nodes", data: { id: "ws:" + ws.id, label: ws.id, state: ws.state } };
+      if (placed) {
+        node.classes = "ws-label";
+        node.position = placed.labels[ws.id] || { x: 0, y: 0 };
+        node.selectable = false;
+        node.grabbable = false;
+      }
+      elements.push(node);
     });
     data.steps.forEach(function (s) {
-      var node = { group: "nodes", data: { id: s.id, label: s.step, state: s.state,
-        parent: "ws:" + s.ws } };
-      if (positions[s.id]) { node.position = positions[s.id]; }
+      var node = { group: "nodes", data: { id: s.id, label: s.step, state: s.state } };
+      if (placed) { node.position = placed.positions[s.id]; } else { node.data.parent = "ws:" + s.ws; }
       elements.push(node);
     });
     data.edges.forEach(function (e, i) {
       elements.push({ group: "edges", data: { id: "e" + i, source: e[0], target: e[1] } });
     });
-    var many = data.steps.length > 300;
+    var many = !whole;
     cy = window.cytoscape({
-      container: document.getElementById("dag"), elements: elements, style: graphStyle(),
+      container: document.getElementById("dag"), elements: elements, style: graphStyle(many),
       layout: whole ? { name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 40, animate: false }
         : { name: "preset", fit: true, padding: 20 },
       textureOnViewport: many, hideEdgesOnViewport: many, hideLabelsOnViewport: many,
-      pixelRatio: many ? 1 : "auto", minZoom: 0.02, maxZoom: 1.5
+      motionBlur: false, pixelRatio: many ? 1 : "auto", minZoom: 0.02, maxZoom: 1.5
     });
     cy.on("tap", "node", function (event) {
       var node = event.target;
-      if (!node.isParent()) {
+      if (!node.isParent() && node.id().indexOf("ws:") !== 0) {
         var parts = node.id().split("/");
         window.location.href = base + "/steps/" + encodeURIComponent(parts[0]) + "/" +
           encodeURIComponent(parts.slice(1).join("/"));
       }
     });
-    data.steps.forEach(function (s) { mirrorNode(s.id, s.state); });
+    data.workstreams.forEach(function (ws) { shownState["ws:" + ws.id] = ws.state; });
+    data.steps.forEach(function (s) {
+      shownState[s.id] = s.state;
+      mirrorNode(s.id, s.state);
+      if (placed && mirrorIndex[s.id]) { mirrorIndex[s.id].setAttribute("data-col", String(placed.cols[s.id])); }
+    });
     holder.setAttribute("data-drawn", String(data.steps.length));
+    holder.setAttribute("data-layout", whole ? "dagre" : "layered");
     if (started) {
       holder.setAttribute("data-draw-ms", String(Math.round(window.performance.now() - started)));
     }
@@ -277,21 +283,26 @@
     return rowIndex;
   }
 
+  // What the graph shows, by node id: the nodes whose state did not change are not touched
+  // (no cytoscape lookup, no style recalculation).
+  var shownState = {};
+
   function apply(data) {
     var changed = document.body.getAttribute("data-run-state") !== data.state;
     var index = rows();
     large = data.steps.length > 300;
+    stepCount = data.steps.length;
     setBadge(document.getElementById("run-state"), data.state);
     var summary = document.getElementById("summary-state");
     if (summary) { summary.textContent = data.state; }
-    if (cy) { cy.startBatch(); }
+    var moved = [];
     data.workstreams.forEach(function (ws) {
       var row = index.ws[ws.id];
       if (row && row.getAttribute("data-state") !== ws.state) {
         row.setAttribute("data-state", ws.state);
         setBadge(row.querySelector(".state"), ws.state);
       }
-      if (cy) { cy.getElementById("ws:" + ws.id).data("state", ws.state); }
+      if (shownState["ws:" + ws.id] !== ws.state) { moved.push(["ws:" + ws.id, ws.state]); }
     });
     data.steps.forEach(function (s) {
       var row = index.steps[s.id];
@@ -302,15 +313,51 @@
         var attempts = row.querySelector(".attempts");
         if (attempts) { attempts.textContent = String(s.attempts); }
       }
-      if (cy) {
-        var node = cy.getElementById(s.id);
-        if (node && node.data("state") !== s.state) { node.data("state", s.state); }
-        mirrorNode(s.id, s.state);
-      }
+      if (shownState[s.id] !== s.state) { moved.push([s.id, s.state]); mirrorNode(s.id, s.state); }
     });
-    if (cy) { cy.endBatch(); }
+    if (cy && moved.length) {
+      cy.batch(function () {  // one style pass for every node that changed
+        moved.forEach(function (m) {
+          var node = cy.getElementById(m[0]);
+          if (node.nonempty()) { node.data("state", m[1]); }
+        });
+      });
+    }
+    moved.forEach(function (m) { shownState[m[0]] = m[1]; });
     document.body.setAttribute("data-run-state", data.state);
     if (changed) { sectionsChanged(); }
+  }
+
+  // Live updates are painted at most once per animation frame: the newest state read wins,
+  // and the events' list gets every line noted since the last frame in one change.
+  var pendingState = null;
+  var pendingNotes = [];
+  var frameAsked = false;
+
+  function frame() {
+    frameAsked = false;
+    if (pendingState) {
+      var data = pendingState;
+      pendingState = null;
+      apply(data);
+    }
+    if (pendingNotes.length && eventsList) {
+      var batch = document.createDocumentFragment();
+      pendingNotes.slice(-50).reverse().forEach(function (item) { batch.appendChild(item); });
+      pendingNotes = [];
+      eventsList.insertBefore(batch, eventsList.firstChild);
+      while (eventsList.children.length > 50) { eventsList.removeChild(eventsList.lastChild); }
+    }
+  }
+
+  function repaint() {
+    if (frameAsked) { return; }
+    frameAsked = true;
+    if (window.requestAnimationFrame && !document.hidden) {
+      window.requestAnimationFrame(frame);
+    } else {
+      window.setTimeout(frame, 16);
+    }
   }
 
   function load(first) {
@@ -322,8 +369,9 @@
         return answer.json();
       })
       .then(function (data) {
-        if (first) { draw(data); }
-        apply(data);
+        if (first) { draw(data); apply(data); return; }
+        pendingState = data;
+        repaint();
       })
       .catch(function (err) { say("Could not read the run's state (" + err.message + ")"); })
       .then(function () {
@@ -332,9 +380,16 @@
       });
   }
 
+  // How often the states are read (and so the graph repainted) while events arrive: every
+  // 250 ms, or a millisecond per step past 250 steps up to once a second. A repaint of a
+  // 1,000-step graph takes 50-100 ms of the main thread on an idle machine and 200-300 ms
+  // at load 7 (bench/README.md), so 100 events/s on such a plan repaint it once a second.
+  var stepCount = 0;
+
   function schedule() {
     if (refreshTimer !== null) { return; }
-    refreshTimer = window.setTimeout(function () { refreshTimer = null; load(false); }, 250);
+    var wait = Math.min(1000, Math.max(250, stepCount));
+    refreshTimer = window.setTimeout(function () { refreshTimer = null; load(false); }, wait);
   }
 
   function note(doc) {
@@ -344,8 +399,9 @@
     item.textContent = (doc.time || "").replace("T", " ").slice(0, 19) + "  " + kind +
       (doc.subject ? "  " + doc.subject : "");
     item.setAttribute("data-kind", kind);
-    eventsList.insertBefore(item, eventsList.firstChild);
-    while (eventsList.children.length > 50) { eventsList.removeChild(eventsList.lastChild); }
+    pendingNotes.push(item);
+    if (pendingNotes.length > 50) { pendingNotes.shift(); }
+    repaint();
   }
 
   function follow() {
@@ -369,7 +425,7 @@
     toggle.addEventListener("click", function () {
       window.setTimeout(function () {
         colours = {};
-        if (cy) { cy.style(graphStyle()); }
+        if (cy) { cy.style(graphStyle(lean)); }
         Object.keys(mirrorIndex).forEach(function (id) {
           var item = mirrorIndex[id];
           item.setAttribute("data-color", colour(item.getAttribute("data-state")));
