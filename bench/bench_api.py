@@ -2,11 +2,13 @@
 the run's makespan.
 
 Run: ``.venv/bin/python bench/bench_api.py [--clients 50] [--reads 200] [--workstreams 5]
-[--steps 10] [--rounds 1]``; prints a table and JSON (``--out FILE`` to keep it).
+[--steps 10] [--rounds 1] [--step-sleep 0.2] [--reader-nice 5]``; prints a table and JSON
+(``--out FILE`` to keep it).
 
 On a generated repository, ``aidp serve --port 0`` drives a plan of ``workstreams`` x ``steps``
-chained shell steps (each appends a line to its workstream's file: a one-file checkpoint per
-step). Per round, in the same invocation, the same plan is run twice through ``POST /runs``:
+chained shell steps (each waits ``step-sleep`` seconds, as a tool waits for its model, then
+appends a line to its workstream's file: a one-file checkpoint per step). Per round, in the
+same invocation, the same plan is run twice through ``POST /runs``:
 
 * **quiet**: nothing else reads;
 * **loaded**: ``clients`` concurrent clients (asyncio, one keep-alive connection each) each do
@@ -17,7 +19,8 @@ step). Per round, in the same invocation, the same plan is run twice through ``P
 The makespan is the run's ``finished_at - created_at`` in the database (server side: from the
 ``POST`` to the end of its last step, the worker's start-up included), so the clients' own
 slowness does not enter it. Latency is per request, measured by the client (its event loop
-shares the two cores, so it is an upper bound). Targets (issue 19): p99 < 200 ms, 0 errors,
+shares the two cores, so it is an upper bound); this process runs at ``reader-nice``, as readers
+on other machines would take no CPU from the run. Targets (issue 19): p99 < 200 ms, 0 errors,
 loaded makespan <= 1.10 x quiet. Reported as ratios, never asserted.
 """
 
@@ -271,12 +274,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--step-sleep", type=float, default=0.2,
                         help="seconds each step waits before its edit (0: none)")
+    parser.add_argument("--reader-nice", type=int, default=5,
+                        help="nice increment of this process (the readers), as the service "
+                             "lowers its request handling: readers on other machines take no "
+                             "CPU from the run; here they share its two cores (0: compete)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rounds = []
     with tempfile.TemporaryDirectory(prefix="aidp-bench-api-") as tmp:
         repo = _repository(Path(tmp), args.workstreams, args.steps, args.step_sleep)
-        service = Service(repo)
+        service = Service(repo)  # started before the nice: its workers must not inherit it
+        os.nice(args.reader_nice)
         try:
             for n in range(args.rounds):
                 load = os.getloadavg()[0]
@@ -297,7 +305,7 @@ def main() -> None:
             raise
         finally:
             service.stop()
-    report = {"clients": args.clients, "reads": args.reads,
+    report = {"clients": args.clients, "reads": args.reads, "reader_nice": args.reader_nice,
               "steps": args.workstreams * args.steps, "step_sleep_s": args.step_sleep,
               "rounds": rounds}
     text = json.dumps(report, indent=1)
