@@ -149,7 +149,9 @@ def test_aider_diff_edit_changes_the_file_and_commits_nothing(tmp_path: Path) ->
 @pytest.mark.parametrize(("script", "dead", "timeout_s", "telltales"), [
     ([{"error": {"status": 429, "message": "Rate limit reached", "retry_after": 1}}], False,
      AIDER_FAILURE_TIMEOUT_S, ["RateLimitError", "rate limited"]),
-    ([{"reply": "unused"}], True, AIDER_FAILURE_TIMEOUT_S, ["Connection error"]),
+    # each of these waits out Aider's own retries (about 25 s): the default tier keeps one
+    pytest.param([{"reply": "unused"}], True, AIDER_FAILURE_TIMEOUT_S, ["Connection error"],
+                 marks=pytest.mark.slow),
     # Aider's own request timeout is 30 s or more: this one waits it out (slow tier)
     pytest.param([{"hang": 120}], False, AIDER_HANG_TIMEOUT_S, ["litellm.Timeout", "timed out"],
                  marks=pytest.mark.slow),

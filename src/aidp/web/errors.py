@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aidp.exceptions import AidpError, InputError, NotFoundError, StateError
 from aidp.web.session import Forbidden, LoginRequired
 
-__all__ = ["install_error_pages"]
+__all__ = ["install_error_pages", "status_of"]
 
 _log = logging.getLogger(__name__)
 #: (error class, HTTP status, page title), as the API maps them (aidp.api.problems); first wins.
@@ -31,6 +31,12 @@ _STATUS: tuple[tuple[type[AidpError], int, str], ...] = (
     (InputError, 400, "Bad input"),
     (StateError, 409, "Not now"),
 )
+
+
+def status_of(exc: AidpError, otherwise: int = 400) -> int:
+    """The HTTP status of an action's ``exc`` (404, 400, 409 as the API answers them;
+    ``otherwise`` for any other error): the form's page is shown again with it."""
+    return next((s for kind, s, _ in _STATUS if isinstance(exc, kind)), otherwise)
 
 
 def _page(request: Request, status: int, title: str, detail: str,

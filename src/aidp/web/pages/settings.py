@@ -25,7 +25,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from aidp.app import tokens, webhooks
 from aidp.app.context import AppContext
-from aidp.exceptions import AidpError, InputError, NotFoundError, StateError
+from aidp.exceptions import AidpError, InputError
+from aidp.web.errors import status_of
 from aidp.web.render import render
 from aidp.web.session import Viewer, administrator, form, viewer
 
@@ -56,12 +57,6 @@ def _page(request: Request, *, flash: str | None = None, error: str | None = Non
     return response
 
 
-def _status(exc: AidpError) -> int:
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, StateError):
-        return 409
-    return 400
 
 
 @router.get("/settings")
@@ -78,7 +73,7 @@ async def _act(request: Request, action: Callable[[], Any], flash: str,
         await to_thread.run_sync(action)
     except AidpError as exc:
         message = exc.message + (f" ({exc.hint})" if exc.hint else "")
-        status = _status(exc)
+        status = status_of(exc)
         return await to_thread.run_sync(
             lambda: _page(request, error=message, chosen=chosen, code=status))
     return RedirectResponse(f"/settings?done={flash}", 303)
@@ -94,7 +89,7 @@ async def create_token(request: Request,
         made = await to_thread.run_sync(
             lambda: tokens.create_token(ctx, name, scope, by=who.actor))
     except AidpError as exc:
-        message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), _status(exc)
+        message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), status_of(exc)
         return await to_thread.run_sync(lambda: _page(
             request, error=message, chosen={"token_name": name, "scope": scope},
             code=status))
@@ -137,7 +132,7 @@ async def create_webhook(request: Request,
     try:
         made = await to_thread.run_sync(action)
     except AidpError as exc:
-        message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), _status(exc)
+        message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), status_of(exc)
         return await to_thread.run_sync(lambda: _page(
             request, error=message, chosen=chosen, code=status))
     return await to_thread.run_sync(lambda: _page(request, created_hook=made, code=201))

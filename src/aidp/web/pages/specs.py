@@ -26,7 +26,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from aidp.app import proposals, specs
 from aidp.app.context import AppContext
-from aidp.exceptions import AidpError, InputError, NotFoundError, StateError, ValidationError
+from aidp.exceptions import AidpError, InputError, NotFoundError, ValidationError
+from aidp.web.errors import status_of
 from aidp.web.render import render
 from aidp.web.session import Viewer, form, operator, viewer
 
@@ -46,12 +47,6 @@ def _root(ctx: AppContext) -> Path | None:
         return None
 
 
-def _status(exc: AidpError) -> int:
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, StateError):
-        return 409
-    return 400
 
 
 @router.get("/specs")
@@ -155,7 +150,7 @@ async def move_proposal(request: Request, change_id: str, action: str,
         warnings = await to_thread.run_sync(act)
     except AidpError as exc:
         message = exc.message + (f" ({exc.hint})" if exc.hint else "")
-        status = _status(exc)
+        status = status_of(exc)
         return await to_thread.run_sync(lambda: _change_page(
             request, change_id, error=message, problems=problems, code=status))
     if warnings:

@@ -16,7 +16,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from aidp.app import commands, queries, tools
 from aidp.app.context import AppContext
-from aidp.exceptions import AidpError, InputError, NotFoundError, StateError
+from aidp.exceptions import AidpError, InputError
+from aidp.web.errors import status_of
 from aidp.web.render import render
 from aidp.web.session import Viewer, form, operator, viewer
 
@@ -40,12 +41,6 @@ def _page(request: Request, *, flash: str | None = None, error: str | None = Non
                   breakers=queries.list_breakers(ctx), flash=flash, error=error)
 
 
-def _status(exc: AidpError) -> int:
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, StateError):
-        return 409
-    return 400
 
 
 @router.get("/tools")
@@ -61,7 +56,7 @@ async def _act(request: Request, action: Callable[[], None], flash: str) -> Resp
         await to_thread.run_sync(action)
     except AidpError as exc:
         message = exc.message + (f" ({exc.hint})" if exc.hint else "")
-        status = _status(exc)
+        status = status_of(exc)
         return await to_thread.run_sync(lambda: _page(request, error=message, code=status))
     return RedirectResponse(f"/tools?done={flash}", 303)
 
