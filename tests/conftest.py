@@ -101,10 +101,11 @@ def cli_inproc(repo: Path) -> Cli:
     return Cli(repo, in_process=True)
 
 
-#: Modules whose tests drive the real Aider / Codex against the fake provider: what they prove
-#: does not depend on the database, so their PostgreSQL variants run in the slow tier only
-#: (about 90 s of the default run; the SQLite variants stay).
-_DATABASE_NEUTRAL = ("tests/engine/test_real_agents.py",)
+#: Modules whose tests prove what does not depend on the database -- the real Aider / Codex
+#: against the fake provider, the terminal output of the CLI -- so their PostgreSQL variants
+#: run in the slow tier only (about 60 s of the default run; the SQLite variants stay).
+_DATABASE_NEUTRAL = ("tests/engine/test_real_agents.py", "tests/cli/test_cli_outcomes.py",
+                     "tests/cli/test_live_view.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m 'not slow'`` deselects
