@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.routing import iter_route_contexts
 from aidp.api import auth
 from aidp.api.server import create_app
 from aidp.app.context import AppContext
+from aidp.cli.common import actor
 from tests.api.conftest import Served, start_served
 from tests.conftest import Cli
 
@@ -123,9 +125,9 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(served: Served) -> No
     secret = served.tokens["read"][len("aidp_") + 12 + 1:]
     assert len(secret) == 43
     assert secret not in listed and "t-read" in listed
-    db = cli.cwd / ".aidp" / "aidp.db"
-    if db.exists():
-        assert secret.encode() not in db.read_bytes()
+    assert cli.db_url is not None
+    db = Path(cli.db_url.split("///", 1)[1])
+    assert secret.encode() not in db.read_bytes()
     with served.client("read") as client:
         assert client.get("/runs").status_code == 200
         assert cli("tokens", "revoke", "t-read").returncode == 0
@@ -135,6 +137,13 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(served: Served) -> No
     bad = cli("tokens", "create", "bad name!")
     assert bad.returncode == 2 and "invalid token name" in bad.stderr
     assert secret not in "".join(served.output)
+    # who made and revoked tokens is journaled, never a secret
+    with sqlite3.connect(db) as conn:
+        journaled = conn.execute("SELECT kind, data FROM events WHERE kind LIKE 'token.%' "
+                                 "ORDER BY id").fetchall()
+    assert [(k, json.loads(d)["token"]) for k, d in journaled][-1] == ("token.revoked", "t-read")
+    assert {json.loads(d)["by"] for _, d in journaled} == {actor()}  # user@host, as the CLI
+    assert secret not in repr(journaled)
 
 
 def test_serve_refuses_a_taken_port(api_cli: Cli) -> None:

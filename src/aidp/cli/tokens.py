@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from aidp.cli.common import Context, echo_json, repo_options
+from aidp.cli.common import Context, actor, echo_json, repo_options
 
 __all__ = ["tokens"]
 
@@ -31,7 +31,7 @@ def create(repo: Path | None, config_path: Path | None, name: str, scope: str,
     ctx = Context(repo, config_path)
     try:
         ctx.ensure_aidp_dir()
-        new = create_token(ctx.app, name, scope)
+        new = create_token(ctx.app, name, scope, by=actor())
     finally:
         ctx.close()
     if as_json:
@@ -78,7 +78,7 @@ def revoke(repo: Path | None, config_path: Path | None, name: str) -> None:
 
     ctx = Context(repo, config_path)
     try:
-        view = revoke_token(ctx.app, name)
+        view = revoke_token(ctx.app, name, by=actor())
     finally:
         ctx.close()
     click.echo(f"token {view.name!r} revoked")
