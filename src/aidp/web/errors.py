@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aidp.exceptions import AidpError, InputError, NotFoundError, StateError
 from aidp.web.session import Forbidden, LoginRequired
 
-__all__ = ["install_error_pages", "status_of"]
+__all__ = ["explain", "install_error_pages", "status_of"]
 
 _log = logging.getLogger(__name__)
 #: (error class, HTTP status, page title), as the API maps them (aidp.api.problems); first wins.
@@ -37,6 +37,12 @@ def status_of(exc: AidpError, otherwise: int = 400) -> int:
     """The HTTP status of an action's ``exc`` (404, 400, 409 as the API answers them;
     ``otherwise`` for any other error): the form's page is shown again with it."""
     return next((s for kind, s, _ in _STATUS if isinstance(exc, kind)), otherwise)
+
+
+def explain(exc: AidpError) -> str:
+    """What a refused action shows on its page: the error's message and, when it has one,
+    its hint in brackets."""
+    return exc.message + (f" ({exc.hint})" if exc.hint else "")
 
 
 def _page(request: Request, status: int, title: str, detail: str,

@@ -26,7 +26,8 @@ from aidp.app import commands, queries, service_runs
 from aidp.app.context import AppContext
 from aidp.app.events import latest_event_id
 from aidp.app.views import AttemptView, RunView
-from aidp.exceptions import AidpError, InputError, NotFoundError, StateError
+from aidp.exceptions import AidpError, InputError, StateError
+from aidp.web.errors import explain, status_of
 from aidp.web.live import run_events, start_after
 from aidp.web.render import render
 from aidp.web.session import Viewer, form, operator, safe_next, viewer
@@ -221,9 +222,7 @@ async def _act(request: Request, run_ref: str, action: Callable[[str], str]) -> 
     try:
         code = await to_thread.run_sync(action, run_id)
     except AidpError as exc:
-        status = 404 if isinstance(exc, NotFoundError) else \
-            409 if isinstance(exc, StateError) else 400
-        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        message, status = explain(exc), status_of(exc)
         return await to_thread.run_sync(
             lambda: _page(request, run_id, error=message, code=status))
     return RedirectResponse(f"{back}{'&' if '?' in back else '?'}done={code}", 303)

@@ -21,7 +21,7 @@ from aidp.app import queries, service_runs
 from aidp.app.context import AppContext
 from aidp.app.views import RunListItemView
 from aidp.exceptions import AidpError, InputError, ValidationError
-from aidp.web.errors import status_of
+from aidp.web.errors import explain, status_of
 from aidp.web.render import render
 from aidp.web.session import Viewer, form_pairs, operator, viewer
 
@@ -136,7 +136,7 @@ async def start_run(request: Request, who: Annotated[Viewer, Depends(operator)])
             request, error="the workstream files have problems; nothing was started",
             problems=problems, chosen=fields, code=400))
     except AidpError as exc:
-        message, code = exc.message + (f" ({exc.hint})" if exc.hint else ""), status_of(exc)
+        message, code = explain(exc), status_of(exc)
         return await to_thread.run_sync(lambda: _page(
             request, error=message, chosen=fields, code=code))
     return RedirectResponse(f"/runs/{run_id}?done=started", 303)

@@ -26,7 +26,7 @@ from fastapi.responses import RedirectResponse, Response
 from aidp.app import tokens, webhooks
 from aidp.app.context import AppContext
 from aidp.exceptions import AidpError, InputError
-from aidp.web.errors import status_of
+from aidp.web.errors import explain, status_of
 from aidp.web.render import render
 from aidp.web.session import Viewer, administrator, form, viewer
 
@@ -72,7 +72,7 @@ async def _act(request: Request, action: Callable[[], Any], flash: str,
     try:
         await to_thread.run_sync(action)
     except AidpError as exc:
-        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        message = explain(exc)
         status = status_of(exc)
         return await to_thread.run_sync(
             lambda: _page(request, error=message, chosen=chosen, code=status))
@@ -89,7 +89,7 @@ async def create_token(request: Request,
         made = await to_thread.run_sync(
             lambda: tokens.create_token(ctx, name, scope, by=who.actor))
     except AidpError as exc:
-        message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), status_of(exc)
+        message, status = explain(exc), status_of(exc)
         return await to_thread.run_sync(lambda: _page(
             request, error=message, chosen={"token_name": name, "scope": scope},
             code=status))
@@ -132,7 +132,7 @@ async def create_webhook(request: Request,
     try:
         made = await to_thread.run_sync(action)
     except AidpError as exc:
-        message, status = exc.message + (f" ({exc.hint})" if exc.hint else ""), status_of(exc)
+        message, status = explain(exc), status_of(exc)
         return await to_thread.run_sync(lambda: _page(
             request, error=message, chosen=chosen, code=status))
     return await to_thread.run_sync(lambda: _page(request, created_hook=made, code=201))

@@ -27,7 +27,7 @@ from fastapi.responses import RedirectResponse, Response
 from aidp.app import proposals, specs
 from aidp.app.context import AppContext
 from aidp.exceptions import AidpError, InputError, NotFoundError, ValidationError
-from aidp.web.errors import status_of
+from aidp.web.errors import explain, status_of
 from aidp.web.render import render
 from aidp.web.session import Viewer, form, operator, viewer
 
@@ -149,7 +149,7 @@ async def move_proposal(request: Request, change_id: str, action: str,
     try:
         warnings = await to_thread.run_sync(act)
     except AidpError as exc:
-        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        message = explain(exc)
         status = status_of(exc)
         return await to_thread.run_sync(lambda: _change_page(
             request, change_id, error=message, problems=problems, code=status))

@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from aidp.app import commands, queries, tools
 from aidp.app.context import AppContext
 from aidp.exceptions import AidpError, InputError
-from aidp.web.errors import status_of
+from aidp.web.errors import explain, status_of
 from aidp.web.render import render
 from aidp.web.session import Viewer, form, operator, viewer
 
@@ -55,7 +55,7 @@ async def _act(request: Request, action: Callable[[], None], flash: str) -> Resp
     try:
         await to_thread.run_sync(action)
     except AidpError as exc:
-        message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        message = explain(exc)
         status = status_of(exc)
         return await to_thread.run_sync(lambda: _page(request, error=message, code=status))
     return RedirectResponse(f"/tools?done={flash}", 303)
