@@ -75,6 +75,7 @@ PIPE_LINGER_S = 0.2
 FINAL_DRAIN_S = 1.0
 #: Rounds of /proc scanning when killing by token (a dying process may still fork).
 KILL_ROUNDS = 5
+ENVIRON_SETTLE_READS = 10  # x 5 ms: a leader caught inside execve shows an empty environment
 
 _ENV_KEEP = frozenset({"PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ"})
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -129,13 +130,19 @@ def new_token() -> str:
 # -- /proc ---------------------------------------------------------------------------------------
 
 
-def _carries_token(pid: int, needle: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            environ = fh.read()
-    except OSError:  # gone, or not ours
-        return False
-    return needle in b"\0" + environ
+def _carries_token(pid: int, needle: bytes, *, settle: bool = False) -> bool:
+    """True if ``pid``'s initial environment holds ``needle``. With ``settle``, an empty read (a
+    process in the middle of ``execve`` briefly shows no environment) is retried for ~50 ms."""
+    for _ in range(ENVIRON_SETTLE_READS if settle else 1):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:  # gone, or not ours
+            return False
+        if environ:
+            return needle in b"\0" + environ
+        time.sleep(0.005)
+    return False
 
 
 def _pids_with_token(token: str) -> set[int]:
@@ -173,7 +180,7 @@ def kill_by_token(token: str, *, pid_hint: int | None = None) -> int:
     _check_token(token)
     needle = f"\0{TOKEN_ENV}={token}\0".encode()
     killed: set[int] = set()
-    if pid_hint is not None and _carries_token(pid_hint, needle):
+    if pid_hint is not None and _carries_token(pid_hint, needle, settle=True):
         killed.add(pid_hint)
         _signal(pid_hint, signal.SIGKILL, group=True)
     for _ in range(KILL_ROUNDS):
