@@ -16,8 +16,8 @@ from aidp.exceptions import AidpError
 from aidp.state.store import Store
 from aidp.state.tx import Fence, Tx
 from aidp.workspace.locks import clean_stale_locks
-from aidp.workspace.merge import drop_contained, merge_into_worktree
-from aidp.workspace.worktrees import Worktree, WorktreePool, reset_worktree
+from aidp.workspace.merge import merge_dependencies
+from aidp.workspace.worktrees import WorktreePool, reset_worktree
 
 __all__ = ["Preparation"]
 
@@ -46,21 +46,18 @@ class Preparation:
         prefer = Path(wsr.worktree_path) if wsr.worktree_path else None
         fresh = wsr.base_sha is None
         if fresh:
-            shas = drop_contained(self.repo, [sha for _, sha in dep_heads])
             # The branch is created (or reset) at its start only while our lease is current: a
             # deposed holder, woken, moves no branch and starts nothing (the fence check fails).
             # The guarding transaction writes nothing; the preparation is recorded with the
-            # attempt. Further dependencies are merged in before the branch exists.
-            def merge_the_rest(wt: Worktree) -> None:
-                merge_into_worktree(
-                    wt, shas[1:],
-                    message=f"aidp: merge dependencies of {wsr.ws.id}: "
-                    + ", ".join(ws_id for ws_id, _ in dep_heads),
-                    trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id})
-
-            wt = self.pool.acquire(wsr.branch, shas[0] if shas else wsr.base_ref, prefer=prefer,
+            # attempt. Further dependencies are merged before the branch exists.
+            start, merge_rest = merge_dependencies(
+                self.pool, [sha for _, sha in dep_heads], into=wsr.branch,
+                message=f"aidp: merge dependencies of {wsr.ws.id}: "
+                + ", ".join(ws_id for ws_id, _ in dep_heads),
+                trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id})
+            wt = self.pool.acquire(wsr.branch, start or wsr.base_ref, prefer=prefer,
                                    guard=lambda: self.store.write(self.fence),
-                                   before_branch=merge_the_rest if len(shas) > 1 else None)
+                                   before_branch=merge_rest)
             wsr.worktree, wsr.worktree_path, wsr.needs_reset = wt, str(wt.path), False
             wsr.base_sha = wsr.head_sha = str(wt.pygit.head.target)
         else:

@@ -1,7 +1,9 @@
 """Merging workstream branches: dependencies into a worktree, results into their target branch.
 
-* :func:`merge_into_worktree` -- a workstream depending on several others starts at the first
-  dependency's head and merges the rest with ``git merge --no-ff``; all or nothing.
+* :func:`merge_dependencies` -- where a workstream depending on several others starts: the
+  first dependency's head with the rest merged in (``--no-ff``), in memory where
+  :mod:`aidp.workspace.native` allows it, else by :func:`merge_into_worktree` (``git merge``
+  in the worktree, all or nothing).
 * :func:`merge_into_target` -- a finished workstream lands on its target branch without any
   worktree: ``git merge-tree --write-tree`` computes the result, ``git commit-tree`` records it,
   ``git update-ref NEW OLD`` moves the branch only if nobody else moved it meanwhile.
@@ -11,24 +13,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 from aidp.exceptions import GitError, InputError, MergeConflictError, StateError
 from aidp.workspace.checkpoint import RefUpdate, format_message
 from aidp.workspace.git import git_identity_env, rev_parse, run_git
-from aidp.workspace.worktrees import Worktree
+from aidp.workspace.native import independent, merge_heads
+from aidp.workspace.worktrees import Worktree, WorktreePool
 
 __all__ = [
     "checked_out_branches",
     "contains",
     "drop_contained",
     "is_merged",
+    "merge_dependencies",
     "merge_into_target",
     "merge_into_worktree",
     "plan_merge",
 ]
+
+
+def merge_dependencies(
+    pool: WorktreePool, heads: Sequence[str], *, into: str, message: str,
+    trailers: Mapping[str, str],
+) -> tuple[str | None, Callable[[Worktree], object] | None]:
+    """Where a workstream depending on commits ``heads`` starts.
+
+    Returns ``(start, merge_rest)``: the commit to check out (None without dependencies) and,
+    on the git CLI path, the merges still to make in the worktree before its branch is created
+    (:func:`merge_into_worktree`; None when there are none). In-process, ``start`` is already
+    the last merge commit: no git process, nothing checked out twice.
+
+    Raises:
+        MergeConflictError: (in-process) a dependency's head conflicts with those before it.
+    """
+    import pygit2
+
+    git = pygit2.Repository(str(pool.repo))
+    try:
+        native = pool.capabilities.merge(git)
+        shas = independent(git, heads) if native else drop_contained(pool.repo, heads)
+        if len(shas) < 2:
+            return (shas[0] if shas else None), None
+        text = format_message(message, None, trailers)
+        if native:
+            return merge_heads(git, shas[0], shas[1:], into=into, text=text,
+                               identity=pool.identity), None
+    finally:
+        git.free()
+
+    def merge_rest(wt: Worktree) -> None:
+        merge_into_worktree(wt, shas[1:], message=message, trailers=trailers)
+
+    return shas[0], merge_rest
 
 
 def merge_into_worktree(

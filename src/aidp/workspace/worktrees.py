@@ -37,6 +37,7 @@ from aidp.workspace.git import (
     run_git,
 )
 from aidp.workspace.locks import clean_worktree_locks, forget_foreign_slots, keep_mark, try_lock
+from aidp.workspace.native import Capabilities, checkout_clean
 from aidp.workspace.refs import move_branch
 from aidp.workspace.worktree import Worktree, WorktreeInfo
 
@@ -108,6 +109,7 @@ class WorktreePool:
         self._released: list[Path] = []
         self._git_env = git_env()  # for the checkouts and cleans of every acquire
         self._common: Path | None = None
+        self._capabilities: Capabilities | None = None
 
     @property
     def common(self) -> Path:
@@ -116,6 +118,21 @@ class WorktreePool:
             dotgit = self.repo / ".git"
             self._common = (dotgit if dotgit.is_dir() else common_dir(self.repo)).resolve()
         return self._common
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this repository lets aidp do in-process (see :mod:`aidp.workspace.native`)."""
+        if self._capabilities is None:
+            self._capabilities = Capabilities(self.common)
+        return self._capabilities
+
+    @property
+    def identity(self) -> Identity:
+        """Who commits in this repository (its configuration, read once; see
+        :func:`~aidp.workspace.git.resolve_identity`)."""
+        if self._identity is None:
+            self._identity = resolve_identity(self.repo)
+        return self._identity
 
     def tracked_files(self) -> int:
         """How many files the repository's index lists (its header says): what a new slot
@@ -188,9 +205,7 @@ class WorktreePool:
         except BaseException:
             wt._close()
             raise
-        if self._identity is None:
-            self._identity = resolve_identity(path)  # the repository's config: same for all
-        wt._identity = self._identity
+        wt._identity = self.identity  # the repository's config: the same for every slot
         return wt
 
     def release(self, wt: Worktree) -> None:
@@ -466,13 +481,17 @@ class WorktreePool:
     def _start_branch(self, wt: Worktree, commit: str,
                       guard: Callable[[], AbstractContextManager[Any]],
                       before: Callable[[Worktree], object] | None) -> None:
-        """Check ``commit`` out detached (and run ``before``), then -- inside ``guard`` --
-        create the branch at HEAD and attach HEAD to it, in-process. An existing branch (a
-        rebuilt workstream) is reset the checked way (``checkout -B``, inside ``guard`` too)."""
-        run_git(["checkout", "-q", "-f", "--detach", commit, "--"], wt.path,
-                base_env=self._git_env)
-        run_git(["clean", "-q", "-ffdx"], wt.path, base_env=self._git_env)
+        """Check ``commit`` out detached and clean (in-process where that does what git would)
+        and run ``before``, then -- inside ``guard`` -- create the branch at HEAD and attach HEAD
+        to it, in-process. An existing branch (a rebuilt workstream) is reset the checked way
+        (``checkout -B``, inside ``guard`` too)."""
         repo = wt.pygit
+        if self.capabilities.checkout(repo, commit, self.tracked_files()):
+            checkout_clean(repo, commit)
+        else:
+            run_git(["checkout", "-q", "-f", "--detach", commit, "--"], wt.path,
+                    base_env=self._git_env)
+            run_git(["clean", "-q", "-ffdx"], wt.path, base_env=self._git_env)
         name = f"refs/heads/{wt.branch}"
         if repo.references.get(name) is not None:  # rare: reset the branch as git would
             with guard():
