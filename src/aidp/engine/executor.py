@@ -346,6 +346,7 @@ class Executor(Preparation, Admission, Invoker):
                     + (f": {step.title}" if step.title else ""),
                     trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id,
                               "Aidp-Step": step.id, "Aidp-Attempt": str(number)},
+                    unchanged=not changed,
                 )
                 sha = checkpoint.new
                 if checks:

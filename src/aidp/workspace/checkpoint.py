@@ -125,7 +125,8 @@ def stage_all(wt: Worktree) -> list[str]:
         run_git(["add", "-A"], wt.path)
         index.read(True)
         return _changed_paths(repo, index)
-    index.write()
+    if changed:  # else the index on disk already says what HEAD says: no file to replace
+        index.write()
     return changed
 
 
@@ -175,7 +176,8 @@ class RefUpdate:
 
 
 def prepare_checkpoint(
-    wt: Worktree, *, message: str, trailers: Mapping[str, str], body: str | None = None
+    wt: Worktree, *, message: str, trailers: Mapping[str, str], body: str | None = None,
+    unchanged: bool = False,
 ) -> RefUpdate:
     """Write the commit of the index on the worktree's branch; return the branch's move to it.
 
@@ -189,6 +191,8 @@ def prepare_checkpoint(
         message: the subject line.
         trailers: ``Key: value`` trailers, in order (``Aidp-Run``, ``Aidp-Step``, ...).
         body: optional paragraph between subject and trailers.
+        unchanged: :func:`stage_all` found no change (the step's commit reuses its parent's
+            tree: no tree is written).
 
     Raises:
         StateError: HEAD is not on ``wt.branch``.
@@ -202,9 +206,11 @@ def prepare_checkpoint(
     expected = f"refs/heads/{wt.branch}"
     if head.type != pygit2.enums.ReferenceType.SYMBOLIC or head.target != expected:
         raise StateError(f"worktree {wt.path} is not on branch {wt.branch}; refusing to commit")
-    index = repo.index
-    tree_id = index.write_tree()
     parent = None if repo.head_is_unborn else str(repo.head.target)
+    if parent is not None and unchanged:  # an empty step: its parent's tree, nothing written
+        tree_id = repo[parent].peel(pygit2.Commit).tree_id
+    else:
+        tree_id = repo.index.write_tree()
     ident = wt.identity
     author = pygit2.Signature(ident.author_name, ident.author_email)
     committer = pygit2.Signature(ident.committer_name, ident.committer_email)

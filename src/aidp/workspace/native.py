@@ -189,10 +189,11 @@ def merge_heads(repo: pygit2.Repository, start: str, others: Sequence[str], *, i
     return head
 
 
-def checkout_clean(repo: pygit2.Repository, commit: str) -> None:
+def checkout_clean(repo: pygit2.Repository, commit: str, *, detach: bool = True) -> None:
     """``git checkout -q -f --detach COMMIT -- && git clean -q -ffdx`` in-process: the files,
     the index and a detached HEAD at ``commit``; untracked and ignored files removed, nested
-    repositories included."""
+    repositories included. ``detach=False``: HEAD is left alone (the caller points it at a
+    branch next: one write of HEAD, not two)."""
     from pygit2.enums import CheckoutStrategy
 
     met = _collector()()
@@ -200,7 +201,8 @@ def checkout_clean(repo: pygit2.Repository, commit: str) -> None:
     repo.checkout_tree(  # type: ignore[no-untyped-call]  # pygit2 stub gap
         target, strategy=CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED
         | CheckoutStrategy.REMOVE_IGNORED, callbacks=met)
-    repo.set_head(target.id)
+    if detach:
+        repo.set_head(target.id)
     top = repo.workdir
     for relative in met.paths:  # left only if libgit2 would not remove it: a nested repository
         path = os.path.join(top, relative.rstrip("/"))

@@ -486,8 +486,9 @@ class WorktreePool:
         to it, in-process. An existing branch (a rebuilt workstream) is reset the checked way
         (``checkout -B``, inside ``guard`` too)."""
         repo = wt.pygit
-        if self.capabilities.checkout(repo, commit, self.tracked_files()):
-            checkout_clean(repo, commit)
+        native = self.capabilities.checkout(repo, commit, self.tracked_files())
+        if native:
+            checkout_clean(repo, commit, detach=before is not None)
         else:
             run_git(["checkout", "-q", "-f", "--detach", commit, "--"], wt.path,
                     base_env=self._git_env)
@@ -501,7 +502,7 @@ class WorktreePool:
             return
         if before is not None:
             before(wt)
-        head = str(repo.head.target)
+        head = commit if native and before is None else str(repo.head.target)
         with guard():
             move_branch(repo, wt.branch, head, None, message=f"branch: Created from {commit}")
             repo.set_head(name)
