@@ -355,7 +355,7 @@ def _chain_scaling(rows: list[dict[str, Any]]) -> None:
     """
     by_name = {row["name"]: row for row in rows}
     short, long = by_name.get("chain"), by_name.get("chainlong")
-    if short is None or long is None:
+    if short is None or long is None or "floor_nogit" not in short:  # (an older --merge file)
         return
     _per_step_costs(short)
     for key in ("wall", "orchestration"):
