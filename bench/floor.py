@@ -1,7 +1,7 @@
 """The plain-Python floor: the git, subprocess and SQLite work of ``aidp run``, nothing more.
 
-Run: ``.venv/bin/python bench/floor.py PLAN.json --repo REPO --parallel N``; prints JSON
-(``{"duration_s": ..., "steps": ..., "ok": true}``) on stdout.
+Run: ``.venv/bin/python bench/floor.py PLAN.json --repo REPO --parallel N [--no-git]``; prints
+JSON (``{"duration_s": ..., "steps": ..., "ok": true}``) on stdout.
 
 It reads the same plan file that ``aidp run`` gets (the JSON subset of a workstream file: ids,
 ``depends_on``, steps with a string ``run``) and does, the cheapest honest way, what aidp must do:
@@ -23,6 +23,12 @@ It reads the same plan file that ``aidp run`` gets (the JSON subset of a workstr
 Not done (aidp does them; they are its overhead by definition): the run lease and heartbeat,
 events and attempts rows, scope checks, process sessions and kill-on-timeout, log capping,
 releasing (detaching) worktrees, the summary.
+
+``--no-git`` is the floor of an orchestrator without isolation: the same DAG, threads, step
+processes and SQLite commits, but every step runs in one shared scratch directory
+(``<repo>/.floor/work``), with no worktree, no checkout and no checkpoint; pygit2 is not even
+imported, so the start-up and peak RSS are those of such a tool. Beside the git floor it shows
+the full price of aidp's isolation.
 """
 
 from __future__ import annotations
@@ -36,11 +42,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
-
-import pygit2
 
 
 def _git(args: list[str], cwd: Path) -> str:
@@ -111,8 +116,65 @@ def _step_order(ws: dict[str, Any]) -> list[dict[str, Any]]:
     return [by_id[i] for i in sorter.static_order()]
 
 
+def _run_step(ws: dict[str, Any], step: dict[str, Any], cwd: Path, logs: Path) -> None:
+    with open(logs / f"{ws['id']}.{step['id']}.log", "wb") as log:
+        proc = subprocess.run(["/bin/sh", "-c", step["run"]], cwd=cwd,
+                              stdin=subprocess.DEVNULL, stdout=log,
+                              stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{ws['id']}/{step['id']} exited {proc.returncode}")
+
+
+def _execute(workstreams: dict[str, dict[str, Any]], parallel: int,
+             run_workstream: Callable[[dict[str, Any], list[str]], str]) -> None:
+    """The workstream DAG on ``parallel`` threads; ``run_workstream`` gets its deps' results."""
+    results: dict[str, str] = {}
+    sorter = graphlib.TopologicalSorter({i: ws.get("depends_on", [])
+                                         for i, ws in workstreams.items()})
+    sorter.prepare()
+    running: dict[Future[str], str] = {}
+    with ThreadPoolExecutor(max_workers=parallel) as executor:
+        while sorter.is_active():
+            for ws_id in sorter.get_ready():
+                ws = workstreams[ws_id]
+                deps = [results[d] for d in ws.get("depends_on", [])]
+                running[executor.submit(run_workstream, ws, deps)] = ws_id
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                ws_id = running.pop(future)
+                results[ws_id] = future.result()
+                sorter.done(ws_id)
+
+
+def run_plan_nogit(plan: dict[str, Any], repo: Path, parallel: int) -> dict[str, Any]:
+    """``plan`` without git: every step in one shared directory; DAG, processes, SQLite only."""
+    started = time.perf_counter()
+    logs = repo / ".floor" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    work = repo / ".floor" / "work"
+    work.mkdir(exist_ok=True)
+    store = _Store(repo / ".floor" / "floor.db")
+    workstreams = {ws["id"]: ws for ws in plan["workstreams"]}
+    store.insert_pending([(ws["id"], s["id"]) for ws in workstreams.values() for s in ws["steps"]])
+
+    def run_workstream(ws: dict[str, Any], deps: list[str]) -> str:
+        for step in _step_order(ws):
+            store.set(ws["id"], step["id"], "running")
+            _run_step(ws, step, work, logs)
+            store.set(ws["id"], step["id"], "completed")
+        return ws["id"]
+
+    _execute(workstreams, parallel, run_workstream)
+    steps = sum(len(ws["steps"]) for ws in workstreams.values())
+    return {"duration_s": round(time.perf_counter() - started, 4), "steps": steps,
+            "workstreams": len(workstreams), "slots": 0, "git": False, "ok": True}
+
+
 def run_plan(plan: dict[str, Any], repo: Path, parallel: int) -> dict[str, Any]:
     """Execute ``plan`` in ``repo`` with ``parallel`` threads; return the timings."""
+    # Imported here: the --no-git floor must not pay for it (start-up, RSS).
+    import pygit2
+
     started = time.perf_counter()
     (repo / ".floor" / "logs").mkdir(parents=True, exist_ok=True)
     with open(repo / ".git" / "info" / "exclude", "a", encoding="utf-8") as exclude:
@@ -122,13 +184,11 @@ def run_plan(plan: dict[str, Any], repo: Path, parallel: int) -> dict[str, Any]:
     store.insert_pending([(ws["id"], s["id"]) for ws in workstreams.values() for s in ws["steps"]])
     base = _git(["rev-parse", "HEAD^{commit}"], repo).strip()
     pool = _Pool(repo)
-    heads: dict[str, str] = {}
     signature = pygit2.Signature("Bench", "bench@example.com")
     logs = repo / ".floor" / "logs"
 
-    def run_workstream(ws: dict[str, Any]) -> str:
-        deps = ws.get("depends_on", [])
-        start = heads[deps[0]] if deps else base
+    def run_workstream(ws: dict[str, Any], deps: list[str]) -> str:
+        start = deps[0] if deps else base
         branch = f"floor/{ws['id']}"
         path = pool.acquire(branch, start)
         try:
@@ -136,12 +196,7 @@ def run_plan(plan: dict[str, Any], repo: Path, parallel: int) -> dict[str, Any]:
             head = git.head.target
             for step in _step_order(ws):
                 store.set(ws["id"], step["id"], "running")
-                with open(logs / f"{ws['id']}.{step['id']}.log", "wb") as log:
-                    proc = subprocess.run(["/bin/sh", "-c", step["run"]], cwd=path,
-                                          stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, check=False)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"{ws['id']}/{step['id']} exited {proc.returncode}")
+                _run_step(ws, step, path, logs)
                 index = git.index
                 index.read(False)
                 index.add_all()
@@ -155,22 +210,10 @@ def run_plan(plan: dict[str, Any], repo: Path, parallel: int) -> dict[str, Any]:
         finally:
             pool.release(path)
 
-    sorter = graphlib.TopologicalSorter({i: ws.get("depends_on", [])
-                                         for i, ws in workstreams.items()})
-    sorter.prepare()
-    running: dict[Future[str], str] = {}
-    with ThreadPoolExecutor(max_workers=parallel) as executor:
-        while sorter.is_active():
-            for ws_id in sorter.get_ready():
-                running[executor.submit(run_workstream, workstreams[ws_id])] = ws_id
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
-                ws_id = running.pop(future)
-                heads[ws_id] = future.result()
-                sorter.done(ws_id)
+    _execute(workstreams, parallel, run_workstream)
     steps = sum(len(ws["steps"]) for ws in workstreams.values())
     return {"duration_s": round(time.perf_counter() - started, 4), "steps": steps,
-            "workstreams": len(workstreams), "slots": pool.count, "ok": True}
+            "workstreams": len(workstreams), "slots": pool.count, "git": True, "ok": True}
 
 
 def main() -> None:
@@ -178,9 +221,12 @@ def main() -> None:
     parser.add_argument("plan", type=Path)
     parser.add_argument("--repo", type=Path, required=True)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--no-git", action="store_true",
+                        help="no worktrees, no checkpoints: steps share <repo>/.floor/work")
     args = parser.parse_args()
     plan = json.loads(args.plan.read_text(encoding="utf-8"))
-    result = run_plan(plan, args.repo.resolve(), args.parallel)
+    run = run_plan_nogit if args.no_git else run_plan
+    result = run(plan, args.repo.resolve(), args.parallel)
     json.dump(result, sys.stdout)
     print()
 

@@ -1,17 +1,22 @@
 """aidp against a plain-Python floor, scenario by scenario: ``.venv/bin/python bench/run.py``.
 
 Options: ``--quick`` (one repetition, smaller sizes: a smoke run), ``--only NAME`` (repeatable:
-fanout, chain, layered, large, empty, pool, resolve), ``--reps N``, ``--out PATH``. Writes
-JSON to ``bench/results/latest.json`` and prints a table. See ``bench/README.md`` for what each
-scenario measures and how the floor (``bench/floor.py``) is built; ``pool`` and ``resolve`` run
-one micro-benchmark script each (``bench_worktree_pool.py``, ``bench_specs_resolve.py``).
+fanout, chain, chainlong, layered, fanin, large, empty, pool, resolve), ``--reps N``, ``--out
+PATH``. Writes JSON to ``bench/results/latest.json`` and prints a table. See ``bench/README.md``
+for what each scenario measures and how the floors (``bench/floor.py``) are built; ``pool`` and
+``resolve`` run one micro-benchmark script each (``bench_worktree_pool.py``,
+``bench_specs_resolve.py``).
 
 Every measurement runs ``aidp run PLAN --parallel N --json`` as a subprocess in a fresh copy of a
-generated repository, and ``bench/floor.py`` on another fresh copy, alternately; each is repeated
-``--reps`` times (default 3) and the median kept. Wall time is measured around the subprocess;
-the orchestration time is aidp's own ``duration_s`` (from its JSON summary: lease to summary,
-without Python start-up, imports, validation or ``create_run``) and the floor's own timer. Peak
-RSS is ``ru_maxrss`` from ``wait4`` of the process (its largest waited-for descendant included).
+generated repository, ``bench/floor.py`` (the git floor: the same git work) and ``bench/floor.py
+--no-git`` (no isolation at all: the price of aidp's isolation) on other fresh copies,
+alternately; each is repeated ``--reps`` times (default 3) and the median kept. The fan-in and
+chain scenarios run aidp once more with a counting ``git`` first on ``PATH``
+(``bench/gitcount.py``) and report its git processes per workstream and per step. Wall time is
+measured around the subprocess; the orchestration time is aidp's own ``duration_s`` (from its
+JSON summary: lease to summary, without Python start-up, imports, validation or
+``create_run``) and the floors' own timers. Peak RSS is ``ru_maxrss`` from ``wait4`` of the
+process (its largest waited-for descendant included).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gitcount import count_git
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
@@ -38,6 +45,8 @@ CACHE = RESULTS / "cache"
 PYTHON = Path(sys.executable)
 AIDP = PYTHON.parent / "aidp"
 FLOOR = BENCH / "floor.py"
+# The programs compared, in the order they run and their columns appear.
+KINDS = ("aidp", "floor", "floor_nogit")
 # --pythonpath: run aidp from another source tree (an older commit's `src`, for a before/after
 # comparison under the same load), with this environment's dependencies.
 AIDP_ENV: dict[str, str] = {}
@@ -163,6 +172,17 @@ def layered_plan(layers: int, width: int, sleep_s: float) -> dict[str, Any]:
     ]}
 
 
+def fanin_plan(layers: int, width: int, sleep_s: float, fan_in: int = 3) -> dict[str, Any]:
+    """Layers of one-step workstreams; workstream i of layer k depends on i..i+fan_in-1 (mod
+    width) of layer k-1."""
+    return {"version": 1, "workstreams": [
+        ws(f"l{k:02d}w{i:02d}", [f"sleep {sleep_s}"],
+           depends_on=[f"l{k - 1:02d}w{(i + j) % width:02d}" for j in range(fan_in)]
+           if k else None)
+        for k in range(layers) for i in range(width)
+    ]}
+
+
 def large_plan(count: int, files: int) -> dict[str, Any]:
     stride = files // count
     out = []
@@ -192,28 +212,36 @@ def _summary(proc: Proc) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) and "duration_s" in summary else None
 
 
+def _argv(kind: str, plan_path: Path, repo: Path, parallel: int) -> list[str]:
+    if kind == "aidp":
+        return [str(AIDP), "run", str(plan_path), "--repo", str(repo), "--parallel",
+                str(parallel), "--json"]
+    argv = [str(PYTHON), str(FLOOR), str(plan_path), "--repo", str(repo), "--parallel",
+            str(parallel)]
+    return [*argv, "--no-git"] if kind == "floor_nogit" else argv
+
+
 def compare(name: str, plan: dict[str, Any], parallel: int, make_repo: Callable[[Path], None],
-            reps: int, work: Path) -> dict[str, Any]:
-    """Run aidp and the floor ``reps`` times each, alternately, on fresh repositories."""
+            reps: int, work: Path, *, count_git_processes: bool = False) -> dict[str, Any]:
+    """Run aidp and both floors ``reps`` times each, alternately, on fresh repositories.
+
+    With ``count_git_processes``, aidp runs once more (not timed) with a counting ``git`` first
+    on ``PATH``.
+    """
     plan_path = work / f"{name}.json"
     plan_path.write_text(json.dumps(plan), encoding="utf-8")
     steps = sum(len(w["steps"]) for w in plan["workstreams"])
-    samples: dict[str, list[Any]] = {"aidp": [], "floor": []}
+    samples: dict[str, list[Any]] = {kind: [] for kind in KINDS}
     failures: list[dict[str, Any]] = []
     for rep in range(reps):
-        for kind in ("aidp", "floor"):
+        for kind in KINDS:
             # A failed aidp run (a workstream failed) is recorded and measured again, up to
             # twice: its timing would not be comparable, and the failure is itself a finding.
             for attempt in range(3):
                 repo = work / f"{name}-{kind}-{rep}-{attempt}"
                 make_repo(repo)
-                if kind == "aidp":
-                    argv = [str(AIDP), "run", str(plan_path), "--repo", str(repo),
-                            "--parallel", str(parallel), "--json"]
-                else:
-                    argv = [str(PYTHON), str(FLOOR), str(plan_path), "--repo", str(repo),
-                            "--parallel", str(parallel)]
-                proc = measure(argv, cwd=repo, env=AIDP_ENV if kind == "aidp" else None)
+                proc = measure(_argv(kind, plan_path, repo, parallel), cwd=repo,
+                               env=AIDP_ENV if kind == "aidp" else None)
                 shutil.rmtree(repo, ignore_errors=True)
                 summary = _summary(proc)
                 if summary is None:
@@ -242,13 +270,32 @@ def compare(name: str, plan: dict[str, Any], parallel: int, make_repo: Callable[
             "samples_wall_s": [round(r[0], 4) for r in rows],
             "samples_orchestration_s": [round(r[1], 4) for r in rows],
         }
-    a, f = result["aidp"], result["floor"]
+    a, f, n = result["aidp"], result["floor"], result["floor_nogit"]
     per = max(steps, 1)  # an empty plan: the whole difference
-    result["overhead_ms_per_step_wall"] = round((a["wall_s"] - f["wall_s"]) / per * 1000, 3)
-    result["overhead_ms_per_step_orchestration"] = round(
-        (a["orchestration_s"] - f["orchestration_s"]) / per * 1000, 3)
-    result["ratio_wall"] = round(a["wall_s"] / f["wall_s"], 3)
-    result["ratio_orchestration"] = round(a["orchestration_s"] / f["orchestration_s"], 3)
+    per_ws = max(len(plan["workstreams"]), 1)
+    # Against the git floor (the old keys, unsuffixed) and against the no-git floor.
+    for suffix, floor in (("", f), ("_vs_nogit", n)):
+        for key, field in (("wall", "wall_s"), ("orchestration", "orchestration_s")):
+            diff = a[field] - floor[field]
+            result[f"overhead_ms_per_step_{key}{suffix}"] = round(diff / per * 1000, 3)
+            result[f"overhead_ms_per_workstream_{key}{suffix}"] = round(diff / per_ws * 1000, 3)
+            result[f"ratio_{key}{suffix}"] = round(a[field] / floor[field], 3)
+    # What the git work costs the floor itself: the cheapest price of isolation.
+    result["floor_git_over_nogit_ms_per_step_wall"] = round(
+        (f["wall_s"] - n["wall_s"]) / per * 1000, 3)
+    if count_git_processes:
+        repo = work / f"{name}-gitcount"
+        make_repo(repo)
+        counted = count_git(_argv("aidp", plan_path, repo, parallel), repo, AIDP_ENV)
+        shutil.rmtree(repo, ignore_errors=True)
+        summary = _summary(Proc(0.0, counted["returncode"], counted["stdout"],
+                                counted["stderr"], 0.0))
+        result["git_processes"] = counted["git_processes"]
+        result["git_processes_per_workstream"] = round(counted["git_processes"] / per_ws, 3)
+        result["git_processes_per_step"] = round(counted["git_processes"] / per, 3)
+        result["git_by_subcommand"] = counted["by_subcommand"]
+        result["git_count_run_status"] = summary.get("status") if summary else (
+            f"exit {counted['returncode']}")
     return result
 
 
@@ -259,7 +306,8 @@ def scenario_fanout(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
     count = 50 if quick else 500
     row = compare("fanout", fanout_plan(count), 2, small_repo, reps, work)
     row["what"] = f"{count} one-step workstreams (`true`), --parallel 2"
-    row["target"] = {"overhead_ms_per_step_wall": 2.0}
+    row["target"] = {"overhead_ms_per_step_wall": 2.0,
+                     "overhead_ms_per_workstream_wall_vs_nogit": 4.0}
     return [row]
 
 
@@ -269,13 +317,67 @@ def scenario_chain(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
     # `true` makes an empty checkpoint commit per step; the append changes one file per step.
     for label, command in (("chain", "true"), ("chain-append", "echo x >> chain/log.txt")):
         plan = chain_plan(length, command if label == "chain" else "mkdir -p chain && " + command)
-        row = compare(label, plan, 2, small_repo, reps, work)
+        row = compare(label, plan, 2, small_repo, reps, work, count_git_processes=True)
         row["what"] = f"{length}-step chain in one workstream, step `{command}`"
         row["target"] = {"overhead_ms_per_step_wall": 2.0}
+        if label == "chain":
+            row["target"]["overhead_ms_per_step_wall_vs_nogit"] = 2.5
         rows.append(row)
         if quick:
             break
     return rows
+
+
+def scenario_chainlong(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
+    """A long chain of `true`: does a step cost more as the run grows? (See ``_chain_scaling``.)"""
+    length = 500 if quick else 2_000
+    row = compare("chainlong", chain_plan(length, "true"), 2, small_repo, reps, work,
+                  count_git_processes=True)
+    row["what"] = f"{length}-step chain in one workstream, step `true`"
+    row["target"] = {"overhead_ms_per_step_wall_vs_nogit": 2.5,
+                     "per_step_ratio_vs_chain": 1.1, "git_processes_per_extra_step": 0.0}
+    _per_step_costs(row)
+    return [row]
+
+
+def _per_step_costs(row: dict[str, Any]) -> None:
+    steps = max(row["steps"], 1)
+    row["aidp_ms_per_step_wall"] = round(row["aidp"]["wall_s"] / steps * 1000, 3)
+    row["aidp_ms_per_step_orchestration"] = round(
+        row["aidp"]["orchestration_s"] / steps * 1000, 3)
+
+
+def _chain_scaling(rows: list[dict[str, Any]]) -> None:
+    """``chainlong``'s per-step cost over ``chain``'s, when both ran in this invocation.
+
+    The ratio of orchestration times per step is the one judged (the wall's includes start-up,
+    spread over ten times more steps in the long chain, which flatters it).
+    """
+    by_name = {row["name"]: row for row in rows}
+    short, long = by_name.get("chain"), by_name.get("chainlong")
+    if short is None or long is None or "floor_nogit" not in short:  # (an older --merge file)
+        return
+    _per_step_costs(short)
+    for key in ("wall", "orchestration"):
+        long[f"per_step_ratio_vs_chain_{key}"] = round(
+            long[f"aidp_ms_per_step_{key}"] / short[f"aidp_ms_per_step_{key}"], 3)
+    long["per_step_ratio_vs_chain"] = long["per_step_ratio_vs_chain_orchestration"]
+    # The same ratio for the no-git floor: a control. On a shared machine the load moves between
+    # the two runs; the floor's ratio says by how much, and aidp's over it is what is left.
+    nogit = (long["floor_nogit"]["orchestration_s"] / long["steps"]) / (
+        short["floor_nogit"]["orchestration_s"] / short["steps"])
+    long["floor_nogit_per_step_ratio_vs_chain"] = round(nogit, 3)
+    long["per_step_ratio_vs_chain_over_floor_nogit"] = round(
+        long["per_step_ratio_vs_chain"] / nogit, 3)
+    # The marginal cost: what each step past the short chain's added (fixed costs cancel out).
+    long["aidp_ms_per_extra_step_orchestration"] = round(
+        (long["aidp"]["orchestration_s"] - short["aidp"]["orchestration_s"])
+        / max(long["steps"] - short["steps"], 1) * 1000, 3)
+    long["chain_steps"] = short["steps"]
+    if "git_processes" in short and "git_processes" in long:
+        long["git_processes_per_extra_step"] = round(
+            (long["git_processes"] - short["git_processes"])
+            / max(long["steps"] - short["steps"], 1), 3)
 
 
 def scenario_layered(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
@@ -293,6 +395,27 @@ def scenario_layered(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]
         row["makespan_ratio_vs_sleep_bound"] = round(row["aidp"]["orchestration_s"] / bound, 3)
         row["floor_ratio_vs_sleep_bound"] = round(row["floor"]["orchestration_s"] / bound, 3)
         row["target"] = {"makespan_ratio_vs_floor": 1.05}
+        rows.append(row)
+    return rows
+
+
+def scenario_fanin(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
+    """Layers with 3-way fan-in: each workstream depends on 3 of the previous layer."""
+    layers, width, sleep_s = (4, 6, 0.05) if quick else (10, 30, 0.05)
+    rows = []
+    for parallel, limit in ((2, 1.15), (8, 1.5)):
+        row = compare(f"fanin-p{parallel}", fanin_plan(layers, width, sleep_s), parallel,
+                      small_repo, reps, work, count_git_processes=True)
+        ideal = max(layers * sleep_s, layers * width * sleep_s / parallel)
+        row["what"] = (f"{layers} layers x {width} workstreams, one `sleep {sleep_s}` step each, "
+                       "each depending on 3 of the previous layer")
+        row["ideal_s"] = round(ideal, 3)
+        for kind in KINDS:
+            prefix = "" if kind == "aidp" else f"{kind}_"
+            row[f"{prefix}makespan_ratio_vs_ideal"] = round(
+                row[kind]["orchestration_s"] / ideal, 3)
+            row[f"{prefix}wall_ratio_vs_ideal"] = round(row[kind]["wall_s"] / ideal, 3)
+        row["target"] = {"makespan_ratio_vs_ideal": limit, "git_processes_per_workstream": 2.0}
         rows.append(row)
     return rows
 
@@ -364,7 +487,9 @@ def scenario_empty(quick: bool, reps: int, work: Path) -> list[dict[str, Any]]:
 SCENARIOS: dict[str, Callable[[bool, int, Path], list[dict[str, Any]]]] = {
     "fanout": scenario_fanout,
     "chain": scenario_chain,
+    "chainlong": scenario_chainlong,
     "layered": scenario_layered,
+    "fanin": scenario_fanin,
     "large": scenario_large,
     "pool": scenario_pool,
     "resolve": scenario_resolve,
@@ -373,6 +498,14 @@ SCENARIOS: dict[str, Callable[[bool, int, Path], list[dict[str, Any]]]] = {
 
 
 # -- report ------------------------------------------------------------------------------------
+
+
+def aidp_source_root() -> Path:
+    """The directory holding the ``aidp`` package that the measured ``aidp`` imports."""
+    proc = subprocess.run([str(PYTHON), "-c", "import aidp; print(aidp.__file__)"],
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, **AIDP_ENV})
+    return Path(proc.stdout.strip()).parent.parent
 
 
 def machine() -> dict[str, Any]:
@@ -389,6 +522,7 @@ def machine() -> dict[str, Any]:
         "aidp_commit": commit,
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
         "aidp_pythonpath": AIDP_ENV.get("PYTHONPATH"),
+        "aidp_source": str(aidp_source_root()),
     }
 
 
@@ -396,51 +530,109 @@ def _verdict(value: float, limit: float) -> str:
     return "ok" if value <= limit else "MISS"
 
 
+def _targets(row: dict[str, Any]) -> str:
+    """The row's targets with their verdicts, and what else says most about it."""
+    target = row.get("target", {})
+    parts = []
+    if "makespan_ratio_vs_ideal" in target:
+        limit = target["makespan_ratio_vs_ideal"]
+        ratio = row["makespan_ratio_vs_ideal"]
+        parts.append(f"makespan x{ratio:.3f} ideal {row['ideal_s']}s <= {limit} "
+                     f"{_verdict(ratio, limit)} (wall x{row['wall_ratio_vs_ideal']:.3f}; "
+                     f"floors x{row['floor_makespan_ratio_vs_ideal']:.3f} "
+                     f"x{row['floor_nogit_makespan_ratio_vs_ideal']:.3f})")
+    if "makespan_ratio_vs_floor" in row:
+        ratio = row["makespan_ratio_vs_floor"]
+        parts.append(f"makespan x{ratio:.3f} git floor (wall "
+                     f"x{row['makespan_ratio_vs_floor_wall']:.3f}) <= 1.05 "
+                     f"{_verdict(ratio, 1.05)}; sleep bound {row['sleep_lower_bound_s']}s")
+    if "overhead_ms_per_workstream_wall_vs_nogit" in target:
+        value = row["overhead_ms_per_workstream_wall_vs_nogit"]
+        limit = target["overhead_ms_per_workstream_wall_vs_nogit"]
+        parts.append(f"{value:.2f} ms/ws vs no-git <= {limit:g} {_verdict(value, limit)}")
+    if "overhead_ms_per_step_wall_vs_nogit" in target:
+        value = row["overhead_ms_per_step_wall_vs_nogit"]
+        limit = target["overhead_ms_per_step_wall_vs_nogit"]
+        parts.append(f"vs no-git <= {limit:g} ms/step {_verdict(value, limit)}")
+    if "per_step_ratio_vs_chain" in target:
+        if "per_step_ratio_vs_chain" in row:
+            ratio = row["per_step_ratio_vs_chain"]
+            parts.append(f"per step x{ratio:.3f} the {row['chain_steps']}-step chain's "
+                         f"(wall x{row['per_step_ratio_vs_chain_wall']:.3f}) <= 1.1 "
+                         f"{_verdict(ratio, 1.1)}; the no-git floor's "
+                         f"x{row['floor_nogit_per_step_ratio_vs_chain']:.3f}")
+        else:
+            parts.append(f"{row['aidp_ms_per_step_orchestration']:.2f} ms/step orch "
+                         "(no chain row to compare)")
+    if "overhead_ms_per_step_wall" in target:
+        value = row["overhead_ms_per_step_wall"]
+        parts.append(f"vs git <= 2 ms/step {_verdict(value, 2.0)} (orch "
+                     f"{_verdict(row['overhead_ms_per_step_orchestration'], 2.0)})")
+    if "aidp_wall_s" in target:
+        parts.append(f"wall <= 0.3 s {_verdict(row['aidp']['wall_s'], 0.3)}")
+    if not parts:
+        parts.append(f"wall x{row['ratio_wall']:.2f} git floor, "
+                     f"x{row.get('ratio_wall_vs_nogit', float('nan')):.2f} no-git")
+    if row.get("aidp_failed_runs"):
+        parts.append(f"aidp runs FAILED {len(row['aidp_failed_runs'])}x (see JSON)")
+    return "; ".join(parts)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'scenario':<14}{'steps':>6}{'P':>3}{'aidp wall':>11}{'floor wall':>11}"
-            f"{'aidp orch':>11}{'floor orch':>11}{'ms/step wall':>13}{'ms/step orch':>13}"
-            f"{'RSS MB':>8}  target")
-    lines = [head, "-" * len(head)]
+    """The rows as text: each timed scenario with aidp, the git floor and the no-git floor."""
+    group = f"{'':<12}{'':>6}{'':>3}"
+    head1 = (f"{group}{'--- wall s (aidp/git/no-git) ---':>30}{'--- orch s ---':>27}"
+             f"{'ms/step wall':>16}{'ms/step orch':>16}{'RSS MB':>14}")
+    head = (f"{'scenario':<12}{'steps':>6}{'P':>3}{'aidp':>10}{'git':>10}{'no-git':>10}"
+            f"{'aidp':>9}{'git':>9}{'no-git':>9}{'vs git':>8}{'no-git':>8}{'vs git':>8}"
+            f"{'no-git':>8}{'aidp':>5}{'git':>4}{'ng':>4}  target")
+    lines = [head1, head, "-" * len(head)]
     for row in rows:
         if row["name"] == "pool":
             r = row["result"]
-            lines.append(f"{'pool':<14}{'':>6}{'':>3}{'fresh ' + str(r['fresh_median_s']):>22}"
-                         f"{'pooled ' + str(r['pooled_median_s']):>22}{'':>26}{'':>8}  "
+            lines.append(f"{'pool':<12}{'':>6}{'':>3}{'fresh ' + str(r['fresh_median_s']):>20}"
+                         f"{'pooled ' + str(r['pooled_median_s']):>20}  "
                          f"ratio {row['ratio_pooled_over_fresh']:.3f} <= 0.2 "
                          f"{_verdict(row['ratio_pooled_over_fresh'], 0.2)}")
             continue
         if row["name"] == "resolve":
             r = row["result"]
-            lines.append(f"{'resolve':<14}{r['uris']:>6}{'':>3}{r['total_s']:>11.3f}"
-                         f"{r['floor_total_s']:>11.3f}{'':>24}{'':>26}{'':>8}  "
+            lines.append(f"{'resolve':<12}{r['uris']:>6}{'':>3}{r['total_s']:>10.3f}"
+                         f"{r['floor_total_s']:>10.3f}  "
                          f"{r['us_per_uri']} us/URI, x{r['ratio_vs_floor']} floor")
             continue
         a, f = row["aidp"], row["floor"]
-        target = ""
-        if "makespan_ratio_vs_floor" in row:
-            ratio = row["makespan_ratio_vs_floor"]
-            target = (f"makespan x{ratio:.3f} (wall x{row['makespan_ratio_vs_floor_wall']:.3f})"
-                      f" <= 1.05 {_verdict(ratio, 1.05)}; sleep bound "
-                      f"{row['sleep_lower_bound_s']}s")
-        elif "overhead_ms_per_step_wall" in row.get("target", {}):
-            value = row["overhead_ms_per_step_wall"]
-            target = (f"<= 2 ms/step {_verdict(value, 2.0)} (orch "
-                      f"{_verdict(row['overhead_ms_per_step_orchestration'], 2.0)})")
-        elif "aidp_wall_s" in row.get("target", {}):
-            target = f"wall <= 0.3 s {_verdict(a['wall_s'], 0.3)}"
-        else:
-            target = f"wall x{row['ratio_wall']:.2f}"
-        if row.get("aidp_failed_runs"):
-            target += f"; aidp runs FAILED {len(row['aidp_failed_runs'])}x (see JSON)"
+        n = row.get("floor_nogit", {"wall_s": float("nan"), "orchestration_s": float("nan"),
+                                    "peak_rss_mb": float("nan")})
         lines.append(
-            f"{row['name']:<14}{row['steps']:>6}{row['parallel']:>3}{a['wall_s']:>11.3f}"
-            f"{f['wall_s']:>11.3f}{a['orchestration_s']:>11.3f}{f['orchestration_s']:>11.3f}"
-            f"{row['overhead_ms_per_step_wall']:>13.2f}"
-            f"{row['overhead_ms_per_step_orchestration']:>13.2f}{a['peak_rss_mb']:>8.0f}  {target}"
+            f"{row['name']:<12}{row['steps']:>6}{row['parallel']:>3}{a['wall_s']:>10.3f}"
+            f"{f['wall_s']:>10.3f}{n['wall_s']:>10.3f}{a['orchestration_s']:>9.3f}"
+            f"{f['orchestration_s']:>9.3f}{n['orchestration_s']:>9.3f}"
+            f"{row['overhead_ms_per_step_wall']:>8.2f}"
+            f"{row.get('overhead_ms_per_step_wall_vs_nogit', float('nan')):>8.2f}"
+            f"{row['overhead_ms_per_step_orchestration']:>8.2f}"
+            f"{row.get('overhead_ms_per_step_orchestration_vs_nogit', float('nan')):>8.2f}"
+            f"{a['peak_rss_mb']:>5.0f}{f['peak_rss_mb']:>4.0f}{n['peak_rss_mb']:>4.0f}  "
+            f"{_targets(row)}"
         )
+        if "git_processes" in row:
+            subs = ", ".join(f"{k} {v}" for k, v in row["git_by_subcommand"].items())
+            per_ws = row["git_processes_per_workstream"]
+            limits = row.get("target", {})
+            if "git_processes_per_workstream" in limits:
+                per_ws_text = (f"{per_ws}/ws <= {limits['git_processes_per_workstream']:g} "
+                               f"{_verdict(per_ws, limits['git_processes_per_workstream'])}")
+            else:
+                per_ws_text = f"{per_ws}/ws"
+            extra = ""
+            if "git_processes_per_extra_step" in row:
+                extra = (f", {row['git_processes_per_extra_step']} per extra step <= 0 "
+                         f"{_verdict(row['git_processes_per_extra_step'], 0.0)}")
+            lines.append(f"{'':<12}git processes (aidp): {row['git_processes']}, {per_ws_text}, "
+                         f"{row['git_processes_per_step']}/step{extra} ({subs})")
         if "startup" in row:
             parts = ", ".join(f"{k} {v['wall_s']:.3f}s" for k, v in row["startup"].items())
-            lines.append(f"{'':<14}start-up: {parts}")
+            lines.append(f"{'':<12}start-up: {parts}")
     return "\n".join(lines)
 
 
@@ -461,8 +653,9 @@ def main() -> int:
     names = args.only or list(SCENARIOS)
     # Byte-compile aidp's sources first: with PYTHONDONTWRITEBYTECODE set (or after an edit), a
     # stale .pyc would make every aidp process compile the changed modules again at start-up.
-    subprocess.run([str(PYTHON), "-m", "compileall", "-q",
-                    str(args.pythonpath.resolve() if args.pythonpath else ROOT / "src")],
+    # The tree is the one the measured aidp imports (the venv's editable install may point at
+    # another checkout than this one).
+    subprocess.run([str(PYTHON), "-m", "compileall", "-q", str(aidp_source_root())],
                    check=False, stdout=subprocess.DEVNULL)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -491,6 +684,7 @@ def main() -> int:
                 row["loadavg_before_after"] = [round(load_before[0], 2),
                                                round(os.getloadavg()[0], 2)]
             rows.extend(new)
+            _chain_scaling(rows)
             print(f"[bench] {name} done in {time.perf_counter() - t0:.1f}s", file=sys.stderr,
                   flush=True)
             _write(args, reps, info, started, rows, failed)  # partial results survive a crash
