@@ -38,7 +38,7 @@ from aidp.workspace.git import (
 )
 from aidp.workspace.locks import clean_worktree_locks, forget_foreign_slots, keep_mark, try_lock
 from aidp.workspace.native import Capabilities, checkout_clean
-from aidp.workspace.refs import move_branch
+from aidp.workspace.refs import attach_head, move_branch
 from aidp.workspace.worktree import Worktree, WorktreeInfo
 
 if TYPE_CHECKING:
@@ -505,7 +505,8 @@ class WorktreePool:
         head = commit if native and before is None else str(repo.head.target)
         with guard():
             move_branch(repo, wt.branch, head, None, message=f"branch: Created from {commit}")
-            repo.set_head(name)
+            attach_head(repo, wt.branch, identity=self.identity,
+                        message=f"checkout: moving to {wt.branch}")
 
     def _switch(self, path: Path, branch: str, start_point: str | None, *,
                 keep: bool = False) -> None:
