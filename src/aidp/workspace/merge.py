@@ -49,6 +49,8 @@ def merge_dependencies(
     Raises:
         MergeConflictError: (in-process) a dependency's head conflicts with those before it.
     """
+    if len(set(heads)) < 2:  # nothing to merge: no repository to open
+        return (heads[0] if heads else None), None
     import pygit2
 
     git = pygit2.Repository(str(pool.repo))

@@ -503,10 +503,11 @@ class WorktreePool:
         if before is not None:
             before(wt)
         head = commit if native and before is None else str(repo.head.target)
-        with guard():
+        with guard():  # held briefly: other threads' fenced writes wait for it
             move_branch(repo, wt.branch, head, None, message=f"branch: Created from {commit}")
-            attach_head(repo, wt.branch, identity=self.identity,
-                        message=f"checkout: moving to {wt.branch}")
+        # The branch is new: no other worktree can hold it, and the slot is ours.
+        attach_head(repo, wt.branch, identity=self.identity,
+                    message=f"checkout: moving to {wt.branch}")
 
     def _switch(self, path: Path, branch: str, start_point: str | None, *,
                 keep: bool = False) -> None:
