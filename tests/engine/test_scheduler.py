@@ -156,6 +156,29 @@ def test_retrying_step_only_when_due() -> None:
     assert next_step(world.ws["a"], world.steps, NOW + 4.99) is None
 
 
+def test_a_long_chain_is_scanned_from_its_first_open_step() -> None:
+    """With the workstream's steps in order (as the orchestrator keeps them), the completed
+    ones before the first open step are skipped once, not at every step; a step reopened by a
+    rollback is found again."""
+    chain = [{"id": "s0", "run": "true"}] + [
+        {"id": f"s{i}", "run": "true", "depends_on": [f"s{i - 1}"]} for i in range(1, 5)]
+    world = World(ws("c", *chain))
+    wsr = world.ws["c"]
+    wsr.steps = [world.steps[f"c/{s}"] for s in wsr.step_order]
+    wsr.state = WorkstreamState.RUNNING
+    for i in range(3):
+        world.set(f"c/s{i}", StepState.COMPLETED)
+    sr = next_step(wsr, world.steps, NOW)
+    assert sr is not None and sr.key == "c/s3" and wsr.settled == 3
+    assert not wsr.only_open(sr)  # s4 is still to run
+    world.set("c/s3", StepState.RUNNING)
+    world.set("c/s4", StepState.COMPLETED)
+    assert wsr.only_open(sr)
+    world.set("c/s1", StepState.PENDING)  # rolled back
+    wsr.reopened()
+    assert [s.key for s in wsr.open_steps()] == ["c/s1", "c/s3"]
+
+
 def test_active_workstreams_go_first() -> None:
     """A running workstream is picked before pending ones, whatever their rank."""
     world = World(ws("short"), ws("long", "s1", "s2", "s3", "s4"))

@@ -188,12 +188,12 @@ class Executor(Preparation, Admission, Invoker):
         self,
         wsr: WorkstreamRuntime,
         sr: StepRuntime,
-        siblings: list[StepRuntime] | None = None,
+        may_close: bool = False,
     ) -> AttemptReport:
         """Run one attempt of ``sr`` in ``wsr``'s worktree (:meth:`prepare_for` made it
         ready); every effect is recorded before this returns.
 
-        ``siblings``: the workstream's other steps. When they all completed and this attempt
+        ``may_close``: when the workstream's other steps all completed and this attempt
         succeeds, the workstream's worktree goes back to the pool here, on the worker, instead
         of on the orchestrator's thread (their states cannot change meanwhile: a workstream
         runs one step at a time).
@@ -206,7 +206,7 @@ class Executor(Preparation, Admission, Invoker):
         judgement = self._judge(sr, admitted, claim, invoked)
         if admitted.kind is AttemptKind.APPROVAL:  # the gate's work is committed or judged
             self.pool.unkeep(claim.worktree)
-        return self._record(wsr, sr, admitted, claim, invoked, judgement, siblings)
+        return self._record(wsr, sr, admitted, claim, invoked, judgement, may_close)
 
     def _admission(self, wsr: WorkstreamRuntime, sr: StepRuntime) -> _Admitted | AttemptReport:
         """Phase 1: the attempt's number, kind and profile, or the report that it may not
@@ -437,7 +437,7 @@ class Executor(Preparation, Admission, Invoker):
 
     def _record(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
                 claim: _Claim, invoked: _Invoked, judgement: _Judgement,
-                siblings: list[StepRuntime] | None) -> AttemptReport:
+                may_close: bool) -> AttemptReport:
         """Phase 4: tell the breakers, keep a failed attempt's diagnostics, then write the
         outcome in one transaction (see the module docstring) and report it."""
         step, number, kind = sr.step, admitted.number, admitted.kind
@@ -460,8 +460,8 @@ class Executor(Preparation, Admission, Invoker):
                 findings, detector_failures, names, log_path, worktree, breaker_state)
         # The workstream's last step completed: it ends in this transaction too (unless it
         # merges, which the orchestrator does), one commit less per workstream.
-        closes = sha is not None and siblings is not None and all(
-            other.state is StepState.COMPLETED for other in siblings) and (
+        others_done = sha is not None and may_close and wsr.only_open(sr)
+        closes = others_done and (
             wsr.ws.merge is None or wsr.ws.merge.strategy is MergeStrategy.NONE)
         with self.store.write(self.fence) as tx:
             tx.update_attempt(
@@ -515,9 +515,7 @@ class Executor(Preparation, Admission, Invoker):
                 invoked.checkpoint.apply()
         if sha is not None:
             wsr.head_sha = sha
-            if siblings is not None and wsr.worktree is not None and all(
-                other.state is StepState.COMPLETED for other in siblings
-            ):
+            if others_done and wsr.worktree is not None:
                 self.pool.release(wsr.worktree)
                 wsr.worktree = None
         return AttemptReport(wsr.ws.id, step.id, number, counted, outcome, state, reason, sha,

@@ -32,10 +32,12 @@ from aidp.state.store import Store
 from aidp.state.tx import Fence
 from aidp.workspace.worktrees import WorktreePool
 
-__all__ = ["WAITING", "RunLedger"]
+__all__ = ["HELD", "WAITING", "RunLedger"]
 
 # steps waiting for their next attempt to come due
 WAITING = (StepState.RETRYING, StepState.CIRCUIT_OPEN)
+# steps that may start again later without a worker on them: WAITING, or at a human gate
+HELD = (*WAITING, StepState.AWAITING_APPROVAL)
 
 
 class RunLedger:
@@ -56,7 +58,7 @@ class RunLedger:
     parallel: int
     ws: dict[str, WorkstreamRuntime]
     steps: dict[str, StepRuntime]
-    waiting: set[str]  # keys of steps that may be in WAITING
+    waiting: set[str]  # the keys of every HELD step (and maybe others)
     user_skipped: set[str]
     aborted: bool
     cancelling: bool
@@ -65,6 +67,8 @@ class RunLedger:
     started: float
 
     def _set_step(self, tx: Any, sr: StepRuntime, state: StepState, **values: Any) -> None:
+        if sr.state is StepState.COMPLETED and state is not StepState.COMPLETED:
+            self.ws[sr.ws_id].reopened()
         sr.state = check(STEP_TRANSITIONS, sr.state, state)
         if "attempts" in values:
             sr.attempts = values["attempts"]
@@ -75,7 +79,7 @@ class RunLedger:
         if state is not StepState.RETRYING:
             sr.next_attempt_at = None
             values.setdefault("next_attempt_at", None)
-        if state in WAITING:
+        if state in HELD:
             self.waiting.add(sr.key)
         tx.update_step(self.run_id, sr.ws_id, sr.step.id, status=state.value, **values)
 

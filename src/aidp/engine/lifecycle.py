@@ -26,7 +26,7 @@ from aidp.core.states import (
 )
 from aidp.engine.compensation import run_compensations
 from aidp.engine.invocation import prompt_text
-from aidp.engine.ledger import WAITING, RunLedger
+from aidp.engine.ledger import HELD, RunLedger
 from aidp.engine.run import RunSummary
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.exceptions import AidpError, LeaseLostError, StateError
@@ -96,7 +96,7 @@ class Lifecycle(RunLedger):
                     tx.event(self.run_id, "run.cancel_requested", by="interactive abort")
             else:
                 self._skip_step_dependants(wsr, sr)
-        if not continuing and all(other.state.terminal for other in wsr.steps):
+        if not continuing and all(other.state.terminal for other in wsr.open_steps()):
             self._finish_ws(wsr, recorded=report.closed_workstream)
 
     def _apply(self, sr: StepRuntime, report: AttemptReport) -> None:
@@ -112,7 +112,7 @@ class Lifecycle(RunLedger):
         sr.fix_findings = report.fix_findings
         if report.checkpoint_sha:
             sr.checkpoint_sha = report.checkpoint_sha
-        if sr.state in WAITING:
+        if sr.state in HELD:
             self.waiting.add(sr.key)
 
     def _skip_step_dependants(self, wsr: WorkstreamRuntime, failed: StepRuntime) -> None:

@@ -34,7 +34,7 @@ from aidp.core.states import (
     check,
 )
 from aidp.engine.executor import Executor
-from aidp.engine.ledger import WAITING
+from aidp.engine.ledger import HELD, WAITING
 from aidp.engine.lifecycle import Lifecycle
 from aidp.engine.resume import Resume
 from aidp.engine.run import Decision, Reporter, RunSummary, SilentReporter
@@ -106,7 +106,7 @@ class Orchestrator(Resume, Lifecycle):
         self.started = time.monotonic()
         self.decision_cursor = 0  # journal position of the last approve / reject looked at
         self.gate_since: dict[str, int] = {}
-        self.waiting: set[str] = set()  # keys of steps that may be in WAITING
+        self.waiting: set[str] = set()  # the keys of every HELD step (and maybe others)
         # (workstream, step, its report or a worker's exception -- None: not started -- the
         # step the worker went on with): from the workers to the orchestrator's thread, in order
         self.done: queue.Queue[tuple[WorkstreamRuntime, StepRuntime,
@@ -207,7 +207,7 @@ class Orchestrator(Resume, Lifecycle):
                     self.cancelling = True
                     self.cancel.set()
                     self.reporter.event("run.cancelling", None, None, {})
-                elif any(sr.state is StepState.AWAITING_APPROVAL for sr in self.steps.values()):
+                elif self._held(StepState.AWAITING_APPROVAL):
                     self._poll_decisions()
             if not self.cancelling:
                 self._settle()
@@ -313,8 +313,7 @@ class Orchestrator(Resume, Lifecycle):
                 self.reporter.event("step.started", wsr.ws.id, sr.step.id,
                                     {"attempt": sr.last_number + 1})
                 while True:
-                    siblings = [other for other in wsr.steps if other is not sr]
-                    report = self.executor.run_attempt(wsr, sr, siblings)
+                    report = self.executor.run_attempt(wsr, sr, may_close=True)
                     self._apply(sr, report)
                     nxt = None
                     if (report.state is StepState.COMPLETED and not self.cancel.is_set()
@@ -380,23 +379,33 @@ class Orchestrator(Resume, Lifecycle):
                 wsr.ws.id, sr.step.id, sr.last_number, sr.attempts, None, StepState.FAILED,
                 reason, history=sr.history, failure_class=FailureClass.PERMANENT.value))
 
+    def _held(self, *states: StepState) -> list[StepRuntime]:
+        """The steps in ``states`` (some of HELD), from ``waiting``: its keys, not every step
+        of the run (a run's steps may be thousands; this is asked at every scheduling round).
+
+        Keys of ended steps are dropped: only this thread moves a step out of an end state, so
+        none can become HELD meanwhile. A running step keeps its key (its worker may make it
+        HELD again between our reading its state and dropping the key)."""
+        held = []
+        for key in list(self.waiting):  # a worker may add one meanwhile
+            sr = self.steps[key]
+            state = sr.state
+            if state.terminal:
+                self.waiting.discard(key)
+            elif state in states:
+                held.append(sr)
+        return held
+
     def _retry_pending(self) -> bool:
         """True while a step of a live workstream waits for its next attempt (or a human)."""
         return any(
-            sr.state in (StepState.RETRYING, StepState.CIRCUIT_OPEN,
-                         StepState.AWAITING_APPROVAL)
-            and self.ws[sr.ws_id].state in (WorkstreamState.PENDING, WorkstreamState.RUNNING)
-            for sr in self.steps.values()
+            self.ws[sr.ws_id].state in (WorkstreamState.PENDING, WorkstreamState.RUNNING)
+            for sr in self._held(*HELD)
         )
 
     def _wait_timeout(self, now: float) -> float:
         """Seconds until the next retry is due (0.5 when none is)."""
-        due = []
-        for key in list(self.waiting):  # a worker may add one meanwhile
-            sr = self.steps[key]
-            if sr.state not in WAITING:
-                self.waiting.discard(key)
-            elif sr.next_attempt_at is not None:
-                due.append(sr.next_attempt_at)
+        due = [sr.next_attempt_at for sr in self._held(*WAITING)
+               if sr.next_attempt_at is not None]
         return max(0.0, min(at - now for at in due)) if due else 0.5
 

@@ -24,7 +24,7 @@ from aidp.core.states import (
     WorkstreamState,
     check,
 )
-from aidp.engine.ledger import WAITING, RunLedger
+from aidp.engine.ledger import HELD, RunLedger
 from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
 from aidp.engine.scheduler import chain_ranks, conflict_map
 from aidp.errors.finding import FailureClass, Finding, Severity
@@ -86,7 +86,7 @@ class Resume(RunLedger):
                         if f.attempt == sr.last_number)
             wsr = self.ws[ws.id]
             wsr.steps = [self.steps[f"{ws.id}/{s}"] for s in wsr.step_order]
-        self.waiting = {key for key, sr in self.steps.items() if sr.state in WAITING}
+        self.waiting = {key for key, sr in self.steps.items() if sr.state in HELD}
         self.ranks = chain_ranks(self.ws)
         self.conflicts = conflict_map(self.ws)
         edges = {ws_id: list(wsr.ws.depends_on) for ws_id, wsr in self.ws.items()}

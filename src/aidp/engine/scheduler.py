@@ -54,7 +54,9 @@ def next_step(wsr: WorkstreamRuntime, steps: Mapping[str, StepRuntime], now: flo
     A dependency is satisfied when it completed or its key (``ws/step``) is in ``waived``
     (skipped by the user).
     """
-    for sr in wsr.steps or [steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order]:
+    candidates = (wsr.open_steps() if wsr.steps
+                  else (steps[f"{wsr.ws.id}/{s}"] for s in wsr.step_order))
+    for sr in candidates:
         if sr.state.terminal:
             continue
         due = sr.state is StepState.PENDING or (
