@@ -11,9 +11,11 @@ template), never a traceback. A page that needs a session answers 303 to the sig
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
@@ -22,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aidp.exceptions import AidpError, InputError, NotFoundError, StateError
 from aidp.web.session import Forbidden, LoginRequired
 
-__all__ = ["explain", "install_error_pages", "status_of"]
+__all__ = ["act", "explain", "install_error_pages", "status_of"]
 
 _log = logging.getLogger(__name__)
 #: (error class, HTTP status, page title), as the API maps them (aidp.api.problems); first wins.
@@ -43,6 +45,19 @@ def explain(exc: AidpError) -> str:
     """What a refused action shows on its page: the error's message and, when it has one,
     its hint in brackets."""
     return exc.message + (f" ({exc.hint})" if exc.hint else "")
+
+
+async def act(action: Callable[[], object], done: str,
+              refused: Callable[[str, int], Response]) -> Response:
+    """A form's action: ``action`` in a thread, then 303 to ``done``; when it raises an
+    :class:`AidpError` (nothing changed), ``refused(message, status)`` -- the form's page with
+    :func:`explain` and :func:`status_of` of it -- rendered in a thread."""
+    try:
+        await to_thread.run_sync(action)
+    except AidpError as exc:
+        message, status = explain(exc), status_of(exc)
+        return await to_thread.run_sync(lambda: refused(message, status))
+    return RedirectResponse(done, 303)
 
 
 def _page(request: Request, status: int, title: str, detail: str,

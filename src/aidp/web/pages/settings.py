@@ -21,12 +21,12 @@ from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from aidp.app import tokens, webhooks
 from aidp.app.context import AppContext
 from aidp.exceptions import AidpError, InputError
-from aidp.web.errors import explain, status_of
+from aidp.web.errors import act, explain, status_of
 from aidp.web.render import render
 from aidp.web.session import Viewer, administrator, form, viewer
 
@@ -67,16 +67,8 @@ def settings_page(request: Request, who: Annotated[Viewer, Depends(viewer)],
 
 async def _act(request: Request, action: Callable[[], Any], flash: str,
                chosen: dict[str, str] | None = None) -> Response:
-    """Run ``action`` in a thread; 303 back with ``flash``, or the page with the error
-    (nothing changed)."""
-    try:
-        await to_thread.run_sync(action)
-    except AidpError as exc:
-        message = explain(exc)
-        status = status_of(exc)
-        return await to_thread.run_sync(
-            lambda: _page(request, error=message, chosen=chosen, code=status))
-    return RedirectResponse(f"/settings?done={flash}", 303)
+    return await act(action, f"/settings?done={flash}", lambda message, status: _page(
+        request, error=message, chosen=chosen, code=status))
 
 
 @router.post("/settings/tokens")

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from aidp.app import commands, queries, tools
 from aidp.app.context import AppContext
-from aidp.exceptions import AidpError, InputError
-from aidp.web.errors import explain, status_of
+from aidp.exceptions import InputError
+from aidp.web.errors import act
 from aidp.web.render import render
 from aidp.web.session import Viewer, form, operator, viewer
 
@@ -50,15 +49,8 @@ def tools_page(request: Request, who: Annotated[Viewer, Depends(viewer)],
 
 
 async def _act(request: Request, action: Callable[[], None], flash: str) -> Response:
-    """Run ``action`` in a thread; 303 back with ``flash``, or the page with the error
-    (nothing changed)."""
-    try:
-        await to_thread.run_sync(action)
-    except AidpError as exc:
-        message = explain(exc)
-        status = status_of(exc)
-        return await to_thread.run_sync(lambda: _page(request, error=message, code=status))
-    return RedirectResponse(f"/tools?done={flash}", 303)
+    return await act(action, f"/tools?done={flash}",
+                     lambda message, status: _page(request, error=message, code=status))
 
 
 @router.post("/tools/check")
