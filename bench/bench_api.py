@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 AIDP = str(Path(sys.executable).with_name("aidp"))
@@ -85,16 +85,8 @@ class Service:
         self.env = env
         self.tokens = {scope: self._token(scope) for scope in ("read", "operate")}
         self.log = repo.parent / "serve.log"
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen([AIDP, "serve", "--port", "0"], cwd=repo, env=env,
-                                         stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 60
-        while "http://" not in (line := self.log.read_text()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"aidp serve did not start: {line}")
-            time.sleep(0.05)
-        self.url = line.split()[2]
+        self.proc, self.url = serving.start([AIDP, "serve", "--port", "0"], repo, env,
+                                            self.log)
 
     def _token(self, scope: str) -> str:
         out = subprocess.run([AIDP, "tokens", "create", f"bench-{scope}", "--scope", scope,
@@ -106,12 +98,7 @@ class Service:
         return {"Authorization": f"Bearer {self.tokens[scope]}"}
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        serving.stop(self.proc)
 
     def times(self, run_id: str) -> tuple[float, float, float]:
         """``created_at``, ``started_at``, ``finished_at`` of the run, from the database."""

@@ -48,7 +48,6 @@ import http.server
 import itertools
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
+
+import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = Path(__file__).resolve().parent / "web"
@@ -301,16 +302,8 @@ class Service:
                              text=True).stdout
         self.token = str(json.loads(out)["token"])
         self.log = root / "serve.log"
-        with self.log.open("w") as sink:
-            self.proc = subprocess.Popen([AIDP, "serve", "--port", "0"], cwd=self.repo, env=env,
-                                         stdout=sink, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 60
-        while "http://" not in (line := self.log.read_text()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"aidp serve did not start: {line}")
-            time.sleep(0.05)
-        self.api = line.split()[2]
+        self.proc, self.api = serving.start([AIDP, "serve", "--port", "0"], self.repo, env,
+                                            self.log)
         self.origin = self.api.split("/api/", 1)[0]
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
@@ -322,12 +315,7 @@ class Service:
         return answer.json()
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        serving.stop(self.proc)
 
 
 _WATCH = """async (seconds) => {

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import serving
+
 ROOT = Path(__file__).resolve().parents[1]
 STATES = ("running", "validating", "completed")
 
@@ -111,18 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         run_id, token = _setup(repo, args.steps, args.per_ws)
-        serve = subprocess.Popen(
+        serve, api = serving.start(
             [sys.executable, "-c", "import sys; from aidp.cli.main import main; "
-             "main(sys.argv[1:])", "serve", "--port", "0"],
-            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            start_new_session=True)
+             "main(sys.argv[1:])", "serve", "--port", "0"], repo, None, Path(tmp) / "serve.log")
         try:
-            assert serve.stdout is not None
-            base = serve.stdout.readline().split()[2].removesuffix("/api/v1")
-            result = _measure(sync_playwright, base, token, run_id, repo, args)
+            result = _measure(sync_playwright, api.removesuffix("/api/v1"), token, run_id,
+                              repo, args)
         finally:
-            serve.terminate()
-            serve.wait(30)
+            serving.stop(serve)
     result.update(steps=args.steps, per_ws=args.per_ws, rate=args.rate, seconds=args.seconds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
