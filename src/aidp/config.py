@@ -23,6 +23,7 @@ __all__ = [
     "BreakerSettings",
     "CcpmSettings",
     "DatabaseSettings",
+    "Prices",
     "RateLimit",
     "RunSettings",
     "ServeSettings",
@@ -91,6 +92,16 @@ class RateLimit(_Section):
     tokens_per_minute: int | None = Field(None, ge=1)
 
 
+class Prices(_Section):
+    """What a model costs, in US dollars per million tokens (overrides the gateway's table of
+    known models, :data:`aidp.tools.gateway.PRICES`)."""
+
+    input: float = Field(ge=0, description="per million input tokens")
+    output: float = Field(ge=0, description="per million output tokens")
+    cached_input: float | None = Field(
+        None, ge=0, description="per million cached input tokens (default: the input price)")
+
+
 class BreakerSettings(_Section):
     """Circuit breaker of a profile (and of its endpoint)."""
 
@@ -150,6 +161,17 @@ class ToolProfile(_Section):
     edit_format: Literal["diff", "whole"] = "diff"
     args: list[str] = Field(default_factory=list, description="extra command-line arguments")
     budget: Budget | None = Field(None, description="what this profile may spend in one run")
+    gateway: bool | None = Field(
+        None, description="route the tool's model requests through aidp's loopback gateway "
+        "(exact usage, provider errors, budgets inside an attempt, shared rate limits; the "
+        "tool never sees the key). Default: on for every adapter but shell and manual")
+    prices: Prices | None = Field(None, description="the model's prices, for the cost")
+
+    def uses_gateway(self) -> bool:
+        """Whether this profile's model requests go through the gateway."""
+        if self.adapter in ("shell", "manual"):
+            return False
+        return self.gateway is not False
 
     def key_env(self) -> str | None:
         """The name of the API key's environment variable (model adapters default to

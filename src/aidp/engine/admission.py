@@ -23,6 +23,7 @@ from aidp.resilience.breaker import BreakerPolicy, BreakerState
 from aidp.state.breakers import BreakerBook, Permit, endpoint_key, profile_key
 from aidp.state.store import Store
 from aidp.state.tx import Fence
+from aidp.tools.adapter import Usage
 from aidp.tools.registry import (
     Choice,
     NoProfileError,
@@ -213,9 +214,10 @@ class Admission:
                                 default=None) if transient else None)
         return {key: snap.state.value for key, snap in after.items()}
 
-    def _budget_spent(self, wsr: WorkstreamRuntime, step: Step, profile_name: str
-                      ) -> str | None:
-        """Which budget (step, workstream, profile, run) is already spent, if any."""
+    def _budget_spent(self, wsr: WorkstreamRuntime, step: Step, profile_name: str,
+                      live: Usage | None = None) -> str | None:
+        """Which budget (step, workstream, profile, run) is already spent, if any; ``live`` is
+        what the running attempt has spent so far (the gateway asks before each request)."""
         profile = self.settings.profile(profile_name)
         levels = [("step", step.budget), ("workstream", wsr.ws.budget),
                   (f"profile {profile_name}", profile.budget if profile else None),
@@ -223,6 +225,8 @@ class Admission:
         if all(budget is None for _, budget in levels):
             return None
         rows = self.store.usage(self.run_id)
+        extra_tokens = live.total_tokens if live is not None else 0
+        extra_cost = live.cost_usd if live is not None else 0.0
         for level, budget in levels:
             if budget is None:
                 continue
@@ -231,8 +235,9 @@ class Admission:
                 or (level == "workstream" and r.ws_id == wsr.ws.id)
                 or (level == "step" and (r.ws_id, r.step_id) == (wsr.ws.id, step.id))
                 or (level.startswith("profile") and r.profile == profile_name))]
-            tokens = sum(int(r.input_tokens or 0) + int(r.output_tokens or 0) for r in mine)
-            cost = sum(float(r.cost_usd or 0.0) for r in mine)
+            tokens = extra_tokens + sum(
+                int(r.input_tokens or 0) + int(r.output_tokens or 0) for r in mine)
+            cost = extra_cost + sum(float(r.cost_usd or 0.0) for r in mine)
             if budget.tokens is not None and tokens >= budget.tokens:
                 return f"the {level} budget of {budget.tokens} tokens is spent ({tokens})"
             if budget.cost_usd is not None and cost >= budget.cost_usd:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aidp.core.states import AttemptKind
+from aidp.errors.detectors.provider_http import NAME as PROVIDER_DETECTOR
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, FailureClass, Finding
 from aidp.process.runner import STOP_MARKER
 from aidp.tools.adapter import AdapterResult
@@ -135,7 +136,10 @@ def detect_tool(*, tool: str, adapter: str, result: AdapterResult, log_path: Pat
         changed_files=tuple(changed),
     )
     detected = detect(evidence, [])
-    pairs = dedupe_sourced([*(("tool", f) for f in result.findings), *detected.findings])
+    guessed = detected.findings
+    if result.via_gateway:  # the gateway saw every answer: no guessing from the output
+        guessed = tuple(p for p in guessed if p[1].detector != PROVIDER_DETECTOR)
+    pairs = dedupe_sourced([*(("tool", f) for f in result.findings), *guessed])
     return pairs, detected.failures
 
 

@@ -305,8 +305,9 @@ class Executor(Preparation, Admission, Invoker):
         tool_sourced: list[tuple[str, Finding]] = []
         detector_failures: tuple[str, ...] = ()
         try:
-            result = self._run_tool(step, wsr, sr, profile_name, values, env, secrets, log,
-                                    token, prompt, number)
+            result = self._run_tool(
+                step, wsr, sr, profile_name, values, env, secrets, log, token, prompt, number,
+                budget=lambda live: self._budget_spent(wsr, step, profile_name, live))
             tool_result = ToolResult(result.exit_code, result.signal, result.timed_out,
                                      result.cancelled, result.error)
             clean = (tool_result.exit_code == 0 and not tool_result.cancelled
@@ -329,6 +330,8 @@ class Executor(Preparation, Admission, Invoker):
                     tool_findings=tool_findings, model_tool=model_tool)
 
             outcome, reason = judged([])
+            if result.budget_exceeded is not None:  # the gateway refused a request: stopped
+                outcome, reason = AttemptOutcome.BUDGET_EXCEEDED, result.budget_exceeded
             if outcome is AttemptOutcome.SUCCEEDED and step.checks:  # never after a failure
                 with self.store.write(self.fence) as tx:
                     tx.update_step(self.run_id, wsr.ws.id, step.id,
@@ -396,10 +399,11 @@ class Executor(Preparation, Admission, Invoker):
         failure = failure_class(outcome, detected_class)
         # What the tool itself can fix when told: failed checks, no change, changes outside
         # the scope, edits the adapter could not apply (not: bad credentials, unknown model).
-        fixable = bool(outside) or outcome is AttemptOutcome.NO_CHANGE or any(
+        fixable = outcome is not AttemptOutcome.BUDGET_EXCEEDED and (
+            bool(outside) or outcome is AttemptOutcome.NO_CHANGE or any(
             c.exit_code != 0 for c in checks) or any(
             f.detector == EDITS_DETECTOR for f in result.findings) or any(
-            f.code in FIXABLE_CODES for _, f in invoked.tool_sourced)
+            f.code in FIXABLE_CODES for _, f in invoked.tool_sourced))
         verdict, history = decide(
             step.retry, step.fix, sr.history, outcome=outcome, failure=failure,
             started_at=started_at, now=self.clock.now(),
@@ -504,6 +508,9 @@ class Executor(Preparation, Admission, Invoker):
                      failure_class=failure.value if failure else None,
                      findings=len(findings), next=next_kind.value if next_at else None,
                      delay_s=round(judgement.delay_s, 3) if next_at else None)
+            if outcome is AttemptOutcome.BUDGET_EXCEEDED:
+                tx.event(self.run_id, "budget.exceeded", wsr.ws.id, step.id, attempt=number,
+                         limit=reason, profile=profile_name)
             if closes:
                 tx.event(self.run_id, "workstream.completed", wsr.ws.id, head=sha,
                          merged_sha=None)

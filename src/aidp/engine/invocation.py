@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aidp.config import Settings
+from aidp.config import RateLimit, Settings
 from aidp.core.states import AttemptKind, AttemptOutcome
 from aidp.engine.diagnosis import write_bundle
 from aidp.engine.outcome import CheckResult
@@ -22,9 +24,13 @@ from aidp.errors.finding import CheckEvidence, Finding
 from aidp.exceptions import ToolError
 from aidp.model.workstream import Step
 from aidp.process.runner import CappedLog, run_process
-from aidp.tools.adapter import AdapterResult, Invocation
+from aidp.tools.adapter import AdapterResult, Invocation, Usage
+from aidp.tools.adapters._common import DEFAULT_ENDPOINT
 from aidp.tools.registry import get_adapter
 from aidp.tools.shell import build_argv
+
+if TYPE_CHECKING:
+    from aidp.tools.gateway import Ticket, Traffic
 
 __all__ = ["CHECK_OUTPUT_BYTES", "Invoker", "prompt_text"]
 
@@ -50,6 +56,7 @@ class Invoker:
     repo: Path
     run_dir: Path
     settings: Settings
+    base_env: dict[str, str]
     cancel: threading.Event
     on_output: Callable[[str, str, bytes], None] | None
     _made_dirs: set[Path]
@@ -95,8 +102,14 @@ class Invoker:
         token: str,
         prompt: str | None,
         number: int,
+        budget: Callable[[Usage], str | None] | None = None,
     ) -> AdapterResult:
-        """Run the step's tool through its profile's adapter (never raises for the tool)."""
+        """Run the step's tool through its profile's adapter (never raises for the tool).
+
+        A model tool's requests go through the process's model gateway
+        (:mod:`aidp.tools.gateway`): the result's usage and provider findings are then the
+        gateway's, and ``budget`` (the attempt's usage so far -> why no more may be spent) is
+        asked before each request; a refusal stops the tool."""
         profile = self.settings.profile(profile_name)
         if profile is None:
             return AdapterResult(None, error=f"unknown tool profile {profile_name!r}")
@@ -115,6 +128,38 @@ class Invoker:
         if not local:
             attempt_dir.mkdir(parents=True, exist_ok=True)
         sink = self.on_output
+        cancel: threading.Event = self.cancel
+        ticket: Ticket | None = None
+        if profile.uses_gateway():
+            # imported here: the HTTP stack is not start-up's to pay for a run of commands
+            from aidp.tools.gateway import TOKEN_ENV, Grant, Price, shared_gateway
+
+            gateway = shared_gateway()
+            key_env = profile.key_env()
+            key = self.base_env.get(key_env) if key_env else None
+            stop = _Stop(self.cancel)
+            cancel = stop
+
+            def refused(reason: str) -> None:
+                log.note(f"[aidp] gateway: {reason}; stopping the tool")
+                stop.set()
+
+            ticket = gateway.open(Grant(
+                upstream=profile.base_url or DEFAULT_ENDPOINT, key=key, profile=profile_name,
+                rate_limit=profile.rate_limit,
+                price=Price(profile.prices.input, profile.prices.output,
+                            profile.prices.cached_input) if profile.prices else None,
+                budget=budget, on_refused=refused,
+                record=self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl",
+                mask=tuple(secrets)))
+            # The tool gets the gateway's address and the attempt's token, never the key: no
+            # variable holding it, and the gateway applies the profile's rate limit.
+            profile = profile.model_copy(update={
+                "base_url": ticket.base_url, "api_key_env": TOKEN_ENV,
+                "rate_limit": RateLimit()})
+            env = {name: value for name, value in env.items() if not key or value != key}
+            env[TOKEN_ENV] = ticket.token
+            secrets = [*secrets, ticket.token]
         invocation = Invocation(
             run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, attempt=number,
             profile_name=profile_name, profile=profile, worktree=worktree, prompt=prompt,
@@ -124,16 +169,19 @@ class Invoker:
             command=step.run if step.run is not None else profile.command,
             values=values, env=env, secrets=tuple(secrets), timeout_s=timeout_s,
             grace_s=self.settings.run.kill_grace, attempt_dir=attempt_dir, token=token,
-            log=log, cancel=self.cancel,
+            log=log, cancel=cancel,
             on_output=None if sink is None else (lambda data: sink(wsr.ws.id, step.id, data)),
             in_scope=wsr.scope.matches,
         )
         try:
-            return adapter.run(invocation)
+            result = adapter.run(invocation)
         except Exception as exc:  # noqa: BLE001 -- an adapter bug or a plugin's: a failed attempt, not a crash
             log.note(f"[aidp] adapter {profile.adapter!r} raised {type(exc).__name__}: {exc}")
-            return AdapterResult(None, error=f"adapter {profile.adapter!r} raised "
-                                 f"{type(exc).__name__}: {exc}")
+            result = AdapterResult(None, error=f"adapter {profile.adapter!r} raised "
+                                   f"{type(exc).__name__}: {exc}")
+        if ticket is None:
+            return result
+        return with_traffic(result, gateway.close(ticket), log)
 
     def _run_checks(
         self,
@@ -199,6 +247,31 @@ class Invoker:
             return write_bundle(path, data, worktree=worktree, log_path=log_path)
         except OSError:
             return None
+
+
+class _Stop(threading.Event):
+    """An attempt's own stop (a budget refusal), also set while the run's ``parent`` is."""
+
+    def __init__(self, parent: threading.Event) -> None:
+        super().__init__()
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.parent.is_set()
+
+
+def with_traffic(result: AdapterResult, traffic: Traffic, log: CappedLog) -> AdapterResult:
+    """``result`` with what the gateway saw: the exact usage (the tool's own report stays only
+    for a cost the gateway could not price), the provider's errors, a budget refusal."""
+    usage = result.usage
+    if traffic.exchanges:
+        cost = traffic.usage.cost_usd or result.usage.cost_usd
+        usage = replace(traffic.usage, cost_usd=cost)
+        log.note(f"[aidp] gateway: {traffic.usage.requests} model requests, "
+                 f"{traffic.usage.input_tokens} input + {traffic.usage.output_tokens} output "
+                 f"tokens, {traffic.latency_s:.2f} s waiting for the provider")
+    return replace(result, usage=usage, via_gateway=True, budget_exceeded=traffic.refused,
+                   findings=(*result.findings, *traffic.findings))
 
 
 class _Tail:

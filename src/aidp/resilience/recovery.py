@@ -98,7 +98,7 @@ def failure_class(outcome: AttemptOutcome, detected: FailureClass | None) -> Fai
         return None
     if outcome is AttemptOutcome.TIMED_OUT:
         return FailureClass.TRANSIENT
-    if outcome is AttemptOutcome.NO_CHANGE:
+    if outcome in (AttemptOutcome.NO_CHANGE, AttemptOutcome.BUDGET_EXCEEDED):
         return FailureClass.PERMANENT
     if outcome is AttemptOutcome.FAILED_PERMANENT:
         # A failed check or scope violation is permanent whatever the tool printed, unless a

@@ -134,6 +134,12 @@ class AdapterResult:
     #: Lines of the model's own text that the tool's output repeats (Aider echoes each reply):
     #: the model quoting an error is not the tool reporting one, so detectors never read them.
     echoed: frozenset[str] = frozenset()
+    #: The tool's model requests went through aidp's gateway: its findings (detector
+    #: ``gateway``) are the provider's errors, exactly; the output's guesses are not needed.
+    via_gateway: bool = False
+    #: Why the gateway refused a request: a budget is spent (the attempt ends
+    #: ``budget_exceeded``).
+    budget_exceeded: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,704 @@
+"""The model gateway: every model request of an attempt passes through aidp.
+
+A :class:`Gateway` is an HTTP/1.1 server on ``127.0.0.1`` and an ephemeral port, run by an
+asyncio loop on one daemon thread of the orchestrator's process. For each attempt of a model
+tool the engine :meth:`~Gateway.open` s a :class:`Grant` (the real endpoint and key, the
+profile's prices and rate limits, the budget check) and gets a :class:`Ticket`: a base URL
+(``http://127.0.0.1:PORT/v1``) and a per-attempt token. The tool gets only those two, as its
+endpoint and its API key; the token is valid on loopback and only until the attempt is
+:meth:`~Gateway.close` d. For each request the gateway
+
+1. finds the attempt by the token (``Authorization: Bearer``; an unknown one gets 401 and is
+   never forwarded);
+2. refuses it with an OpenAI-shaped 429 naming aidp and the budget when the grant's budget
+   check says a budget is spent, and tells the engine (which stops the tool);
+3. waits for the profile's shared rate limit (one token bucket per profile for every tool and
+   parallel step of the process) and for any ``Retry-After`` the endpoint asked for;
+4. forwards it to ``upstream + path`` over a pooled :mod:`httpx` client (no redirects, no
+   environment proxies, connect and read timeouts), the tool's credentials replaced by the
+   real key; a streamed chat request is asked for its usage (``stream_options``);
+5. passes the answer back as it comes (server-sent events chunk by chunk), reading from it the
+   usage (the JSON body, the last chat chunk, ``response.completed``) and, for an error, a
+   :class:`~aidp.errors.finding.Finding` (status, the body's code, ``Retry-After``);
+6. optionally appends the exchange to a JSONL recording, secrets masked.
+
+:meth:`Gateway.close` returns the attempt's :class:`Traffic`: exact usage and cost, request
+latency, findings and the budget refusal, if any. Only the gateway ever holds the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import h11
+import httpx
+
+from aidp.errors.finding import FailureClass, Finding
+from aidp.tools.adapter import Usage
+from aidp.tools.ratelimit import limiter_for
+
+__all__ = ["GATEWAY_DETECTOR", "MAX_REQUEST_BYTES", "MAX_RESPONSE_BYTES", "PRICES", "TOKEN_ENV",
+           "Gateway", "Grant", "Price", "Ticket", "Traffic", "price_of", "retry_after_s",
+           "shared_gateway", "usage_of"]
+
+#: The environment variable a tool finds its per-attempt token in (as its API key).
+TOKEN_ENV = "AIDP_MODEL_TOKEN"
+#: The detector name of the gateway's findings.
+GATEWAY_DETECTOR = "gateway"
+#: Largest request body forwarded (a bigger one gets 413).
+MAX_REQUEST_BYTES = 32 * 2**20
+#: Largest answer passed back (the stream is cut, with a finding, past it).
+MAX_RESPONSE_BYTES = 64 * 2**20
+#: Bytes of a request or answer kept per exchange in a recording.
+RECORD_CAP_BYTES = 2 * 2**20
+CONNECT_TIMEOUT_S = 10.0
+#: Seconds between two bytes of an answer before the gateway gives up on it.
+READ_TIMEOUT_S = 600.0
+_TOKEN_PREFIX = "aidp-gw-"
+_HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length", "authorization", "api-key",
+    "x-api-key", "openai-api-key", "accept-encoding", "expect"})
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        cached = min(usage.cached_tokens, usage.input_tokens)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        return ((usage.input_tokens - cached) * self.input + cached * cached_rate
+                + usage.output_tokens * self.output) / 1e6
+
+
+#: List prices of known models (USD per million tokens: input, output, cached input), as
+#: published by OpenAI in 2025; a profile's ``prices`` overrides them. A model not listed
+#: (and not priced by its profile) costs 0.0.
+PRICES: dict[str, Price] = {
+    "gpt-5": Price(1.25, 10.0, 0.125),
+    "gpt-5-mini": Price(0.25, 2.0, 0.025),
+    "gpt-5-nano": Price(0.05, 0.40, 0.005),
+    "gpt-4.1": Price(2.0, 8.0, 0.50),
+    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+    "gpt-4o": Price(2.50, 10.0, 1.25),
+    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
+    "o3": Price(2.0, 8.0, 0.50),
+    "o4-mini": Price(1.10, 4.40, 0.275),
+}
+
+
+def price_of(model: str | None, override: Price | None = None) -> Price | None:
+    """The price of ``model``: the override, else the table's (``openai/gpt-4o`` and dated
+    snapshots such as ``gpt-4o-2024-08-06`` find ``gpt-4o``), else None."""
+    if override is not None:
+        return override
+    if not model:
+        return None
+    name = model.rsplit("/", 1)[-1]
+    best = ""
+    for known in PRICES:
+        if (name == known or name.startswith(known + "-")) and len(known) > len(best):
+            best = known
+    return PRICES.get(best)
+
+
+def usage_of(obj: Any) -> Usage | None:
+    """The usage an OpenAI answer reports (chat: ``prompt_tokens``; Responses:
+    ``input_tokens``), or None."""
+    if not isinstance(obj, dict):
+        return None
+    raw = obj.get("usage")
+    if not isinstance(raw, dict):
+        return None
+    chat = "prompt_tokens" in raw
+    details = raw.get("prompt_tokens_details" if chat else "input_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    return Usage(input_tokens=_int(raw.get("prompt_tokens" if chat else "input_tokens")),
+                 output_tokens=_int(raw.get("completion_tokens" if chat else "output_tokens")),
+                 cached_tokens=_int(cached))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one attempt may do through the gateway.
+
+    ``budget(usage)`` is asked before each model request with the attempt's usage so far and
+    answers why no more may be spent (None: go on); ``on_refused(reason)`` is called once, at
+    the first refusal (the engine stops the tool). ``record`` is a JSONL file the exchanges are
+    appended to, ``mask`` the values never written there.
+    """
+
+    upstream: str
+    key: str | None
+    profile: str
+    rate_limit: Any = None  # the profile's RateLimit (None: unlimited)
+    price: Price | None = None
+    budget: Callable[[Usage], str | None] | None = None
+    on_refused: Callable[[str], None] | None = None
+    record: Path | None = None
+    mask: Sequence[str] = ()
+    read_timeout_s: float = READ_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """The endpoint and key a tool gets for one attempt."""
+
+    base_url: str
+    token: str
+
+
+@dataclass
+class Traffic:
+    """What one attempt's requests did (exact, from the provider's answers)."""
+
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    refused: str | None = None
+    exchanges: int = 0
+
+
+@dataclass
+class _Open:
+    grant: Grant
+    traffic: Traffic = field(default_factory=Traffic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Gateway:
+    """The loopback model gateway of one process (see the module docstring); thread-safe.
+
+    :meth:`start` it once (or use it as a context manager); :meth:`open` / :meth:`close` per
+    attempt from any thread.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self._open: dict[str, _Open] = {}
+        self._lock = threading.Lock()
+        self._not_before: dict[str, float] = {}  # upstream -> monotonic time (Retry-After)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> Gateway:
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._main, name="aidp-gateway", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None or not self.port:
+            raise RuntimeError(f"the model gateway did not start: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(10)
+        thread.join(10)
+        self._thread = self._loop = None
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def open(self, grant: Grant) -> Ticket:
+        """Admit one attempt; its token works until :meth:`close`."""
+        token = _TOKEN_PREFIX + secrets.token_urlsafe(24)
+        with self._lock:
+            self._open[token] = _Open(grant)
+        return Ticket(self.base_url, token)
+
+    def close(self, ticket: Ticket) -> Traffic:
+        """End the attempt's admission; what its requests did."""
+        with self._lock:
+            entry = self._open.pop(ticket.token, None)
+        if entry is None:
+            return Traffic()
+        with entry.lock:
+            return entry.traffic
+
+    def live(self, ticket: Ticket) -> Traffic:
+        """A snapshot of the attempt's traffic so far."""
+        with self._lock:
+            entry = self._open.get(ticket.token)
+        if entry is None:
+            return Traffic()
+        with entry.lock:
+            t = entry.traffic
+            return Traffic(t.usage, t.latency_s, list(t.findings), t.refused, t.exchanges)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._begin())
+        except BaseException as exc:  # noqa: BLE001 -- reported by start()
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _begin(self) -> None:
+        self._client = httpx.AsyncClient(
+            follow_redirects=False, trust_env=False,
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        self._server = await asyncio.start_server(self._connection, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+        asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
+
+    # -- one client connection -------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # answers go out at once, not after the client's delayed ACK
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                request, body = await self._read_request(conn, reader, writer)
+                if request is None:
+                    break
+                await self._handle(conn, writer, request, body)
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    break
+                try:
+                    conn.start_next_cycle()
+                except h11.LocalProtocolError:
+                    break
+        except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:  # the gateway stops
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> tuple[h11.Request | None, bytes]:
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_REQUEST_BYTES:
+                    await self._send(conn, writer, 413, _error_body(
+                        "aidp gateway: request body too large", "invalid_request_error"))
+                    return None, b""
+            elif isinstance(event, h11.EndOfMessage):
+                return request, bytes(body)
+            else:  # ConnectionClosed, PAUSED
+                return None, b""
+
+    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
+                    body: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
+        all_headers = [("content-type", "application/json"),
+                       ("content-length", str(len(body))), *headers]
+        writer.write(conn.send(h11.Response(status_code=status, headers=all_headers)) or b"")
+        writer.write(conn.send(h11.Data(data=body)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+
+    async def _handle(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                      request: h11.Request, body: bytes) -> None:
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
+                   for k, v in request.headers]
+        token = _token_of(headers)
+        with self._lock:
+            entry = self._open.get(token or "")
+        if entry is None:
+            await self._send(conn, writer, 401, _error_body(
+                "aidp gateway: unknown or expired attempt token", "invalid_request_error",
+                "invalid_api_key"))
+            return
+        grant = entry.grant
+        target = request.target.decode("latin-1")
+        if not (target == "/v1" or target.startswith(("/v1/", "/v1?"))):
+            await self._send(conn, writer, 404, _error_body(
+                f"aidp gateway: no route {target!r} (the API is under /v1)",
+                "invalid_request_error", "not_found"))
+            return
+        method = request.method.decode("ascii")
+        payload: Any = None
+        if body and method == "POST":
+            with contextlib.suppress(ValueError):
+                payload = json.loads(body)
+        model_call = method == "POST" and target.split("?")[0].endswith(
+            ("/chat/completions", "/responses", "/completions", "/embeddings"))
+        if model_call and grant.budget is not None:
+            with entry.lock:
+                so_far = entry.traffic.usage
+            loop = asyncio.get_running_loop()
+            reason = await loop.run_in_executor(None, grant.budget, so_far)
+            if reason is not None:
+                first = False
+                with entry.lock:
+                    if entry.traffic.refused is None:
+                        entry.traffic.refused, first = reason, True
+                if first and grant.on_refused is not None:
+                    await loop.run_in_executor(None, grant.on_refused, reason)
+                await self._send(conn, writer, 429, _error_body(
+                    f"aidp: {reason}; request refused", "budget_exceeded", "budget_exceeded"))
+                return
+        if (model_call and isinstance(payload, dict) and payload.get("stream") is True
+                and target.split("?")[0].endswith("/chat/completions")
+                and "stream_options" not in payload):
+            payload["stream_options"] = {"include_usage": True}
+            body = json.dumps(payload).encode()
+        if model_call:
+            await self._wait_for_limits(grant, payload)
+        upstream = grant.upstream.rstrip("/") + target[len("/v1"):]
+        out_headers = [(k, v) for k, v in headers if k not in _HOP_BY_HOP]
+        out_headers.append(("accept-encoding", "identity"))
+        if grant.key:
+            out_headers.append(("authorization", f"Bearer {grant.key}"))
+        started = time.monotonic()
+        await self._forward(conn, writer, entry, method, upstream, out_headers, body, payload,
+                            started, model_call)
+
+    async def _wait_for_limits(self, grant: Grant, payload: Any) -> None:
+        while True:
+            with self._lock:
+                until = self._not_before.get(grant.upstream, 0.0)
+            delay = until - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if grant.rate_limit is None:
+                return
+            limiter = limiter_for(grant.profile, grant.rate_limit)
+            if limiter.unlimited:
+                return
+            estimate = len(json.dumps(payload)) // 4 if payload is not None else 0
+            delay = limiter.try_acquire(estimate)
+            if delay <= 0:
+                return
+            await asyncio.sleep(delay)
+
+    async def _forward(self, conn: h11.Connection, writer: asyncio.StreamWriter, entry: _Open,
+                       method: str, url: str, headers: list[tuple[str, str]], body: bytes,
+                       payload: Any, started: float, model_call: bool) -> None:
+        grant = entry.grant
+        assert self._client is not None
+        model = payload.get("model") if isinstance(payload, dict) else None
+        timeout = httpx.Timeout(grant.read_timeout_s, connect=CONNECT_TIMEOUT_S)
+        answer = bytearray()
+        status = 0
+        finding: Finding | None = None
+        usage: Usage | None = None
+        sent_head = False
+        try:
+            req = self._client.build_request(method, url, headers=headers, content=body,
+                                             timeout=timeout)
+            response = await self._client.send(req, stream=True)
+        except httpx.TimeoutException as exc:
+            finding = _finding("timeout", FailureClass.TRANSIENT,
+                               f"the endpoint did not answer in time ({type(exc).__name__})")
+            await self._send(conn, writer, 504, _error_body(
+                f"aidp gateway: {finding.message}", "timeout", "timeout"))
+        except httpx.HTTPError as exc:
+            finding = _finding("connection_error", FailureClass.TRANSIENT,
+                               f"cannot reach the endpoint: {type(exc).__name__}: {exc}")
+            await self._send(conn, writer, 502, _error_body(
+                f"aidp gateway: {finding.message}", "connection_error", "connection_error"))
+        else:
+            status = response.status_code
+            stream = "text/event-stream" in response.headers.get("content-type", "")
+            reader = _SSE() if stream else None
+            try:
+                out = [(k, v) for k, v in response.headers.items()
+                       if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"]
+                writer.write(conn.send(h11.Response(status_code=status, headers=out)) or b"")
+                sent_head = True
+                await writer.drain()
+                async for chunk in response.aiter_raw():
+                    if len(answer) + len(chunk) > MAX_RESPONSE_BYTES:
+                        raise _TooLarge
+                    answer += chunk
+                    if reader is not None:
+                        reader.feed(chunk)
+                    writer.write(conn.send(h11.Data(data=chunk)) or b"")
+                    await writer.drain()
+                writer.write(conn.send(h11.EndOfMessage()) or b"")
+                await writer.drain()
+            except _TooLarge:
+                finding = _finding("server_error", FailureClass.TRANSIENT,
+                                   f"the answer passed {MAX_RESPONSE_BYTES} bytes: cut")
+            except httpx.TimeoutException:
+                finding = _finding("timeout", FailureClass.TRANSIENT,
+                                   "the endpoint stalled mid-answer: stream disconnected")
+            except httpx.HTTPError as exc:
+                finding = _finding("connection_error", FailureClass.TRANSIENT,
+                                   f"the endpoint dropped the answer: {type(exc).__name__}")
+            finally:
+                await response.aclose()
+            if reader is not None:
+                usage = reader.usage
+                if finding is None and status < 400 and reader.error is not None:
+                    finding = _error_finding(status or 500, reader.error, response.headers)
+            elif status < 400:
+                with contextlib.suppress(ValueError):
+                    usage = usage_of(json.loads(answer))
+            if status >= 400 and finding is None:
+                parsed: Any = None
+                with contextlib.suppress(ValueError):
+                    parsed = json.loads(answer)
+                finding = _error_finding(status, parsed, response.headers)
+                if finding.retry_after:
+                    with self._lock:
+                        self._not_before[grant.upstream] = max(
+                            self._not_before.get(grant.upstream, 0.0),
+                            time.monotonic() + finding.retry_after)
+            if finding is not None and sent_head and status < 400:
+                with contextlib.suppress(Exception):
+                    writer.close()  # cut mid-answer: the tool sees the drop, as it happened
+        elapsed = time.monotonic() - started
+        price = price_of(model, grant.price)
+        with entry.lock:
+            t = entry.traffic
+            t.exchanges += 1
+            t.latency_s += elapsed
+            if usage is not None:
+                cost = price.cost(usage) if price is not None else 0.0
+                t.usage += Usage(usage.input_tokens, usage.output_tokens, usage.cached_tokens,
+                                 0, cost)
+            if model_call:
+                t.usage += Usage(requests=1)
+            if finding is not None:
+                t.findings.append(finding)
+        if grant.record is not None:
+            self._record(grant, method, url, payload, body, status, bytes(answer), elapsed, finding)
+
+    def _record(self, grant: Grant, method: str, url: str, payload: Any, body: bytes,
+                status: int, answer: bytes, elapsed: float, finding: Finding | None) -> None:
+        entry = {"time": time.time(), "method": method, "path": url[len(grant.upstream.rstrip(
+            "/")):], "request": payload if payload is not None else _text(body),
+            "status": status, "response": _text(answer), "latency_ms": round(elapsed * 1000, 1),
+            "finding": finding.to_dict() if finding is not None else None}
+        line = json.dumps(entry)
+        for value in grant.mask:
+            if value:
+                line = line.replace(value, "***")
+        assert grant.record is not None
+        with contextlib.suppress(OSError):
+            grant.record.parent.mkdir(parents=True, exist_ok=True)
+            with open(grant.record, "a", encoding="utf-8") as out:
+                out.write(line + "\n")
+
+
+_shared: Gateway | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_gateway() -> Gateway:
+    """The process's gateway, started on first use (a daemon thread: it ends with the
+    process)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Gateway().start()
+        return _shared
+
+
+# -- pieces -----------------------------------------------------------------------------------
+
+
+def _token_of(headers: Sequence[tuple[str, str]]) -> str | None:
+    for name, value in headers:
+        if name == "authorization":
+            scheme, _, rest = value.partition(" ")
+            if scheme.lower() == "bearer":
+                return rest.strip()
+        elif name in ("api-key", "x-api-key"):
+            return value.strip()
+    return None
+
+
+def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": kind, "param": None,
+                                 "code": code or kind}}).encode()
+
+
+def _text(data: bytes) -> str:
+    return data[:RECORD_CAP_BYTES].decode("utf-8", "replace")
+
+
+def _finding(code: str, failure: FailureClass, message: str,
+             retry_after: float | None = None) -> Finding:
+    return Finding(detector=GATEWAY_DETECTOR, message=message, failure_class=failure, code=code,
+                   retry_after=retry_after)
+
+
+#: (body code or type) -> (finding code, class): the provider's own words win over the status.
+_BODY_CODES: dict[str, tuple[str, FailureClass]] = {
+    "insufficient_quota": ("insufficient_quota", FailureClass.PERMANENT),
+    "context_length_exceeded": ("context_length", FailureClass.PERMANENT),
+    "model_not_found": ("model_not_found", FailureClass.PERMANENT),
+    "invalid_api_key": ("authentication", FailureClass.PERMANENT),
+    "rate_limit_exceeded": ("rate_limit", FailureClass.TRANSIENT),
+}
+
+
+def _status_code(status: int) -> tuple[str, FailureClass]:
+    if status == 401:
+        return "authentication", FailureClass.PERMANENT
+    if status == 403:
+        return "permission_denied", FailureClass.PERMANENT
+    if status == 404:
+        return "not_found", FailureClass.PERMANENT
+    if status == 408:
+        return "timeout", FailureClass.TRANSIENT
+    if status == 429:
+        return "rate_limit", FailureClass.TRANSIENT
+    if status >= 500:
+        return "server_error", FailureClass.TRANSIENT
+    return "bad_request", FailureClass.PERMANENT
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds the provider asked to wait: ``retry-after-ms``, ``Retry-After`` (seconds or an
+    HTTP date)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    with contextlib.suppress(ValueError):
+        if "retry-after-ms" in lower:
+            return max(0.0, float(lower["retry-after-ms"]) / 1000)
+    value = lower.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_finding(status: int, body: Any, headers: Mapping[str, str]) -> Finding:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    message = str(error.get("message") or "").strip()
+    words = [str(error.get(k)) for k in ("code", "type") if error.get(k)]
+    code, failure = next((_BODY_CODES[w] for w in words if w in _BODY_CODES),
+                         _status_code(status))
+    if code == "not_found" and "model" in message.lower():
+        code = "model_not_found"
+    wait = retry_after_s(headers) if code in ("rate_limit", "server_error") else None
+    text = f"HTTP {status} from the provider" + (f": {message[:500]}" if message else "")
+    return _finding(code, failure, text, retry_after=wait)
+
+
+class _SSE:
+    """Reads server-sent events as they pass: the last usage, a streamed error."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self.usage: Usage | None = None
+        self.error: dict[str, Any] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if not data or data == b"[DONE]":
+                continue
+            try:
+                event = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("type")
+            if kind in ("response.completed", "response.incomplete", "response.failed"):
+                usage = usage_of(event.get("response"))
+                if usage is not None:
+                    self.usage = usage
+                if kind == "response.failed":
+                    response = event.get("response")
+                    err = response.get("error") if isinstance(response, dict) else None
+                    self.error = {"error": err if isinstance(err, dict) else {}}
+            elif kind == "error" or (kind is None and isinstance(event.get("error"), dict)):
+                self.error = event if "error" in event else {"error": event}
+            else:
+                usage = usage_of(event)
+                if usage is not None:
+                    self.usage = usage
