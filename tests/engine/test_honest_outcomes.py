@@ -136,8 +136,11 @@ def test_rate_limit_reason_names_the_finding(repo: Path, db_url: str, tmp_path: 
         (attempt,) = store.attempts(run_id)
         assert attempt.outcome == "failed_transient"
         assert (attempt.error or "").startswith("HTTP 429")
-        # aidp's own note about the failure is not read again by the detectors
-        assert {f.detector for f in store.findings(run_id)} == {"openai-api"}
+        # aidp's own note about the failure is not read again by the detectors, and the
+        # gateway's exact finding replaces the tool's report of the same 429
+        [finding] = store.findings(run_id)
+        assert (finding.detector, finding.code, finding.retry_after) == (
+            "gateway", "rate_limit", 2.0)
     finally:
         store.close()
 

@@ -26,6 +26,7 @@ from aidp.model.workstream import Step
 from aidp.process.runner import CappedLog, run_process
 from aidp.tools.adapter import AdapterResult, Invocation, Usage
 from aidp.tools.adapters._common import DEFAULT_ENDPOINT
+from aidp.tools.adapters.openai_api import is_api_error
 from aidp.tools.registry import get_adapter
 from aidp.tools.shell import build_argv
 
@@ -270,8 +271,11 @@ def with_traffic(result: AdapterResult, traffic: Traffic, log: CappedLog) -> Ada
         log.note(f"[aidp] gateway: {traffic.usage.requests} model requests, "
                  f"{traffic.usage.input_tokens} input + {traffic.usage.output_tokens} output "
                  f"tokens, {traffic.latency_s:.2f} s waiting for the provider")
+    # The gateway's word on a provider error replaces the tool's report of it.
+    own = result.findings if not traffic.findings else tuple(
+        f for f in result.findings if not is_api_error(f))
     return replace(result, usage=usage, via_gateway=True, budget_exceeded=traffic.refused,
-                   findings=(*result.findings, *traffic.findings))
+                   findings=(*own, *traffic.findings))
 
 
 class _Tail:

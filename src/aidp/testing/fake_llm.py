@@ -159,6 +159,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(target).path).rstrip("/")
         route = path.removeprefix("/v1")
         is_model_call = self.command == "POST" and route in ("/chat/completions", "/responses")
+        if fake._api_key is not None and self.headers.get(
+                "Authorization", "") != f"Bearer {fake._api_key}":
+            fake._record(self.command, path, dict(self.headers.items()), body, raw, None)
+            self._send_error_json(401, "Incorrect API key provided.", code="invalid_api_key")
+            return
         step_index, step = fake._next_step() if is_model_call else (None, None)
         fake._record(self.command, path, dict(self.headers.items()), body, raw, step_index)
         try:
@@ -325,6 +330,8 @@ class FakeLLM:
         port: port to bind; 0 picks a free one.
         model: the model id listed by ``/v1/models`` (replies echo the requested model).
         record_path: if set, every request is also appended to this JSONL file.
+        api_key: if set, a request without ``Authorization: Bearer <api_key>`` gets 401
+            ``invalid_api_key``, as from a provider (recorded, consuming no script step).
 
     Raises:
         ScriptError: the script is invalid (names file, line and step).
@@ -334,7 +341,7 @@ class FakeLLM:
 
     def __init__(self, script: Script | Sequence[Any] | str | Path, *, host: str = "127.0.0.1",
                  port: int = 0, model: str = "fake-model",
-                 record_path: str | Path | None = None) -> None:
+                 record_path: str | Path | None = None, api_key: str | None = None) -> None:
         if isinstance(script, str | Path):
             self._script = load_script(script)
         else:
@@ -342,6 +349,7 @@ class FakeLLM:
         self._host = host
         self._port = port
         self._model = model
+        self._api_key = api_key
         self._record_path = Path(record_path) if record_path is not None else None
         self._lock = threading.Lock()
         self._position = 0

@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -450,15 +450,17 @@ class Gateway:
     async def _forward(self, conn: h11.Connection, writer: asyncio.StreamWriter, entry: _Open,
                        method: str, url: str, headers: list[tuple[str, str]], body: bytes,
                        payload: Any, started: float, model_call: bool) -> None:
+        """Send the request upstream and the answer back. What the tool is told is accounted
+        first: a tool that exits on the answer's last byte finds its usage already counted."""
         grant = entry.grant
         assert self._client is not None
         model = payload.get("model") if isinstance(payload, dict) else None
+        price = price_of(model, grant.price)
         timeout = httpx.Timeout(grant.read_timeout_s, connect=CONNECT_TIMEOUT_S)
+        self._account(entry, requests=1 if model_call else 0, exchanges=1)
         answer = bytearray()
         status = 0
         finding: Finding | None = None
-        usage: Usage | None = None
-        sent_head = False
         try:
             req = self._client.build_request(method, url, headers=headers, content=body,
                                              timeout=timeout)
@@ -466,80 +468,122 @@ class Gateway:
         except httpx.TimeoutException as exc:
             finding = _finding("timeout", FailureClass.TRANSIENT,
                                f"the endpoint did not answer in time ({type(exc).__name__})")
+            self._account(entry, finding=finding)
             await self._send(conn, writer, 504, _error_body(
                 f"aidp gateway: {finding.message}", "timeout", "timeout"))
         except httpx.HTTPError as exc:
             finding = _finding("connection_error", FailureClass.TRANSIENT,
                                f"cannot reach the endpoint: {type(exc).__name__}: {exc}")
+            self._account(entry, finding=finding)
             await self._send(conn, writer, 502, _error_body(
                 f"aidp gateway: {finding.message}", "connection_error", "connection_error"))
         else:
             status = response.status_code
-            stream = "text/event-stream" in response.headers.get("content-type", "")
-            reader = _SSE() if stream else None
+            out = [(k, v) for k, v in response.headers.items()
+                   if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"]
             try:
-                out = [(k, v) for k, v in response.headers.items()
-                       if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"]
-                writer.write(conn.send(h11.Response(status_code=status, headers=out)) or b"")
-                sent_head = True
-                await writer.drain()
-                async for chunk in response.aiter_raw():
-                    if len(answer) + len(chunk) > MAX_RESPONSE_BYTES:
-                        raise _TooLarge
-                    answer += chunk
-                    if reader is not None:
-                        reader.feed(chunk)
-                    writer.write(conn.send(h11.Data(data=chunk)) or b"")
-                    await writer.drain()
-                writer.write(conn.send(h11.EndOfMessage()) or b"")
-                await writer.drain()
-            except _TooLarge:
-                finding = _finding("server_error", FailureClass.TRANSIENT,
-                                   f"the answer passed {MAX_RESPONSE_BYTES} bytes: cut")
-            except httpx.TimeoutException:
-                finding = _finding("timeout", FailureClass.TRANSIENT,
-                                   "the endpoint stalled mid-answer: stream disconnected")
-            except httpx.HTTPError as exc:
-                finding = _finding("connection_error", FailureClass.TRANSIENT,
-                                   f"the endpoint dropped the answer: {type(exc).__name__}")
+                if "text/event-stream" in response.headers.get("content-type", ""):
+                    finding = await self._pass_stream(conn, writer, entry, response, out,
+                                                      answer, price)
+                else:
+                    finding = await self._pass_body(conn, writer, entry, response, out,
+                                                    answer, price)
             finally:
                 await response.aclose()
-            if reader is not None:
-                usage = reader.usage
-                if finding is None and status < 400 and reader.error is not None:
-                    finding = _error_finding(status or 500, reader.error, response.headers)
-            elif status < 400:
-                with contextlib.suppress(ValueError):
-                    usage = usage_of(json.loads(answer))
-            if status >= 400 and finding is None:
-                parsed: Any = None
-                with contextlib.suppress(ValueError):
-                    parsed = json.loads(answer)
-                finding = _error_finding(status, parsed, response.headers)
-                if finding.retry_after:
-                    with self._lock:
-                        self._not_before[grant.upstream] = max(
-                            self._not_before.get(grant.upstream, 0.0),
-                            time.monotonic() + finding.retry_after)
-            if finding is not None and sent_head and status < 400:
-                with contextlib.suppress(Exception):
-                    writer.close()  # cut mid-answer: the tool sees the drop, as it happened
-        elapsed = time.monotonic() - started
-        price = price_of(model, grant.price)
+        self._account(entry, latency_s=time.monotonic() - started)
+        if grant.record is not None:
+            self._record(grant, method, url, payload, body, status, bytes(answer),
+                         time.monotonic() - started, finding)
+
+    async def _pass_body(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                         entry: _Open, response: httpx.Response, out: list[tuple[str, str]],
+                         answer: bytearray, price: Price | None) -> Finding | None:
+        """A whole (JSON) answer: read, accounted, then passed on."""
+        status = response.status_code
+        finding: Finding | None = None
+        try:
+            async for chunk in response.aiter_raw():
+                if len(answer) + len(chunk) > MAX_RESPONSE_BYTES:
+                    raise _TooLarge
+                answer += chunk
+        except (_TooLarge, httpx.HTTPError) as exc:
+            finding = _cut(exc)
+            self._account(entry, finding=finding)
+            await self._send(conn, writer, 502, _error_body(
+                f"aidp gateway: {finding.message}", "server_error", finding.code))
+            return finding
+        parsed: Any = None
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(answer)
+        if status < 400:
+            usage = usage_of(parsed)
+            if usage is not None:
+                self._account(entry, usage=_priced(usage, price))
+        else:
+            finding = _error_finding(status, parsed, response.headers)
+            self._account(entry, finding=finding)
+            if finding.retry_after:
+                upstream = entry.grant.upstream
+                with self._lock:
+                    self._not_before[upstream] = max(self._not_before.get(upstream, 0.0),
+                                                     time.monotonic() + finding.retry_after)
+        head = [(k, v) for k, v in out if k.lower() != "content-length"]
+        head.append(("content-length", str(len(answer))))
+        writer.write(conn.send(h11.Response(status_code=status, headers=head)) or b"")
+        writer.write(conn.send(h11.Data(data=bytes(answer))) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+        return finding
+
+    async def _pass_stream(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                           entry: _Open, response: httpx.Response, out: list[tuple[str, str]],
+                           answer: bytearray, price: Price | None) -> Finding | None:
+        """Server-sent events, passed on chunk by chunk; usage and errors are accounted as
+        they are read, before the chunk holding them goes to the tool."""
+        reader = _SSE()
+        counted_usage = counted_error = False
+        finding: Finding | None = None
+        head = [(k, v) for k, v in out if k.lower() != "content-length"]
+        writer.write(conn.send(h11.Response(status_code=response.status_code,
+                                            headers=head)) or b"")
+        await writer.drain()
+        try:
+            async for chunk in response.aiter_raw():
+                if len(answer) + len(chunk) > MAX_RESPONSE_BYTES:
+                    raise _TooLarge
+                answer += chunk
+                reader.feed(chunk)
+                if reader.usage is not None and not counted_usage:
+                    counted_usage = True
+                    self._account(entry, usage=_priced(reader.usage, price))
+                if reader.error is not None and not counted_error:
+                    counted_error = True
+                    finding = _error_finding(response.status_code or 500, reader.error,
+                                             response.headers)
+                    self._account(entry, finding=finding)
+                writer.write(conn.send(h11.Data(data=chunk)) or b"")
+                await writer.drain()
+        except (_TooLarge, httpx.HTTPError) as exc:
+            finding = _cut(exc)
+            self._account(entry, finding=finding)
+            with contextlib.suppress(Exception):
+                writer.close()  # cut mid-answer: the tool sees the drop, as it happened
+            return finding
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+        return finding
+
+    @staticmethod
+    def _account(entry: _Open, *, usage: Usage | None = None, finding: Finding | None = None,
+                 requests: int = 0, exchanges: int = 0, latency_s: float = 0.0) -> None:
         with entry.lock:
             t = entry.traffic
-            t.exchanges += 1
-            t.latency_s += elapsed
-            if usage is not None:
-                cost = price.cost(usage) if price is not None else 0.0
-                t.usage += Usage(usage.input_tokens, usage.output_tokens, usage.cached_tokens,
-                                 0, cost)
-            if model_call:
-                t.usage += Usage(requests=1)
+            t.exchanges += exchanges
+            t.latency_s += latency_s
+            if usage is not None or requests:
+                t.usage += (usage or Usage()) + Usage(requests=requests)
             if finding is not None:
                 t.findings.append(finding)
-        if grant.record is not None:
-            self._record(grant, method, url, payload, body, status, bytes(answer), elapsed, finding)
 
     def _record(self, grant: Grant, method: str, url: str, payload: Any, body: bytes,
                 status: int, answer: bytes, elapsed: float, finding: Finding | None) -> None:
@@ -661,6 +705,22 @@ def _error_finding(status: int, body: Any, headers: Mapping[str, str]) -> Findin
     wait = retry_after_s(headers) if code in ("rate_limit", "server_error") else None
     text = f"HTTP {status} from the provider" + (f": {message[:500]}" if message else "")
     return _finding(code, failure, text, retry_after=wait)
+
+
+def _priced(usage: Usage, price: Price | None) -> Usage:
+    return replace(usage, cost_usd=price.cost(usage) if price is not None else 0.0)
+
+
+def _cut(exc: BaseException) -> Finding:
+    """The finding on an answer that did not arrive whole."""
+    if isinstance(exc, _TooLarge):
+        return _finding("server_error", FailureClass.TRANSIENT,
+                        f"the answer passed {MAX_RESPONSE_BYTES} bytes: cut")
+    if isinstance(exc, httpx.TimeoutException):
+        return _finding("timeout", FailureClass.TRANSIENT,
+                        "the endpoint stalled mid-answer: stream disconnected")
+    return _finding("connection_error", FailureClass.TRANSIENT,
+                    f"the endpoint dropped the answer: {type(exc).__name__}")
 
 
 class _SSE:

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 
     from aidp.config import ToolProfile
 
-__all__ = ["DEFAULT_BASE_URL", "DETECTOR", "PROBE_TIMEOUT_S", "OpenAIAdapter", "error_finding"]
+__all__ = ["DEFAULT_BASE_URL", "DETECTOR", "PROBE_TIMEOUT_S", "OpenAIAdapter", "error_finding",
+           "is_api_error"]
 
 DETECTOR = "openai-api"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -134,6 +135,19 @@ def error_finding(exc: Exception, *, model: str, mask: Callable[[str], str] = st
                         "not-found"), False
         return make(message, FailureClass.PERMANENT, f"http-{status}"), False
     return make(f"{type(exc).__name__}: {exc}", FailureClass.UNKNOWN, "sdk-error"), False
+
+
+#: The codes :func:`error_finding` gives (besides ``http-NNN``).
+_API_ERROR_CODES = frozenset({"timeout", "connection", "quota", "rate-limit", "auth",
+                              "not-found", "sdk-error"})
+
+
+def is_api_error(finding: Finding) -> bool:
+    """Whether ``finding`` is this adapter's report of a failed API call (which a gateway
+    that saw the call reports exactly)."""
+    code = finding.code or ""
+    return finding.detector == DETECTOR and (code in _API_ERROR_CODES
+                                             or code.startswith("http-"))
 
 
 def _estimate_tokens(messages: Sequence[Mapping[str, str]]) -> int:
