@@ -105,7 +105,8 @@ def cli_inproc(repo: Path) -> Cli:
 #: against the fake provider, the terminal output of the CLI -- so their PostgreSQL variants
 #: run in the slow tier only (about 60 s of the default run; the SQLite variants stay).
 _DATABASE_NEUTRAL = ("tests/engine/test_real_agents.py", "tests/cli/test_cli_outcomes.py",
-                     "tests/cli/test_live_view.py", "tests/engine/test_git_processes.py")
+                     "tests/cli/test_live_view.py", "tests/engine/test_git_processes.py",
+                     "tests/engine/test_gateway_agents.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m 'not slow'`` deselects
