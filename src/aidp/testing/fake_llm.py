@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 import zlib
@@ -87,6 +88,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], fake: FakeLLM) -> None:
         self.fake = fake
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a pooled keep-alive connection closed, a killed tool) is
+        # not the server's error: no traceback on stderr.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

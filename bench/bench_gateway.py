@@ -1,0 +1,148 @@
+"""The model gateway's overhead against a direct connection to the same fake provider.
+
+Run: ``.venv/bin/python bench/bench_gateway.py [--requests 300] [--streams 20] [--out F]``.
+
+In one invocation, with one :class:`~aidp.testing.fake_llm.FakeLLM` as the provider, it measures
+for a direct client and for a client through :class:`~aidp.tools.gateway.Gateway`:
+
+* **per request**: the median and p90 wall time of a non-streamed chat completion (the openai
+  SDK on one keep-alive connection, ``max_retries=0``); the gateway's added latency is the
+  difference of the medians (target <= 2 ms);
+* **first streamed byte**: the median time from sending a streamed chat request to its first
+  content chunk (target <= 5 ms added);
+* **concurrent streams**: ``--streams`` streamed requests at once from as many threads, the wall
+  time for all of them and the chunks per second.
+
+Direct and gateway runs alternate in rounds so that a busy machine slows both alike. Prints a
+table and writes JSON (``bench/results/gateway.json`` by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from openai import OpenAI
+
+from aidp.testing.fake_llm import FakeLLM
+from aidp.tools.gateway import Gateway, Grant
+
+HI = [{"role": "user", "content": "hi"}]
+KEY = "sk-bench-key"
+ROUNDS = 5
+
+
+def _timed(fn: Callable[[], Any], count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        started = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def _first_byte(client: OpenAI, model: str) -> float:
+    started = time.perf_counter()
+    stream = client.chat.completions.create(model=model, messages=HI, stream=True)  # type: ignore[call-overload]
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - started
+            break
+    else:
+        first = time.perf_counter() - started
+    for _ in stream:
+        pass
+    return first
+
+
+def _streams(make: Callable[[], OpenAI], model: str, count: int) -> tuple[float, int]:
+    chunks = [0] * count
+
+    def one(i: int) -> None:
+        client = make()
+        for _ in client.chat.completions.create(model=model, messages=HI, stream=True):  # type: ignore[call-overload]
+            chunks[i] += 1
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return time.perf_counter() - started, sum(chunks)
+
+
+def _ms(values: list[float]) -> float:
+    return round(statistics.median(values) * 1000, 3)
+
+
+def _p90(values: list[float]) -> float:
+    return round(sorted(values)[int(len(values) * 0.9)] * 1000, 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--streams", type=int, default=20)
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / "gateway.json")
+    args = parser.parse_args()
+    reply = "word " * 200  # a 200-word answer: the stream has ~200 content chunks
+    with FakeLLM([{"reply": reply}], api_key=KEY) as llm, Gateway() as gateway:
+        ticket = gateway.open(Grant(upstream=llm.base_url, key=KEY, profile="bench"))
+
+        def direct() -> OpenAI:
+            return OpenAI(base_url=llm.base_url, api_key=KEY, max_retries=0)
+
+        def through() -> OpenAI:
+            return OpenAI(base_url=ticket.base_url, api_key=ticket.token, max_retries=0)
+
+        clients = {"direct": direct(), "gateway": through()}
+        plain: dict[str, list[float]] = {"direct": [], "gateway": []}
+        first: dict[str, list[float]] = {"direct": [], "gateway": []}
+        per_round = max(1, args.requests // ROUNDS)
+        for name, client in clients.items():  # warm up: connections, imports
+            _timed(lambda c=client: c.chat.completions.create(model=llm.model, messages=HI), 5)  # type: ignore[misc]
+        for _ in range(ROUNDS):
+            for name, client in clients.items():
+                plain[name] += _timed(
+                    lambda c=client: c.chat.completions.create(model=llm.model, messages=HI),  # type: ignore[misc]
+                    per_round)
+                first[name] += [_first_byte(client, llm.model)
+                                for _ in range(max(1, per_round // 5))]
+        streams = {name: _streams(make, llm.model, args.streams)
+                   for name, make in (("direct", direct), ("gateway", through))}
+        traffic = gateway.close(ticket)
+    result = {
+        "requests_per_client": len(plain["direct"]),
+        "plain_ms": {k: {"median": _ms(v), "p90": _p90(v)} for k, v in plain.items()},
+        "first_byte_ms": {k: {"median": _ms(v), "p90": _p90(v)} for k, v in first.items()},
+        "streams": {k: {"count": args.streams, "wall_s": round(w, 3),
+                        "chunks_per_s": round(c / w, 1)} for k, (w, c) in streams.items()},
+        "added_ms_per_request": round(_ms(plain["gateway"]) - _ms(plain["direct"]), 3),
+        "added_ms_first_byte": round(_ms(first["gateway"]) - _ms(first["direct"]), 3),
+        "gateway_requests_counted": traffic.usage.requests,
+        "targets": {"added_ms_per_request": 2.0, "added_ms_first_byte": 5.0},
+    }
+    print(f"{'':22}{'direct':>12}{'gateway':>12}{'added':>10}{'target':>8}")
+    print(f"{'request median ms':22}{result['plain_ms']['direct']['median']:>12}"
+          f"{result['plain_ms']['gateway']['median']:>12}{result['added_ms_per_request']:>10}"
+          f"{'<= 2':>8}")
+    print(f"{'first byte median ms':22}{result['first_byte_ms']['direct']['median']:>12}"
+          f"{result['first_byte_ms']['gateway']['median']:>12}"
+          f"{result['added_ms_first_byte']:>10}{'<= 5':>8}")
+    print(f"{f'{args.streams} streams wall s':22}{result['streams']['direct']['wall_s']:>12}"
+          f"{result['streams']['gateway']['wall_s']:>12}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
