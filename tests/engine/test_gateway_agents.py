@@ -16,7 +16,8 @@ import pytest
 
 from aidp.testing import FakeLLM
 from tests.conftest import Cli, git
-from tests.engine.test_real_agents import KEY, hello, profiles, run
+from tests.engine.test_real_agents import CODEX_PATCH, KEY, hello, profiles, run
+from tests.tools.test_realtools import AIDER_DIFF
 
 pytestmark = pytest.mark.realtools
 
@@ -154,3 +155,33 @@ workstreams:
                 assert KEY.encode() not in path.read_bytes(), path
     assert KEY not in stderr
     assert KEY not in git(cli.cwd, "log", "--all", "-p")
+
+
+def test_replay_of_recorded_aider_and_codex_steps_needs_no_provider(cli: Cli,
+                                                                    tmp_path: Path) -> None:
+    """Step one on Aider, step two on Codex, recorded by the gateway; with the provider gone,
+    ``aidp replay`` runs each step again from its starting commit and gets the same tree."""
+    hello(cli)
+    script = [{"reply": AIDER_DIFF, "usage": {"input_tokens": 120, "output_tokens": 30}},
+              {"tool_calls": [{"name": "exec_command", "arguments": {"cmd": CODEX_PATCH}}]},
+              {"reply": "Done.", "usage": {"input_tokens": 200, "output_tokens": 10}}]
+    with FakeLLM(script, api_key=KEY) as llm:
+        (cli.cwd / "aidp.toml").write_text(profiles(llm.base_url))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text("""version: 1
+workstreams:
+  - id: greet
+    scope: ["hello.py"]
+    steps:
+      - {id: world, tool: aider, prompt: "Make greet() say hello, world.", requires_change: true}
+      - {id: codex, tool: codex, depends_on: [world], prompt: "Make greet() say hello, codex.",
+         requires_change: true}
+""")
+        code, status, stderr = run(cli, llm, plan)
+    assert code == 0, stderr
+    run_id = status["run_id"]
+    for step in ("world", "codex"):
+        result = cli("replay", run_id, f"greet/{step}", "--json", timeout=180)
+        report = json.loads(result.stdout)
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert report["same"] and report["requests"] == report["recorded_requests"] >= 1

@@ -28,6 +28,7 @@ from aidp.exceptions import NotFoundError
 
 if TYPE_CHECKING:
     from aidp.app.context import AppContext
+    from aidp.engine.replay import ReplayReport
     from aidp.engine.run import Reporter, RunSummary
     from aidp.model.plan import Plan
 
@@ -38,6 +39,7 @@ __all__ = [
     "describe_paths",
     "drive_run",
     "prune_worktrees",
+    "replay_step",
     "reset_breaker",
     "rollback_run",
     "uncommitted_changes",
@@ -251,4 +253,15 @@ def prune_worktrees(app: AppContext, *, force: bool = False, keep_branches: int 
     return PruneOutcome(removed=tuple(removed), kept=tuple(kept),
                         branches_deleted=branches.deleted, branches_unmerged=branches.unmerged)
 
+
+def replay_step(app: AppContext, run_ref: str | None, step_ref: str, *,
+                attempt: int | None = None, profile: str | None = None) -> ReplayReport:
+    """Run a recorded attempt of a step again: offline against its recorded model exchanges,
+    or live on ``profile``; report whether it reproduces the checkpoint's tree
+    (:func:`aidp.engine.replay.replay_step`). Changes no run, branch or worktree of aidp's."""
+    from aidp.engine.replay import replay_step as replay
+
+    step = queries.resolve_step(app, run_ref, step_ref)
+    return replay(app.store(), app.repo, app.settings, step.run_id, step.ws_id, step.step_id,
+                  attempt=attempt, profile_name=profile)
 

@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "usage": ("aidp.cli.usage", "usage", "Show tokens and cost per step, workstream, profile."),
     "findings": ("aidp.cli.diagnose", "findings", "List the findings: why attempts failed."),
     "diagnose": ("aidp.cli.diagnose", "diagnose", "Print a failed attempt's diagnostics."),
+    "replay": ("aidp.cli.replay", "replay", "Run a recorded step again offline (or on another "
+               "profile); compare the tree."),
     "breakers": ("aidp.cli.breakers", "breakers", "List or reset circuit breakers."),
     "fake-llm": ("aidp.cli.fake_llm", "fake_llm", "Serve a scripted OpenAI-compatible API."),
     "specs": ("aidp.cli.specs", "specs", "Validate, index and resolve OpenSpec specs and changes."),

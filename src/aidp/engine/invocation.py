@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aidp.config import RateLimit, Settings
+from aidp.config import Settings
 from aidp.core.states import AttemptKind, AttemptOutcome
 from aidp.engine.diagnosis import write_bundle
 from aidp.engine.outcome import CheckResult
@@ -133,7 +133,7 @@ class Invoker:
         ticket: Ticket | None = None
         if profile.uses_gateway():
             # imported here: the HTTP stack is not start-up's to pay for a run of commands
-            from aidp.tools.gateway import TOKEN_ENV, Grant, Price, shared_gateway
+            from aidp.tools.gateway import Grant, Price, attach, shared_gateway
 
             gateway = shared_gateway()
             key_env = profile.key_env()
@@ -153,13 +153,8 @@ class Invoker:
                 budget=budget, on_refused=refused,
                 record=self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl",
                 mask=tuple(secrets)))
-            # The tool gets the gateway's address and the attempt's token, never the key: no
-            # variable holding it, and the gateway applies the profile's rate limit.
-            profile = profile.model_copy(update={
-                "base_url": ticket.base_url, "api_key_env": TOKEN_ENV,
-                "rate_limit": RateLimit()})
-            env = {name: value for name, value in env.items() if not key or value != key}
-            env[TOKEN_ENV] = ticket.token
+            # The tool gets the gateway's address and the attempt's token, never the key.
+            profile, env = attach(ticket, profile, env, key)
             secrets = [*secrets, ticket.token]
         invocation = Invocation(
             run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, attempt=number,

@@ -44,12 +44,13 @@ from typing import Any
 import h11
 import httpx
 
+from aidp.config import RateLimit, ToolProfile
 from aidp.errors.finding import FailureClass, Finding
 from aidp.tools.adapter import Usage
 from aidp.tools.ratelimit import limiter_for
 
 __all__ = ["GATEWAY_DETECTOR", "MAX_REQUEST_BYTES", "MAX_RESPONSE_BYTES", "PRICES", "TOKEN_ENV",
-           "Gateway", "Grant", "Price", "Ticket", "Traffic", "price_of", "retry_after_s",
+           "Gateway", "Grant", "Price", "Ticket", "Traffic", "attach", "price_of", "retry_after_s",
            "shared_gateway", "usage_of"]
 
 #: The environment variable a tool finds its per-attempt token in (as its API key).
@@ -159,6 +160,11 @@ class Grant:
     record: Path | None = None
     mask: Sequence[str] = ()
     read_timeout_s: float = READ_TIMEOUT_S
+    #: Recorded exchanges (the JSON objects of a recording, ``docs/gateway.md``): the gateway
+    #: answers the model requests with them, in order, and sends nothing upstream (``aidp
+    #: replay``); a request the recording does not hold gets 409 and a ``replay_mismatch``
+    #: finding.
+    replay: Sequence[Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,19 @@ class _Open:
     grant: Grant
     traffic: Traffic = field(default_factory=Traffic)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    served: int = 0  # recorded answers replayed
+
+
+def attach(ticket: Ticket, profile: ToolProfile, env: Mapping[str, str], key: str | None
+           ) -> tuple[ToolProfile, dict[str, str]]:
+    """The profile and environment a tool gets for an attempt through the gateway: its
+    address as ``base_url``, the attempt token as the key (in :data:`TOKEN_ENV`), no variable
+    holding ``key``, and no rate limit of its own (the gateway applies the profile's)."""
+    routed = profile.model_copy(update={
+        "base_url": ticket.base_url, "api_key_env": TOKEN_ENV, "rate_limit": RateLimit()})
+    tool_env = {name: value for name, value in env.items() if not key or value != key}
+    tool_env[TOKEN_ENV] = ticket.token
+    return routed, tool_env
 
 
 class _TooLarge(Exception):
@@ -417,6 +436,9 @@ class Gateway:
                 and "stream_options" not in payload):
             payload["stream_options"] = {"include_usage": True}
             body = json.dumps(payload).encode()
+        if grant.replay is not None:
+            await self._replay(conn, writer, entry, method, target, model_call)
+            return
         if model_call:
             await self._wait_for_limits(grant, payload)
         upstream = grant.upstream.rstrip("/") + target[len("/v1"):]
@@ -427,6 +449,72 @@ class Gateway:
         started = time.monotonic()
         await self._forward(conn, writer, entry, method, upstream, out_headers, body, payload,
                             started, model_call)
+
+    async def _replay(self, conn: h11.Connection, writer: asyncio.StreamWriter, entry: _Open,
+                      method: str, target: str, model_call: bool) -> None:
+        """Answer from the recording (see :attr:`Grant.replay`)."""
+        path = target[len("/v1"):].split("?")[0]
+        if not model_call:
+            if method == "GET" and path.startswith("/models"):
+                await self._send(conn, writer, 200, json.dumps(
+                    {"object": "list", "data": []}).encode())
+            else:
+                await self._send(conn, writer, 404, _error_body(
+                    f"aidp replay: {method} {path} is not replayed", "invalid_request_error",
+                    "not_found"))
+            return
+        assert entry.grant.replay is not None
+        recorded = [e for e in entry.grant.replay if e.get("method") == "POST" and str(
+            e.get("path", "")).endswith(("/chat/completions", "/responses", "/completions",
+                                         "/embeddings"))]
+        with entry.lock:
+            index, entry.served = entry.served, entry.served + 1
+        self._account(entry, requests=1, exchanges=1)
+        if index >= len(recorded) or recorded[index].get("path") != path:
+            holds = (f"request {index + 1} of the recording is {recorded[index].get('path')}"
+                     if index < len(recorded) else
+                     f"the recording holds {len(recorded)} model requests")
+            finding = _finding("replay_mismatch", FailureClass.PERMANENT,
+                               f"aidp replay: the tool's request {index + 1} ({method} {path}) "
+                               f"is not in the recording ({holds})")
+            self._account(entry, finding=finding)
+            await self._send(conn, writer, 409, _error_body(finding.message,
+                                                            "invalid_request_error",
+                                                            "replay_mismatch"))
+            return
+        exchange = recorded[index]
+        status = int(exchange.get("status") or 502)
+        answer = str(exchange.get("response") or "").encode()
+        stream = answer.lstrip().startswith((b"data:", b"event:"))
+        usage: Usage | None
+        if stream:
+            reader = _SSE()
+            reader.feed(answer + b"\n")
+            usage = reader.usage
+        else:
+            parsed: Any = None
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(answer)
+            usage = usage_of(parsed) if status < 400 else None
+        if usage is not None:
+            self._account(entry, usage=usage)
+        recorded_finding = exchange.get("finding")
+        headers: list[tuple[str, str]] = []
+        if status >= 400:
+            wait = recorded_finding.get("retry_after") if isinstance(
+                recorded_finding, dict) else None
+            if wait:
+                headers.append(("retry-after", f"{float(wait):g}"))
+            parsed_error: Any = None
+            with contextlib.suppress(ValueError):
+                parsed_error = json.loads(answer)
+            self._account(entry, finding=_error_finding(status, parsed_error, dict(headers)))
+        head = [("content-type", "text/event-stream" if stream else "application/json"),
+                ("content-length", str(len(answer))), *headers]
+        writer.write(conn.send(h11.Response(status_code=status, headers=head)) or b"")
+        writer.write(conn.send(h11.Data(data=answer)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
 
     async def _wait_for_limits(self, grant: Grant, payload: Any) -> None:
         while True:
