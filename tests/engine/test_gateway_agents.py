@@ -157,13 +157,15 @@ workstreams:
     assert KEY not in git(cli.cwd, "log", "--all", "-p")
 
 
-def test_replay_of_recorded_aider_and_codex_steps_needs_no_provider(cli: Cli,
+def test_usage_is_the_providers_and_replay_needs_no_provider(cli: Cli,
                                                                     tmp_path: Path) -> None:
-    """Step one on Aider, step two on Codex, recorded by the gateway; with the provider gone,
-    ``aidp replay`` runs each step again from its starting commit and gets the same tree."""
+    """Step one on Aider, step two on Codex, through the gateway: the usage recorded equals the
+    provider's totals; with the provider gone, ``aidp replay`` runs each step again from its
+    starting commit and gets the same tree."""
     hello(cli)
     script = [{"reply": AIDER_DIFF, "usage": {"input_tokens": 120, "output_tokens": 30}},
-              {"tool_calls": [{"name": "exec_command", "arguments": {"cmd": CODEX_PATCH}}]},
+              {"tool_calls": [{"name": "exec_command", "arguments": {"cmd": CODEX_PATCH}}],
+               "usage": {"input_tokens": 400, "output_tokens": 50, "cached_tokens": 100}},
               {"reply": "Done.", "usage": {"input_tokens": 200, "output_tokens": 10}}]
     with FakeLLM(script, api_key=KEY) as llm:
         (cli.cwd / "aidp.toml").write_text(profiles(llm.base_url))
@@ -180,6 +182,13 @@ workstreams:
         code, status, stderr = run(cli, llm, plan)
     assert code == 0, stderr
     run_id = status["run_id"]
+    # the usage recorded is the provider's own totals, for both tools
+    usage = json.loads(cli("usage", run_id, "--json", check=True).stdout)
+    assert {k: usage["total"][k] for k in ("input_tokens", "output_tokens", "cached_tokens",
+                                           "requests")} == {
+        "input_tokens": 720, "output_tokens": 90, "cached_tokens": 100, "requests": 3}
+    assert usage["profiles"]["aider"]["input_tokens"] == 120
+    assert usage["profiles"]["codex"]["input_tokens"] == 600
     for step in ("world", "codex"):
         result = cli("replay", run_id, f"greet/{step}", "--json", timeout=180)
         report = json.loads(result.stdout)

@@ -34,7 +34,8 @@ def test_usage_cost_and_exchanges_come_from_the_gateway(repo: Path, db_url: str,
     try:
         assert summary.ok
         (attempt,) = store.attempts(run_id)
-        assert (attempt.input_tokens, attempt.output_tokens, attempt.requests) == (1200, 300, 1)
+        assert (attempt.input_tokens, attempt.output_tokens, attempt.cached_tokens,
+                attempt.requests) == (1200, 300, 200, 1)
         assert attempt.cost_usd == pytest.approx((1000 * 2.0 + 200 * 0.5 + 300 * 10.0) / 1e6)
     finally:
         store.close()

@@ -46,7 +46,8 @@ __all__ = [
     "run_plan", "split_step_ref",
 ]
 
-_USAGE_FIELDS = ("attempts", "input_tokens", "output_tokens", "cost_usd", "requests")
+_USAGE_FIELDS = ("attempts", "input_tokens", "output_tokens", "cached_tokens", "cost_usd",
+                 "requests", "latency_ms")
 
 
 def resolve_run(app: AppContext, ref: str | None) -> str:

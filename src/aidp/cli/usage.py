@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,9 +35,19 @@ def usage(run_ref: str | None, all_runs: bool, repo: Path | None, config_path: P
                                          ledger.steps)
     click.echo(f"{'run ' + run_id if run_id else 'all runs'}: "
                f"{total.get('input_tokens', 0)} tokens in, {total.get('output_tokens', 0)} out, "
-               f"${total.get('cost_usd', 0.0):.4f}, {total.get('requests', 0)} requests, "
-               f"{total.get('attempts', 0)} attempts")
+               f"${total.get('cost_usd', 0.0):.4f}, {total.get('requests', 0)} requests"
+               f"{_latency(total)}, {total.get('attempts', 0)} attempts")
     for title, table in (("profile", by_profile), ("workstream", by_ws), ("step", by_step)):
         for key, item in sorted(table.items()):
             click.echo(f"  {title} {key}: {item['input_tokens']} in, {item['output_tokens']} "
-                       f"out, ${item['cost_usd']:.4f}, {item['attempts']} attempts")
+                       f"out, ${item['cost_usd']:.4f}, {item['requests']} requests"
+                       f"{_latency(item)}, {item['attempts']} attempts")
+
+
+def _latency(item: dict[str, Any]) -> str:
+    """`` (2.31 s waiting, 0.77 s per request)`` when the gateway measured it."""
+    waited, requests = item.get("latency_ms", 0) or 0, item.get("requests", 0) or 0
+    if not waited:
+        return ""
+    return f" ({waited / 1000:.2f} s waiting" + (
+        f", {waited / 1000 / requests:.2f} s per request)" if requests else ")")

@@ -476,7 +476,8 @@ class Executor(Preparation, Admission, Invoker):
                 failure_class=failure.value if failure else None,
                 tool_version=result.version, input_tokens=result.usage.input_tokens,
                 output_tokens=result.usage.output_tokens, cost_usd=result.usage.cost_usd,
-                requests=result.usage.requests,
+                requests=result.usage.requests, cached_tokens=result.usage.cached_tokens,
+                latency_ms=round(result.latency_s * 1000),
                 diagnostics_path=str(diagnostics) if diagnostics else None,
             )
             tx.insert_findings([

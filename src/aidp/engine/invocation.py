@@ -270,7 +270,7 @@ def with_traffic(result: AdapterResult, traffic: Traffic, log: CappedLog) -> Ada
     own = result.findings if not traffic.findings else tuple(
         f for f in result.findings if not is_api_error(f))
     return replace(result, usage=usage, via_gateway=True, budget_exceeded=traffic.refused,
-                   findings=(*own, *traffic.findings))
+                   findings=(*own, *traffic.findings), latency_s=traffic.latency_s)
 
 
 class _Tail:

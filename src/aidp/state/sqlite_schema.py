@@ -292,6 +292,8 @@ DDL: tuple[str, ...] = (
         "\tcost_usd FLOAT DEFAULT '0' NOT NULL, \n"
         "\trequests INTEGER DEFAULT '0' NOT NULL, \n"
         '\tdiagnostics_path TEXT, \n'
+        "\tcached_tokens INTEGER DEFAULT '0' NOT NULL, \n"
+        "\tlatency_ms INTEGER DEFAULT '0' NOT NULL, \n"
         '\tCONSTRAINT pk_attempts PRIMARY KEY (id), \n'
         '\tCONSTRAINT uq_attempts_run_id UNIQUE (run_id, ws_id, step_id, number), \n'
         '\tCONSTRAINT fk_attempts_run_id FOREIGN KEY(run_id, ws_id, step_id) REFERENCES steps (run_id, ws_id, step_id) ON DELETE CASCADE, \n'

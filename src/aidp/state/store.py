@@ -282,6 +282,7 @@ class Store:
         return self._all(
             "SELECT run_id, ws_id, step_id, profile, count(*) AS attempts, "
             "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
-            "sum(cost_usd) AS cost_usd, sum(requests) AS requests FROM attempts "
+            "sum(cost_usd) AS cost_usd, sum(requests) AS requests, "
+            "sum(cached_tokens) AS cached_tokens, sum(latency_ms) AS latency_ms FROM attempts "
             f"{where}GROUP BY run_id, ws_id, step_id, profile "
             "ORDER BY run_id, ws_id, step_id", params)

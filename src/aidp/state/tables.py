@@ -213,6 +213,9 @@ attempts = Table(
     Column("cost_usd", Float, nullable=False, server_default="0"),
     Column("requests", Integer, nullable=False, server_default="0"),
     Column("diagnostics_path", Text),
+    # the model gateway (migration 0008): cached input tokens, time waiting for the provider
+    Column("cached_tokens", Integer, nullable=False, server_default="0"),
+    Column("latency_ms", Integer, nullable=False, server_default="0"),
     UniqueConstraint("run_id", "ws_id", "step_id", "number"),
     ForeignKeyConstraint(
         ["run_id", "ws_id", "step_id"],

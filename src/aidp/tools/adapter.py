@@ -140,6 +140,8 @@ class AdapterResult:
     #: Why the gateway refused a request: a budget is spent (the attempt ends
     #: ``budget_exceeded``).
     budget_exceeded: str | None = None
+    #: Seconds the tool's model requests waited for the provider (summed; the gateway's).
+    latency_s: float = 0.0
 
 
 @dataclass(frozen=True)
