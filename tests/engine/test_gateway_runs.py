@@ -4,6 +4,7 @@ gateway's upstream requests, ``gateway = false`` as the escape hatch."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,21 @@ def test_gateway_false_talks_to_the_provider_directly(repo: Path, db_url: str,
     # went through the gateway
     assert summary.ok and requests == 1
     assert not (repo / ".aidp" / "runs" / run_id / "exchanges").exists()
+
+
+def test_diagnostics_show_the_failed_attempts_model_exchanges(repo: Path, db_url: str,
+                                                              tmp_path: Path) -> None:
+    script = [{"error": {"status": 429, "message": "slow down", "retry_after": 2}}]
+    toml = profile("llm", "BASE", api_key_env="AIDP_TEST_GW_KEY")
+    with FakeLLM(script, api_key=KEY) as llm:
+        summary, store, run_id = drive(repo, db_url, tmp_path,
+                                       toml.replace("BASE", llm.base_url), plan("llm"))
+    store.close()
+    assert not summary.ok
+    bundle = json.loads((repo / ".aidp" / "runs" / run_id / "diagnostics" / "w" / "s.1.json"
+                         ).read_text())
+    [exchange] = bundle["exchanges"]
+    assert (exchange["method"], exchange["path"], exchange["model"], exchange["status"]) == (
+        "POST", "/chat/completions", "fake-model", 429)
+    assert exchange["finding"].startswith("rate_limit: HTTP 429 from the provider: slow down")
+    assert "slow down" in exchange["response"]

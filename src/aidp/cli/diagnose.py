@@ -98,6 +98,13 @@ def diagnose(run_ref: str, step_ref: str, attempt: int | None, repo: Path | None
                    f"{(f['message'].splitlines() or [''])[0]}")
     for failure in bundle.get("detector_failures") or []:
         click.echo(f"  detector failed: {failure}")
+    exchanges = bundle.get("exchanges") or []
+    if exchanges:
+        click.echo(f"model exchanges ({len(exchanges)}; {bundle.get('exchanges_path')}):")
+    for ex in exchanges:
+        line = (f"  {ex.get('method')} {ex.get('path')} {ex.get('model') or ''} -> "
+                f"{ex.get('status')} ({ex.get('latency_ms')} ms)")
+        click.echo(line + (f" {ex['finding']}" if ex.get("finding") else ""))
     git = bundle.get("git") or {}
     if git:
         click.echo(f"git: HEAD {git.get('head', '')[:12]}")

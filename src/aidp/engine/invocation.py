@@ -9,6 +9,7 @@ never decides an outcome (:mod:`aidp.engine.outcome` does).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -239,10 +240,46 @@ class Invoker:
             "usage": result.usage.to_dict(), "log_path": str(log_path),
             "breaker": breaker_state,
         }
+        exchanges = self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl"
+        if exchanges.is_file():
+            data["exchanges_path"] = str(exchanges)
+            data["exchanges"] = exchange_summaries(exchanges)
         try:
             return write_bundle(path, data, worktree=worktree, log_path=log_path)
         except OSError:
             return None
+
+
+#: Exchanges of a failed attempt summed up in its diagnostics (the last ones).
+DIAGNOSTIC_EXCHANGES = 20
+
+
+def exchange_summaries(path: Path) -> list[dict[str, object]]:
+    """The last :data:`DIAGNOSTIC_EXCHANGES` model exchanges of a recording, each as method,
+    path, model, status, latency, finding and the start of the answer."""
+    out: list[dict[str, object]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines[-DIAGNOSTIC_EXCHANGES:]:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        request = entry.get("request")
+        finding = entry.get("finding")
+        out.append({
+            "method": entry.get("method"), "path": entry.get("path"),
+            "model": request.get("model") if isinstance(request, dict) else None,
+            "status": entry.get("status"), "latency_ms": entry.get("latency_ms"),
+            "finding": (f"{finding.get('code')}: {finding.get('message')}"
+                        if isinstance(finding, dict) else None),
+            "response": str(entry.get("response") or "")[:500],
+        })
+    return out
 
 
 class _Stop(threading.Event):

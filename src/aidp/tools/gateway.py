@@ -64,6 +64,10 @@ MAX_RESPONSE_BYTES = 64 * 2**20
 #: Bytes of a request or answer kept per exchange in a recording.
 RECORD_CAP_BYTES = 2 * 2**20
 CONNECT_TIMEOUT_S = 10.0
+#: Seconds :meth:`Gateway.close` waits for the attempt's requests still being handled (their
+#: answers are accounted before the tool gets the last byte: this is for the recording); then
+#: they are dropped.
+CLOSE_SETTLE_S = 0.5
 #: Seconds between two bytes of an answer before the gateway gives up on it.
 READ_TIMEOUT_S = 600.0
 _TOKEN_PREFIX = "aidp-gw-"
@@ -192,6 +196,9 @@ class _Open:
     traffic: Traffic = field(default_factory=Traffic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     served: int = 0  # recorded answers replayed
+    inflight: int = 0  # requests being handled (close() waits for them to be accounted)
+    settled: threading.Condition = field(default_factory=threading.Condition)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def attach(ticket: Ticket, profile: ToolProfile, env: Mapping[str, str], key: str | None
@@ -269,12 +276,21 @@ class Gateway:
             self._open[token] = _Open(grant)
         return Ticket(self.base_url, token)
 
-    def close(self, ticket: Ticket) -> Traffic:
-        """End the attempt's admission; what its requests did."""
+    def close(self, ticket: Ticket, *, settle_s: float = CLOSE_SETTLE_S) -> Traffic:
+        """End the attempt's admission; what its requests did. Requests still being handled
+        (the tool has exited; their answers end) are waited for up to ``settle_s`` so that
+        their usage and recording are complete."""
         with self._lock:
             entry = self._open.pop(ticket.token, None)
         if entry is None:
             return Traffic()
+        with entry.settled:
+            done = entry.settled.wait_for(lambda: entry.inflight == 0, timeout=settle_s)
+            hung = [] if done else list(entry.tasks)
+        loop = self._loop
+        if hung and loop is not None:  # a request nobody will read the answer of: dropped
+            for task in hung:
+                loop.call_soon_threadsafe(task.cancel)
         with entry.lock:
             return entry.traffic
 
@@ -402,6 +418,22 @@ class Gateway:
                 "aidp gateway: unknown or expired attempt token", "invalid_request_error",
                 "invalid_api_key"))
             return
+        task = asyncio.current_task()
+        with entry.settled:
+            entry.inflight += 1
+            if task is not None:
+                entry.tasks.add(task)
+        try:
+            await self._admitted(conn, writer, request, body, headers, entry)
+        finally:
+            with entry.settled:
+                entry.inflight -= 1
+                entry.tasks.discard(task)
+                entry.settled.notify_all()
+
+    async def _admitted(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                        request: h11.Request, body: bytes, headers: list[tuple[str, str]],
+                        entry: _Open) -> None:
         grant = entry.grant
         target = request.target.decode("latin-1")
         if not (target == "/v1" or target.startswith(("/v1/", "/v1?"))):
