@@ -29,7 +29,8 @@ def test_serves_records_and_stops_on_sigterm(tmp_path: Path) -> None:
     script = tmp_path / "script.yaml"
     script.write_text("- reply: served by the CLI\n")
     record = tmp_path / "requests.jsonl"
-    proc = subprocess.Popen([AIDP, "fake-llm", "--script", str(script), "--record", str(record)],
+    proc = subprocess.Popen([AIDP, "fake-llm", "--script", str(script), "--log-requests",
+                             str(record)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     try:

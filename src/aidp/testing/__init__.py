@@ -3,7 +3,9 @@
 :class:`FakeLLM` is a scripted OpenAI-compatible server on 127.0.0.1 (chat completions, the
 Responses API, model listing) with a proxy sink that refuses and logs stray outbound
 connections; :func:`load_script` reads its YAML/JSON scripts. ``aidp fake-llm --script FILE``
-runs the same server from the command line.
+runs the same server from the command line. :class:`aidp.testing.recorder.Recorder` (``aidp
+fake-llm --record UPSTREAM --script-out FILE``) writes such a script from a real provider's
+answers.
 """
 
 from __future__ import annotations
