@@ -17,7 +17,8 @@ from aidp.config import RateLimit
 from aidp.errors.finding import FailureClass
 from aidp.testing.fake_llm import FakeLLM
 from aidp.tools.adapter import Usage
-from aidp.tools.gateway import Gateway, Grant, Price, price_of, retry_after_s
+from aidp.tools.gateway import Gateway, Grant, Price
+from aidp.tools.model_wire import price_of, retry_after_s
 from aidp.tools.ratelimit import reset_limiters
 
 KEY = "sk-canary-5f0e4c2a9b7d4e1f8a6c3b2d"

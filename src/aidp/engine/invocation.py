@@ -26,8 +26,6 @@ from aidp.exceptions import ToolError
 from aidp.model.workstream import Step
 from aidp.process.runner import CappedLog, run_process
 from aidp.tools.adapter import AdapterResult, Invocation, Usage
-from aidp.tools.adapters._common import DEFAULT_ENDPOINT
-from aidp.tools.adapters.openai_api import is_api_error
 from aidp.tools.registry import get_adapter
 from aidp.tools.shell import build_argv
 
@@ -134,6 +132,7 @@ class Invoker:
         ticket: Ticket | None = None
         if profile.uses_gateway():
             # imported here: the HTTP stack is not start-up's to pay for a run of commands
+            from aidp.tools.adapters._common import DEFAULT_ENDPOINT
             from aidp.tools.gateway import Grant, Price, attach, shared_gateway
 
             gateway = shared_gateway()
@@ -303,6 +302,8 @@ def with_traffic(result: AdapterResult, traffic: Traffic, log: CappedLog) -> Ada
         log.note(f"[aidp] gateway: {traffic.usage.requests} model requests, "
                  f"{traffic.usage.input_tokens} input + {traffic.usage.output_tokens} output "
                  f"tokens, {traffic.latency_s:.2f} s waiting for the provider")
+    from aidp.tools.adapters.openai_api import is_api_error
+
     # The gateway's word on a provider error replaces the tool's report of it.
     own = result.findings if not traffic.findings else tuple(
         f for f in result.findings if not is_api_error(f))

@@ -1,30 +1,5 @@
-"""The model gateway: every model request of an attempt passes through aidp.
-
-A :class:`Gateway` is an HTTP/1.1 server on ``127.0.0.1`` and an ephemeral port, run by an
-asyncio loop on one daemon thread of the orchestrator's process. For each attempt of a model
-tool the engine :meth:`~Gateway.open` s a :class:`Grant` (the real endpoint and key, the
-profile's prices and rate limits, the budget check) and gets a :class:`Ticket`: a base URL
-(``http://127.0.0.1:PORT/v1``) and a per-attempt token. The tool gets only those two, as its
-endpoint and its API key; the token is valid on loopback and only until the attempt is
-:meth:`~Gateway.close` d. For each request the gateway
-
-1. finds the attempt by the token (``Authorization: Bearer``; an unknown one gets 401 and is
-   never forwarded);
-2. refuses it with an OpenAI-shaped 429 naming aidp and the budget when the grant's budget
-   check says a budget is spent, and tells the engine (which stops the tool);
-3. waits for the profile's shared rate limit (one token bucket per profile for every tool and
-   parallel step of the process) and for any ``Retry-After`` the endpoint asked for;
-4. forwards it to ``upstream + path`` over a pooled :mod:`httpx` client (no redirects, no
-   environment proxies, connect and read timeouts), the tool's credentials replaced by the
-   real key; a streamed chat request is asked for its usage (``stream_options``);
-5. passes the answer back as it comes (server-sent events chunk by chunk), reading from it the
-   usage (the JSON body, the last chat chunk, ``response.completed``) and, for an error, a
-   :class:`~aidp.errors.finding.Finding` (status, the body's code, ``Retry-After``);
-6. optionally appends the exchange to a JSONL recording, secrets masked.
-
-:meth:`Gateway.close` returns the attempt's :class:`Traffic`: exact usage and cost, request
-latency, findings and the budget refusal, if any. Only the gateway ever holds the key.
-"""
+"""The gateway's HTTP server: one asyncio loop on a daemon thread, h11 towards the tools, a
+pooled httpx client towards the provider (see :mod:`aidp.tools.gateway`)."""
 
 from __future__ import annotations
 
@@ -35,32 +10,36 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import h11
 import httpx
 
-from aidp.config import RateLimit, ToolProfile
 from aidp.errors.finding import FailureClass, Finding
 from aidp.tools.adapter import Usage
+from aidp.tools.gateway.grant import READ_TIMEOUT_S, Grant, Ticket, Traffic
+from aidp.tools.model_wire import (
+    MAX_RESPONSE_BYTES,
+    Price,
+    SSEReader,
+    TooLarge,
+    bearer_token,
+    cut_finding,
+    error_body,
+    error_finding,
+    gateway_finding,
+    price_of,
+    priced,
+    usage_of,
+)
 from aidp.tools.ratelimit import limiter_for
 
-__all__ = ["GATEWAY_DETECTOR", "MAX_REQUEST_BYTES", "MAX_RESPONSE_BYTES", "PRICES", "TOKEN_ENV",
-           "Gateway", "Grant", "Price", "Ticket", "Traffic", "attach", "price_of", "retry_after_s",
-           "shared_gateway", "usage_of"]
+__all__ = ["MAX_REQUEST_BYTES", "Gateway", "shared_gateway"]
 
-#: The environment variable a tool finds its per-attempt token in (as its API key).
-TOKEN_ENV = "AIDP_MODEL_TOKEN"
-#: The detector name of the gateway's findings.
-GATEWAY_DETECTOR = "gateway"
 #: Largest request body forwarded (a bigger one gets 413).
 MAX_REQUEST_BYTES = 32 * 2**20
-#: Largest answer passed back (the stream is cut, with a finding, past it).
-MAX_RESPONSE_BYTES = 64 * 2**20
 #: Bytes of a request or answer kept per exchange in a recording.
 RECORD_CAP_BYTES = 2 * 2**20
 CONNECT_TIMEOUT_S = 10.0
@@ -68,126 +47,11 @@ CONNECT_TIMEOUT_S = 10.0
 #: answers are accounted before the tool gets the last byte: this is for the recording); then
 #: they are dropped.
 CLOSE_SETTLE_S = 0.5
-#: Seconds between two bytes of an answer before the gateway gives up on it.
-READ_TIMEOUT_S = 600.0
 _TOKEN_PREFIX = "aidp-gw-"
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "api-key",
     "x-api-key", "openai-api-key", "accept-encoding", "expect"})
-
-
-@dataclass(frozen=True)
-class Price:
-    """US dollars per million tokens."""
-
-    input: float
-    output: float
-    cached_input: float | None = None
-
-    def cost(self, usage: Usage) -> float:
-        cached = min(usage.cached_tokens, usage.input_tokens)
-        cached_rate = self.input if self.cached_input is None else self.cached_input
-        return ((usage.input_tokens - cached) * self.input + cached * cached_rate
-                + usage.output_tokens * self.output) / 1e6
-
-
-#: List prices of known models (USD per million tokens: input, output, cached input), as
-#: published by OpenAI in 2025; a profile's ``prices`` overrides them. A model not listed
-#: (and not priced by its profile) costs 0.0.
-PRICES: dict[str, Price] = {
-    "gpt-5": Price(1.25, 10.0, 0.125),
-    "gpt-5-mini": Price(0.25, 2.0, 0.025),
-    "gpt-5-nano": Price(0.05, 0.40, 0.005),
-    "gpt-4.1": Price(2.0, 8.0, 0.50),
-    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
-    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
-    "gpt-4o": Price(2.50, 10.0, 1.25),
-    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
-    "o3": Price(2.0, 8.0, 0.50),
-    "o4-mini": Price(1.10, 4.40, 0.275),
-}
-
-
-def price_of(model: str | None, override: Price | None = None) -> Price | None:
-    """The price of ``model``: the override, else the table's (``openai/gpt-4o`` and dated
-    snapshots such as ``gpt-4o-2024-08-06`` find ``gpt-4o``), else None."""
-    if override is not None:
-        return override
-    if not model:
-        return None
-    name = model.rsplit("/", 1)[-1]
-    best = ""
-    for known in PRICES:
-        if (name == known or name.startswith(known + "-")) and len(known) > len(best):
-            best = known
-    return PRICES.get(best)
-
-
-def usage_of(obj: Any) -> Usage | None:
-    """The usage an OpenAI answer reports (chat: ``prompt_tokens``; Responses:
-    ``input_tokens``), or None."""
-    if not isinstance(obj, dict):
-        return None
-    raw = obj.get("usage")
-    if not isinstance(raw, dict):
-        return None
-    chat = "prompt_tokens" in raw
-    details = raw.get("prompt_tokens_details" if chat else "input_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-    return Usage(input_tokens=_int(raw.get("prompt_tokens" if chat else "input_tokens")),
-                 output_tokens=_int(raw.get("completion_tokens" if chat else "output_tokens")),
-                 cached_tokens=_int(cached))
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What one attempt may do through the gateway.
-
-    ``budget(usage)`` is asked before each model request with the attempt's usage so far and
-    answers why no more may be spent (None: go on); ``on_refused(reason)`` is called once, at
-    the first refusal (the engine stops the tool). ``record`` is a JSONL file the exchanges are
-    appended to, ``mask`` the values never written there.
-    """
-
-    upstream: str
-    key: str | None
-    profile: str
-    rate_limit: Any = None  # the profile's RateLimit (None: unlimited)
-    price: Price | None = None
-    budget: Callable[[Usage], str | None] | None = None
-    on_refused: Callable[[str], None] | None = None
-    record: Path | None = None
-    mask: Sequence[str] = ()
-    read_timeout_s: float = READ_TIMEOUT_S
-    #: Recorded exchanges (the JSON objects of a recording, ``docs/gateway.md``): the gateway
-    #: answers the model requests with them, in order, and sends nothing upstream (``aidp
-    #: replay``); a request the recording does not hold gets 409 and a ``replay_mismatch``
-    #: finding.
-    replay: Sequence[Mapping[str, Any]] | None = None
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """The endpoint and key a tool gets for one attempt."""
-
-    base_url: str
-    token: str
-
-
-@dataclass
-class Traffic:
-    """What one attempt's requests did (exact, from the provider's answers)."""
-
-    usage: Usage = field(default_factory=Usage)
-    latency_s: float = 0.0
-    findings: list[Finding] = field(default_factory=list)
-    refused: str | None = None
-    exchanges: int = 0
 
 
 @dataclass
@@ -199,22 +63,6 @@ class _Open:
     inflight: int = 0  # requests being handled (close() waits for them to be accounted)
     settled: threading.Condition = field(default_factory=threading.Condition)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-def attach(ticket: Ticket, profile: ToolProfile, env: Mapping[str, str], key: str | None
-           ) -> tuple[ToolProfile, dict[str, str]]:
-    """The profile and environment a tool gets for an attempt through the gateway: its
-    address as ``base_url``, the attempt token as the key (in :data:`TOKEN_ENV`), no variable
-    holding ``key``, and no rate limit of its own (the gateway applies the profile's)."""
-    routed = profile.model_copy(update={
-        "base_url": ticket.base_url, "api_key_env": TOKEN_ENV, "rate_limit": RateLimit()})
-    tool_env = {name: value for name, value in env.items() if not key or value != key}
-    tool_env[TOKEN_ENV] = ticket.token
-    return routed, tool_env
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class Gateway:
@@ -389,7 +237,7 @@ class Gateway:
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > MAX_REQUEST_BYTES:
-                    await self._send(conn, writer, 413, _error_body(
+                    await self._send(conn, writer, 413, error_body(
                         "aidp gateway: request body too large", "invalid_request_error"))
                     return None, b""
             elif isinstance(event, h11.EndOfMessage):
@@ -410,11 +258,11 @@ class Gateway:
                       request: h11.Request, body: bytes) -> None:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
                    for k, v in request.headers]
-        token = _token_of(headers)
+        token = bearer_token(headers)
         with self._lock:
             entry = self._open.get(token or "")
         if entry is None:
-            await self._send(conn, writer, 401, _error_body(
+            await self._send(conn, writer, 401, error_body(
                 "aidp gateway: unknown or expired attempt token", "invalid_request_error",
                 "invalid_api_key"))
             return
@@ -437,7 +285,7 @@ class Gateway:
         grant = entry.grant
         target = request.target.decode("latin-1")
         if not (target == "/v1" or target.startswith(("/v1/", "/v1?"))):
-            await self._send(conn, writer, 404, _error_body(
+            await self._send(conn, writer, 404, error_body(
                 f"aidp gateway: no route {target!r} (the API is under /v1)",
                 "invalid_request_error", "not_found"))
             return
@@ -460,7 +308,7 @@ class Gateway:
                         entry.traffic.refused, first = reason, True
                 if first and grant.on_refused is not None:
                     await loop.run_in_executor(None, grant.on_refused, reason)
-                await self._send(conn, writer, 429, _error_body(
+                await self._send(conn, writer, 429, error_body(
                     f"aidp: {reason}; request refused", "budget_exceeded", "budget_exceeded"))
                 return
         if (model_call and isinstance(payload, dict) and payload.get("stream") is True
@@ -491,7 +339,7 @@ class Gateway:
                 await self._send(conn, writer, 200, json.dumps(
                     {"object": "list", "data": []}).encode())
             else:
-                await self._send(conn, writer, 404, _error_body(
+                await self._send(conn, writer, 404, error_body(
                     f"aidp replay: {method} {path} is not replayed", "invalid_request_error",
                     "not_found"))
             return
@@ -506,11 +354,11 @@ class Gateway:
             holds = (f"request {index + 1} of the recording is {recorded[index].get('path')}"
                      if index < len(recorded) else
                      f"the recording holds {len(recorded)} model requests")
-            finding = _finding("replay_mismatch", FailureClass.PERMANENT,
+            finding = gateway_finding("replay_mismatch", FailureClass.PERMANENT,
                                f"aidp replay: the tool's request {index + 1} ({method} {path}) "
                                f"is not in the recording ({holds})")
             self._account(entry, finding=finding)
-            await self._send(conn, writer, 409, _error_body(finding.message,
+            await self._send(conn, writer, 409, error_body(finding.message,
                                                             "invalid_request_error",
                                                             "replay_mismatch"))
             return
@@ -520,7 +368,7 @@ class Gateway:
         stream = answer.lstrip().startswith((b"data:", b"event:"))
         usage: Usage | None
         if stream:
-            reader = _SSE()
+            reader = SSEReader()
             reader.feed(answer + b"\n")
             usage = reader.usage
         else:
@@ -540,7 +388,8 @@ class Gateway:
             parsed_error: Any = None
             with contextlib.suppress(ValueError):
                 parsed_error = json.loads(answer)
-            self._account(entry, finding=_error_finding(status, parsed_error, dict(headers)))
+            self._account(entry, finding=error_finding(status, parsed_error, dict(headers),
+                                                            entry.grant.mask))
         head = [("content-type", "text/event-stream" if stream else "application/json"),
                 ("content-length", str(len(answer))), *headers]
         writer.write(conn.send(h11.Response(status_code=status, headers=head)) or b"")
@@ -586,16 +435,16 @@ class Gateway:
                                              timeout=timeout)
             response = await self._client.send(req, stream=True)
         except httpx.TimeoutException as exc:
-            finding = _finding("timeout", FailureClass.TRANSIENT,
+            finding = gateway_finding("timeout", FailureClass.TRANSIENT,
                                f"the endpoint did not answer in time ({type(exc).__name__})")
             self._account(entry, finding=finding)
-            await self._send(conn, writer, 504, _error_body(
+            await self._send(conn, writer, 504, error_body(
                 f"aidp gateway: {finding.message}", "timeout", "timeout"))
         except httpx.HTTPError as exc:
-            finding = _finding("connection_error", FailureClass.TRANSIENT,
+            finding = gateway_finding("connection_error", FailureClass.TRANSIENT,
                                f"cannot reach the endpoint: {type(exc).__name__}: {exc}")
             self._account(entry, finding=finding)
-            await self._send(conn, writer, 502, _error_body(
+            await self._send(conn, writer, 502, error_body(
                 f"aidp gateway: {finding.message}", "connection_error", "connection_error"))
         else:
             status = response.status_code
@@ -624,12 +473,12 @@ class Gateway:
         try:
             async for chunk in response.aiter_raw():
                 if len(answer) + len(chunk) > MAX_RESPONSE_BYTES:
-                    raise _TooLarge
+                    raise TooLarge
                 answer += chunk
-        except (_TooLarge, httpx.HTTPError) as exc:
-            finding = _cut(exc)
+        except (TooLarge, httpx.HTTPError) as exc:
+            finding = cut_finding(exc)
             self._account(entry, finding=finding)
-            await self._send(conn, writer, 502, _error_body(
+            await self._send(conn, writer, 502, error_body(
                 f"aidp gateway: {finding.message}", "server_error", finding.code))
             return finding
         parsed: Any = None
@@ -638,9 +487,9 @@ class Gateway:
         if status < 400:
             usage = usage_of(parsed)
             if usage is not None:
-                self._account(entry, usage=_priced(usage, price))
+                self._account(entry, usage=priced(usage, price))
         else:
-            finding = _error_finding(status, parsed, response.headers)
+            finding = error_finding(status, parsed, response.headers, entry.grant.mask)
             self._account(entry, finding=finding)
             if finding.retry_after:
                 upstream = entry.grant.upstream
@@ -660,7 +509,7 @@ class Gateway:
                            answer: bytearray, price: Price | None) -> Finding | None:
         """Server-sent events, passed on chunk by chunk; usage and errors are accounted as
         they are read, before the chunk holding them goes to the tool."""
-        reader = _SSE()
+        reader = SSEReader()
         counted_usage = counted_error = False
         finding: Finding | None = None
         head = [(k, v) for k, v in out if k.lower() != "content-length"]
@@ -670,21 +519,21 @@ class Gateway:
         try:
             async for chunk in response.aiter_raw():
                 if len(answer) + len(chunk) > MAX_RESPONSE_BYTES:
-                    raise _TooLarge
+                    raise TooLarge
                 answer += chunk
                 reader.feed(chunk)
                 if reader.usage is not None and not counted_usage:
                     counted_usage = True
-                    self._account(entry, usage=_priced(reader.usage, price))
+                    self._account(entry, usage=priced(reader.usage, price))
                 if reader.error is not None and not counted_error:
                     counted_error = True
-                    finding = _error_finding(response.status_code or 500, reader.error,
-                                             response.headers)
+                    finding = error_finding(response.status_code or 500, reader.error,
+                                            response.headers, entry.grant.mask)
                     self._account(entry, finding=finding)
                 writer.write(conn.send(h11.Data(data=chunk)) or b"")
                 await writer.drain()
-        except (_TooLarge, httpx.HTTPError) as exc:
-            finding = _cut(exc)
+        except (TooLarge, httpx.HTTPError) as exc:
+            finding = cut_finding(exc)
             self._account(entry, finding=finding)
             with contextlib.suppress(Exception):
                 writer.close()  # cut mid-answer: the tool sees the drop, as it happened
@@ -736,149 +585,5 @@ def shared_gateway() -> Gateway:
         return _shared
 
 
-# -- pieces -----------------------------------------------------------------------------------
-
-
-def _token_of(headers: Sequence[tuple[str, str]]) -> str | None:
-    for name, value in headers:
-        if name == "authorization":
-            scheme, _, rest = value.partition(" ")
-            if scheme.lower() == "bearer":
-                return rest.strip()
-        elif name in ("api-key", "x-api-key"):
-            return value.strip()
-    return None
-
-
-def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": kind, "param": None,
-                                 "code": code or kind}}).encode()
-
-
 def _text(data: bytes) -> str:
     return data[:RECORD_CAP_BYTES].decode("utf-8", "replace")
-
-
-def _finding(code: str, failure: FailureClass, message: str,
-             retry_after: float | None = None) -> Finding:
-    return Finding(detector=GATEWAY_DETECTOR, message=message, failure_class=failure, code=code,
-                   retry_after=retry_after)
-
-
-#: (body code or type) -> (finding code, class): the provider's own words win over the status.
-_BODY_CODES: dict[str, tuple[str, FailureClass]] = {
-    "insufficient_quota": ("insufficient_quota", FailureClass.PERMANENT),
-    "context_length_exceeded": ("context_length", FailureClass.PERMANENT),
-    "model_not_found": ("model_not_found", FailureClass.PERMANENT),
-    "invalid_api_key": ("authentication", FailureClass.PERMANENT),
-    "rate_limit_exceeded": ("rate_limit", FailureClass.TRANSIENT),
-}
-
-
-def _status_code(status: int) -> tuple[str, FailureClass]:
-    if status == 401:
-        return "authentication", FailureClass.PERMANENT
-    if status == 403:
-        return "permission_denied", FailureClass.PERMANENT
-    if status == 404:
-        return "not_found", FailureClass.PERMANENT
-    if status == 408:
-        return "timeout", FailureClass.TRANSIENT
-    if status == 429:
-        return "rate_limit", FailureClass.TRANSIENT
-    if status >= 500:
-        return "server_error", FailureClass.TRANSIENT
-    return "bad_request", FailureClass.PERMANENT
-
-
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds the provider asked to wait: ``retry-after-ms``, ``Retry-After`` (seconds or an
-    HTTP date)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    with contextlib.suppress(ValueError):
-        if "retry-after-ms" in lower:
-            return max(0.0, float(lower["retry-after-ms"]) / 1000)
-    value = lower.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _error_finding(status: int, body: Any, headers: Mapping[str, str]) -> Finding:
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        error = {}
-    message = str(error.get("message") or "").strip()
-    words = [str(error.get(k)) for k in ("code", "type") if error.get(k)]
-    code, failure = next((_BODY_CODES[w] for w in words if w in _BODY_CODES),
-                         _status_code(status))
-    if code == "not_found" and "model" in message.lower():
-        code = "model_not_found"
-    wait = retry_after_s(headers) if code in ("rate_limit", "server_error") else None
-    text = f"HTTP {status} from the provider" + (f": {message[:500]}" if message else "")
-    return _finding(code, failure, text, retry_after=wait)
-
-
-def _priced(usage: Usage, price: Price | None) -> Usage:
-    return replace(usage, cost_usd=price.cost(usage) if price is not None else 0.0)
-
-
-def _cut(exc: BaseException) -> Finding:
-    """The finding on an answer that did not arrive whole."""
-    if isinstance(exc, _TooLarge):
-        return _finding("server_error", FailureClass.TRANSIENT,
-                        f"the answer passed {MAX_RESPONSE_BYTES} bytes: cut")
-    if isinstance(exc, httpx.TimeoutException):
-        return _finding("timeout", FailureClass.TRANSIENT,
-                        "the endpoint stalled mid-answer: stream disconnected")
-    return _finding("connection_error", FailureClass.TRANSIENT,
-                    f"the endpoint dropped the answer: {type(exc).__name__}")
-
-
-class _SSE:
-    """Reads server-sent events as they pass: the last usage, a streamed error."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self.usage: Usage | None = None
-        self.error: dict[str, Any] | None = None
-
-    def feed(self, chunk: bytes) -> None:
-        self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for raw in lines:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if not data or data == b"[DONE]":
-                continue
-            try:
-                event = json.loads(data)
-            except ValueError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            kind = event.get("type")
-            if kind in ("response.completed", "response.incomplete", "response.failed"):
-                usage = usage_of(event.get("response"))
-                if usage is not None:
-                    self.usage = usage
-                if kind == "response.failed":
-                    response = event.get("response")
-                    err = response.get("error") if isinstance(response, dict) else None
-                    self.error = {"error": err if isinstance(err, dict) else {}}
-            elif kind == "error" or (kind is None and isinstance(event.get("error"), dict)):
-                self.error = event if "error" in event else {"error": event}
-            else:
-                usage = usage_of(event)
-                if usage is not None:
-                    self.usage = usage
