@@ -2,8 +2,10 @@
 
 Run: ``.venv/bin/python bench/bench_gateway.py [--requests 300] [--streams 20] [--out F]``.
 
-In one invocation, with one :class:`~aidp.testing.fake_llm.FakeLLM` as the provider, it measures
-for a direct client and for a client through :class:`~aidp.tools.gateway.Gateway`:
+In one invocation, with one ``aidp fake-llm`` process as the provider and a
+:class:`~aidp.tools.gateway.Gateway` in a process of its own (as in a run: the tool, the
+orchestrator holding the gateway and the provider are three processes), it measures for a
+direct client and for a client through the gateway:
 
 * **per request**: the median and p90 wall time of a non-streamed chat completion (the openai
   SDK on one keep-alive connection, ``max_retries=0``); the gateway's added latency is the
@@ -21,7 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,9 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from openai import OpenAI
-
-from aidp.testing.fake_llm import FakeLLM
-from aidp.tools.gateway import Gateway, Grant
 
 HI = [{"role": "user", "content": "hi"}]
 KEY = "sk-bench-key"
@@ -86,7 +89,38 @@ def _p90(values: list[float]) -> float:
     return round(sorted(values)[int(len(values) * 0.9)] * 1000, 3)
 
 
+def _serve_gateway(upstream: str) -> None:
+    """The child process holding the gateway: prints its URL and token, runs until stdin ends."""
+    from aidp.tools.gateway import Gateway, Grant
+
+    with Gateway() as gateway:
+        ticket = gateway.open(Grant(upstream=upstream, key=KEY, profile="bench"))
+        print(json.dumps({"base_url": ticket.base_url, "token": ticket.token}), flush=True)
+        sys.stdin.read()
+        traffic = gateway.close(ticket)
+        print(json.dumps({"requests": traffic.usage.requests}), flush=True)
+
+
+def _provider(script: Path) -> tuple[subprocess.Popen[str], str]:
+    """``aidp fake-llm`` in its own process; its base URL."""
+    aidp = Path(sys.executable).with_name("aidp")
+    proc = subprocess.Popen([str(aidp), "fake-llm", "--script", str(script), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().strip()  # its only line: the base URL
+        if line.startswith("http://"):
+            return proc, line
+    proc.kill()
+    raise SystemExit("aidp fake-llm did not start")
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-gateway":
+        _serve_gateway(sys.argv[2])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--streams", type=int, default=20)
@@ -94,31 +128,44 @@ def main() -> None:
                         default=Path(__file__).parent / "results" / "gateway.json")
     args = parser.parse_args()
     reply = "word " * 200  # a 200-word answer: the stream has ~200 content chunks
-    with FakeLLM([{"reply": reply}], api_key=KEY) as llm, Gateway() as gateway:
-        ticket = gateway.open(Grant(upstream=llm.base_url, key=KEY, profile="bench"))
+    script = args.out.parent / "gateway-script.json"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(json.dumps([{"reply": reply}]))
+    provider, base_url = _provider(script)
+    holder = subprocess.Popen([sys.executable, __file__, "--serve-gateway", base_url],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdin is not None
+    ticket = json.loads(holder.stdout.readline())
+    model = "fake-model"
+    try:
 
         def direct() -> OpenAI:
-            return OpenAI(base_url=llm.base_url, api_key=KEY, max_retries=0)
+            return OpenAI(base_url=base_url, api_key=KEY, max_retries=0)
 
         def through() -> OpenAI:
-            return OpenAI(base_url=ticket.base_url, api_key=ticket.token, max_retries=0)
+            return OpenAI(base_url=ticket["base_url"], api_key=ticket["token"], max_retries=0)
 
         clients = {"direct": direct(), "gateway": through()}
         plain: dict[str, list[float]] = {"direct": [], "gateway": []}
         first: dict[str, list[float]] = {"direct": [], "gateway": []}
         per_round = max(1, args.requests // ROUNDS)
-        for name, client in clients.items():  # warm up: connections, imports
-            _timed(lambda c=client: c.chat.completions.create(model=llm.model, messages=HI), 5)  # type: ignore[misc]
+        for client in clients.values():  # warm up: connections, imports
+            _timed(lambda c=client: c.chat.completions.create(model=model, messages=HI), 5)  # type: ignore[misc]
         for _ in range(ROUNDS):
             for name, client in clients.items():
                 plain[name] += _timed(
-                    lambda c=client: c.chat.completions.create(model=llm.model, messages=HI),  # type: ignore[misc]
+                    lambda c=client: c.chat.completions.create(model=model, messages=HI),  # type: ignore[misc]
                     per_round)
-                first[name] += [_first_byte(client, llm.model)
+                first[name] += [_first_byte(client, model)
                                 for _ in range(max(1, per_round // 5))]
-        streams = {name: _streams(make, llm.model, args.streams)
+        streams = {name: _streams(make, model, args.streams)
                    for name, make in (("direct", direct), ("gateway", through))}
-        traffic = gateway.close(ticket)
+    finally:
+        holder.stdin.close()
+        counted = json.loads(holder.stdout.readline() or '{"requests": 0}')
+        holder.wait(30)
+        os.killpg(provider.pid, signal.SIGTERM)
+        provider.wait(30)
     result = {
         "requests_per_client": len(plain["direct"]),
         "plain_ms": {k: {"median": _ms(v), "p90": _p90(v)} for k, v in plain.items()},
@@ -127,7 +174,7 @@ def main() -> None:
                         "chunks_per_s": round(c / w, 1)} for k, (w, c) in streams.items()},
         "added_ms_per_request": round(_ms(plain["gateway"]) - _ms(plain["direct"]), 3),
         "added_ms_first_byte": round(_ms(first["gateway"]) - _ms(first["direct"]), 3),
-        "gateway_requests_counted": traffic.usage.requests,
+        "gateway_requests_counted": counted["requests"],
         "targets": {"added_ms_per_request": 2.0, "added_ms_first_byte": 5.0},
     }
     print(f"{'':22}{'direct':>12}{'gateway':>12}{'added':>10}{'target':>8}")

@@ -12,12 +12,13 @@ from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import httpcore
 
 from aidp.errors.finding import FailureClass, Finding
 from aidp.tools.adapter import Usage
 
-__all__ = ["GATEWAY_DETECTOR", "MAX_RESPONSE_BYTES", "PRICES", "Price", "SSEReader", "TooLarge",
+__all__ = ["GATEWAY_DETECTOR", "MAX_RESPONSE_BYTES", "PRICES", "UPSTREAM_ERRORS", "Price",
+           "SSEReader", "TooLarge",
            "bearer_token", "cut_finding", "error_body", "error_finding", "gateway_finding",
            "price_of", "priced", "retry_after_s", "usage_of"]
 
@@ -29,6 +30,12 @@ MAX_RESPONSE_BYTES = 64 * 2**20
 
 class TooLarge(Exception):
     """An answer over :data:`MAX_RESPONSE_BYTES`."""
+
+
+#: What talking to the provider may raise (httpcore's errors; a timeout is one of them).
+UPSTREAM_ERRORS: tuple[type[Exception], ...] = (
+    httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol, httpcore.ProxyError, OSError)
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,7 @@ def cut_finding(exc: BaseException) -> Finding:
     if isinstance(exc, TooLarge):
         return gateway_finding("server_error", FailureClass.TRANSIENT,
                         f"the answer passed {MAX_RESPONSE_BYTES} bytes: cut")
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpcore.TimeoutException):
         return gateway_finding("timeout", FailureClass.TRANSIENT,
                         "the endpoint stalled mid-answer: stream disconnected")
     return gateway_finding("connection_error", FailureClass.TRANSIENT,
