@@ -13,7 +13,10 @@ direct client and for a client through the gateway:
 * **first streamed byte**: the median time from sending a streamed chat request to its first
   content chunk (target <= 5 ms added);
 * **concurrent streams**: ``--streams`` streamed requests at once from as many threads, the wall
-  time for all of them and the chunks per second.
+  time for all of them and the chunks per second;
+* **the gateway's process**: its CPU per forwarded request, and how late a thread sleeping
+  1 ms in that process wakes meanwhile (the orchestrator's scheduler shares the process with
+  an in-process gateway: the GIL effect).
 
 Direct and gateway runs alternate in rounds so that a busy machine slows both alike. Prints a
 table and writes JSON (``bench/results/gateway.json`` by default).
@@ -93,12 +96,34 @@ def _serve_gateway(upstream: str) -> None:
     """The child process holding the gateway: prints its URL and token, runs until stdin ends."""
     from aidp.tools.gateway import Gateway, Grant
 
+    gaps: list[float] = []
+    own_cpu: list[float] = []
+    stop = threading.Event()
+
+    def ticker() -> None:  # the orchestrator's threads, standing in: how late do they wake?
+        last = time.perf_counter()
+        while not stop.wait(0.001):
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+        own_cpu.append(time.thread_time())  # not the gateway's
+
     with Gateway() as gateway:
         ticket = gateway.open(Grant(upstream=upstream, key=KEY, profile="bench"))
+        thread = threading.Thread(target=ticker, daemon=True)
+        thread.start()
+        cpu = time.process_time()
         print(json.dumps({"base_url": ticket.base_url, "token": ticket.token}), flush=True)
         sys.stdin.read()
+        cpu = time.process_time() - cpu
+        stop.set()
+        thread.join()
+        cpu -= own_cpu[0]
         traffic = gateway.close(ticket)
-        print(json.dumps({"requests": traffic.usage.requests}), flush=True)
+        gaps.sort()
+        print(json.dumps({"requests": traffic.usage.requests, "cpu_s": round(cpu, 3),
+                          "tick_p99_ms": round(gaps[int(len(gaps) * 0.99)] * 1000, 2),
+                          "tick_max_ms": round(gaps[-1] * 1000, 2)}), flush=True)
 
 
 def _provider(script: Path) -> tuple[subprocess.Popen[str], str]:
@@ -175,6 +200,11 @@ def main() -> None:
         "added_ms_per_request": round(_ms(plain["gateway"]) - _ms(plain["direct"]), 3),
         "added_ms_first_byte": round(_ms(first["gateway"]) - _ms(first["direct"]), 3),
         "gateway_requests_counted": counted["requests"],
+        # the gateway's process: its CPU for everything it forwarded, and how late a thread
+        # waiting 1 ms woke meanwhile (the scheduler's threads share that process)
+        "gateway_cpu_ms_per_request": round(
+            counted.get("cpu_s", 0.0) * 1000 / max(1, counted["requests"]), 3),
+        "ticker_p99_ms": counted.get("tick_p99_ms"), "ticker_max_ms": counted.get("tick_max_ms"),
         "targets": {"added_ms_per_request": 2.0, "added_ms_first_byte": 5.0},
     }
     print(f"{'':22}{'direct':>12}{'gateway':>12}{'added':>10}{'target':>8}")
@@ -186,6 +216,9 @@ def main() -> None:
           f"{result['added_ms_first_byte']:>10}{'<= 5':>8}")
     print(f"{f'{args.streams} streams wall s':22}{result['streams']['direct']['wall_s']:>12}"
           f"{result['streams']['gateway']['wall_s']:>12}")
+    print(f"gateway CPU {result['gateway_cpu_ms_per_request']} ms per request; a 1 ms ticker "
+          f"beside it woke {result['ticker_p99_ms']} ms late at p99, {result['ticker_max_ms']} "
+          "ms at worst")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results: {args.out}")
