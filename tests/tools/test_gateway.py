@@ -137,7 +137,7 @@ def test_an_unreachable_endpoint_is_a_transient_connection_error(gateway: Gatewa
 def test_a_spent_budget_refuses_the_next_request_before_the_provider(gateway: Gateway) -> None:
     refusals: list[str] = []
 
-    def budget(used: Usage) -> str | None:
+    def budget(used: Usage, others: object) -> str | None:
         return f"the step budget of 10 tokens is spent ({used.total_tokens})" \
             if used.total_tokens >= 10 else None
 
@@ -235,3 +235,30 @@ def test_prices_and_retry_after_parsing() -> None:
     assert retry_after_s({"retry-after-ms": "1500", "Retry-After": "2"}) == 1.5
     assert retry_after_s({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
     assert retry_after_s({}) is None
+
+
+def test_a_budget_sees_the_other_open_attempts_usage(gateway: Gateway) -> None:
+    """A run-wide budget counts what the attempts running beside this one have spent so far:
+    the second attempt's first request is refused once the first attempt spent the budget."""
+    seen: list[list[tuple[tuple[str, ...], int]]] = []
+
+    def run_budget(own: Usage, others: Any) -> str | None:
+        seen.append([(tags, used.total_tokens) for tags, used in others])
+        spent = own.total_tokens + sum(used.total_tokens for tags, used in others
+                                       if tags[:1] == ("run-1",))
+        return f"the run budget of 10 tokens is spent ({spent})" if spent >= 10 else None
+
+    script = [{"reply": "a", "usage": {"input_tokens": 9, "output_tokens": 3}}]
+    with FakeLLM(script) as llm:
+        first = gateway.open(Grant(upstream=llm.base_url, key=KEY, profile="p",
+                                   budget=run_budget, tags=("run-1", "a", "s", "p")))
+        second = gateway.open(Grant(upstream=llm.base_url, key=KEY, profile="p",
+                                    budget=run_budget, tags=("run-1", "b", "s", "p")))
+        client(first).chat.completions.create(model=llm.model, messages=HI)  # type: ignore[arg-type]
+        with pytest.raises(RateLimitError):
+            client(second).chat.completions.create(model=llm.model, messages=HI)  # type: ignore[arg-type]
+        refused = gateway.close(second).refused
+        gateway.close(first)
+    assert len(llm.requests) == 1
+    assert refused == "the run budget of 10 tokens is spent (12)"
+    assert seen[-1] == [(("run-1", "a", "s", "p"), 12)]

@@ -10,6 +10,8 @@ tool and never touches a worktree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aidp.config import Settings, ToolProfile
 from aidp.core.clock import Clock
 from aidp.core.states import AttemptKind, AttemptOutcome, FailureClass, StepState
@@ -215,9 +217,12 @@ class Admission:
         return {key: snap.state.value for key, snap in after.items()}
 
     def _budget_spent(self, wsr: WorkstreamRuntime, step: Step, profile_name: str,
-                      live: Usage | None = None) -> str | None:
+                      live: Usage | None = None,
+                      others: Sequence[tuple[tuple[str, ...], Usage]] = ()) -> str | None:
         """Which budget (step, workstream, profile, run) is already spent, if any; ``live`` is
-        what the running attempt has spent so far (the gateway asks before each request)."""
+        what the running attempt has spent so far and ``others`` what the other attempts open
+        in the gateway have, tagged (run, workstream, step, profile): the gateway asks before
+        each request."""
         profile = self.settings.profile(profile_name)
         levels = [("step", step.budget), ("workstream", wsr.ws.budget),
                   (f"profile {profile_name}", profile.budget if profile else None),
@@ -227,17 +232,24 @@ class Admission:
         rows = self.store.usage(self.run_id)
         extra_tokens = live.total_tokens if live is not None else 0
         extra_cost = live.cost_usd if live is not None else 0.0
+        running = [(tags[1:4], used) for tags, used in others
+                   if len(tags) == 4 and tags[0] == self.run_id]
+
+        def counts(level: str, ws_id: str, step_id: str, profile: str | None) -> bool:
+            return (level == "run" or (level == "workstream" and ws_id == wsr.ws.id)
+                    or (level == "step" and (ws_id, step_id) == (wsr.ws.id, step.id))
+                    or (level.startswith("profile") and profile == profile_name))
+
         for level, budget in levels:
             if budget is None:
                 continue
-            mine = [r for r in rows if (
-                level == "run"
-                or (level == "workstream" and r.ws_id == wsr.ws.id)
-                or (level == "step" and (r.ws_id, r.step_id) == (wsr.ws.id, step.id))
-                or (level.startswith("profile") and r.profile == profile_name))]
-            tokens = extra_tokens + sum(
+            mine = [r for r in rows if counts(level, r.ws_id, r.step_id, r.profile)]
+            theirs = [used for (ws_id, step_id, profile), used in running
+                      if counts(level, ws_id, step_id, profile)]
+            tokens = extra_tokens + sum(u.total_tokens for u in theirs) + sum(
                 int(r.input_tokens or 0) + int(r.output_tokens or 0) for r in mine)
-            cost = extra_cost + sum(float(r.cost_usd or 0.0) for r in mine)
+            cost = extra_cost + sum(u.cost_usd for u in theirs) + sum(
+                float(r.cost_usd or 0.0) for r in mine)
             if budget.tokens is not None and tokens >= budget.tokens:
                 return f"the {level} budget of {budget.tokens} tokens is spent ({tokens})"
             if budget.cost_usd is not None and cost >= budget.cost_usd:

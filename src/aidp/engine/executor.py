@@ -307,7 +307,8 @@ class Executor(Preparation, Admission, Invoker):
         try:
             result = self._run_tool(
                 step, wsr, sr, profile_name, values, env, secrets, log, token, prompt, number,
-                budget=lambda live: self._budget_spent(wsr, step, profile_name, live))
+                budget=lambda live, others: self._budget_spent(wsr, step, profile_name, live,
+                                                               others))
             tool_result = ToolResult(result.exit_code, result.signal, result.timed_out,
                                      result.cancelled, result.error)
             clean = (tool_result.exit_code == 0 and not tool_result.cancelled

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +31,7 @@ from aidp.tools.shell import build_argv
 
 if TYPE_CHECKING:
     from aidp.tools.gateway import Ticket, Traffic
+    from aidp.tools.gateway.grant import Live
 
 __all__ = ["CHECK_OUTPUT_BYTES", "Invoker", "prompt_text"]
 
@@ -102,13 +103,14 @@ class Invoker:
         token: str,
         prompt: str | None,
         number: int,
-        budget: Callable[[Usage], str | None] | None = None,
+        budget: Callable[[Usage, Sequence[Live]], str | None] | None = None,
     ) -> AdapterResult:
         """Run the step's tool through its profile's adapter (never raises for the tool).
 
         A model tool's requests go through the process's model gateway
         (:mod:`aidp.tools.gateway`): the result's usage and provider findings are then the
-        gateway's, and ``budget`` (the attempt's usage so far -> why no more may be spent) is
+        gateway's, and ``budget`` (the attempt's usage so far and the other open attempts'
+        -> why no more may be spent) is
         asked before each request; a refusal stops the tool."""
         profile = self.settings.profile(profile_name)
         if profile is None:
@@ -151,6 +153,7 @@ class Invoker:
                 price=Price(profile.prices.input, profile.prices.output,
                             profile.prices.cached_input) if profile.prices else None,
                 budget=budget, on_refused=refused,
+                tags=(self.run_id, wsr.ws.id, step.id, profile_name),
                 record=self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl",
                 mask=tuple(secrets)))
             # The tool gets the gateway's address and the attempt's token, never the key.

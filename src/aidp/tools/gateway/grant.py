@@ -15,7 +15,7 @@ from aidp.errors.finding import Finding
 from aidp.tools.adapter import Usage
 from aidp.tools.model_wire import Price
 
-__all__ = ["READ_TIMEOUT_S", "TOKEN_ENV", "Grant", "Ticket", "Traffic", "attach"]
+__all__ = ["READ_TIMEOUT_S", "TOKEN_ENV", "Grant", "Live", "Ticket", "Traffic", "attach"]
 
 #: The environment variable a tool finds its per-attempt token in (as its API key).
 TOKEN_ENV = "AIDP_MODEL_TOKEN"
@@ -23,13 +23,19 @@ TOKEN_ENV = "AIDP_MODEL_TOKEN"
 READ_TIMEOUT_S = 600.0
 
 
+#: Another open attempt's tags and its usage so far.
+Live = tuple[tuple[str, ...], Usage]
+
+
 @dataclass(frozen=True)
 class Grant:
     """What one attempt may do through the gateway.
 
-    ``budget(usage)`` is asked before each model request with the attempt's usage so far and
-    answers why no more may be spent (None: go on); ``on_refused(reason)`` is called once, at
-    the first refusal (the engine stops the tool). ``record`` is a JSONL file the exchanges are
+    ``budget(usage, others)`` is asked before each model request with the attempt's usage so
+    far and the live usage of the other attempts open in the gateway (each with its ``tags``)
+    and answers why no more may be spent (None: go on); ``on_refused(reason)`` is called once,
+    at the first refusal (the engine stops the tool). ``tags`` say whose attempt this is (the
+    engine's: run, workstream, step, profile). ``record`` is a JSONL file the exchanges are
     appended to, ``mask`` the values never written there.
     """
 
@@ -38,7 +44,8 @@ class Grant:
     profile: str
     rate_limit: Any = None  # the profile's RateLimit (None: unlimited)
     price: Price | None = None
-    budget: Callable[[Usage], str | None] | None = None
+    budget: Callable[[Usage, Sequence[Live]], str | None] | None = None
+    tags: tuple[str, ...] = ()
     on_refused: Callable[[str], None] | None = None
     record: Path | None = None
     mask: Sequence[str] = ()

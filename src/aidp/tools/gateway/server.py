@@ -21,7 +21,7 @@ import httpcore
 
 from aidp.errors.finding import FailureClass, Finding
 from aidp.tools.adapter import Usage
-from aidp.tools.gateway.grant import Grant, Ticket, Traffic
+from aidp.tools.gateway.grant import Grant, Live, Ticket, Traffic
 from aidp.tools.model_wire import (
     MAX_RESPONSE_BYTES,
     UPSTREAM_ERRORS,
@@ -147,6 +147,16 @@ class Gateway:
                 loop.call_soon_threadsafe(task.cancel)
         with entry.lock:
             return entry.traffic
+
+    def _others(self, entry: _Open) -> list[Live]:
+        """The tags and live usage of every other open attempt (for run-wide budgets)."""
+        with self._lock:
+            others = [e for e in self._open.values() if e is not entry]
+        out: list[Live] = []
+        for other in others:
+            with other.lock:
+                out.append((other.grant.tags, other.traffic.usage))
+        return out
 
     def live(self, ticket: Ticket) -> Traffic:
         """A snapshot of the attempt's traffic so far."""
@@ -312,7 +322,7 @@ class Gateway:
             with entry.lock:
                 so_far = entry.traffic.usage
             loop = asyncio.get_running_loop()
-            reason = await loop.run_in_executor(None, grant.budget, so_far)
+            reason = await loop.run_in_executor(None, grant.budget, so_far, self._others(entry))
             if reason is not None:
                 first = False
                 with entry.lock:
