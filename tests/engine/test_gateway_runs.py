@@ -27,7 +27,8 @@ def test_usage_cost_and_exchanges_come_from_the_gateway(repo: Path, db_url: str,
     script = [{"reply": EDIT, "usage": {"input_tokens": 1200, "output_tokens": 300,
                                         "cached_tokens": 200}}]
     toml = profile("llm", "BASE", api_key_env="AIDP_TEST_GW_KEY",
-                   prices={"input": 2.0, "output": 10.0, "cached_input": 0.5})
+                   prices={"input": 2.0, "output": 10.0, "cached_input": 0.5},
+                   rate_limit={"requests_per_minute": 100, "tokens_per_minute": 6000})
     with FakeLLM(script, api_key=KEY) as llm:
         summary, store, run_id = drive(repo, db_url, tmp_path,
                                        toml.replace("BASE", llm.base_url), plan("llm"))
@@ -38,6 +39,12 @@ def test_usage_cost_and_exchanges_come_from_the_gateway(repo: Path, db_url: str,
         assert (attempt.input_tokens, attempt.output_tokens, attempt.cached_tokens,
                 attempt.requests) == (1200, 300, 200, 1)
         assert attempt.cost_usd == pytest.approx((1000 * 2.0 + 200 * 0.5 + 300 * 10.0) / 1e6)
+        # the profile's rate limit is a bucket in the store (shared by every process on it):
+        # one request taken, and the tokens the answer really cost
+        buckets = {r.kind: r.level for r in store.read("SELECT * FROM rate_buckets")}
+        # (refilled since: 100 tokens and 1.7 requests a second)
+        assert 99 <= buckets["requests"] < 100
+        assert 6000 - 1500 <= buckets["tokens"] <= 6000 - 1500 + 500
     finally:
         store.close()
     # the provider took the real key (it answers 401 to anything else) ...

@@ -30,6 +30,7 @@ from aidp.tools.registry import get_adapter
 from aidp.tools.shell import build_argv
 
 if TYPE_CHECKING:
+    from aidp.state.store import Store
     from aidp.tools.gateway import Ticket, Traffic
     from aidp.tools.gateway.grant import Live
 
@@ -57,6 +58,7 @@ class Invoker:
     repo: Path
     run_dir: Path
     settings: Settings
+    store: Store
     base_env: dict[str, str]
     cancel: threading.Event
     on_output: Callable[[str, str, bytes], None] | None
@@ -134,6 +136,7 @@ class Invoker:
         ticket: Ticket | None = None
         if profile.uses_gateway():
             # imported here: the HTTP stack is not start-up's to pay for a run of commands
+            from aidp.state.rate_buckets import RateBook, StoreLimiter
             from aidp.tools.adapters._common import DEFAULT_ENDPOINT
             from aidp.tools.gateway import Grant, Price, attach, shared_gateway
 
@@ -154,6 +157,11 @@ class Invoker:
                             profile.prices.cached_input) if profile.prices else None,
                 budget=budget, on_refused=refused,
                 tags=(self.run_id, wsr.ws.id, step.id, profile_name),
+                limiter=StoreLimiter(RateBook(self.store), profile_name,
+                                     profile.rate_limit.requests_per_minute,
+                                     profile.rate_limit.tokens_per_minute)
+                if (profile.rate_limit.requests_per_minute
+                    or profile.rate_limit.tokens_per_minute) else None,
                 record=self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl",
                 mask=tuple(secrets)))
             # The tool gets the gateway's address and the attempt's token, never the key.

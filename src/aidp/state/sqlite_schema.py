@@ -151,6 +151,15 @@ DDL: tuple[str, ...] = (
         ')'
     ),
     (
+        'CREATE TABLE rate_buckets (\n'
+        '\t"key" TEXT NOT NULL, \n'
+        '\tkind VARCHAR(16) NOT NULL, \n'
+        '\tlevel FLOAT NOT NULL, \n'
+        '\tupdated_at FLOAT NOT NULL, \n'
+        '\tCONSTRAINT pk_rate_buckets PRIMARY KEY ("key", kind)\n'
+        ')'
+    ),
+    (
         'CREATE TABLE runs (\n'
         '\tid VARCHAR(32) NOT NULL, \n'
         '\tstatus VARCHAR(16) NOT NULL, \n'

@@ -55,6 +55,7 @@ __all__ = [
     "metadata",
     "proposal_transitions",
     "proposals",
+    "rate_buckets",
     "runs",
     "service_runs",
     "steps",
@@ -321,6 +322,18 @@ breakers = Table(
     Column("policy", Text),
     Column("updated_at", Float, nullable=False),
     *_checks("breakers"),
+)
+
+# Token buckets of the profiles' rate limits (migration 0008): shared by every process on the
+# store. ``kind`` is requests or tokens.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("level", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    *_checks("rate_buckets"),
 )
 
 # A change proposal's review state (aidp.specs.lifecycle.ProposalState); keyed by change id.

@@ -42,7 +42,10 @@ class Grant:
     upstream: str
     key: str | None
     profile: str
-    rate_limit: Any = None  # the profile's RateLimit (None: unlimited)
+    rate_limit: Any = None  # the profile's RateLimit (None: unlimited), this process's bucket
+    #: Or a shared bucket (``try_acquire(tokens) -> seconds to wait``, ``settle(extra)``), e.g.
+    #: in the store: then every process on it shares the profile's limit.
+    limiter: Any = None
     price: Price | None = None
     budget: Callable[[Usage, Sequence[Live]], str | None] | None = None
     tags: tuple[str, ...] = ()

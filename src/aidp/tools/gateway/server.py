@@ -341,8 +341,9 @@ class Gateway:
         if grant.replay is not None:
             await self._replay(conn, writer, entry, method, target, model_call)
             return
-        if model_call:
-            await self._wait_for_limits(grant, payload)
+        limiter, estimate = (await self._wait_for_limits(grant, payload) if model_call
+                             else (None, 0))
+        spent = entry.traffic.usage.total_tokens
         upstream = grant.upstream.rstrip("/") + target[len("/v1"):]
         out_headers = [(k, v) for k, v in headers if k not in _HOP_BY_HOP]
         out_headers.append(("accept-encoding", "identity"))
@@ -351,6 +352,10 @@ class Gateway:
         started = time.monotonic()
         await self._forward(conn, writer, entry, method, upstream, out_headers, body, payload,
                             started, model_call)
+        if limiter is not None:  # the bucket learns what the request really cost
+            used = entry.traffic.usage.total_tokens - spent
+            await asyncio.get_running_loop().run_in_executor(None, limiter.settle,
+                                                             used - estimate)
 
     async def _replay(self, conn: h11.Connection, writer: asyncio.StreamWriter, entry: _Open,
                       method: str, target: str, model_call: bool) -> None:
@@ -416,7 +421,11 @@ class Gateway:
                 ("content-length", str(len(answer))), *headers]
         await self._whole(conn, writer, status, head, answer)
 
-    async def _wait_for_limits(self, grant: Grant, payload: Any) -> None:
+    async def _wait_for_limits(self, grant: Grant, payload: Any) -> tuple[Any, int]:
+        """Wait for any ``Retry-After`` of the endpoint, then for the profile's rate limit;
+        the limiter that admitted the request and the tokens it took (an estimate)."""
+        loop = asyncio.get_running_loop()
+        estimate = len(json.dumps(payload)) // 4 if payload is not None else 0
         while True:
             with self._lock:
                 until = self._not_before.get(grant.upstream, 0.0)
@@ -424,16 +433,17 @@ class Gateway:
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
-            if grant.rate_limit is None:
-                return
-            limiter = limiter_for(grant.profile, grant.rate_limit)
-            if limiter.unlimited:
-                return
-            estimate = len(json.dumps(payload)) // 4 if payload is not None else 0
-            delay = limiter.try_acquire(estimate)
+            limiter: Any = grant.limiter
+            if limiter is None:
+                if grant.rate_limit is None:
+                    return None, 0
+                limiter = limiter_for(grant.profile, grant.rate_limit)
+                if limiter.unlimited:
+                    return None, 0
+            delay = await loop.run_in_executor(None, limiter.try_acquire, estimate)
             if delay <= 0:
-                return
-            await asyncio.sleep(delay)
+                return limiter, estimate
+            await asyncio.sleep(min(delay, 5.0))  # a shared bucket may refill sooner
 
     async def _forward(self, conn: h11.Connection, writer: asyncio.StreamWriter, entry: _Open,
                        method: str, url: str, headers: list[tuple[str, str]], body: bytes,
