@@ -14,9 +14,10 @@ direct client and for a client through the gateway:
   content chunk (target <= 5 ms added);
 * **concurrent streams**: ``--streams`` streamed requests at once from as many threads, the wall
   time for all of them and the chunks per second;
-* **the gateway's process**: its CPU per forwarded request, and how late a thread sleeping
-  1 ms in that process wakes meanwhile (the orchestrator's scheduler shares the process with
-  an in-process gateway: the GIL effect).
+* **the gateway's process**: its CPU per forwarded request, and how long a thread sleeping
+  1 ms in that process takes to wake meanwhile (the orchestrator's scheduler shares the
+  process with an in-process gateway: the GIL effect), beside the same ticker in a process of
+  its own (the scheduler beside a sidecar gateway: only the CPU is shared).
 
 Direct and gateway runs alternate in rounds so that a busy machine slows both alike. Prints a
 table and writes JSON (``bench/results/gateway.json`` by default).
@@ -92,38 +93,58 @@ def _p90(values: list[float]) -> float:
     return round(sorted(values)[int(len(values) * 0.9)] * 1000, 3)
 
 
-def _serve_gateway(upstream: str) -> None:
-    """The child process holding the gateway: prints its URL and token, runs until stdin ends."""
-    from aidp.tools.gateway import Gateway, Grant
+class _Ticker:
+    """A thread sleeping 1 ms at a time, standing in for the orchestrator's threads: how late
+    does it wake? (Its own CPU is kept apart.)"""
 
-    gaps: list[float] = []
-    own_cpu: list[float] = []
-    stop = threading.Event()
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self.cpu = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
-    def ticker() -> None:  # the orchestrator's threads, standing in: how late do they wake?
+    def _run(self) -> None:
         last = time.perf_counter()
-        while not stop.wait(0.001):
+        while not self._stop.wait(0.001):
             now = time.perf_counter()
-            gaps.append(now - last)
+            self.gaps.append(now - last)
             last = now
-        own_cpu.append(time.thread_time())  # not the gateway's
+        self.cpu = time.thread_time()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        gaps = sorted(self.gaps) or [0.0]
+        return {"tick_p99_ms": round(gaps[int(len(gaps) * 0.99)] * 1000, 2),
+                "tick_max_ms": round(gaps[-1] * 1000, 2)}
+
+
+def _serve_ticker() -> None:
+    """A process of its own with only a ticker: the scheduler beside a sidecar gateway."""
+    ticker = _Ticker()
+    print("{}", flush=True)
+    sys.stdin.read()
+    print(json.dumps(ticker.stop()), flush=True)
+
+
+def _serve_gateway(upstream: str) -> None:
+    """The child process holding the gateway and a ticker (the scheduler beside an
+    in-process gateway): prints the gateway's URL and token, runs until stdin ends."""
+    from aidp.tools.gateway import Gateway, Grant
 
     with Gateway() as gateway:
         ticket = gateway.open(Grant(upstream=upstream, key=KEY, profile="bench"))
-        thread = threading.Thread(target=ticker, daemon=True)
-        thread.start()
+        ticker = _Ticker()
         cpu = time.process_time()
         print(json.dumps({"base_url": ticket.base_url, "token": ticket.token}), flush=True)
         sys.stdin.read()
         cpu = time.process_time() - cpu
-        stop.set()
-        thread.join()
-        cpu -= own_cpu[0]
+        ticks = ticker.stop()
+        cpu -= ticker.cpu
         traffic = gateway.close(ticket)
-        gaps.sort()
         print(json.dumps({"requests": traffic.usage.requests, "cpu_s": round(cpu, 3),
-                          "tick_p99_ms": round(gaps[int(len(gaps) * 0.99)] * 1000, 2),
-                          "tick_max_ms": round(gaps[-1] * 1000, 2)}), flush=True)
+                          **ticks}), flush=True)
 
 
 def _provider(script: Path) -> tuple[subprocess.Popen[str], str]:
@@ -146,6 +167,9 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--serve-gateway":
         _serve_gateway(sys.argv[2])
         return
+    if len(sys.argv) == 2 and sys.argv[1] == "--serve-ticker":
+        _serve_ticker()
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--streams", type=int, default=20)
@@ -161,6 +185,10 @@ def main() -> None:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdin is not None
     ticket = json.loads(holder.stdout.readline())
+    apart = subprocess.Popen([sys.executable, __file__, "--serve-ticker"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert apart.stdout is not None and apart.stdin is not None
+    apart.stdout.readline()
     model = "fake-model"
     try:
 
@@ -187,8 +215,11 @@ def main() -> None:
                    for name, make in (("direct", direct), ("gateway", through))}
     finally:
         holder.stdin.close()
+        apart.stdin.close()
         counted = json.loads(holder.stdout.readline() or '{"requests": 0}')
+        beside = json.loads(apart.stdout.readline() or "{}")
         holder.wait(30)
+        apart.wait(30)
         os.killpg(provider.pid, signal.SIGTERM)
         provider.wait(30)
     result = {
@@ -205,6 +236,9 @@ def main() -> None:
         "gateway_cpu_ms_per_request": round(
             counted.get("cpu_s", 0.0) * 1000 / max(1, counted["requests"]), 3),
         "ticker_p99_ms": counted.get("tick_p99_ms"), "ticker_max_ms": counted.get("tick_max_ms"),
+        # the same ticker in a process of its own (as beside a sidecar gateway)
+        "ticker_apart_p99_ms": beside.get("tick_p99_ms"),
+        "ticker_apart_max_ms": beside.get("tick_max_ms"),
         "targets": {"added_ms_per_request": 2.0, "added_ms_first_byte": 5.0},
     }
     print(f"{'':22}{'direct':>12}{'gateway':>12}{'added':>10}{'target':>8}")
@@ -217,8 +251,9 @@ def main() -> None:
     print(f"{f'{args.streams} streams wall s':22}{result['streams']['direct']['wall_s']:>12}"
           f"{result['streams']['gateway']['wall_s']:>12}")
     print(f"gateway CPU {result['gateway_cpu_ms_per_request']} ms per request; a 1 ms ticker "
-          f"beside it woke {result['ticker_p99_ms']} ms late at p99, {result['ticker_max_ms']} "
-          "ms at worst")
+          f"in its process woke after {result['ticker_p99_ms']} ms at p99, "
+          f"{result['ticker_max_ms']} ms at worst; in a process of its own after "
+          f"{result['ticker_apart_p99_ms']} / {result['ticker_apart_max_ms']} ms")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results: {args.out}")

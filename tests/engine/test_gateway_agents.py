@@ -106,22 +106,25 @@ def _environ_holders(needle: bytes, marker: bytes) -> list[str]:
 
 def test_the_provider_key_reaches_only_the_gateways_upstream_requests(cli: Cli,
                                                                        tmp_path: Path) -> None:
-    """The key is a canary: sampled from /proc during the attempt, absent from every process
-    of the attempt (Codex and the command it runs, which dumps its environment), from the
+    """The key is a canary: sampled from /proc during the attempts, absent from every process
+    of them (Aider; Codex and the command it runs, which dumps its environment), from the
     worktree, .aidp/, git objects and the CLI's output; the provider still got it (it answers
     401 to anything else)."""
     hello(cli)
-    script = [{"tool_calls": [{"name": "exec_command",
+    script = [{"reply": AIDER_DIFF, "hang": 1},
+              {"tool_calls": [{"name": "exec_command",
                                "arguments": {"cmd": ENV_DUMP + " && sleep 1"}}]},
               {"reply": "Done.", "hang": 1}]
     holders: list[str] = []
-    seen_tools = threading.Event()
+    seen = {"aider": threading.Event(), "codex": threading.Event()}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
+            if _environ_holders(b"AIDP_PROCESS_TOKEN", b"LITELLM_LOCAL_MODEL_COST_MAP"):
+                seen["aider"].set()
             if _environ_holders(b"AIDP_PROCESS_TOKEN", b"CODEX_HOME"):
-                seen_tools.set()
+                seen["codex"].set()
             holders.extend(_environ_holders(KEY.encode(), b"AIDP_PROCESS_TOKEN"))
             stop.wait(0.05)
 
@@ -134,7 +137,9 @@ workstreams:
   - id: greet
     scope: ["**"]
     steps:
-      - {id: s, tool: codex, prompt: "Dump your environment.", requires_change: true}
+      - {id: world, tool: aider, prompt: "Make greet() say hello, world."}
+      - {id: s, tool: codex, depends_on: [world], prompt: "Dump your environment.",
+         requires_change: true}
 """)
         sampler.start()
         try:
@@ -143,8 +148,11 @@ workstreams:
             stop.set()
             sampler.join(5)
         model_requests = len([r for r in llm.requests if r["path"] == "/v1/responses"])
+        aider_requests = len([r for r in llm.requests
+                              if r["path"] == "/v1/chat/completions"])
     assert code == 0, stderr
-    assert model_requests == 2 and seen_tools.is_set()
+    assert (aider_requests, model_requests) == (1, 2)
+    assert seen["aider"].is_set() and seen["codex"].is_set()
     assert holders == []
     branch = status["workstreams"][0]["branch"]
     dumped = git(cli.cwd, "show", f"{branch}:codex-env.txt")

@@ -262,3 +262,15 @@ def test_a_budget_sees_the_other_open_attempts_usage(gateway: Gateway) -> None:
     assert len(llm.requests) == 1
     assert refused == "the run budget of 10 tokens is spent (12)"
     assert seen[-1] == [(("run-1", "a", "s", "p"), 12)]
+
+
+def test_a_dropped_connection_is_a_transient_finding(gateway: Gateway) -> None:
+    """The provider hangs up without answering: the tool sees the failure, the attempt a
+    transient ``connection_error`` from the gateway."""
+    with FakeLLM([{"drop": True}]) as llm:
+        ticket = gateway.open(Grant(upstream=llm.base_url, key=KEY, profile="p"))
+        with pytest.raises(APIStatusError) as raised:
+            client(ticket).chat.completions.create(model=llm.model, messages=HI)  # type: ignore[arg-type]
+        [finding] = gateway.close(ticket).findings
+    assert raised.value.status_code == 502
+    assert (finding.code, finding.failure_class) == ("connection_error", FailureClass.TRANSIENT)

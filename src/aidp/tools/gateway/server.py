@@ -22,6 +22,7 @@ import httpcore
 from aidp.errors.finding import FailureClass, Finding
 from aidp.tools.adapter import Usage
 from aidp.tools.gateway.grant import Grant, Live, Ticket, Traffic
+from aidp.tools.gateway.replay import MODEL_PATHS, replayed
 from aidp.tools.model_wire import (
     MAX_RESPONSE_BYTES,
     UPSTREAM_ERRORS,
@@ -316,8 +317,7 @@ class Gateway:
         if body and method == "POST":
             with contextlib.suppress(ValueError):
                 payload = json.loads(body)
-        model_call = method == "POST" and target.split("?")[0].endswith(
-            ("/chat/completions", "/responses", "/completions", "/embeddings"))
+        model_call = method == "POST" and target.split("?")[0].endswith(MODEL_PATHS)
         if model_call and grant.budget is not None:
             with entry.lock:
                 so_far = entry.traffic.usage
@@ -361,65 +361,17 @@ class Gateway:
                       method: str, target: str, model_call: bool) -> None:
         """Answer from the recording (see :attr:`Grant.replay`)."""
         path = target[len("/v1"):].split("?")[0]
-        if not model_call:
-            if method == "GET" and path.startswith("/models"):
-                await self._send(conn, writer, 200, json.dumps(
-                    {"object": "list", "data": []}).encode())
-            else:
-                await self._send(conn, writer, 404, error_body(
-                    f"aidp replay: {method} {path} is not replayed", "invalid_request_error",
-                    "not_found"))
-            return
         assert entry.grant.replay is not None
-        recorded = [e for e in entry.grant.replay if e.get("method") == "POST" and str(
-            e.get("path", "")).endswith(("/chat/completions", "/responses", "/completions",
-                                         "/embeddings"))]
-        with entry.lock:
-            index, entry.served = entry.served, entry.served + 1
-        self._account(entry, requests=1, exchanges=1)
-        if index >= len(recorded) or recorded[index].get("path") != path:
-            holds = (f"request {index + 1} of the recording is {recorded[index].get('path')}"
-                     if index < len(recorded) else
-                     f"the recording holds {len(recorded)} model requests")
-            finding = gateway_finding("replay_mismatch", FailureClass.PERMANENT,
-                               f"aidp replay: the tool's request {index + 1} ({method} {path}) "
-                               f"is not in the recording ({holds})")
-            self._account(entry, finding=finding)
-            await self._send(conn, writer, 409, error_body(finding.message,
-                                                            "invalid_request_error",
-                                                            "replay_mismatch"))
-            return
-        exchange = recorded[index]
-        status = int(exchange.get("status") or 502)
-        answer = str(exchange.get("response") or "").encode()
-        stream = answer.lstrip().startswith((b"data:", b"event:"))
-        usage: Usage | None
-        if stream:
-            reader = SSEReader()
-            reader.feed(answer + b"\n")
-            usage = reader.usage
+        if model_call:
+            with entry.lock:
+                index, entry.served = entry.served, entry.served + 1
+            self._account(entry, requests=1, exchanges=1)
         else:
-            parsed: Any = None
-            with contextlib.suppress(ValueError):
-                parsed = json.loads(answer)
-            usage = usage_of(parsed) if status < 400 else None
-        if usage is not None:
-            self._account(entry, usage=usage)
-        recorded_finding = exchange.get("finding")
-        headers: list[tuple[str, str]] = []
-        if status >= 400:
-            wait = recorded_finding.get("retry_after") if isinstance(
-                recorded_finding, dict) else None
-            if wait:
-                headers.append(("retry-after", f"{float(wait):g}"))
-            parsed_error: Any = None
-            with contextlib.suppress(ValueError):
-                parsed_error = json.loads(answer)
-            self._account(entry, finding=error_finding(status, parsed_error, dict(headers),
-                                                            entry.grant.mask))
-        head = [("content-type", "text/event-stream" if stream else "application/json"),
-                ("content-length", str(len(answer))), *headers]
-        await self._whole(conn, writer, status, head, answer)
+            index = -1
+        answer = replayed(entry.grant.replay, index, method, path, entry.grant.mask)
+        if answer.usage is not None or answer.finding is not None:
+            self._account(entry, usage=answer.usage, finding=answer.finding)
+        await self._whole(conn, writer, answer.status, answer.headers, answer.body)
 
     async def _wait_for_limits(self, grant: Grant, payload: Any) -> tuple[Any, int]:
         """Wait for any ``Retry-After`` of the endpoint, then for the profile's rate limit;
