@@ -4,6 +4,8 @@ the tool: usage, the key swap, provider errors, Retry-After, budgets, streaming,
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -274,3 +276,41 @@ def test_a_dropped_connection_is_a_transient_finding(gateway: Gateway) -> None:
         [finding] = gateway.close(ticket).findings
     assert raised.value.status_code == 502
     assert (finding.code, finding.failure_class) == ("connection_error", FailureClass.TRANSIENT)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself (openssl), and its key."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    return cert, key
+
+
+def test_an_https_provider_is_verified_against_ssl_cert_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream over HTTPS: a provider whose certificate chains to ``SSL_CERT_FILE`` (a company's
+    own CA) is reached; without it the certificate is refused: a connection error, nothing
+    sent."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = _self_signed(tmp_path)
+    with FakeLLM(["over tls"], api_key=KEY, tls=(cert, key)) as llm:
+        assert llm.base_url.startswith("https://127.0.0.1:")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        with Gateway() as trusting:
+            ticket = trusting.open(Grant(upstream=llm.base_url, key=KEY, profile="p"))
+            answer = client(ticket).chat.completions.create(model=llm.model, messages=HI)  # type: ignore[arg-type]
+            trusting.close(ticket)
+        monkeypatch.delenv("SSL_CERT_FILE")
+        with Gateway() as default:
+            ticket = default.open(Grant(upstream=llm.base_url, key=KEY, profile="p"))
+            with pytest.raises(APIStatusError) as raised:
+                client(ticket).chat.completions.create(model=llm.model, messages=HI)  # type: ignore[arg-type]
+            [finding] = default.close(ticket).findings
+        served = len(llm.requests)
+    assert answer.choices[0].message.content == "over tls"
+    assert raised.value.status_code == 502 and finding.code == "connection_error"
+    assert "CERTIFICATE_VERIFY_FAILED" in finding.message
+    assert served == 1

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -339,6 +340,8 @@ class FakeLLM:
         record_path: if set, every request is also appended to this JSONL file.
         api_key: if set, a request without ``Authorization: Bearer <api_key>`` gets 401
             ``invalid_api_key``, as from a provider (recorded, consuming no script step).
+        tls: ``(certificate file, key file)``: serve HTTPS with them (the proxy sink is then
+            not usable).
 
     Raises:
         ScriptError: the script is invalid (names file, line and step).
@@ -348,7 +351,8 @@ class FakeLLM:
 
     def __init__(self, script: Script | Sequence[Any] | str | Path, *, host: str = "127.0.0.1",
                  port: int = 0, model: str = "fake-model",
-                 record_path: str | Path | None = None, api_key: str | None = None) -> None:
+                 record_path: str | Path | None = None, api_key: str | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         if isinstance(script, str | Path):
             self._script = load_script(script)
         else:
@@ -357,6 +361,7 @@ class FakeLLM:
         self._port = port
         self._model = model
         self._api_key = api_key
+        self._tls = tls
         self._record_path = Path(record_path) if record_path is not None else None
         self._lock = threading.Lock()
         self._position = 0
@@ -383,6 +388,10 @@ class FakeLLM:
             self._record_file = self._record_path.open("a", encoding="utf-8")
         self._server = _Server((self._host, self._port), self)
         self._port = self._server.server_address[1]
+        if self._tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self._tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={
             "poll_interval": 0.05}, name=f"fake-llm:{self._port}", daemon=True)
         self._thread.start()
@@ -421,7 +430,10 @@ class FakeLLM:
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT/v1``: the OpenAI base URL to give clients."""
+        """``http://HOST:PORT/v1`` (``https://`` with ``tls``): the OpenAI base URL to give
+        clients."""
+        if self._tls is not None:
+            return f"https://{self._host}:{self.port}/v1"
         return f"{self.proxy_url}/v1"
 
     @property

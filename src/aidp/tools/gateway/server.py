@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -190,8 +192,8 @@ class Gateway:
     async def _begin(self) -> None:
         # httpcore: no redirects followed, no environment proxies, no cookies -- and a third of
         # httpx's CPU per request (its client layer cost ~1 ms of the gateway's ~2.7 here)
-        self._client = httpcore.AsyncConnectionPool(max_connections=200,
-                                                    max_keepalive_connections=50)
+        self._client = httpcore.AsyncConnectionPool(
+            ssl_context=_ssl_context(), max_connections=200, max_keepalive_connections=50)
         self._server = await asyncio.start_server(self._connection, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -554,6 +556,17 @@ class Gateway:
             grant.record.parent.mkdir(parents=True, exist_ok=True)
             with open(grant.record, "a", encoding="utf-8") as out:
                 out.write(line + "\n")
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """The certificates the provider's must chain to: ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when
+    set (a company's own CA; the tools' own HTTP clients honour them too), else certifi's."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 _shared: Gateway | None = None
