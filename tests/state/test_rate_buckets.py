@@ -75,3 +75,38 @@ def test_processes_draw_from_one_bucket(db_url: str, tmp_path: Path) -> None:
     admitted = [int(p.communicate(timeout=60)[0]) for p in procs]
     assert sum(admitted) <= 60 + int(time.monotonic() - started) + 1
     assert sum(admitted) >= 60
+
+
+def test_a_retry_after_holds_every_gateway_on_the_store(db_url: str) -> None:
+    """Two gateways (two processes' worth) on one database: after the provider answered one of
+    them 429 with ``Retry-After: 1.5``, the other waits too before asking it."""
+    from openai import OpenAI, RateLimitError
+
+    from aidp.state.rate_buckets import StoreHolds
+    from aidp.testing import FakeLLM
+    from aidp.tools.gateway import Gateway, Grant
+
+    hi = [{"role": "user", "content": "hi"}]
+    one, two = Store(db_url), Store(db_url)
+    script = [{"error": {"status": 429, "message": "slow down", "retry_after": 1.5}}, "fine"]
+    try:
+        with FakeLLM(script) as llm, Gateway() as first, Gateway() as second:
+            a = first.open(Grant(upstream=llm.base_url, key="k", profile="p",
+                                 holds=StoreHolds(one)))
+            b = second.open(Grant(upstream=llm.base_url, key="k", profile="p",
+                                  holds=StoreHolds(two)))
+            try:
+                OpenAI(base_url=a.base_url, api_key=a.token, max_retries=0
+                       ).chat.completions.create(model=llm.model, messages=hi)  # type: ignore[arg-type]
+            except RateLimitError:
+                refused_at = time.monotonic()
+            OpenAI(base_url=b.base_url, api_key=b.token, max_retries=0
+                   ).chat.completions.create(model=llm.model, messages=hi)  # type: ignore[arg-type]
+            waited = time.monotonic() - refused_at
+            first.close(a)
+            second.close(b)
+        assert StoreHolds(one).wait_s(llm.base_url) == 0.0  # over
+    finally:
+        one.close()
+        two.close()
+    assert waited >= 1.4

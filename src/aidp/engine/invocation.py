@@ -136,7 +136,7 @@ class Invoker:
         ticket: Ticket | None = None
         if profile.uses_gateway():
             # imported here: the HTTP stack is not start-up's to pay for a run of commands
-            from aidp.state.rate_buckets import RateBook, StoreLimiter
+            from aidp.state.rate_buckets import RateBook, StoreHolds, StoreLimiter
             from aidp.tools.adapters._common import DEFAULT_ENDPOINT
             from aidp.tools.gateway import Grant, Price, attach, shared_gateway
 
@@ -162,6 +162,7 @@ class Invoker:
                                      profile.rate_limit.tokens_per_minute)
                 if (profile.rate_limit.requests_per_minute
                     or profile.rate_limit.tokens_per_minute) else None,
+                holds=StoreHolds(self.store),
                 record=self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl",
                 mask=tuple(secrets)))
             # The tool gets the gateway's address and the attempt's token, never the key.

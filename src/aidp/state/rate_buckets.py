@@ -1,6 +1,7 @@
 """The profiles' rate limits as token buckets in the database, so that every process on one
 store (several ``aidp`` runs, the workers of ``aidp serve``, with PostgreSQL several machines)
-shares one bucket per profile.
+shares one bucket per profile; and the providers' ``Retry-After`` holds (:class:`StoreHolds`),
+shared the same way.
 
 A bucket is full at first (one minute's allowance) and refills continuously. Each operation is
 one atomic read-modify-write of the profile's rows, as the breakers do it (see
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 from aidp.state.store import Store
 from aidp.state.tx import Tx
 
-__all__ = ["RateBook", "StoreLimiter"]
+__all__ = ["RateBook", "StoreHolds", "StoreLimiter"]
 
 _CREATE = ('INSERT INTO rate_buckets ("key", kind, level, updated_at) '
            'VALUES (:key, :kind, :level, :now) ON CONFLICT ("key", kind) DO NOTHING')
@@ -99,3 +100,44 @@ class StoreLimiter:
 
     def settle(self, extra_tokens: int) -> None:
         self.book.settle(self.key, self.limits, "tokens", extra_tokens)
+
+
+class StoreHolds:
+    """A provider's ``Retry-After`` kept in the store, so that every process on it waits: the
+    model gateway writes one after a 429 and reads it before each request. Keyed by the
+    endpoint's breaker key (no credentials); the time is the wall clock's."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    @staticmethod
+    def _key(upstream: str) -> str:
+        from aidp.state.breakers import endpoint_key
+
+        return endpoint_key(upstream)
+
+    def hold(self, upstream: str, seconds: float) -> None:
+        """No request to ``upstream`` before ``seconds`` from now (a later hold wins)."""
+        key, now = self._key(upstream), self.clock()
+        with self.store.write() as tx:
+            level = _level(tx, key, "hold", now)
+            _store(tx, key, "hold", max(level, now + seconds), now)
+
+    def wait_s(self, upstream: str) -> float:
+        """Seconds until ``upstream`` may be asked again (0.0: now)."""
+        rows = self.store.read('SELECT level FROM rate_buckets WHERE "key" = :key AND '
+                               "kind = 'hold'", {"key": self._key(upstream)})
+        return max(0.0, float(rows[0].level) - self.clock()) if rows else 0.0
+
+
+def _level(tx: Tx, key: str, kind: str, now: float) -> float:
+    """The stored level of ``key``/``kind``, its row locked (created at 0 when missing)."""
+    sql = 'SELECT level FROM rate_buckets WHERE "key" = :key AND kind = :kind'
+    if tx.dialect != "sqlite":
+        sql += " FOR UPDATE"
+    rows = tx.execute(sql, {"key": key, "kind": kind})
+    if not rows:
+        tx.execute(_CREATE, {"key": key, "kind": kind, "level": 0.0, "now": now})
+        rows = tx.execute(sql, {"key": key, "kind": kind})
+    return float(rows[0].level)

@@ -46,6 +46,9 @@ class Grant:
     #: Or a shared bucket (``try_acquire(tokens) -> seconds to wait``, ``settle(extra)``), e.g.
     #: in the store: then every process on it shares the profile's limit.
     limiter: Any = None
+    #: A ``Retry-After`` shared beyond this process (``hold(upstream, seconds)``,
+    #: ``wait_s(upstream)``), e.g. in the store; None: this process only.
+    holds: Any = None
     price: Price | None = None
     budget: Callable[[Usage, Sequence[Live]], str | None] | None = None
     tags: tuple[str, ...] = ()

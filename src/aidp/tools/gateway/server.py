@@ -384,8 +384,10 @@ class Gateway:
             with self._lock:
                 until = self._not_before.get(grant.upstream, 0.0)
             delay = until - time.monotonic()
+            if delay <= 0 and grant.holds is not None:  # another process's 429
+                delay = await loop.run_in_executor(None, grant.holds.wait_s, grant.upstream)
             if delay > 0:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, 5.0))
                 continue
             limiter: Any = grant.limiter
             if limiter is None:
@@ -486,6 +488,9 @@ class Gateway:
                 with self._lock:
                     self._not_before[upstream] = max(self._not_before.get(upstream, 0.0),
                                                      time.monotonic() + finding.retry_after)
+                if entry.grant.holds is not None:  # every process on the store waits too
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, entry.grant.holds.hold, upstream, finding.retry_after)
         head = [(k, v) for k, v in out if k.lower() != "content-length"]
         head.append(("content-length", str(len(answer))))
         await self._whole(conn, writer, status, head, bytes(answer))
