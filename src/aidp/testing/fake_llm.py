@@ -51,7 +51,7 @@ from urllib.parse import unquote, urlsplit
 from aidp.testing.script import Script, Step, load_script
 from aidp.testing.wire import chat_completion, chat_stream, response_object, responses_stream
 
-__all__ = ["MASKED_HEADERS", "MAX_BODY_BYTES", "FakeLLM"]
+__all__ = ["MASKED_HEADERS", "MAX_BODY_BYTES", "FakeLLM", "server_url"]
 
 #: Request headers whose values are never recorded.
 MASKED_HEADERS = frozenset(
@@ -59,6 +59,15 @@ MASKED_HEADERS = frozenset(
 )
 #: Request bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 64 * 2**20
+
+
+def server_url(host: str, port: int, scheme: str = "http") -> str:
+    """``SCHEME://HOST:PORT`` for a server bound to ``host`` (any-address binds are reached on
+    127.0.0.1; an IPv6 address in brackets)."""
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
 
 
 def _mask(name: str, value: str) -> str:
@@ -432,17 +441,12 @@ class FakeLLM:
     def base_url(self) -> str:
         """``http://HOST:PORT/v1`` (``https://`` with ``tls``): the OpenAI base URL to give
         clients."""
-        if self._tls is not None:
-            return f"https://{self._host}:{self.port}/v1"
-        return f"{self.proxy_url}/v1"
+        return server_url(self._host, self._port, "https" if self._tls else "http") + "/v1"
 
     @property
     def proxy_url(self) -> str:
         """``http://HOST:PORT``: the proxy sink, for ``HTTPS_PROXY`` / ``HTTP_PROXY``."""
-        host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self._port}"
+        return server_url(self._host, self._port)
 
     @property
     def port(self) -> int:

@@ -8,9 +8,10 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+
+from aidp.tools.model_wire import retry_after_s
 
 __all__ = ["dump_script", "step_from_answer", "write_atomic"]
 
@@ -156,27 +157,6 @@ def _responses_stream(text: str) -> dict[str, Any]:
                           "input_tokens_details"))
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            if scale != 1.0:
-                continue
-            try:
-                when = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            from datetime import UTC, datetime
-
-            seconds = (when - datetime.now(UTC)).total_seconds()
-        return max(0.0, seconds) if seconds == seconds else None  # NaN
-    return None
-
-
 def _error(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     text = body.decode("utf-8", "replace")
     try:
@@ -195,7 +175,7 @@ def _error(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, An
                 error[key] = str(raw[key])
     elif text.strip():
         error["message"] = text.strip()[:2000]
-    retry_after = _retry_after(headers)
+    retry_after = retry_after_s(headers)
     if retry_after is not None:
         error["retry_after"] = retry_after
     return {"error": error}

@@ -43,6 +43,7 @@ import httpx
 import pydantic
 
 from aidp.exceptions import InputError
+from aidp.testing.fake_llm import server_url
 from aidp.testing.recorded import dump_script, step_from_answer, write_atomic
 from aidp.testing.script import Step
 
@@ -398,10 +399,7 @@ class Recorder:
     @property
     def base_url(self) -> str:
         """``http://HOST:PORT/v1``: the OpenAI base URL to give clients."""
-        host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self._port}/v1"
+        return server_url(self._host, self._port) + "/v1"
 
     @property
     def port(self) -> int:

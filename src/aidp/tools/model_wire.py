@@ -4,11 +4,11 @@ error (detector ``gateway``; the codes of ``docs/gateway.md``). Pure functions, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -138,25 +138,30 @@ def _status_code(status: int) -> tuple[str, FailureClass]:
     return "bad_request", FailureClass.PERMANENT
 
 
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds the provider asked to wait: ``retry-after-ms``, ``Retry-After`` (seconds or an
-    HTTP date)."""
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds the provider asked to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or
+    an HTTP date; a date without a zone is UTC). None when neither says."""
+    if not headers:
+        return None
     lower = {k.lower(): v for k, v in headers.items()}
-    with contextlib.suppress(ValueError):
-        if "retry-after-ms" in lower:
-            return max(0.0, float(lower["retry-after-ms"]) / 1000)
-    value = lower.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = lower.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            if scale != 1.0:
+                continue
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = when.timestamp() - time.time()
+        return max(0.0, seconds) if seconds == seconds else None  # NaN says nothing
+    return None
 
 
 def error_finding(status: int, body: Any, headers: Mapping[str, str],

@@ -31,11 +31,9 @@ the findings say why not.
 
 from __future__ import annotations
 
-import email.utils
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +42,7 @@ from aidp.process.capped_log import MIN_SECRET_LEN
 from aidp.tools.adapter import AdapterResult, Invocation, ProbeResult, ToolEvent, Usage
 from aidp.tools.adapters._common import offline_refusal
 from aidp.tools.edits import apply_edits, parse_edits
+from aidp.tools.model_wire import retry_after_s
 from aidp.tools.prompts import build_messages, read_files
 from aidp.tools.ratelimit import limiter_for
 
@@ -73,32 +72,6 @@ class _Masker:
         return text
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    if not headers:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def error_finding(exc: Exception, *, model: str, mask: Callable[[str], str] = str
                   ) -> tuple[Finding, bool]:
     """The finding for an openai SDK error, and whether it was a timeout."""
@@ -124,7 +97,7 @@ def error_finding(exc: Exception, *, model: str, mask: Callable[[str], str] = st
         if status == 429:
             if api_code == "insufficient_quota":
                 return make(message, FailureClass.PERMANENT, "quota"), False
-            after = _retry_after(exc.response.headers)
+            after = retry_after_s(exc.response.headers)
             return make(message, FailureClass.TRANSIENT, "rate-limit", after), False
         if status >= 500 or status in (408, 409):
             return make(message, FailureClass.TRANSIENT, f"http-{status}"), False
