@@ -30,8 +30,9 @@ from aidp.tools.registry import get_adapter
 from aidp.tools.shell import build_argv
 
 if TYPE_CHECKING:
+    from aidp.config import ToolProfile
     from aidp.state.store import Store
-    from aidp.tools.gateway import Ticket, Traffic
+    from aidp.tools.gateway import Grant, Ticket, Traffic
     from aidp.tools.gateway.grant import Live
 
 __all__ = ["CHECK_OUTPUT_BYTES", "Invoker", "prompt_text"]
@@ -111,9 +112,9 @@ class Invoker:
 
         A model tool's requests go through the process's model gateway
         (:mod:`aidp.tools.gateway`): the result's usage and provider findings are then the
-        gateway's, and ``budget`` (the attempt's usage so far and the other open attempts'
-        -> why no more may be spent) is
-        asked before each request; a refusal stops the tool."""
+        gateway's. Before each request the gateway asks ``budget`` (this attempt's usage so
+        far, the other open attempts' -> why no more may be spent, or None); a refusal stops
+        the tool."""
         profile = self.settings.profile(profile_name)
         if profile is None:
             return AdapterResult(None, error=f"unknown tool profile {profile_name!r}")
@@ -135,36 +136,14 @@ class Invoker:
         cancel: threading.Event = self.cancel
         ticket: Ticket | None = None
         if profile.uses_gateway():
-            # imported here: the HTTP stack is not start-up's to pay for a run of commands
-            from aidp.state.rate_buckets import RateBook, StoreHolds, StoreLimiter
-            from aidp.tools.adapters._common import DEFAULT_ENDPOINT
-            from aidp.tools.gateway import Grant, Price, attach, shared_gateway
+            from aidp.tools.gateway import attach, shared_gateway
 
             gateway = shared_gateway()
             key_env = profile.key_env()
             key = self.base_env.get(key_env) if key_env else None
-            stop = _Stop(self.cancel)
-            cancel = stop
-
-            def refused(reason: str) -> None:
-                log.note(f"[aidp] gateway: {reason}; stopping the tool")
-                stop.set()
-
-            ticket = gateway.open(Grant(
-                upstream=profile.base_url or DEFAULT_ENDPOINT, key=key, profile=profile_name,
-                rate_limit=profile.rate_limit,
-                price=Price(profile.prices.input, profile.prices.output,
-                            profile.prices.cached_input) if profile.prices else None,
-                budget=budget, on_refused=refused,
-                tags=(self.run_id, wsr.ws.id, step.id, profile_name),
-                limiter=StoreLimiter(RateBook(self.store), profile_name,
-                                     profile.rate_limit.requests_per_minute,
-                                     profile.rate_limit.tokens_per_minute)
-                if (profile.rate_limit.requests_per_minute
-                    or profile.rate_limit.tokens_per_minute) else None,
-                holds=StoreHolds(self.store),
-                record=self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl",
-                mask=tuple(secrets)))
+            cancel = _Stop(self.cancel)
+            ticket = gateway.open(self._grant(wsr, step, number, profile_name, profile, key,
+                                              secrets, log, cancel, budget))
             # The tool gets the gateway's address and the attempt's token, never the key.
             profile, env = attach(ticket, profile, env, key)
             secrets = [*secrets, ticket.token]
@@ -190,6 +169,37 @@ class Invoker:
         if ticket is None:
             return result
         return with_traffic(result, gateway.close(ticket), log)
+
+    def _grant(self, wsr: WorkstreamRuntime, step: Step, number: int, profile_name: str,
+               profile: ToolProfile, key: str | None, secrets: list[str], log: CappedLog,
+               stop: threading.Event,
+               budget: Callable[[Usage, Sequence[Live]], str | None] | None) -> Grant:
+        """What the attempt may do through the gateway: the real endpoint and key, the
+        profile's prices, the shared rate-limit buckets and Retry-After holds of the store, the
+        budget check (a refusal sets ``stop``), the recording."""
+        # imported here: the HTTP stack is not start-up's to pay for a run of commands
+        from aidp.state.rate_buckets import RateBook, StoreHolds, StoreLimiter
+        from aidp.tools.adapters._common import DEFAULT_ENDPOINT
+        from aidp.tools.gateway import Grant, Price
+
+        def refused(reason: str) -> None:
+            log.note(f"[aidp] gateway: {reason}; stopping the tool")
+            stop.set()
+
+        limits = profile.rate_limit
+        return Grant(
+            upstream=profile.base_url or DEFAULT_ENDPOINT, key=key, profile=profile_name,
+            rate_limit=limits,
+            price=Price(profile.prices.input, profile.prices.output,
+                        profile.prices.cached_input) if profile.prices else None,
+            budget=budget, on_refused=refused,
+            tags=(self.run_id, wsr.ws.id, step.id, profile_name),
+            limiter=StoreLimiter(RateBook(self.store), profile_name,
+                                 limits.requests_per_minute, limits.tokens_per_minute)
+            if limits.requests_per_minute or limits.tokens_per_minute else None,
+            holds=StoreHolds(self.store),
+            record=self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl",
+            mask=tuple(secrets))
 
     def _run_checks(
         self,
