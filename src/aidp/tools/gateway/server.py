@@ -161,16 +161,6 @@ class Gateway:
                 out.append((other.grant.tags, other.traffic.usage))
         return out
 
-    def live(self, ticket: Ticket) -> Traffic:
-        """A snapshot of the attempt's traffic so far."""
-        with self._lock:
-            entry = self._open.get(ticket.token)
-        if entry is None:
-            return Traffic()
-        with entry.lock:
-            t = entry.traffic
-            return Traffic(t.usage, t.latency_s, list(t.findings), t.refused, t.exchanges)
-
     # -- the loop --------------------------------------------------------------------------
 
     def _main(self) -> None:
