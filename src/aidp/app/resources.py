@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from aidp.app.context import AppContext
 
 __all__ = [
-    "CURSOR_PATTERN", "RUN_STATES", "LogFile", "RunPage", "attempt_diff", "attempt_log",
-    "attempt_prompt",
-    "get_step", "get_workstream", "page_runs", "run_is_live", "step_ref",
+    "CURSOR_PATTERN", "RUN_STATES", "LogFile", "RunPage", "attempt_diff", "attempt_exchanges",
+    "attempt_log", "attempt_prompt", "get_step", "get_workstream", "page_runs", "run_is_live",
+    "step_ref",
 ]
 
 #: Run states a list may be filtered by (``interrupted``: running, but nobody drives it).
@@ -247,3 +247,28 @@ def attempt_prompt(app: AppContext, step: StepRef, number: int) -> str | None:
         names = run_secret_names(app.store().run(step.run_id).plan_json, app.settings)
         return mask_text(text, names)
     return None
+
+
+def attempt_exchanges(app: AppContext, step: StepRef, number: int) -> list[dict[str, Any]]:
+    """The model exchanges of attempt ``number`` as the gateway recorded them (method, path,
+    model, status, latency, finding, the start of the request and of the answer), masked like
+    the step's diff; [] when its tool sent none through the gateway.
+
+    Raises:
+        NotFoundError: no such attempt.
+    """
+    from aidp.tools.exchanges import recording_path, summaries
+
+    queries.get_attempt(app, step, number)
+    found = summaries(recording_path(app.repo, step.run_id, step.ws_id, step.step_id, number))
+    if not found:
+        return found
+    from aidp.app.masking import mask_text, run_secret_names
+
+    names = run_secret_names(app.store().run(step.run_id).plan_json, app.settings)
+    for exchange in found:
+        for field in ("request", "response", "finding"):
+            if isinstance(exchange.get(field), str):
+                exchange[field] = mask_text(exchange[field], names)
+    return found
+

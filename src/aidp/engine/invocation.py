@@ -9,7 +9,6 @@ never decides an outcome (:mod:`aidp.engine.outcome` does).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -26,6 +25,7 @@ from aidp.exceptions import ToolError
 from aidp.model.workstream import Step
 from aidp.process.runner import CappedLog, run_process
 from aidp.tools.adapter import AdapterResult, Invocation, Usage
+from aidp.tools.exchanges import recording_path
 from aidp.tools.registry import get_adapter
 from aidp.tools.shell import build_argv
 
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from aidp.tools.gateway.grant import Live
 
 __all__ = ["CHECK_OUTPUT_BYTES", "Invoker", "prompt_text"]
+
+#: Exchanges of a failed attempt summed up in its diagnostics (the last ones).
+DIAGNOSTIC_EXCHANGES = 20
 
 CHECK_OUTPUT_BYTES = 256 * 1024
 
@@ -198,7 +201,7 @@ class Invoker:
                                  limits.requests_per_minute, limits.tokens_per_minute)
             if limits.requests_per_minute or limits.tokens_per_minute else None,
             holds=StoreHolds(self.store),
-            record=self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl",
+            record=recording_path(self.repo, self.run_id, wsr.ws.id, step.id, number),
             mask=tuple(secrets))
 
     def _run_checks(
@@ -261,46 +264,16 @@ class Invoker:
             "usage": result.usage.to_dict(), "log_path": str(log_path),
             "breaker": breaker_state,
         }
-        exchanges = self.run_dir / "exchanges" / wsr.ws.id / f"{step.id}.{number}.jsonl"
+        exchanges = recording_path(self.repo, self.run_id, wsr.ws.id, step.id, number)
         if exchanges.is_file():
+            from aidp.tools.exchanges import summaries
+
             data["exchanges_path"] = str(exchanges)
-            data["exchanges"] = exchange_summaries(exchanges)
+            data["exchanges"] = summaries(exchanges, last=DIAGNOSTIC_EXCHANGES)
         try:
             return write_bundle(path, data, worktree=worktree, log_path=log_path)
         except OSError:
             return None
-
-
-#: Exchanges of a failed attempt summed up in its diagnostics (the last ones).
-DIAGNOSTIC_EXCHANGES = 20
-
-
-def exchange_summaries(path: Path) -> list[dict[str, object]]:
-    """The last :data:`DIAGNOSTIC_EXCHANGES` model exchanges of a recording, each as method,
-    path, model, status, latency, finding and the start of the answer."""
-    out: list[dict[str, object]] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return out
-    for line in lines[-DIAGNOSTIC_EXCHANGES:]:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(entry, dict):
-            continue
-        request = entry.get("request")
-        finding = entry.get("finding")
-        out.append({
-            "method": entry.get("method"), "path": entry.get("path"),
-            "model": request.get("model") if isinstance(request, dict) else None,
-            "status": entry.get("status"), "latency_ms": entry.get("latency_ms"),
-            "finding": (f"{finding.get('code')}: {finding.get('message')}"
-                        if isinstance(finding, dict) else None),
-            "response": str(entry.get("response") or "")[:500],
-        })
-    return out
 
 
 class _Stop(threading.Event):

@@ -13,7 +13,6 @@ scratch worktree is removed afterwards (its log stays under ``.aidp/runs/RUN/rep
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -30,11 +29,12 @@ from aidp.process.runner import CappedLog, build_env, new_token
 from aidp.state.store import Store
 from aidp.tools.adapter import Invocation, Usage
 from aidp.tools.adapters._common import DEFAULT_ENDPOINT
+from aidp.tools.exchanges import load_exchanges, recording_path
 from aidp.tools.gateway import Grant, attach, shared_gateway
 from aidp.tools.registry import get_adapter
 from aidp.workspace.git import run_git
 
-__all__ = ["ReplayReport", "load_exchanges", "replay_step"]
+__all__ = ["ReplayReport", "replay_step"]
 
 
 @dataclass
@@ -68,34 +68,6 @@ class ReplayReport:
                 "requests": self.requests, "recorded_requests": self.recorded_requests,
                 "usage": self.usage.to_dict(), "findings": self.findings,
                 "exit_code": self.exit_code, "error": self.error, "log_path": self.log_path}
-
-
-def load_exchanges(path: Path) -> list[dict[str, Any]]:
-    """The exchanges of a recording, in order.
-
-    Raises:
-        NotFoundError: no recording at ``path``.
-        InputError: a line is not a JSON object (names the file and line).
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFoundError(
-            f"no recorded model exchanges at {path}",
-            hint="only attempts whose tool went through the model gateway are recorded "
-            "(not gateway = false, nor attempts before the gateway existed)") from None
-    exchanges = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            entry = None
-        if not isinstance(entry, dict):
-            raise InputError(f"{path}:{number}: not a JSON object (a recorded exchange)")
-        exchanges.append(entry)
-    return exchanges
 
 
 def replay_step(store: Store, repo: Path, settings: Settings, run_id: str, ws_id: str,
@@ -141,7 +113,7 @@ def replay_step(store: Store, repo: Path, settings: Settings, run_id: str, ws_id
                          "to replay")
     run_dir = repo / ".aidp" / "runs" / run_id
     offline = profile_name is None
-    exchanges = load_exchanges(run_dir / "exchanges" / ws_id / f"{step_id}.{attempt}.jsonl") \
+    exchanges = load_exchanges(recording_path(repo, run_id, ws_id, step_id, attempt)) \
         if offline else []
     sha = made[attempt]
     parent = run_git(["rev-parse", f"{sha}^1"], repo).stdout.strip()

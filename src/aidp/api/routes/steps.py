@@ -103,6 +103,17 @@ def diagnostics(request: Request, run_id: str, ws_id: str, step_id: str,
     return queries.get_diagnostics(ctx, step, number).to_dict()
 
 
+@router.get(ATTEMPT + "/exchanges", summary="The model requests the attempt's tool made through "
+            "the gateway: method, path, model, status, latency, finding, the start of the "
+            "request and the answer (masked)", responses=NOT_FOUND)
+def exchanges(request: Request, run_id: str, ws_id: str, step_id: str,
+              number: AttemptNumber) -> dict[str, Any]:
+    ctx = _ctx(request)
+    step = resources.step_ref(ctx, run_id, ws_id, step_id)
+    return {"run_id": step.run_id,
+            "exchanges": resources.attempt_exchanges(ctx, step, number)}
+
+
 @router.get(ATTEMPT + "/diff", summary="What an attempt changed: the checkpoint diff of the "
             "attempt that completed the step, the kept diff of a failed one",
             responses={**NOT_FOUND, 409: {"description": "the attempt has no diff (yet)"}})

@@ -128,14 +128,16 @@ def _step_page(request: Request, run_ref: str, ws_id: str, step_id: str,
         if chosen is None:
             queries.get_attempt(ctx, step, number)  # NotFoundError naming the attempt
     context: dict[str, Any] = {"log": None, "log_offset": 0, "log_cut": False,
-                               "diagnostics": None, "diff": None, "prompt": None}
+                               "diagnostics": None, "diff": None, "prompt": None,
+                               "exchanges": []}
     if chosen is not None:
         path = Path(chosen.log_path) if chosen.log_path else None
         text, offset, cut = _log_tail(path)
         context.update(log=text if path is not None else None, log_offset=offset, log_cut=cut,
                        diagnostics=_diagnostics(ctx, step, chosen),
                        diff=_diff(ctx, step, chosen),
-                       prompt=resources.attempt_prompt(ctx, step, chosen.number))
+                       prompt=resources.attempt_prompt(ctx, step, chosen.number),
+                       exchanges=resources.attempt_exchanges(ctx, step, chosen.number))
     findings = queries.list_findings(ctx, step.run_id, ws_id=step.ws_id, step_id=step.step_id)
     usage = queries.get_usage(ctx, step.run_id).steps.get(f"{step.ws_id}/{step.step_id}", {})
     return render(
