@@ -314,3 +314,19 @@ def test_an_https_provider_is_verified_against_ssl_cert_file(
     assert raised.value.status_code == 502 and finding.code == "connection_error"
     assert "CERTIFICATE_VERIFY_FAILED" in finding.message
     assert served == 1
+
+
+def test_a_failing_budget_check_is_a_502_and_a_finding_not_a_traceback(
+        gateway: Gateway, capfd: pytest.CaptureFixture[str]) -> None:
+    def broken(own: Usage, others: Any) -> str | None:
+        raise RuntimeError("the store is gone")
+
+    with FakeLLM(["never"]) as llm:
+        ticket = gateway.open(Grant(upstream=llm.base_url, key=KEY, profile="p", budget=broken))
+        with pytest.raises(APIStatusError) as raised:
+            client(ticket).chat.completions.create(model=llm.model, messages=HI)  # type: ignore[arg-type]
+        [finding] = gateway.close(ticket).findings
+        served = len(llm.requests)
+    assert raised.value.status_code == 502 and served == 0
+    assert finding.message == "aidp gateway failed: RuntimeError: the store is gone"
+    assert "Traceback" not in capfd.readouterr().err

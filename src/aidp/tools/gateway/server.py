@@ -288,6 +288,17 @@ class Gateway:
                 entry.tasks.add(task)
         try:
             await self._admitted(conn, writer, request, body, headers, entry)
+        except (asyncio.CancelledError, ConnectionError, h11.ProtocolError):
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a bug or a hook's (a budget check, a store): the tool gets a 502, the attempt a finding; never a traceback
+            finding = gateway_finding("server_error", FailureClass.TRANSIENT,
+                                      f"aidp gateway failed: {type(exc).__name__}: {exc}")
+            self._account(entry, finding=finding)
+            if conn.our_state is h11.SEND_RESPONSE:
+                await self._send(conn, writer, 502, error_body(finding.message, "server_error",
+                                                               "gateway_error"))
+            else:
+                writer.close()
         finally:
             with entry.settled:
                 entry.inflight -= 1
