@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from aidp.core.states import AttemptKind
-from aidp.errors.detectors.provider_http import NAME as PROVIDER_DETECTOR
 from aidp.errors.finding import AttemptEvidence, CheckEvidence, FailureClass, Finding
 from aidp.process.runner import STOP_MARKER
 from aidp.tools.adapter import AdapterResult
@@ -138,7 +137,9 @@ def detect_tool(*, tool: str, adapter: str, result: AdapterResult, log_path: Pat
     detected = detect(evidence, [])
     guessed = detected.findings
     if result.via_gateway:  # the gateway saw every answer: no guessing from the output
-        guessed = tuple(p for p in guessed if p[1].detector != PROVIDER_DETECTOR)
+        from aidp.errors.detectors.provider_http import NAME as provider_detector
+
+        guessed = tuple(p for p in guessed if p[1].detector != provider_detector)
     pairs = dedupe_sourced([*(("tool", f) for f in result.findings), *guessed])
     return pairs, detected.failures
 
