@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["is_alive", "process_start_time", "self_identity"]
+__all__ = ["is_alive", "is_user_process", "process_start_time", "self_identity"]
+
+#: ``PF_KTHREAD`` in the flags of ``/proc/PID/stat``: a kernel thread.
+_PF_KTHREAD = 0x00200000
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -24,6 +27,15 @@ def is_alive(pid: int, start_time: int | None = None) -> bool:
     if fields is None or fields[0] in ("Z", "X", "x"):
         return False
     return start_time is None or int(fields[19]) == start_time
+
+
+def is_user_process(pid: int) -> bool:
+    """True if ``pid`` is a live process that is not a kernel thread (those show an empty
+    environment for good; a user process only while it is in ``execve`` or if it cleared it)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X", "x"):
+        return False
+    return not int(fields[6]) & _PF_KTHREAD
 
 
 def process_start_time(pid: int) -> int | None:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from aidp.exceptions import ToolError
 from aidp.process.capped_log import CARRY_LIMIT, MIN_SECRET_LEN, CappedLog, SecretMasker
-from aidp.process.procfs import is_alive, process_start_time
+from aidp.process.procfs import is_alive, is_user_process, process_start_time
 
 __all__ = [
     "CARRY_LIMIT",
@@ -75,6 +75,8 @@ PIPE_LINGER_S = 0.2
 FINAL_DRAIN_S = 1.0
 #: Rounds of /proc scanning when killing by token (a dying process may still fork).
 KILL_ROUNDS = 5
+#: Seconds kill_by_token waits for the processes it killed to be gone.
+KILL_SETTLE_S = 2.0
 ENVIRON_SETTLE_READS = 10  # x 5 ms: a leader caught inside execve shows an empty environment
 
 _ENV_KEEP = frozenset({"PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ"})
@@ -146,13 +148,28 @@ def _carries_token(pid: int, needle: bytes, *, settle: bool = False) -> bool:
 
 
 def _pids_with_token(token: str) -> set[int]:
-    """Live processes whose initial environment carries ``token`` (zombies have none)."""
+    """Live processes whose initial environment carries ``token`` (zombies have none). A user
+    process showing an empty environment may be inside ``execve`` (a child that has just been
+    started): it is read again for a moment before it is passed over."""
     needle = f"\0{TOKEN_ENV}={token}\0".encode()
     me = os.getpid()
-    found = set()
+    found: set[int] = set()
+    empty: list[int] = []
     for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != me and _carries_token(int(name), needle):
-            found.add(int(name))
+        if not name.isdigit() or int(name) == me:
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:  # gone, or not ours
+            continue
+        if environ:
+            if needle in b"\0" + environ:
+                found.add(pid)
+        elif is_user_process(pid):
+            empty.append(pid)
+    found.update(pid for pid in empty if _carries_token(pid, needle, settle=True))
     return found
 
 
@@ -190,6 +207,11 @@ def kill_by_token(token: str, *, pid_hint: int | None = None) -> int:
         if found <= killed:
             break
         killed |= found
+    # Until they are gone (or zombies): a caller cleaning up after them (a resume removing
+    # stale git locks) must not still see them working in the worktree.
+    deadline = time.monotonic() + KILL_SETTLE_S
+    while any(is_alive(pid) for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.005)
     return len(killed)
 
 
