@@ -35,20 +35,18 @@ conversation state (clients send the whole history every turn).
 from __future__ import annotations
 
 import json
-import socket
 import ssl
-import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 from urllib.parse import unquote, urlsplit
 
 from aidp.testing.script import Script, Step, load_script
+from aidp.testing.served import Connections, LoopbackServer, TrackedHandler
 from aidp.testing.wire import chat_completion, chat_stream, response_object, responses_stream
 
 __all__ = ["MASKED_HEADERS", "MAX_BODY_BYTES", "FakeLLM", "server_url"]
@@ -90,45 +88,16 @@ class _Dropped(Exception):
     """The client went away (or the server is stopping): abandon this response."""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
+class _Server(LoopbackServer):
     def __init__(self, address: tuple[str, int], fake: FakeLLM) -> None:
         self.fake = fake
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up (a pooled keep-alive connection closed, a killed tool) is
-        # not the server's error: no traceback on stderr.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
+        super().__init__(address, _Handler, fake._connections)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(TrackedHandler):
     server: _Server
     server_version = "aidp-fake-llm"
     sys_version = ""
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        # headers and body are written separately: without this each answer waits for the
-        # client's delayed ACK (~40 ms)
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.fake._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: requests are recorded, not logged."""
 
     def do_CONNECT(self) -> None:
         self._refuse_stray(self.path)
@@ -378,7 +347,7 @@ class FakeLLM:
         self._count = 0
         self._requests: list[dict[str, Any]] = []
         self._stray: list[str] = []
-        self._connections: set[socket.socket] = set()
+        self._connections = Connections()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -413,13 +382,7 @@ class FakeLLM:
             return
         self._stopping.set()
         server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._connections.shut_all()
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -487,13 +450,6 @@ class FakeLLM:
                 "NO_PROXY": no_proxy, "no_proxy": no_proxy}
 
     # -- used by the handler ----------------------------------------------------------------
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     def _next_step(self) -> tuple[int, Step]:
         with self._lock:

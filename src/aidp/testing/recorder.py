@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import sys
 import threading
 import zlib
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -46,6 +43,7 @@ from aidp.exceptions import InputError
 from aidp.testing.fake_llm import server_url
 from aidp.testing.recorded import dump_script, step_from_answer, write_atomic
 from aidp.testing.script import Step
+from aidp.testing.served import Connections, LoopbackServer, TrackedHandler
 
 __all__ = ["MAX_ANSWER_BYTES", "Recorder"]
 
@@ -71,7 +69,7 @@ class _Dropped(Exception):
 # -- the proxy --------------------------------------------------------------------------------
 
 
-def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+def _read_body(handler: TrackedHandler) -> bytes:
     headers, rfile = handler.headers, handler.rfile
     if headers.get("Transfer-Encoding", "").lower() == "chunked":
         parts: list[bytes] = []
@@ -108,37 +106,14 @@ def _accept_encoding(value: str | None) -> str:
     return ", ".join(kept) or "identity"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
+class _Server(LoopbackServer):
     def __init__(self, address: tuple[str, int], recorder: Recorder) -> None:
         self.recorder = recorder
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
+        super().__init__(address, _Handler, recorder._connections)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(TrackedHandler):
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.recorder._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.recorder._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: problems go to :attr:`Recorder.on_problem`."""
 
     def do_GET(self) -> None:
         self._forward()
@@ -334,7 +309,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._next = 0
         self._done: dict[int, dict[str, Any]] = {}
-        self._connections: set[socket.socket] = set()
+        self._connections = Connections()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -373,13 +348,7 @@ class Recorder:
             return
         self._stopping.set()
         server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._connections.shut_all()
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -423,13 +392,6 @@ class Recorder:
             return [self._done[i] for i in sorted(self._done)]
 
     # -- used by the handler ----------------------------------------------------------------
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     def _reserve(self) -> int:
         with self._lock:
