@@ -15,7 +15,11 @@ every ``poll_s`` at the active runs and decides, run by run:
   hand: left alone and watched; when the lease lapses (that process ended or died) the run is
   done or resumed like any other.
 * neither, and the run has not ended: a worker is started, at most ``max_workers`` at once
-  (the rest wait their turn, oldest first).
+  (the rest wait their turn, oldest first) -- once this service has claimed the run. Several
+  services on one database (on several hosts) race over the same active runs: the claim
+  (:func:`aidp.app.service_runs.claim_service_run`) lets one of them start the worker, whose
+  lease then keeps the others off. A claim lasts one lease lifetime: when a service dies with
+  its workers (its host is gone), another takes its runs over once their leases expire.
 
 Stopping (the app's shut-down: SIGTERM or Ctrl-C of ``aidp serve``) sends SIGTERM to every
 worker's process group -- the worker stops its tools and leaves the run resumable -- and waits
@@ -66,6 +70,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: str | None = None
+        self.identity = _identity()
 
     # -- the API's side ----------------------------------------------------------------------
 
@@ -144,6 +149,9 @@ class Supervisor:
                     continue
                 if len(self.workers) >= self.max_workers:
                     return  # the rest wait for a slot, oldest first
+                if not service_runs.claim_service_run(self.ctx, run.run_id, self.identity):
+                    self._forget(run.run_id)  # another service is starting its worker
+                    continue
                 self._spawn(run.run_id, run.status)
 
     def _spawn(self, run_id: str, status: str) -> None:
@@ -199,6 +207,16 @@ class Supervisor:
         self._requested.discard(run_id)
         self._failures.pop(run_id, None)
         self._not_before.pop(run_id, None)
+
+
+def _identity() -> str:
+    """This service among others on the database: host, pid and the pid's start time."""
+    import socket
+
+    from aidp.process.procfs import self_identity
+
+    pid, started = self_identity()
+    return f"pid {pid} on {socket.gethostname()} ({started})"
 
 
 def lower_priority_hook(increment: int) -> Callable[[Any], AbstractAsyncContextManager[None]]:

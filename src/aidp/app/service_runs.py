@@ -32,6 +32,7 @@ __all__ = [
     "ServiceRun",
     "Worker",
     "active_service_runs",
+    "claim_service_run",
     "finish_service_run",
     "note_restart",
     "prepare_resume",
@@ -259,6 +260,16 @@ def active_service_runs(app: AppContext) -> list[ServiceRun]:
         found.append(ServiceRun(row.run_id, status, lease_is_live(store.lease(row.run_id)),
                                 int(row.restarts)))
     return found
+
+
+def claim_service_run(app: AppContext, run_id: str, owner: str) -> bool:
+    """Reserve the active run for the service ``owner`` (see
+    :func:`aidp.state.service.claim_service_run`) for one lease lifetime: True when this
+    service may start its worker. Several services on one database race through this."""
+    from aidp.state import service
+
+    with app.store().write() as tx:
+        return service.claim_service_run(tx, run_id, owner, app.settings.run.lease_ttl)
 
 
 def finish_service_run(app: AppContext, run_id: str, *, unchanged_since: float) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "activate_service_run",
     "claim_idempotency_key",
+    "claim_service_run",
     "finish_idempotency_key",
     "idempotency_key",
     "insert_service_run",
@@ -131,5 +132,29 @@ def activate_service_run(tx: Tx, run_id: str, started_by: str | None) -> None:
         insert_service_run(tx, run_id, started_by)
         return
     tx.execute("UPDATE service_runs SET state = 'active', started_by = :started_by, "
-               "updated_at = :now WHERE run_id = :run_id",
+               "updated_at = :now, owner = NULL, owner_until = NULL WHERE run_id = :run_id",
                {"run_id": run_id, "started_by": started_by, "now": tx.now})
+
+
+def claim_service_run(tx: Tx, run_id: str, owner: str, ttl_s: float) -> bool:
+    """Inside a write transaction: reserve the active run ``run_id`` for the service ``owner``
+    for ``ttl_s`` seconds -- the time its worker has to take the run's lease -- unless another
+    service holds an unexpired claim. True when the claim is ours.
+
+    On PostgreSQL the row is locked with ``FOR UPDATE SKIP LOCKED``: a service that finds it
+    locked by another's claim moves on at once instead of waiting for it (SQLite's
+    ``BEGIN IMMEDIATE`` lets one writer in at a time anyway)."""
+    sql = ("SELECT owner, owner_until FROM service_runs WHERE run_id = :run_id "
+           "AND state = 'active'")
+    if tx.dialect != "sqlite":
+        sql += " FOR UPDATE SKIP LOCKED"
+    rows = tx.execute(sql, {"run_id": run_id})
+    if not rows:
+        return False
+    row = rows[0]
+    if row.owner not in (None, owner) and (row.owner_until or 0.0) > tx.now:
+        return False
+    tx.execute("UPDATE service_runs SET owner = :owner, owner_until = :until "
+               "WHERE run_id = :run_id", {"run_id": run_id, "owner": owner,
+                                           "until": tx.now + ttl_s})
+    return True

@@ -185,6 +185,8 @@ DDL: tuple[str, ...] = (
         "\trestarts INTEGER DEFAULT '0' NOT NULL, \n"
         '\tcreated_at FLOAT NOT NULL, \n'
         '\tupdated_at FLOAT NOT NULL, \n'
+        '\towner VARCHAR(160), \n'
+        '\towner_until FLOAT, \n'
         '\tCONSTRAINT pk_service_runs PRIMARY KEY (run_id), \n'
         "\tCONSTRAINT ck_service_runs_state CHECK (state IN ('active', 'done'))\n"
         ')'

@@ -439,7 +439,9 @@ Index("ix_webhook_deliveries_status_next_attempt_at", webhook_deliveries.c.statu
       webhook_deliveries.c.next_attempt_at)
 
 # Runs started through the API: the service drives them in its workers, and resumes the
-# ``active`` ones it finds without a live lease holder when it starts again.
+# ``active`` ones it finds without a live lease holder when it starts again. Several services
+# on one database claim a run before starting its worker (migration 0009): ``owner`` names the
+# service, ``owner_until`` ends the claim (the worker holds the run's lease by then).
 service_runs = Table(
     "service_runs",
     metadata,
@@ -449,5 +451,7 @@ service_runs = Table(
     Column("restarts", Integer, nullable=False, server_default="0"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("owner", String(160)),
+    Column("owner_until", Float),
     *_checks("service_runs"),
 )
