@@ -52,6 +52,10 @@ class _Section(BaseModel):
 
 class DatabaseSettings(_Section):
     url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in .aidp/")
+    auto_upgrade: bool | None = Field(
+        None, description="upgrade an older schema when aidp opens the database; default: "
+        "yes for a SQLite file, no for a server database shared by many processes "
+        "(PostgreSQL: `aidp db upgrade --yes`)")
 
 
 class CcpmSettings(_Section):

@@ -130,7 +130,7 @@ def test_upgrade_from_0005_keeps_every_row(db_url: str) -> None:
     finally:
         engine.dispose()
 
-    store = Store(db_url)  # upgrades
+    store = Store(db_url, upgrade=True)  # upgrades (a shared database only when asked)
     try:
         assert db.current_revision(store.engine) == db.HEAD_REVISION
         assert _checks(store.engine) == _expected()

@@ -91,7 +91,8 @@ class AppContext:
                     raise NotFoundError(f"no aidp database in {self.repo}",
                                         hint="start a run with `aidp run FILE`")
                 self.ensure_aidp_dir()
-            self._store = Store(self.database_url)
+            self._store = Store(self.database_url,
+                                upgrade=self.settings.database.auto_upgrade)
         return self._store
 
     def cached(self, key: Hashable, load: Callable[[], T]) -> T:

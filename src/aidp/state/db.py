@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEAD_REVISION",
+    "check_revision",
     "connect_sqlite",
     "create_sqlite_schema",
+    "current_revision",
     "make_engine",
     "migrate",
+    "migration_revisions",
+    "pending_revisions",
     "read_engine",
     "sqlite_file",
     "sqlite_revision",
@@ -171,20 +175,25 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def migrate(engine: Engine, *, replay: bool = False) -> None:
+def migrate(engine: Engine, *, replay: bool = False, upgrade: bool = True) -> None:
     """Bring the schema to :data:`HEAD_REVISION`.
 
     An empty database gets the tables of :mod:`aidp.state.tables` and is stamped at
     ``HEAD_REVISION`` (Alembic's documented way to start a new database; it skips importing
     Alembic, ~100 ms of every first start). A test keeps those tables identical to what the
     migrations build. ``replay=True`` runs every migration instead; an existing older database
-    is always upgraded by its migrations.
+    is upgraded by its migrations -- unless ``upgrade`` is False (a shared database is upgraded
+    only by ``aidp db upgrade --yes``).
+
+    Raises:
+        ConfigError: the schema is older and ``upgrade`` is False, or newer than this aidp.
     """
     from sqlalchemy import text
 
     revision = current_revision(engine)
     if revision == HEAD_REVISION:
         return
+    check_revision(revision, engine.url.render_as_string(hide_password=True), upgrade=upgrade)
     if engine.dialect.name == "postgresql":
         # Two aidp processes starting at once on a new database must not both create it: the
         # first takes this lock for its transaction, the second then finds the schema current.
@@ -196,6 +205,48 @@ def migrate(engine: Engine, *, replay: bool = False) -> None:
 
 
 _MIGRATE_LOCK = 0x61696470  # "aidp"
+
+
+def migration_revisions() -> list[tuple[str, str]]:
+    """Every migration, oldest first: (revision, its one-line description). Read from the
+    migration files' headers (no Alembic import)."""
+    found = []
+    for path in sorted((Path(__file__).parent / "migrations" / "versions").glob("[0-9]*.py")):
+        title = path.read_text(encoding="utf-8").split('"""', 2)[1].strip().splitlines()[0]
+        found.append((path.name.split("_", 1)[0], title))
+    return found
+
+
+def pending_revisions(revision: str | None) -> list[tuple[str, str]]:
+    """The migrations a database at ``revision`` still needs (None: an empty database needs
+    none of them -- it is created at the head)."""
+    if revision is None:
+        return []
+    known = migration_revisions()
+    names = [r for r, _ in known]
+    return known[names.index(revision) + 1:] if revision in names else []
+
+
+def check_revision(revision: str | None, where: str, *, upgrade: bool) -> None:
+    """Refuse a schema this aidp cannot or may not bring to the head (see :func:`migrate`).
+
+    Raises:
+        ConfigError: naming the database, its revision and what to do."""
+    if revision is None:
+        return
+    if revision not in {r for r, _ in migration_revisions()}:
+        raise ConfigError(
+            f"the database {where} is at schema revision {revision}, which this aidp does not "
+            f"know (its newest is {HEAD_REVISION})",
+            hint="a newer aidp upgraded it: run that version, or restore a backup")
+    if not upgrade:
+        pending = ", ".join(r for r, _ in pending_revisions(revision))
+        raise ConfigError(
+            f"the database {where} is at schema revision {revision}; this aidp needs "
+            f"{HEAD_REVISION} (migrations {pending} pending), and a shared database is not "
+            "upgraded implicitly",
+            hint="back it up (pg_dump), then run `aidp db upgrade --yes`; or set "
+                 "[database] auto_upgrade = true")
 
 
 def _migrate(conn: Connection, *, replay: bool) -> None:

@@ -41,7 +41,16 @@ __all__ = ["Store"]
 class Store:
     """Access to one aidp database. Thread-safe: each call takes its own connection."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, upgrade: bool | None = None) -> None:
+        """Open the database at ``url``; with ``create``, make or upgrade its schema.
+
+        ``upgrade``: may an existing older schema be upgraded now? None: a SQLite file yes (it
+        is one user's), a server database (PostgreSQL, shared by many services) no -- that is
+        ``aidp db upgrade --yes``'s job. An empty database is always created.
+
+        Raises:
+            ConfigError: the schema is older and may not be upgraded, or newer than this aidp.
+        """
         self.url = url
         self._connections = Connections(url)
         self._sqlite = self._connections.is_sqlite
@@ -51,7 +60,7 @@ class Store:
         )
         self._deferred = threading.local()
         if create:
-            self._migrate()
+            self._migrate(self._sqlite if upgrade is None else upgrade)
 
     @property
     def dialect(self) -> str:
@@ -71,7 +80,7 @@ class Store:
         """:attr:`engine` whose transactions never take SQLite's write lock."""
         return db.read_engine(self.engine)
 
-    def _migrate(self) -> None:
+    def _migrate(self, upgrade: bool) -> None:
         if self._sqlite:
             conn = self._connections.get()
             try:
@@ -82,7 +91,7 @@ class Store:
                     return
             finally:
                 self._connections.put(conn)
-        db.migrate(self.engine)
+        db.migrate(self.engine, upgrade=upgrade)
 
     def close(self) -> None:
         self._connections.close()
