@@ -86,10 +86,13 @@ class StepReport:
         """One line saying why the step failed or was skipped ("" when it passed)."""
         if self.verdict is Verdict.PASSED:
             return ""
-        text = self.reason or (
-            f"{self.step_id} {self.status}" if self.verdict is Verdict.FAILED
-            else f"not run: the step ended {self.status}" if self.status == "cancelled"
-            else f"not run (the step was {self.status} when the run ended)")
+        if self.verdict is Verdict.FAILED or self.status in ("skipped", "cancelled"):
+            text = self.reason or f"{self.step_id} {self.status}"
+        elif self.attempts == 0:  # pending, never started
+            text = "not run: the run ended before this step started"
+        else:  # the run stopped (a signal, a crash) in the middle of it
+            text = "not finished: the run stopped before this step completed" + (
+                f" ({self.reason})" if self.reason else "")
         first = (text.splitlines() or [""])[0]
         return first if len(first) <= _MESSAGE_CHARS else first[:_MESSAGE_CHARS - 1] + "…"
 

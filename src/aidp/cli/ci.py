@@ -88,9 +88,10 @@ def _run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
         parallel = parallel or ctx.settings.run.parallel
         dirty = uncommitted_changes(ctx.app)  # before anything is written
         if dirty:
-            click.echo(f"warning: {len(dirty)} uncommitted change{'s' if len(dirty) != 1 else ''}"
-                       f" not part of the run (it starts from HEAD): {describe_paths(dirty)}",
-                       err=True)
+            many = len(dirty) != 1
+            click.echo(f"warning: {len(dirty)} uncommitted change{'s' if many else ''} "
+                       f"{'are' if many else 'is'} not part of the run (it starts from HEAD): "
+                       f"{describe_paths(dirty)}", err=True)
         try:  # refuses what `aidp validate` reports, before anything is written
             run_id = create_run(ctx.app, plan, parallel=parallel, by=actor())
         except ValidationError as exc:
