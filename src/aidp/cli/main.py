@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plan": ("aidp.cli.plan", "plan", "Show waves, critical path and useful parallelism."),
     "run": ("aidp.cli.run", "run", "Run workstreams in worktrees, checkpointing every step."),
     "resume": ("aidp.cli.run", "resume", "Finish an interrupted run without redoing steps."),
+    "ci": ("aidp.cli.ci", "ci", "Run workstreams in batch mode; write JUnit XML and a summary."),
     "status": ("aidp.cli.inspect", "status", "Show a run's workstreams and steps."),
     "runs": ("aidp.cli.inspect", "runs", "List runs."),
     "logs": ("aidp.cli.inspect", "logs", "Print (or follow) the log of a step's attempt."),
