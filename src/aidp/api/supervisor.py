@@ -66,6 +66,8 @@ class Supervisor:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: str | None = None
+        #: Active runs without a worker at the last turn: waiting for a slot or a backoff.
+        self.waiting = 0
 
     # -- the API's side ----------------------------------------------------------------------
 
@@ -83,6 +85,11 @@ class Supervisor:
             self._not_before.pop(run_id, None)
         log.info("run %s requested by %s", run_id, started_by or "-")
         self._wake.set()
+
+    def worker_count(self) -> int:
+        """Run workers alive now (as of the last turn; metrics report it)."""
+        with self._lock:
+            return len(self.workers)
 
     def healthy(self) -> bool:
         """True while the watching thread runs (readiness reports it)."""
@@ -124,6 +131,7 @@ class Supervisor:
         """One look at the workers and the active runs."""
         self._reap()
         now = time.monotonic()
+        waiting = 0
         for run in service_runs.active_service_runs(self.ctx):
             if self._stopping.is_set():
                 return
@@ -141,10 +149,13 @@ class Supervisor:
                     self._forget(run.run_id)
                     continue
                 if self._not_before.get(run.run_id, 0.0) > now:
+                    waiting += 1  # a dead worker's restart, after its backoff
                     continue
                 if len(self.workers) >= self.max_workers:
-                    return  # the rest wait for a slot, oldest first
+                    waiting += 1  # the rest wait for a slot, oldest first
+                    continue
                 self._spawn(run.run_id, run.status)
+        self.waiting = waiting
 
     def _spawn(self, run_id: str, status: str) -> None:
         if self._failures.get(run_id):
