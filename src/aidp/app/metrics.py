@@ -91,6 +91,7 @@ def exposition(app: AppContext, service: ServiceGauges, now: float | None = None
     Raises:
         sqlalchemy / driver errors when the database cannot be read (the API answers 500).
     """
+    app.store(create=True)  # a service opens it at start; an app built for tests may not
     stored = app.cached(("metrics",), lambda: _read(app))
     now = time.time() if now is None else now
     return stored.text + render(_live(stored, service, now))
