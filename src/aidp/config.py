@@ -1,7 +1,8 @@
 """Settings: ``aidp.toml`` at the repository root, overridden by ``AIDP_*`` environment variables.
 
 ``AIDP_DATABASE_URL`` (or ``[database] url``) picks the database; the default is SQLite in
-``<repo>/.aidp/aidp.db``. Tool profiles live under ``[tools.NAME]``.
+``<repo>/.aidp/aidp.db``. ``AIDP_LOG_FORMAT`` is accepted for ``[serve] log_format``. Tool
+profiles live under ``[tools.NAME]``.
 """
 
 from __future__ import annotations
@@ -208,6 +209,9 @@ class ServeSettings(_Section):
     dashboard_read_only: bool = Field(
         False, description="anonymous visitors may read the dashboard (never act) without "
         "signing in")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="the service's log lines on stderr (and its run workers'): text, "
+        "or json -- one object per line (also AIDP_LOG_FORMAT, --log-format)")
 
 
 class WebhookSettings(_Section):
@@ -227,7 +231,8 @@ class WebhookSettings(_Section):
 
 class Settings(_Section):
     """All settings: aidp.toml, overridden by ``AIDP_<SECTION>__<KEY>`` environment variables
-    (``AIDP_RUN__PARALLEL=8``); ``AIDP_DATABASE_URL`` is accepted for the database URL."""
+    (``AIDP_RUN__PARALLEL=8``); ``AIDP_DATABASE_URL`` is accepted for the database URL and
+    ``AIDP_LOG_FORMAT`` for ``[serve] log_format``."""
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     run: RunSettings = Field(default_factory=RunSettings)
@@ -272,6 +277,11 @@ def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> No
             node = child
         else:
             node[path[-1]] = value
+    log_format = environ.get("AIDP_LOG_FORMAT")
+    if log_format:  # the name the service hands to its workers (aidp.app.logs.ENV)
+        serve = data.setdefault("serve", {})
+        if isinstance(serve, dict):
+            serve["log_format"] = log_format.strip().lower()
 
 
 def load_settings(repo: Path | None, config_path: Path | None = None) -> Settings:

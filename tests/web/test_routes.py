@@ -12,7 +12,7 @@ from fastapi.routing import iter_route_contexts
 
 from aidp.api.server import create_app
 from aidp.app.context import AppContext
-from aidp.web import PAGES, session
+from aidp.web import PAGES, is_dashboard_path, session
 
 #: Dashboard routes open without a session (sign-in itself, and the redirect to /runs).
 OPEN = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
@@ -38,7 +38,7 @@ def _dashboard_routes(repo: Path, **serve: Any) -> list[tuple[str, str, set[str]
     app = create_app(AppContext(repo, settings))
     return [(method, route.path, _guards(route))
             for route in iter_route_contexts(app.routes)
-            if not route.path.startswith("/api/")
+            if is_dashboard_path(route.path)
             for method in sorted(route.methods or ()) if method != "HEAD"]
 
 

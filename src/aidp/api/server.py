@@ -1,5 +1,6 @@
-"""The FastAPI application of ``aidp serve``: routers under ``/api/v1``, problem+json errors,
-the Host allow-list, the request size limit and (closed by default) CORS.
+"""The FastAPI application of ``aidp serve``: routers under ``/api/v1`` (and ``/metrics`` for
+Prometheus), problem+json errors, the Host allow-list, the request size limit and (closed by
+default) CORS.
 
 :func:`create_app` builds it on one :class:`~aidp.app.context.AppContext` (one store, shared by
 the request threads). Route modules live in :mod:`aidp.api.routes`; each exports ``router``.
@@ -8,6 +9,7 @@ the request threads). Route modules live in :mod:`aidp.api.routes`; each exports
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +26,8 @@ __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
 
 API_PREFIX = "/api/v1"
 #: Route modules under aidp.api.routes, in the order of the schema's tags.
-ROUTERS = ("meta", "runs", "steps", "control", "plans", "catalog", "events", "webhooks")
+ROUTERS = ("meta", "runs", "steps", "control", "plans", "catalog", "events", "webhooks",
+           "metrics")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -121,10 +124,13 @@ def create_app(ctx: AppContext, *, listen_host: str | None = None,
         openapi_url=None, docs_url=None, redoc_url=None,  # served by routes.meta, behind auth
     )
     app.state.ctx = ctx
+    app.state.started_at = time.time()
     install_problem_handlers(app)
     for name in ROUTERS:
         module = importlib.import_module(f"aidp.api.routes.{name}")
         app.include_router(module.router, prefix=API_PREFIX)
+    # and at /metrics, where a Prometheus scrape config looks by default
+    app.include_router(importlib.import_module("aidp.api.routes.metrics").router)
     install_schema(app, API_PREFIX)
     if settings.dashboard:
         from aidp.web import mount

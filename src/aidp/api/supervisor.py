@@ -71,6 +71,8 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self._error: str | None = None
         self.identity = _identity()
+        #: Active runs without a worker at the last turn: waiting for a slot or a backoff.
+        self.waiting = 0
 
     # -- the API's side ----------------------------------------------------------------------
 
@@ -86,8 +88,14 @@ class Supervisor:
             self._requested.add(run_id)
             self._failures.pop(run_id, None)
             self._not_before.pop(run_id, None)
-        log.info("run %s requested by %s", run_id, started_by or "-")
+        log.info("run %s requested by %s", run_id, started_by or "-",
+                 extra={"run": run_id, "by": started_by})
         self._wake.set()
+
+    def worker_count(self) -> int:
+        """Run workers alive now (as of the last turn; metrics report it)."""
+        with self._lock:
+            return len(self.workers)
 
     def healthy(self) -> bool:
         """True while the watching thread runs (readiness reports it)."""
@@ -108,7 +116,7 @@ class Supervisor:
         for worker in workers:
             if worker.wait(max(0.0, deadline - time.monotonic())) is None:
                 log.warning("run %s: worker %d did not stop in time; killed", worker.run_id,
-                            worker.pid)
+                            worker.pid, extra={"run": worker.run_id, "pid": worker.pid})
                 worker.signal(signal.SIGKILL)
                 worker.wait(2.0)
 
@@ -129,6 +137,7 @@ class Supervisor:
         """One look at the workers and the active runs."""
         self._reap()
         now = time.monotonic()
+        waiting = 0
         for run in service_runs.active_service_runs(self.ctx):
             if self._stopping.is_set():
                 return
@@ -146,13 +155,16 @@ class Supervisor:
                     self._forget(run.run_id)
                     continue
                 if self._not_before.get(run.run_id, 0.0) > now:
+                    waiting += 1  # a dead worker's restart, after its backoff
                     continue
                 if len(self.workers) >= self.max_workers:
-                    return  # the rest wait for a slot, oldest first
+                    waiting += 1  # the rest wait for a slot, oldest first
+                    continue
                 if not service_runs.claim_service_run(self.ctx, run.run_id, self.identity):
                     self._forget(run.run_id)  # another service is starting its worker
                     continue
                 self._spawn(run.run_id, run.status)
+        self.waiting = waiting
 
     def _spawn(self, run_id: str, status: str) -> None:
         if self._failures.get(run_id):
@@ -162,7 +174,8 @@ class Supervisor:
         self.workers[run_id] = worker
         self._spawned_status[run_id] = status
         self._requested.discard(run_id)
-        log.info("run %s: worker %d started", run_id, worker.pid)
+        log.info("run %s: worker %d started", run_id, worker.pid,
+                 extra={"run": run_id, "pid": worker.pid})
 
     def _reap(self) -> None:
         """Handle the workers that exited."""
@@ -186,7 +199,8 @@ class Supervisor:
                                         and (code in (0, 1) or before != run.status)):
                 service_runs.finish_service_run(self.ctx, run_id, unchanged_since=spawned_at)
                 self._forget(run_id)
-                log.info("run %s: %s", run_id, run.status)
+                log.info("run %s: %s", run_id, run.status,
+                         extra={"run": run_id, "status": run.status, "exit_code": code})
             elif not self._stopping.is_set() and not run.live:
                 failures = self._failures.get(run_id, 0) + 1
                 if failures > self.max_restarts:
@@ -194,14 +208,16 @@ class Supervisor:
                     with self._lock:
                         self._forget(run_id)
                     log.error("run %s: worker %d exited %d, %d times in a row; given up (the "
-                              "run is resumable)", run_id, worker.pid, code, failures)
+                              "run is resumable)", run_id, worker.pid, code, failures,
+                              extra={"run": run_id, "pid": worker.pid, "exit_code": code})
                     continue
                 delay = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
                 with self._lock:
                     self._failures[run_id] = failures
                     self._not_before[run_id] = time.monotonic() + delay
                 log.warning("run %s: worker %d exited %d; restarting in %.1fs", run_id,
-                            worker.pid, code, delay)
+                            worker.pid, code, delay,
+                            extra={"run": run_id, "pid": worker.pid, "exit_code": code})
 
     def _forget(self, run_id: str) -> None:
         self._requested.discard(run_id)

@@ -354,7 +354,8 @@ class Worker:
 
 def start_worker(app: AppContext, run_id: str, config_path: Path | None = None) -> Worker:
     """Start ``aidp resume RUN`` on ``app``'s repository (the same interpreter, environment and
-    settings file as the service) in its own session.
+    settings file as the service, and its log format: ``AIDP_LOG_FORMAT``) in its own
+    session.
 
     Raises:
         OSError: the interpreter cannot be started.
@@ -365,5 +366,8 @@ def start_worker(app: AppContext, run_id: str, config_path: Path | None = None) 
             "main(sys.argv[1:])", "resume", run_id, "--repo", str(app.repo)]
     if config_path is not None:
         argv += ["--config", str(config_path)]
-    proc = spawn(argv, cwd=app.repo, env=os.environ, output=worker_log(app, run_id))
+    from aidp.app.logs import ENV
+
+    env = {**os.environ, ENV: app.settings.serve.log_format}  # it logs as the service does
+    proc = spawn(argv, cwd=app.repo, env=env, output=worker_log(app, run_id))
     return Worker(run_id, proc)

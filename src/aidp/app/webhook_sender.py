@@ -23,9 +23,9 @@ subscriptions would otherwise report each other's dead letters forever).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +45,7 @@ __all__ = ["Sender", "advance", "attempt", "backoff", "enqueue", "lifespan", "si
 
 _BATCH = 500
 _WORKERS = 4
+log = logging.getLogger("aidp.serve.webhooks")
 
 
 def _selected(row: Any, event: Any, patterns: list[str]) -> bool:
@@ -174,6 +175,9 @@ def record(app: AppContext, settings: WebhookSettings, row: Any, result: Result)
     from aidp.state import webhooks as state
 
     attempts = int(row.attempts) + 1
+    about = {"run": str(row.run_id), "webhook": str(row.webhook_id), "delivery": int(row.id),
+             "event_id": int(row.event_id), "attempts": attempts,
+             "last_status": result.status}
     with app.store().write() as tx:
         if result.delivered:
             assert result.status is not None
@@ -181,6 +185,9 @@ def record(app: AppContext, settings: WebhookSettings, row: Any, result: Result)
             return "delivered"
         if attempts >= settings.max_attempts:
             state.mark_dead(tx, int(row.id), result.status, result.error)
+            log.error("webhook %s: delivery %s of event %s is dead after %d attempts: %s",
+                      row.webhook_id, row.id, row.event_id, attempts,
+                      result.error or result.status, extra=about)
             if row.kind == "webhook.dead":  # no dead letter about a dead letter: no cascade
                 return "dead"
             tx.event(str(row.run_id), "webhook.dead", webhook=str(row.webhook_id),
@@ -191,6 +198,9 @@ def record(app: AppContext, settings: WebhookSettings, row: Any, result: Result)
         if result.retry_after is not None:
             wait = min(max(result.retry_after, 0.0), settings.backoff_max_s)
         state.mark_retry(tx, int(row.id), result.status, result.error, tx.now + wait)
+        log.info("webhook %s: delivery %s of event %s failed (%s); retry in %.1fs",
+                 row.webhook_id, row.id, row.event_id, result.error or result.status, wait,
+                 extra=about)
         return "pending"
 
 
@@ -218,8 +228,7 @@ class Sender:
             try:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 -- keep sending: the next tick retries
-                print(f"aidp serve: webhook sender: {type(exc).__name__}: {exc}",
-                      file=sys.stderr, flush=True)
+                log.warning("webhook sender: %s: %s", type(exc).__name__, exc)
             self._stop.wait(self.settings.poll_interval_s)
 
     def tick(self) -> None:

@@ -118,11 +118,29 @@ def _mute_stdout() -> None:
         pass
 
 
+def logging_json() -> bool:
+    """Whether this process logs JSON lines: ``AIDP_LOG_FORMAT=json`` and the logging was set
+    up so (by ``aidp run`` / ``resume`` / ``serve``; see :mod:`aidp.app.logs`)."""
+    if "aidp.app.logs" not in sys.modules:  # never imported: nothing was set up
+        return False
+    import logging
+
+    from aidp.app.logs import JsonFormatter
+
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning aidp errors into one line and an exit code."""
     try:
         result = cli.main(args=argv, prog_name="aidp", standalone_mode=False)
     except AidpError as exc:
+        if logging_json():  # a run worker of `aidp serve --log-format json`: one JSON line
+            import logging
+
+            logging.getLogger("aidp.cli").error(exc.message, extra={
+                "hint": exc.hint, "error": type(exc).__name__, "exit_code": exc.exit_code})
+            sys.exit(exc.exit_code)
         click.secho(f"error: {exc.message}", fg="red", err=True)
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)

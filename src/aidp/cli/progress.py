@@ -1,12 +1,14 @@
 """Progress views for ``aidp run`` / ``resume``: a live rich table on a TTY, plain lines
-elsewhere."""
+elsewhere, log records (JSON lines) under ``AIDP_LOG_FORMAT=json`` -- as in a run worker of
+``aidp serve --log-format json``."""
 
 from __future__ import annotations
 
 import time
 from typing import IO, Any
 
-__all__ = ["LiveReporter", "PlainReporter", "gate_lines", "merge_note", "render_summary"]
+__all__ = ["LiveReporter", "LogReporter", "PlainReporter", "gate_lines", "merge_note",
+           "render_summary"]
 
 _ICONS = {
     "completed": "✔", "failed": "✘", "timeout": "⏱", "skipped": "↷", "cancelled": "■",
@@ -36,6 +38,10 @@ def merge_note(ws_id: str, data: dict[str, Any]) -> str | None:
     return f"{verb} {ws_id} into {into} ({str(sha)[:7]})"
 
 
+#: Event data a progress line shows (PlainReporter) or a log record carries (LogReporter).
+_SHOWN = ("attempt", "outcome", "reason", "branch", "adopted")
+
+
 class PlainReporter:
     """One line per event, for logs and CI (no colours, no cursor movement)."""
 
@@ -49,7 +55,7 @@ class PlainReporter:
             return
         where = "/".join(p for p in (ws_id, step_id) if p)
         details = []
-        for key in ("attempt", "outcome", "reason", "branch", "adopted"):
+        for key in _SHOWN:
             if data.get(key) not in (None, "", 0):
                 details.append(f"{key}={data[key]}")
         if data.get("sha"):
@@ -64,6 +70,44 @@ class PlainReporter:
         self.stream.write(line.rstrip() + "\n" + "".join(
             f"    {text}\n" for text in gate_lines(kind, data)))
         self.stream.flush()
+
+    def output(self, ws_id: str, step_id: str, data: bytes) -> None:
+        """Tool output is in the step's log (`aidp logs`), not repeated here."""
+
+
+class LogReporter:
+    """One log record per event, on logger ``aidp.run``, with the run, workstream, step and
+    attempt as fields (:mod:`aidp.app.logs` writes each as a JSON line); failures are
+    warnings. It carries the same event data as :class:`PlainReporter`'s lines, no more."""
+
+    def __init__(self, run_id: str) -> None:
+        import logging
+
+        self.run_id = run_id
+        self.log = logging.getLogger("aidp.run")
+
+    def event(self, kind: str, ws_id: str | None, step_id: str | None, data: dict[str, Any]
+              ) -> None:
+        import logging
+
+        if kind == "run.finished":
+            return
+        fields: dict[str, Any] = {k: data[k] for k in _SHOWN if data.get(k) not in (None, "", 0)}
+        if data.get("sha"):
+            fields["checkpoint"] = str(data["sha"])[:10]
+        if data.get("next_attempt_at"):
+            fields["next_attempt_in_s"] = round(max(0.0, data["next_attempt_at"] - time.time()),
+                                                1)
+        note = merge_note(ws_id, data) if kind == "workstream.completed" and ws_id else None
+        if note:
+            fields["merge"] = note
+        if kind == "step.awaiting_approval":
+            fields.update({k: data[k] for k in ("worktree", "prompt") if data.get(k)})
+        where = "/".join(p for p in (ws_id, step_id) if p)
+        failed = kind.rsplit(".", 1)[-1] in ("failed", "timeout", "cancelled", "crashed")
+        self.log.log(logging.WARNING if failed else logging.INFO, "%s", f"{kind} {where}".strip(),
+                     extra={"run": self.run_id, "workstream": ws_id, "step": step_id,
+                            "event": kind, **fields})
 
     def output(self, ws_id: str, step_id: str, data: bytes) -> None:
         """Tool output is in the step's log (`aidp logs`), not repeated here."""

@@ -15,9 +15,35 @@ from aidp.cli.common import Context, echo_json, repo_options
 __all__ = ["resume", "run"]
 
 
-def _reporter(ctx: Context, workstreams: list[tuple[str, int]], as_json: bool) -> Any:
-    from aidp.cli.progress import LiveReporter, PlainReporter
+def _json_logs() -> bool:
+    """Whether this process logs JSON lines (``AIDP_LOG_FORMAT=json``: a run worker of
+    ``aidp serve --log-format json``); then every line it would print is a log record."""
+    from aidp.app.logs import configure_logging, format_from_environment
 
+    if format_from_environment() != "json":
+        return False
+    configure_logging("json")
+    return True
+
+
+def _say(text: str, run_id: str | None = None, *, err: bool = False,
+         warning: bool = False) -> None:
+    """A line of ``run`` / ``resume``: printed, or logged under ``AIDP_LOG_FORMAT=json``."""
+    if _json_logs():
+        import logging
+
+        logging.getLogger("aidp.run").log(logging.WARNING if warning else logging.INFO, "%s",
+                                          text, extra={"run": run_id})
+    else:
+        click.echo(text, err=err)
+
+
+def _reporter(ctx: Context, run_id: str, workstreams: list[tuple[str, int]],
+              as_json: bool) -> Any:
+    from aidp.cli.progress import LiveReporter, LogReporter, PlainReporter
+
+    if _json_logs():
+        return LogReporter(run_id)
     if as_json:
         return PlainReporter(sys.stderr)
     if sys.stdout.isatty():
@@ -55,22 +81,33 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
 
     plan = run_plan(ctx.app, run_id)
     reporter = GuardedReporter(
-        _reporter(ctx, [(ws.id, len(ws.steps)) for ws in plan.workstreams], as_json))
+        _reporter(ctx, run_id, [(ws.id, len(ws.steps)) for ws in plan.workstreams], as_json))
     try:
         with stop_on_signals():  # SIGTERM, SIGHUP, a closed stdout: stop as Ctrl-C does
             summary = drive_run(ctx.app, run_id, reporter=reporter,
                                 decide=_ask if interactive else None, parallel=parallel,
-                                on_note=lambda line: click.echo(line, err=True))
+                                on_note=lambda line: _say(line, run_id, err=True))
     except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # Abort: EOF at --interactive
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         try:
-            click.echo(f"\nrun {run_id} interrupted ({signal.Signals(signum).name}); the tools "
-                       f"were stopped. Resume it with: aidp resume {run_id}", err=True)
+            _say(f"{'' if _json_logs() else chr(10)}run {run_id} interrupted "
+                 f"({signal.Signals(signum).name}); the tools were stopped. Resume it with: "
+                 f"aidp resume {run_id}", run_id, err=True, warning=True)
         except OSError:  # stderr gone too (a closed terminal)
             pass
         raise Interrupted(signum, reported=True) from None
     if as_json:
         echo_json(summary.to_dict())
+    elif _json_logs():
+        import logging
+
+        data = summary.to_dict()
+        logging.getLogger("aidp.run").log(
+            logging.INFO if summary.ok else logging.WARNING, "run %s %s", run_id,
+            data.get("status"), extra={"run": run_id, "status": data.get("status"),
+                                       "duration_s": data.get("duration_s"),
+                                       "workstreams": {w["id"]: w["status"]
+                                                       for w in data.get("workstreams", ())}})
     else:
         render_summary(summary.to_dict(), sys.stdout)
     return 0 if summary.ok else 1
@@ -135,11 +172,11 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
             from aidp.core.dag import analyze
 
             shape = analyze(plan)
-            click.echo(f"run {run_id}: {len(plan.workstreams)} workstreams, {plan.step_count} "
-                       f"steps, parallel {parallel}")
-            click.echo(f"plan: {len(shape.waves)} waves; critical path "
-                       f"{' -> '.join(shape.critical_path) or '-'} ({shape.critical_steps} "
-                       f"steps); up to {shape.max_parallelism} workstreams at once")
+            _say(f"run {run_id}: {len(plan.workstreams)} workstreams, {plan.step_count} "
+                 f"steps, parallel {parallel}", run_id)
+            _say(f"plan: {len(shape.waves)} waves; critical path "
+                 f"{' -> '.join(shape.critical_path) or '-'} ({shape.critical_steps} "
+                 f"steps); up to {shape.max_parallelism} workstreams at once", run_id)
         code = _drive(ctx, run_id, parallel=parallel, as_json=as_json,
                       interactive=interactive)
         if code == 0 and change_id is not None:
@@ -171,7 +208,7 @@ def resume(run_ref: str | None, repo: Path | None, config_path: Path | None,
     try:
         run_id = resolve_run(ctx.app, run_ref)
         if not as_json:
-            click.echo(f"resuming run {run_id}")
+            _say(f"resuming run {run_id}", run_id)
         return _drive(ctx, run_id, parallel=parallel, as_json=as_json, interactive=interactive)
     finally:
         ctx.close()

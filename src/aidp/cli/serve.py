@@ -39,19 +39,24 @@ def _listen(host: str, port: int) -> socket.socket:
               "[serve] host).")
 @click.option("--port", type=int, default=None, help="Port (default 8765; 0: any free port; "
               "[serve] port).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log lines on stderr, and in the run workers' logs: text, or json (one "
+              "object per line; [serve] log_format, AIDP_LOG_FORMAT).")
 def serve(repo: Path | None, config_path: Path | None, host: str | None,
-          port: int | None) -> None:
+          port: int | None, log_format: str | None) -> None:
     """Serve the REST API under /api/v1 and the web dashboard at / until Ctrl-C or SIGTERM.
 
     Runs started through the API run in worker processes of the service ([serve] max_workers
     at once); stopping the service stops them resumably, starting it again resumes them.
 
     Every route but /api/v1/health/live needs a bearer token (`aidp tokens create NAME`).
-    The schema is at /api/v1/openapi.json, a docs page at /api/v1/docs. The dashboard signs
-    in with a token too ([serve] dashboard = false turns it off).
+    The schema is at /api/v1/openapi.json, a docs page at /api/v1/docs, Prometheus metrics at
+    /metrics (a read token). The dashboard signs in with a token too ([serve] dashboard =
+    false turns it off).
     """
     try:
         import uvicorn
+        from uvicorn.config import LOGGING_CONFIG
 
         from aidp.api.server import create_app
     except ImportError as exc:
@@ -59,9 +64,15 @@ def serve(repo: Path | None, config_path: Path | None, host: str | None,
                          hint="install aidp with the serve extra: pip install 'aidp[serve]'"
                          ) from exc
     ctx = Context(repo, config_path)
+    if log_format is not None:  # the workers read it from here (service_runs.start_worker)
+        ctx.app.settings = ctx.settings.model_copy(update={
+            "serve": ctx.settings.serve.model_copy(update={"log_format": log_format})})
+    settings = ctx.app.settings.serve
+    from aidp.app.logs import configure_logging
+
+    configure_logging(settings.log_format)
     ctx.ensure_aidp_dir()
     ctx.app.store(create=True)
-    settings = ctx.settings.serve
     host = host or settings.host
     sock = _listen(host, settings.port if port is None else port)
     bound = sock.getsockname()[1]
@@ -75,8 +86,10 @@ def serve(repo: Path | None, config_path: Path | None, host: str | None,
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"aidp serve: http://{shown}:{bound}/api/v1 (repository {ctx.repo})")
     sys.stdout.flush()
+    # json: uvicorn's records go to the handler configure_logging installed (log_config None)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10,
+                            log_config=None if settings.log_format == "json" else LOGGING_CONFIG)
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

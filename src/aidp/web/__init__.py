@@ -51,8 +51,9 @@ _HEADERS = [
 
 
 def is_dashboard_path(path: str) -> bool:
-    """Whether ``path`` is the dashboard's (everything but the REST API under /api/)."""
-    return not (path == "/api" or path.startswith("/api/"))
+    """Whether ``path`` is the dashboard's (everything but the REST API under /api/ and its
+    Prometheus scrape path /metrics, which answer problem+json)."""
+    return not (path == "/api" or path.startswith("/api/") or path == "/metrics")
 
 
 class SecurityHeaders:
