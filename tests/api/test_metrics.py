@@ -269,12 +269,20 @@ def test_the_webhook_backlog_counts_a_dead_delivery(cli: Cli,
         commit_files(cli.cwd, {"one.yaml": "version: 1\nworkstreams:\n  - id: a\n    steps:\n"
                                "      - id: s\n        run: 'true'\n"}, "one step")
         cli("run", "one.yaml", check=True)
-        samples = wait_for(served, lambda s: value(s, "aidp_webhook_deliveries",
-                                                   status="dead") >= 1
-                           and value(s, "aidp_webhook_deliveries", status="pending") == 0,
-                           60, "a dead delivery")
-        with served.client("admin") as client:
-            dead = client.get("/webhooks/deliveries", params={"status": "dead"}).json()
+        # every run.* event of the run is queued and has died once the API lists as many dead
+        # deliveries as the scrape before it counted, with none pending
+        deadline = time.monotonic() + 60
+        while True:
+            samples = wait_for(served, lambda s: value(s, "aidp_webhook_deliveries",
+                                                       status="dead") >= 1
+                               and value(s, "aidp_webhook_deliveries", status="pending") == 0,
+                               60, "a dead delivery")
+            with served.client("admin") as client:
+                dead = client.get("/webhooks/deliveries", params={"status": "dead"}).json()
+            if value(samples, "aidp_webhook_deliveries", status="dead") == len(dead):
+                break
+            assert time.monotonic() < deadline, (samples, dead)
+            time.sleep(0.3)
     finally:
         served.stop()
     assert value(samples, "aidp_webhook_deliveries", status="dead") == len(dead)

@@ -33,24 +33,25 @@ pytestmark = pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() 
 TTL_S = 3.0  # the run leases' lifetime in these tests (renewed every second)
 
 
-def _host(cli: Cli, host: str, *extra: str) -> Served:
-    """``aidp serve`` as pid 1 of its own PID and UTS namespace, hostname ``host``."""
+def _host(cli: Cli, host: str, ttl_s: float = TTL_S) -> Served:
+    """``aidp serve`` as pid 1 of its own PID and UTS namespace, hostname ``host``, run leases
+    of ``ttl_s``."""
     argv = ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c",
             'hostname "$0" && exec "$@"', host]
 
     class OnHost(Cli):
         def popen(self, *args: str) -> subprocess.Popen[str]:
-            env = {**self.env(), "AIDP_RUN__LEASE_TTL": str(TTL_S)}
+            env = {**self.env(), "AIDP_RUN__LEASE_TTL": str(ttl_s)}
             return subprocess.Popen([*argv, *self.popen_argv(*args)], cwd=self.cwd,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 
-    return start_served(OnHost(cli.cwd, cli.db_url), *extra)
+    return start_served(OnHost(cli.cwd, cli.db_url))
 
 
-def _hosts(cli: Cli, count: int) -> list[Served]:
+def _hosts(cli: Cli, count: int, ttl_s: float = TTL_S) -> list[Served]:
     """``count`` services, h0, h1, ..., sharing one set of tokens."""
-    hosts = [_host(cli, f"h{i}") for i in range(count)]
+    hosts = [_host(cli, f"h{i}", ttl_s) for i in range(count)]
     for served in hosts[1:]:
         served.tokens = hosts[0].tokens
     return hosts
@@ -117,7 +118,8 @@ def test_four_services_race_over_eight_runs_and_every_step_completes_once(cli: C
     has one completion event and one checkpoint commit, and each run had one holder."""
     shape = {"a": 3, "b": 3}
     path = _plan(cli.cwd, "fleet", shape, sleep=0.2)
-    hosts = _hosts(cli, 4)
+    # leases long enough that no holder on this loaded machine misses its renewals
+    hosts = _hosts(cli, 4, ttl_s=30.0)
     try:
         runs = [_start(hosts[i % 4], {"files": [path], "parallel": 2}) for i in range(8)]
         _wait_runs(cli, runs)
