@@ -85,9 +85,10 @@ class DaskExecutor(Executor):
             answer = self._submit(wsr, sr, admitted, claim, start)
         except AidpError as exc:
             return _failed(AttemptOutcome.FAILED_TRANSIENT, exc.message)
-        claim.log_path.write_bytes(answer.log)
-        if self.on_output is not None and answer.log:
-            self.on_output(wsr.ws.id, sr.step.id, answer.log)
+        log = f"[aidp] ran on worker {answer.worker}\n".encode() + answer.log
+        claim.log_path.write_bytes(log)
+        if self.on_output is not None:
+            self.on_output(wsr.ws.id, sr.step.id, log)
         invoked = answer.invoked
         wsr.needs_reset = True  # the local worktree did not see the attempt: reset before reuse
         if invoked.sha is None:
