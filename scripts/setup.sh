@@ -7,7 +7,7 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check uv
 fi
 [[ -x .venv/bin/python ]] || uv venv --quiet --python 3.11 .venv 2>/dev/null || uv venv --quiet .venv
-uv pip install --quiet --python .venv/bin/python -e '.[dev,postgres,serve]'
+uv pip install --quiet --python .venv/bin/python -e '.[dev,postgres,serve,distributed]'
 # PYTHONDONTWRITEBYTECODE is set on these machines and the editable install compiles nothing:
 # without this, every aidp start compiles aidp's own modules again.
 .venv/bin/python -m compileall -q -j 0 src >/dev/null

@@ -24,6 +24,7 @@ __all__ = [
     "BreakerSettings",
     "CcpmSettings",
     "DatabaseSettings",
+    "ExecutorSettings",
     "Prices",
     "RateLimit",
     "RunSettings",
@@ -171,6 +172,9 @@ class ToolProfile(_Section):
         "(exact usage, provider errors, budgets inside an attempt, shared rate limits; the "
         "tool never sees the key). Default: on for every adapter but shell and manual")
     prices: Prices | None = Field(None, description="the model's prices, for the cost")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="with the Dask executor: what one attempt takes of a "
+        "worker's resources (`aidp worker --resources codex=2`), e.g. {codex = 1}")
 
     def uses_gateway(self) -> bool:
         """Whether this profile's model requests go through the gateway."""
@@ -229,6 +233,19 @@ class WebhookSettings(_Section):
                                  "journal's ids is waited for before it counts as rolled back")
 
 
+class ExecutorSettings(_Section):
+    """``[executor]``: where attempts run -- threads of the run's process (``local``, the
+    default) or the workers of a Dask cluster (``dask``; the ``distributed`` extra)."""
+
+    kind: Literal["local", "dask"] = Field("local", description="local threads, or dask")
+    scheduler: str | None = Field(
+        None, description="the Dask scheduler's address (tcp://host:8786) for kind = dask")
+    remote: str = Field(
+        "origin", description="the git remote (name or URL) the workers fetch workstream "
+        "branches from and push checkpoints to")
+    connect_timeout: Duration = Field(10.0, description="how long to wait for the scheduler")
+
+
 class Settings(_Section):
     """All settings: aidp.toml, overridden by ``AIDP_<SECTION>__<KEY>`` environment variables
     (``AIDP_RUN__PARALLEL=8``); ``AIDP_DATABASE_URL`` is accepted for the database URL and
@@ -240,6 +257,7 @@ class Settings(_Section):
     ccpm: CcpmSettings = Field(default_factory=CcpmSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     tools: dict[str, ToolProfile] = Field(
         default_factory=lambda: {"shell": ToolProfile(adapter="shell")}
     )

@@ -6,6 +6,7 @@ It opens no store, pool or breaker book itself: that is :class:`aidp.app.AppCont
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,29 @@ def repo_options(func: F) -> F:
     func = click.option(
         "--repo", type=click.Path(path_type=Path, file_okay=False),
         help="Target git repository (default: the one containing the current directory).",
+    )(func)
+    return func
+
+
+def _executor_setting(key: str) -> Any:
+    def store(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is not None:  # the settings overlay reads it; `aidp serve` passes it on
+            os.environ[f"AIDP_EXECUTOR__{key}"] = value
+    return store
+
+
+def executor_options(func: F) -> F:
+    """Add ``--executor`` and ``--scheduler`` (they override ``[executor]`` of aidp.toml, for
+    this process and the run workers it starts)."""
+    func = click.option(
+        "--scheduler", expose_value=False, callback=_executor_setting("SCHEDULER"),
+        help="The Dask scheduler's address, tcp://HOST:8786 ([executor] scheduler).",
+    )(func)
+    func = click.option(
+        "--executor", type=click.Choice(["local", "dask"]), expose_value=False,
+        callback=_executor_setting("KIND"),
+        help="Where attempts run: local threads, or a Dask cluster's `aidp worker`s "
+        "([executor] kind; default local).",
     )(func)
     return func
 

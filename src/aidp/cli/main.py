@@ -50,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "tokens": ("aidp.cli.tokens", "tokens", "Create, list and revoke API tokens."),
     "webhooks": ("aidp.cli.webhooks", "webhooks", "Subscribe URLs to signed webhooks; verify."),
     "events": ("aidp.cli.events", "events", "Print or follow the journal's events (CloudEvents)."),
+    "worker": ("aidp.cli.worker", "worker", "Join a Dask cluster and run attempts (the "
+               "distributed extra)."),
     "db": ("aidp.cli.db", "db", "Show or upgrade the database schema (shared: only with --yes)."),
 }
 

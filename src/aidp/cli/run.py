@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from aidp.cli.common import Context, echo_json, repo_options
+from aidp.cli.common import Context, echo_json, executor_options, repo_options
 
 __all__ = ["resume", "run"]
 
@@ -116,6 +116,7 @@ def _drive(ctx: Context, run_id: str, *, parallel: int | None, as_json: bool,
 @click.command()
 @click.argument("files", nargs=-1, required=False, type=click.Path(path_type=Path))
 @repo_options
+@executor_options
 @click.option("--parallel", "-p", type=click.IntRange(1, 256), help="Steps running at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--interactive", is_flag=True,
@@ -191,6 +192,7 @@ def run(files: tuple[Path, ...], repo: Path | None, config_path: Path | None,
 @click.command()
 @click.argument("run_ref", metavar="[RUN]", required=False)
 @repo_options
+@executor_options
 @click.option("--parallel", "-p", type=click.IntRange(1, 256), help="Steps running at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--interactive", is_flag=True,

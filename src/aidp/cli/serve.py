@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aidp.cli.common import Context, repo_options
+from aidp.cli.common import Context, executor_options, repo_options
 from aidp.exceptions import InputError
 
 __all__ = ["serve"]
@@ -35,6 +35,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 @click.command()
 @repo_options
+@executor_options
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; "
               "[serve] host).")
 @click.option("--port", type=int, default=None, help="Port (default 8765; 0: any free port; "

@@ -38,9 +38,10 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aidp.config import Settings, ToolProfile
 from aidp.core.clock import Clock, SystemClock
@@ -85,7 +86,12 @@ from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
 from aidp.workspace.checkpoint import RefUpdate, discard_unstaged, prepare_checkpoint, stage_all
 from aidp.workspace.worktrees import WorktreePool
 
-__all__ = ["Executor"]
+if TYPE_CHECKING:
+    from aidp.model.workstream import Step
+    from aidp.tools.adapter import Usage
+    from aidp.tools.gateway.grant import Live
+
+__all__ = ["Executor", "make_executor"]
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,9 @@ class Executor(Preparation, Admission, Invoker):
         self.host = socket.gethostname()
         self.base_env = dict(os.environ)  # read once: os.environ decodes on every access
         self._made_dirs: set[Path] = set()
+
+    def close(self) -> None:
+        """Let go of what the executor holds beyond the run (nothing, locally)."""
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -307,8 +316,7 @@ class Executor(Preparation, Admission, Invoker):
         try:
             result = self._run_tool(
                 step, wsr, sr, profile_name, values, env, secrets, log, token, prompt, number,
-                budget=lambda live, others: self._budget_spent(wsr, step, profile_name, live,
-                                                               others))
+                budget=self._live_budget(wsr, step, profile_name))
             tool_result = ToolResult(result.exit_code, result.signal, result.timed_out,
                                      result.cancelled, result.error)
             clean = (tool_result.exit_code == 0 and not tool_result.cancelled
@@ -334,11 +342,7 @@ class Executor(Preparation, Admission, Invoker):
             if result.budget_exceeded is not None:  # the gateway refused a request: stopped
                 outcome, reason = AttemptOutcome.BUDGET_EXCEEDED, result.budget_exceeded
             if outcome is AttemptOutcome.SUCCEEDED and step.checks:  # never after a failure
-                with self.store.write(self.fence) as tx:
-                    tx.update_step(self.run_id, wsr.ws.id, step.id,
-                                   status=StepState.VALIDATING.value)
-                    tx.event(self.run_id, "step.validating", wsr.ws.id, step.id,
-                             attempt=number, changed=len(changed))
+                self._validating(wsr, step, number, len(changed))
                 checks, check_outputs = self._run_checks(step, values, env, secrets, log,
                                                          worktree, token)
                 outcome, reason = judged(checks)
@@ -368,6 +372,18 @@ class Executor(Preparation, Admission, Invoker):
             log.close()
         return _Invoked(result, changed, outside, checks, check_outputs, outcome, reason, sha,
                         log.bytes_seen, names, tool_sourced, detector_failures, checkpoint)
+
+    def _live_budget(self, wsr: WorkstreamRuntime, step: Step, profile_name: str
+                     ) -> Callable[[Usage, Sequence[Live]], str | None] | None:
+        """What the gateway asks before each model request: why no more may be spent."""
+        return lambda live, others: self._budget_spent(wsr, step, profile_name, live, others)
+
+    def _validating(self, wsr: WorkstreamRuntime, step: Step, number: int, changed: int) -> None:
+        """The tool is done and the checks start: a progress mark in the store."""
+        with self.store.write(self.fence) as tx:
+            tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.VALIDATING.value)
+            tx.event(self.run_id, "step.validating", wsr.ws.id, step.id, attempt=number,
+                     changed=changed)
 
     def _judge(self, sr: StepRuntime, admitted: _Admitted, claim: _Claim, invoked: _Invoked
                ) -> _Judgement:
@@ -531,3 +547,14 @@ class Executor(Preparation, Admission, Invoker):
                              next_at, history=history, next_kind=next_kind,
                              profile=next_profile, fix_findings=fix_findings,
                              failure_class=step_class, closed_workstream=closes)
+
+
+def make_executor(**kwargs: Any) -> Executor:
+    """The executor ``settings.executor.kind`` names: local threads, or a Dask cluster's
+    workers (:class:`aidp.distributed.executor.DaskExecutor`, imported only then)."""
+    settings: Settings = kwargs["settings"]
+    if settings.executor.kind == "dask":
+        from aidp.distributed.executor import DaskExecutor
+
+        return DaskExecutor(**kwargs)
+    return Executor(**kwargs)

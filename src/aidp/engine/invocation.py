@@ -62,7 +62,7 @@ class Invoker:
     repo: Path
     run_dir: Path
     settings: Settings
-    store: Store
+    store: Store  # None on a Dask worker: no shared rate buckets or holds there
     base_env: dict[str, str]
     cancel: threading.Event
     on_output: Callable[[str, str, bytes], None] | None
@@ -199,8 +199,9 @@ class Invoker:
             tags=(self.run_id, wsr.ws.id, step.id, profile_name),
             limiter=StoreLimiter(RateBook(self.store), profile_name,
                                  limits.requests_per_minute, limits.tokens_per_minute)
-            if limits.requests_per_minute or limits.tokens_per_minute else None,
-            holds=StoreHolds(self.store),
+            if self.store is not None and (limits.requests_per_minute
+                                           or limits.tokens_per_minute) else None,
+            holds=StoreHolds(self.store) if self.store is not None else None,
             record=recording_path(self.repo, self.run_id, wsr.ws.id, step.id, number),
             mask=tuple(secrets))
 

@@ -33,7 +33,7 @@ from aidp.core.states import (
     WorkstreamState,
     check,
 )
-from aidp.engine.executor import Executor
+from aidp.engine.executor import make_executor
 from aidp.engine.ledger import HELD, WAITING
 from aidp.engine.lifecycle import Lifecycle
 from aidp.engine.resume import Resume
@@ -136,9 +136,10 @@ class Orchestrator(Resume, Lifecycle):
             self.pool.always_detach = frozenset(
                 wsr.ws.merge.into for wsr in self.ws.values() if wsr.ws.merge is not None)
             self.pool.owned = frozenset(wsr.branch for wsr in self.ws.values())
-            self.executor = Executor(store=self.store, fence=self.fence, repo=self.repo,
-                                     settings=self.settings, pool=self.pool, cancel=self.cancel,
-                                     on_output=self.reporter.output, clock=self.clock)
+            self.executor = make_executor(
+                store=self.store, fence=self.fence, repo=self.repo, settings=self.settings,
+                pool=self.pool, cancel=self.cancel, on_output=self.reporter.output,
+                clock=self.clock)
             self._recover()
             self._loop()
             return self._finish()
@@ -150,6 +151,8 @@ class Orchestrator(Resume, Lifecycle):
                     self._release(wsr)
             self.pool.detach_released()
             heartbeat.join(timeout=5)
+            if getattr(self, "executor", None) is not None:
+                self.executor.close()
             if self.lease_lost is None:
                 release_lease(self.store, self.fence)
 
