@@ -11,7 +11,7 @@ import pytest
 
 from aidp.config import Settings
 from aidp.core.states import AttemptKind, AttemptOutcome
-from aidp.distributed.attempt import (
+from aidp.engine.distributed.attempt import (
     AttemptSpec,
     WorkerContext,
     run_remote_attempt,

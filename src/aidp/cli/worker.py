@@ -34,7 +34,7 @@ def worker(scheduler: str, repo: Path | None, remote: str, nthreads: int,
     The worker's own environment provides the keys the tool profiles name (they are never
     sent to it). Stop it with SIGTERM or Ctrl-C.
     """
-    from aidp.distributed.worker import parse_resources, serve_worker
+    from aidp.app.cluster import parse_resources, run_worker
     from aidp.exceptions import InputError
 
     offered = parse_resources(resources)
@@ -42,5 +42,5 @@ def worker(scheduler: str, repo: Path | None, remote: str, nthreads: int,
     if top is None:
         raise InputError(f"{repo or Path.cwd()} is not in a git repository",
                          hint="clone the shared remote and pass --repo CLONE")
-    serve_worker(scheduler, repo=top, remote=remote, nthreads=nthreads, resources=offered,
-                 name=name, host=host)
+    run_worker(scheduler, repo=top, remote=remote, nthreads=nthreads, resources=offered,
+               name=name, host=host)

@@ -551,10 +551,10 @@ class Executor(Preparation, Admission, Invoker):
 
 def make_executor(**kwargs: Any) -> Executor:
     """The executor ``settings.executor.kind`` names: local threads, or a Dask cluster's
-    workers (:class:`aidp.distributed.executor.DaskExecutor`, imported only then)."""
+    workers (:class:`aidp.engine.distributed.executor.DaskExecutor`, imported only then)."""
     settings: Settings = kwargs["settings"]
     if settings.executor.kind == "dask":
-        from aidp.distributed.executor import DaskExecutor
+        from aidp.engine.distributed.executor import DaskExecutor
 
         return DaskExecutor(**kwargs)
     return Executor(**kwargs)

@@ -3,7 +3,7 @@
 A plain ``distributed.Worker`` (threads, no nanny: a worker that dies stays dead, and the
 scheduler gives its tasks to the others) with the resources it was given, joined to the
 scheduler; before it joins, this process becomes an aidp worker
-(:func:`aidp.distributed.attempt.set_worker_context`): attempts use the clone's worktree pool
+(:func:`aidp.engine.distributed.attempt.set_worker_context`): attempts use the clone's worktree pool
 (``.aidp/worktrees`` of the clone) and its remote. SIGTERM or SIGINT closes it gracefully: its
 running attempts are finished or handed back to the scheduler.
 """
@@ -15,7 +15,7 @@ import signal
 import socket
 from pathlib import Path
 
-from aidp.distributed.attempt import WorkerContext, set_worker_context
+from aidp.engine.distributed.attempt import WorkerContext, set_worker_context
 from aidp.exceptions import ConfigError, InputError
 
 __all__ = ["parse_resources", "serve_worker"]

@@ -5,7 +5,7 @@ judgement, the outcome transaction: :class:`~aidp.engine.executor.Executor`). Wh
 the executor's *invoke* phase itself -- the same code as the local executor's, through
 :class:`WorkerExecutor` -- in a worktree of the worker's own clone:
 
-1. fetch the workstream's branch from the shared remote (:mod:`aidp.distributed.remote`); the
+1. fetch the workstream's branch from the shared remote (:mod:`aidp.engine.distributed.remote`); the
    orchestrator published the attempt's start there;
 2. if the remote already holds a checkpoint of this step on top of that start (a worker pushed it
    and died before answering), **adopt** it: nothing runs again;
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aidp.core.states import AttemptKind, AttemptOutcome, StepState, WorkstreamState
-from aidp.distributed.remote import RemoteBranch, commit_info, fetch_branch, push_branch
+from aidp.engine.distributed.remote import RemoteBranch, commit_info, fetch_branch, push_branch
 from aidp.engine.executor import Executor, _Admitted, _Claim, _Invoked
 from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
 from aidp.errors.finding import Finding

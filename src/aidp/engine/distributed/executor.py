@@ -4,9 +4,9 @@ cluster (``[executor] kind = "dask"``).
 It is the local :class:`~aidp.engine.executor.Executor` with one phase sent elsewhere: admission,
 the claim, the judgement and the outcome's transaction run here, exactly as for a local attempt;
 only *invoke* -- tool, checks, checkpoint commit -- runs on a worker
-(:func:`aidp.distributed.attempt.run_remote_attempt`). Before an attempt, the workstream's head
-is published to the shared remote (a compare-and-swap push); the worker pushes the checkpoint
-back the same way; here the checkpoint is fetched and the workstream's branch moved to it in the
+(:func:`aidp.engine.distributed.attempt.run_remote_attempt`). Before an attempt, the
+workstream's head is published to the shared remote (a compare-and-swap push); the worker
+pushes the checkpoint back the same way; here the checkpoint is fetched and the workstream's branch moved to it in the
 outcome's fenced transaction, as a local checkpoint is. The attempt is submitted with the
 profile's ``resources`` (a worker started with ``--resources codex=2`` runs two ``{codex = 1}``
 attempts at once). Cancelling sets a cluster-wide event the worker watches.
@@ -24,8 +24,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aidp.core.states import AttemptOutcome
-from aidp.distributed.attempt import AttemptSpec, RemoteResult, run_remote_attempt
-from aidp.distributed.remote import RemoteBranch, commit_info, fetch_branch, push_branch
+from aidp.engine.distributed.attempt import AttemptSpec, RemoteResult, run_remote_attempt
+from aidp.engine.distributed.remote import RemoteBranch, commit_info, fetch_branch, push_branch
 from aidp.engine.executor import Executor, _Admitted, _Claim, _Invoked
 from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
 from aidp.exceptions import AidpError, ConfigError
