@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import AIDP, PYTHON, git, layered_plan  # noqa: E402
+from run import AIDP, PYTHON, git, layered_plan
 
 DASK = str(Path(PYTHON).parent / "dask")
 

@@ -1,15 +1,16 @@
 """The Dask executor: the orchestrator's side of attempts that run on the workers of a Dask
 cluster (``[executor] kind = "dask"``).
 
-It is the local :class:`~aidp.engine.executor.Executor` with one phase sent elsewhere: admission,
-the claim, the judgement and the outcome's transaction run here, exactly as for a local attempt;
-only *invoke* -- tool, checks, checkpoint commit -- runs on a worker
+It is the local :class:`~aidp.engine.executor.Executor` with one phase sent elsewhere:
+admission, the claim, the judgement and the outcome's transaction run here, exactly as for a
+local attempt; only *invoke* -- tool, checks, checkpoint commit -- runs on a worker
 (:func:`aidp.engine.distributed.attempt.run_remote_attempt`). Before an attempt, the
 workstream's head is published to the shared remote (a compare-and-swap push); the worker
-pushes the checkpoint back the same way; here the checkpoint is fetched and the workstream's branch moved to it in the
-outcome's fenced transaction, as a local checkpoint is. The attempt is submitted with the
-profile's ``resources`` (a worker started with ``--resources codex=2`` runs two ``{codex = 1}``
-attempts at once). Cancelling sets a cluster-wide event the worker watches.
+pushes the checkpoint back the same way; here the checkpoint is fetched and the workstream's
+branch moved to it in the outcome's fenced transaction, as a local checkpoint is. The attempt
+is submitted with the profile's ``resources`` (a worker started with ``--resources codex=2``
+runs two ``{codex = 1}`` attempts at once). Cancelling sets a cluster-wide event the worker
+watches.
 
 A worker that dies mid-attempt: the scheduler gives the task to another worker (Dask's
 ``allowed-failures``), which adopts a checkpoint the dead one pushed or runs the attempt again
