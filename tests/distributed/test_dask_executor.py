@@ -220,3 +220,34 @@ def test_three_hosts_run_sixty_workstreams_and_survive_a_kill_9(tmp_path: Path) 
         trees = _trees(made.clone, run_id)
         assert len(trees) == 60
     assert trees == _local_trees(tmp_path, files, "plan.yaml")
+
+
+def test_a_workers_output_reaches_the_orchestrators_log_while_the_step_runs(
+        tmp_path: Path) -> None:
+    """A step on a worker prints, then waits: its line is in the orchestrator's log of the
+    attempt (what `aidp logs --follow` reads) before the step ends."""
+    release = tmp_path / "release"
+    plan = json.dumps({"version": 1, "workstreams": [{"id": "a", "scope": ["a/**"], "steps": [
+        {"id": "s", "run": f"echo hello-live-output; until [ -e {release} ]; do sleep 0.1; "
+                           "done; mkdir -p a && echo x > a/f"}]}]})
+    with cluster(tmp_path / "c", {"README.md": "x\n", "plan.yaml": plan}) as made:
+        made.add_worker("w1")
+        made.wait_for_workers(1)
+        cli = Cli(made.clone)
+        result: dict[str, Any] = {}
+        runner = threading.Thread(target=lambda: result.update(done=cli(
+            "run", "plan.yaml", "--executor", "dask", "--scheduler", made.address,
+            timeout=300)))
+        runner.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not [p for p in (made.clone / ".aidp" / "runs").glob("*/logs/a/s.1.log")
+                       if b"hello-live-output" in p.read_bytes()]:
+                assert time.monotonic() < deadline and runner.is_alive(), result
+                time.sleep(0.05)
+        finally:
+            release.touch()
+            runner.join(timeout=300)
+        assert result["done"].returncode == 0, result["done"].stderr
+        log = next((made.clone / ".aidp" / "runs").glob("*/logs/a/s.1.log")).read_text()
+        assert log.startswith("[aidp] ran on worker w1\n") and "hello-live-output" in log

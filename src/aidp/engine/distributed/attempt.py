@@ -46,11 +46,18 @@ if TYPE_CHECKING:
     from aidp.tools.gateway.grant import Live
     from aidp.workspace.worktrees import WorktreePool
 
-__all__ = ["AttemptSpec", "RemoteResult", "WorkerContext", "run_remote_attempt",
+__all__ = ["AttemptSpec", "RemoteResult", "WorkerContext", "log_topic", "run_remote_attempt",
            "set_worker_context"]
 
 #: Log bytes an answer carries at most (the tail; the worker's own file keeps what the cap kept).
 LOG_ANSWER_BYTES = 4 * 2**20
+#: Output streamed live to the orchestrator per attempt, at most (the answer carries the log).
+LIVE_BYTES = 256 * 2**10
+
+
+def log_topic(token: str) -> str:
+    """The cluster event topic an attempt's live output goes to."""
+    return f"aidp-log-{token}"
 
 
 @dataclass(frozen=True)
@@ -115,12 +122,27 @@ class WorkerExecutor(Executor):
         self.settings = spec.settings
         self.pool = context.pool
         self.cancel = cancel
-        self.on_output = None
+        self.on_output = self._stream
         self.interrupting = False
         self.run_dir = context.repo / ".aidp" / "runs" / spec.run_id
         self.host = socket.gethostname()
         self.base_env = dict(os.environ)
         self._made_dirs: set[Path] = set()
+        self._topic = log_topic(spec.token)
+        self._streamed = 0
+
+    def _stream(self, ws_id: str, step_id: str, data: bytes) -> None:
+        """Send a piece of the tool's (masked) output to the orchestrator as it comes."""
+        if self._streamed >= LIVE_BYTES:
+            return
+        piece = data[:LIVE_BYTES - self._streamed]
+        self._streamed += len(piece)
+        try:
+            from distributed import get_worker
+
+            get_worker().log_event(self._topic, piece.decode("utf-8", errors="replace"))
+        except Exception:  # noqa: BLE001 -- live output is a courtesy; the answer has the log
+            self._streamed = LIVE_BYTES
 
     def _live_budget(self, wsr: WorkstreamRuntime, step: Step, profile_name: str
                      ) -> Callable[[Usage, Sequence[Live]], str | None] | None:

@@ -25,7 +25,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aidp.core.states import AttemptOutcome
-from aidp.engine.distributed.attempt import AttemptSpec, RemoteResult, run_remote_attempt
+from aidp.engine.distributed.attempt import (
+    AttemptSpec,
+    RemoteResult,
+    log_topic,
+    run_remote_attempt,
+)
 from aidp.engine.distributed.remote import RemoteBranch, commit_info, fetch_branch, push_branch
 from aidp.engine.executor import Executor, _Admitted, _Claim, _Invoked
 from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
@@ -86,10 +91,9 @@ class DaskExecutor(Executor):
             answer = self._submit(wsr, sr, admitted, claim, start)
         except AidpError as exc:
             return _failed(AttemptOutcome.FAILED_TRANSIENT, exc.message)
-        log = f"[aidp] ran on worker {answer.worker}\n".encode() + answer.log
-        claim.log_path.write_bytes(log)
-        if self.on_output is not None:
-            self.on_output(wsr.ws.id, sr.step.id, log)
+        # the whole log (what was streamed is its beginning), after the worker's name
+        claim.log_path.write_bytes(f"[aidp] ran on worker {answer.worker}\n".encode()
+                                   + answer.log)
         invoked = answer.invoked
         wsr.needs_reset = True  # the local worktree did not see the attempt: reset before reuse
         if invoked.sha is None:
@@ -129,15 +133,33 @@ class DaskExecutor(Executor):
 
     def _submit(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
                 claim: _Claim, start: str) -> RemoteResult:
-        from distributed import Event
-        from distributed.scheduler import KilledWorker
-
         spec = AttemptSpec(
             run_id=self.run_id, ws=wsr.ws, branch=wsr.branch, start_sha=start, step=sr.step,
             number=admitted.number, kind=admitted.kind, profile_name=admitted.profile_name,
             fix_findings=sr.fix_findings, token=claim.token, settings=self.settings,
             started_at=claim.started_at)
         profile = admitted.profile
+        topic = log_topic(claim.token)
+        live = claim.log_path.open("ab")
+
+        def received(event: tuple[float, str]) -> None:  # on the client's event loop
+            data = str(event[1]).encode()
+            live.write(data)
+            live.flush()
+            if self.on_output is not None:
+                self.on_output(wsr.ws.id, sr.step.id, data)
+
+        self.client.subscribe_topic(topic, received)
+        try:
+            return self._wait(spec, profile, claim)
+        finally:
+            self.client.unsubscribe_topic(topic)
+            live.close()
+
+    def _wait(self, spec: AttemptSpec, profile: Any, claim: _Claim) -> RemoteResult:
+        from distributed import Event
+        from distributed.scheduler import KilledWorker
+
         future = self.client.submit(run_remote_attempt, spec, key=f"aidp-attempt-{claim.token}",
                                     pure=False, resources=dict(profile.resources)
                                     if profile is not None and profile.resources else None)
