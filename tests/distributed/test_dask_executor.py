@@ -251,3 +251,27 @@ def test_a_workers_output_reaches_the_orchestrators_log_while_the_step_runs(
         assert result["done"].returncode == 0, result["done"].stderr
         log = next((made.clone / ".aidp" / "runs").glob("*/logs/a/s.1.log")).read_text()
         assert log.startswith("[aidp] ran on worker w1\n") and "hello-live-output" in log
+
+
+def test_runs_started_through_the_service_run_on_the_cluster(tmp_path: Path) -> None:
+    """`aidp serve --executor dask --scheduler ADDR`: a run started with POST /runs completes
+    with its attempts on the cluster's worker."""
+    from tests.api.conftest import start_served
+    from tests.api.test_service_runs import _start, _wait
+
+    files = {"README.md": "x\n", "plan.yaml": _plan(3)}
+    with cluster(tmp_path / "c", files) as made:
+        made.add_worker("w1")
+        made.wait_for_workers(1)
+        served = start_served(Cli(made.clone), "--executor", "dask", "--scheduler",
+                              made.address)
+        try:
+            run_id = _start(served, {"files": ["plan.yaml"]})
+            view = _wait(served, run_id, lambda v: v["status"] in ("completed", "failed")
+                         and not v["live"])
+        finally:
+            served.stop()
+        assert view["status"] == "completed", view
+        logs = sorted((made.clone / ".aidp" / "runs" / run_id / "logs").glob("*/s.1.log"))
+        assert len(logs) == 3
+        assert all(p.read_text().startswith("[aidp] ran on worker w1\n") for p in logs)
