@@ -46,14 +46,10 @@ def findings(run_ref: str | None, step_ref: str | None, attempt: int | None,
     if not items:
         click.echo(f"run {run_id}: no findings")
         return
-    for item in items:
-        where = item["file"] or "-"
-        if item["line"]:
-            where += f":{item['line']}" + (f":{item['column']}" if item["column"] else "")
-        code = f" [{item['code']}]" if item["code"] else ""
-        first = (item["message"].splitlines() or [""])[0]
-        click.echo(f"{item['workstream']}/{item['step']}#{item['attempt']} {item['class']:<9} "
-                   f"{item['detector']}{code} {where}: {first}")
+    from aidp.app.reports import finding_line
+
+    for row in rows:
+        click.echo(finding_line(row))
 
 
 @click.command()
