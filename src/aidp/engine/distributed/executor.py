@@ -164,6 +164,7 @@ class DaskExecutor(Executor):
                                     pure=False, resources=dict(profile.resources)
                                     if profile is not None and profile.resources else None)
         cancelled_at: float | None = None
+        hiccups = 0
         while True:
             if self.cancel.is_set() and cancelled_at is None:
                 Event(f"aidp-cancel-{claim.token}", client=self.client).set()
@@ -180,11 +181,22 @@ class DaskExecutor(Executor):
                 return RemoteResult(_failed(AttemptOutcome.CRASHED, f"the Dask workers running "
                                             f"it died: {exc}"), b"", "?")
             except Exception as exc:  # noqa: BLE001 -- the cluster's failure, not the tool's
+                if future.status not in ("error", "cancelled") and hiccups < _HICCUPS:
+                    # not the task's own failure: the worker holding the answer died before it
+                    # was fetched, and the scheduler computes it again (distributed 2026.11
+                    # surfaces that as an UnboundLocalError of its sync() here)
+                    hiccups += 1
+                    time.sleep(0.1)
+                    continue
                 return RemoteResult(_failed(AttemptOutcome.FAILED_TRANSIENT,
                                             f"the Dask cluster failed the attempt: "
                                             f"{type(exc).__name__}: {exc}"), b"", "?")
             assert isinstance(answer, RemoteResult)
             return answer
+
+
+#: Times an answer may be lost with its worker and computed again before the attempt fails.
+_HICCUPS = 20
 
 
 def _checkpoint_of(clone: Any, sha: str, start: str, where: RemoteBranch,
