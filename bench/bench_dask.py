@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import AIDP, PYTHON, git, layered_plan
+from run import AIDP, PYTHON, _init, git, layered_plan
 
 DASK = str(Path(PYTHON).parent / "dask")
 
@@ -42,8 +42,7 @@ DASK = str(Path(PYTHON).parent / "dask")
 def _repos(root: Path, plan: dict[str, Any]) -> Path:
     """A bare remote holding the plan on main; returns the remote."""
     seed = root / "seed"
-    seed.mkdir(parents=True)
-    git(["init", "-q", "-b", "main"], seed)
+    _init(seed)
     (seed / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     (seed / "README.md").write_text("bench\n", encoding="utf-8")
     git(["add", "-A"], seed)

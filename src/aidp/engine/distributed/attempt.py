@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aidp.core.states import AttemptKind, AttemptOutcome, StepState, WorkstreamState
-from aidp.engine.distributed.remote import RemoteBranch, commit_info, fetch_branch, push_branch
+from aidp.engine.distributed.remote import (
+    RemoteBranch,
+    commit_info,
+    drop_branch,
+    fetch_branch,
+    push_branch,
+)
 from aidp.engine.executor import Executor, _Admitted, _Claim, _Invoked
 from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
 from aidp.errors.finding import Finding
@@ -251,14 +257,8 @@ def run_remote_attempt(spec: AttemptSpec) -> RemoteResult:
     finally:
         done.set()
         context.pool.release(wt)
-        _drop_branch(context.repo, branch)
+        drop_branch(context.repo, branch)
     return RemoteResult(invoked, _tail(log_path), context.name)
-
-
-def _drop_branch(repo: Path, branch: str) -> None:
-    from aidp.workspace.git import run_git
-
-    run_git(["branch", "-D", "--", branch], repo, check=False)
 
 
 def _tail(path: Path) -> bytes:

@@ -121,6 +121,10 @@ class DaskExecutor(Executor):
             known = self._published.get(where.branch)
         if known == start:
             return
+        if known is None and push_branch(where, start, None):  # the usual first time: new
+            with self._lock:
+                self._published[where.branch] = start
+            return
         current = fetch_branch(where)
         if current == start:
             pass

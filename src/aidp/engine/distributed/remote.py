@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aidp.workspace.git import run_git
 
-__all__ = ["RemoteBranch", "commit_info", "fetch_branch", "push_branch", "remote_head"]
+__all__ = ["RemoteBranch", "commit_info", "drop_branch", "fetch_branch", "push_branch"]
 
 _TIMEOUT_S = 120.0
 
@@ -38,13 +38,6 @@ class RemoteBranch:
         return f"refs/aidp-fetch/{self.branch}"
 
 
-def remote_head(where: RemoteBranch) -> str | None:
-    """The branch's commit on the remote (None: the remote has no such branch)."""
-    out = run_git(["ls-remote", "--", where.remote, where.ref], where.clone,
-                  timeout_s=_TIMEOUT_S).stdout.split()
-    return out[0] if out else None
-
-
 def fetch_branch(where: RemoteBranch) -> str | None:
     """Fetch the branch into ``refs/aidp-fetch/BRANCH`` of the clone; its commit, or None when
     the remote has no such branch."""
@@ -56,8 +49,27 @@ def fetch_branch(where: RemoteBranch) -> str | None:
             return None
         run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", where.remote,
                  f"+{where.ref}:{where.fetched}"], where.clone, timeout_s=_TIMEOUT_S)
-    return run_git(["rev-parse", "--verify", "--quiet", f"{where.fetched}^{{commit}}"],
-                   where.clone, timeout_s=_TIMEOUT_S).stdout.strip()
+    return _read_ref(where.clone, where.fetched)
+
+
+def _read_ref(clone: Path, ref: str) -> str | None:
+    """The commit ``ref`` names in ``clone`` (in-process: one git process less per fetch)."""
+    import pygit2
+
+    try:
+        return str(pygit2.Repository(str(clone)).references[ref].resolve().target)
+    except (KeyError, pygit2.GitError):
+        return None
+
+
+def drop_branch(clone: Path, branch: str) -> None:
+    """Delete a local branch of ``clone`` if it exists (in-process)."""
+    import pygit2
+
+    try:
+        pygit2.Repository(str(clone)).references.delete(f"refs/heads/{branch}")
+    except (KeyError, pygit2.GitError):
+        pass
 
 
 def push_branch(where: RemoteBranch, sha: str, expected: str | None) -> bool:
