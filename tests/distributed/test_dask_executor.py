@@ -136,7 +136,8 @@ def test_profile_resources_steer_attempts_to_the_workers_that_offer_them(
 
 
 def test_no_scheduler_is_one_clear_error(tmp_path: Path) -> None:
-    """--executor dask with nobody at the address: one line naming it, exit 2, no traceback."""
+    """--executor dask with nobody at the address: one line naming it, exit 2, no traceback,
+    and nothing written (no run, not even a database)."""
     from tests.helpers import init_repo
 
     repo = init_repo(tmp_path / "r", {"plan.yaml": _plan(1)})
@@ -146,6 +147,7 @@ def test_no_scheduler_is_one_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2, done
     assert "no Dask scheduler answers at tcp://127.0.0.1:9" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (repo / ".aidp" / "aidp.db").exists()
 
 
 def _quick_connect(tmp_path: Path) -> Path:

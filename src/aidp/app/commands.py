@@ -62,12 +62,17 @@ def create_run(app: AppContext, plan: Plan, *, parallel: int, change_id: str | N
     Raises:
         ValidationError: the plan does not fit the repository or the settings (every
             problem, located).
+        ConfigError: ``[executor] kind = "dask"`` and no scheduler answers.
         StateError: the change is not approved.
     """
     from aidp.engine.run import create_run as record_run
     from aidp.engine.run import preflight
 
     bases = preflight(app.repo, plan, app.settings)  # before any write
+    if app.settings.executor.kind == "dask":  # a cluster nobody answers for: nothing written
+        from aidp.engine.distributed.executor import check_cluster
+
+        check_cluster(app.settings)
     if change_id is not None:
         from aidp.app.proposals import start_change
 

@@ -41,7 +41,9 @@ from aidp.workspace.checkpoint import RefUpdate
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["DaskExecutor", "connect"]
+    from aidp.config import Settings
+
+__all__ = ["DaskExecutor", "check_cluster", "connect"]
 
 
 def connect(address: str, timeout_s: float) -> Client:
@@ -62,6 +64,18 @@ def connect(address: str, timeout_s: float) -> Client:
                           hint="start one (dask scheduler) or fix [executor] scheduler") from exc
 
 
+def check_cluster(settings: Settings) -> None:
+    """Make sure the scheduler of ``settings.executor`` answers (before a run is created).
+
+    Raises:
+        ConfigError: no scheduler address, the distributed extra missing, or no answer."""
+    address = settings.executor.scheduler
+    if not address:
+        raise ConfigError("[executor] kind = dask needs a scheduler address",
+                          hint="aidp run --executor dask --scheduler tcp://HOST:8786")
+    connect(address, settings.executor.connect_timeout).close()
+
+
 class DaskExecutor(Executor):
     """Runs each attempt's invoke phase on the Dask cluster of ``settings.executor``."""
 
@@ -69,9 +83,8 @@ class DaskExecutor(Executor):
         super().__init__(**kwargs)
         settings = self.settings.executor
         if not settings.scheduler:
-            raise ConfigError("[executor] kind = dask needs a scheduler address",
-                              hint="aidp run --executor dask --scheduler tcp://HOST:8786")
-        self.client = connect(settings.scheduler, settings.connect_timeout)
+            check_cluster(self.settings)  # raises: no address
+        self.client = connect(str(settings.scheduler), settings.connect_timeout)
         self.remote = settings.remote
         self._published: dict[str, str] = {}  # branch -> its head on the remote, as we left it
         self._lock = threading.Lock()
