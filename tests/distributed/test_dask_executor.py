@@ -277,3 +277,51 @@ def test_runs_started_through_the_service_run_on_the_cluster(tmp_path: Path) -> 
         logs = sorted((made.clone / ".aidp" / "runs" / run_id / "logs").glob("*/s.1.log"))
         assert len(logs) == 3
         assert all(p.read_text().startswith("[aidp] ran on worker w1\n") for p in logs)
+
+
+def test_a_model_step_on_a_worker_with_the_database_uses_its_gateway_fully(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `openai` step on a worker started with --database-url: the model's edit lands, the
+    usage reaches the run's attempt, the exchange is recorded where `aidp diagnose` and replay
+    look, the profile's rate limit is a bucket in the shared database, and the key is in no
+    file of either clone."""
+    from aidp.state.store import Store
+    from aidp.testing import FakeLLM
+    from tests.engine.test_honest_outcomes import plan
+    from tests.engine.test_providers import profile
+
+    key = "sk-canary-dask-3f9a1c7e5b2d4f6a8c0e1a3c"
+    monkeypatch.setenv("AIDP_TEST_DASK_KEY", key)  # the workers' environment has it
+    edit = "notes/a.md\n```\nhello from the model\n```\n"
+    script = [{"reply": edit, "usage": {"input_tokens": 1200, "output_tokens": 300}}]
+    db_url = f"sqlite+pysqlite:///{tmp_path / 'runs.db'}"
+    with FakeLLM(script, api_key=key) as llm:
+        toml = profile("llm", llm.base_url, api_key_env="AIDP_TEST_DASK_KEY",
+                       rate_limit={"requests_per_minute": 100, "tokens_per_minute": 6000})
+        files = {"README.md": "x\n", "aidp.toml": toml, "plan.yaml": plan("llm")}
+        with cluster(tmp_path / "c", files) as made:
+            made.add_worker("w1", "--database-url", db_url)
+            made.wait_for_workers(1)
+            cli = Cli(made.clone, db_url)
+            done = cli("run", "plan.yaml", "--executor", "dask", "--scheduler", made.address,
+                       timeout=300)
+            assert done.returncode == 0, done.stderr + made.log("w1")
+            run_id = _run_id(cli)
+            store = Store(db_url)
+            try:
+                (attempt,) = store.attempts(run_id)
+                assert (attempt.input_tokens, attempt.output_tokens, attempt.requests) == (
+                    1200, 300, 1)
+                buckets = {r.kind for r in store.read("SELECT * FROM rate_buckets")}
+                assert buckets == {"requests", "tokens"}
+            finally:
+                store.close()
+            assert git(made.clone, "show", f"aidp/{run_id}/w:notes/a.md") == \
+                "hello from the model\n"
+            [record] = (made.clone / ".aidp" / "runs" / run_id / "exchanges" / "w").glob(
+                "s.1.jsonl")
+            assert "hello from the model" in record.read_text()
+            for root in (made.clone / ".aidp", made.clones["w1"] / ".aidp"):
+                for path in root.rglob("*"):
+                    if path.is_file():
+                        assert key.encode() not in path.read_bytes(), path

@@ -20,12 +20,15 @@ def parse_resources(values: tuple[str, ...]) -> dict[str, float]:
 
 
 def run_worker(scheduler: str, *, repo: Path, remote: str, nthreads: int,
-               resources: dict[str, float], name: str | None, host: str | None) -> None:
-    """Join the cluster at ``scheduler`` as a worker on the clone ``repo`` until stopped.
+               resources: dict[str, float], name: str | None, host: str | None,
+               database_url: str | None = None) -> None:
+    """Join the cluster at ``scheduler`` as a worker on the clone ``repo`` until stopped; with
+    ``database_url``, its model gateway checks budgets and shares rate limits through the run
+    database.
 
     Raises:
         ConfigError: the distributed extra is missing, or the scheduler does not answer."""
     from aidp.engine.distributed.worker import serve_worker
 
     serve_worker(scheduler, repo=repo, remote=remote, nthreads=nthreads, resources=resources,
-                 name=name, host=host)
+                 name=name, host=host, database_url=database_url)

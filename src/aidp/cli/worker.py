@@ -26,8 +26,13 @@ __all__ = ["worker"]
 @click.option("--name", default=None, help="The worker's name (default: host and clone).")
 @click.option("--host", default=None, help="The address to listen on (default: chosen by "
               "Dask).")
+@click.option("--database-url", envvar="AIDP_DATABASE_URL", default=None,
+              help="The run database, if this machine reaches it ($AIDP_DATABASE_URL): model "
+              "steps then check budgets before each request and share rate limits. Without "
+              "it, only admission checks budgets.")
 def worker(scheduler: str, repo: Path | None, remote: str, nthreads: int,
-           resources: tuple[str, ...], name: str | None, host: str | None) -> None:
+           resources: tuple[str, ...], name: str | None, host: str | None,
+           database_url: str | None) -> None:
     """Join a Dask cluster and run attempts of `aidp run --executor dask` in worktrees of this
     clone, fetching workstream branches from REMOTE and pushing checkpoints back to it.
 
@@ -43,4 +48,4 @@ def worker(scheduler: str, repo: Path | None, remote: str, nthreads: int,
         raise InputError(f"{repo or Path.cwd()} is not in a git repository",
                          hint="clone the shared remote and pass --repo CLONE")
     run_worker(scheduler, repo=top, remote=remote, nthreads=nthreads, resources=offered,
-               name=name, host=host)
+               name=name, host=host, database_url=database_url)

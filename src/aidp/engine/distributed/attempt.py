@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from aidp.config import Settings
     from aidp.model.workstream import Step, Workstream
+    from aidp.state.store import Store
     from aidp.tools.adapter import Usage
     from aidp.tools.gateway.grant import Live
     from aidp.workspace.worktrees import WorktreePool
@@ -88,22 +89,28 @@ class AttemptSpec:
 @dataclass(frozen=True)
 class RemoteResult:
     """What the worker answers: the invoke phase's result (its checkpoint, if any, is on the
-    remote: ``invoked.sha``), the log's tail, which worker ran it, whether it was adopted."""
+    remote: ``invoked.sha``), the log's tail, which worker ran it, whether it was adopted, and
+    the model exchanges its gateway recorded (JSONL, masked; empty for command steps)."""
 
     invoked: _Invoked
     log: bytes
     worker: str
     adopted: bool = False
+    exchanges: bytes = b""
 
 
 @dataclass
 class WorkerContext:
-    """The aidp side of one ``aidp worker`` process: its clone, the remote, its worktree pool."""
+    """The aidp side of one ``aidp worker`` process: its clone, the remote, its worktree pool,
+    and -- when the worker reaches the run database (``--database-url``) -- the store, for the
+    model gateway's budget checks before each request, shared rate-limit buckets and
+    ``Retry-After`` holds. The worker only reads runs and updates those buckets and holds."""
 
     repo: Path
     remote: str
     pool: WorktreePool
     name: str
+    store: Store | None = None
 
 
 _context: WorkerContext | None = None
@@ -116,13 +123,14 @@ def set_worker_context(context: WorkerContext | None) -> None:
 
 
 class WorkerExecutor(Executor):
-    """The executor's invoke phase on a worker: no store, no lease, no breakers. The
-    in-attempt budget check and the "validating" mark are the orchestrator's, so both are
-    left out here (admission checked the budgets before the attempt started)."""
+    """The executor's invoke phase on a worker: no lease, no breakers, no writes of run state
+    (the "validating" mark is left out). The gateway checks the budgets before each model
+    request only when the worker has the store; admission checked them before the attempt."""
 
     def __init__(self, context: WorkerContext, spec: AttemptSpec,
                  cancel: threading.Event) -> None:
-        self.store = None  # type: ignore[assignment]  # see aidp.engine.invocation.Invoker
+        # None without a database: see aidp.engine.invocation.Invoker
+        self.store = context.store  # type: ignore[assignment]
         self.run_id = spec.run_id
         self.repo = context.repo
         self.settings = spec.settings
@@ -152,7 +160,9 @@ class WorkerExecutor(Executor):
 
     def _live_budget(self, wsr: WorkstreamRuntime, step: Step, profile_name: str
                      ) -> Callable[[Usage, Sequence[Live]], str | None] | None:
-        return None
+        if self.store is None:
+            return None
+        return super()._live_budget(wsr, step, profile_name)
 
     def _validating(self, wsr: WorkstreamRuntime, step: Step, number: int, changed: int) -> None:
         return None
@@ -258,7 +268,11 @@ def run_remote_attempt(spec: AttemptSpec) -> RemoteResult:
         done.set()
         context.pool.release(wt)
         drop_branch(context.repo, branch)
-    return RemoteResult(invoked, _tail(log_path), context.name)
+    from aidp.tools.exchanges import recording_path
+
+    recording = recording_path(context.repo, spec.run_id, spec.ws.id, spec.step.id, spec.number)
+    exchanges = recording.read_bytes() if recording.is_file() else b""
+    return RemoteResult(invoked, _tail(log_path), context.name, exchanges=exchanges)
 
 
 def _tail(path: Path) -> bytes:

@@ -107,6 +107,13 @@ class DaskExecutor(Executor):
         # the whole log (what was streamed is its beginning), after the worker's name
         claim.log_path.write_bytes(f"[aidp] ran on worker {answer.worker}\n".encode()
                                    + answer.log)
+        if answer.exchanges:  # where `aidp diagnose`, replay and the dashboard look for them
+            from aidp.tools.exchanges import recording_path
+
+            recording = recording_path(self.repo, self.run_id, wsr.ws.id, sr.step.id,
+                                       admitted.number)
+            recording.parent.mkdir(parents=True, exist_ok=True)
+            recording.write_bytes(answer.exchanges)
         invoked = answer.invoked
         wsr.needs_reset = True  # the local worktree did not see the attempt: reset before reuse
         if invoked.sha is None:

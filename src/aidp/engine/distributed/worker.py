@@ -41,7 +41,8 @@ def parse_resources(values: tuple[str, ...]) -> dict[str, float]:
 
 
 def serve_worker(scheduler: str, *, repo: Path, remote: str, nthreads: int,
-                 resources: dict[str, float], name: str | None, host: str | None) -> None:
+                 resources: dict[str, float], name: str | None, host: str | None,
+                 database_url: str | None = None) -> None:
     """Join the cluster at ``scheduler`` and run attempts until stopped.
 
     Raises:
@@ -54,8 +55,13 @@ def serve_worker(scheduler: str, *, repo: Path, remote: str, nthreads: int,
     from aidp.workspace.worktrees import WorktreePool
 
     label = name or f"{socket.gethostname()}-{repo.name}"
+    store = None
+    if database_url:
+        from aidp.state.store import Store
+
+        store = Store(database_url, create=False)  # a worker never creates or migrates it
     set_worker_context(WorkerContext(repo=repo, remote=remote, pool=WorktreePool(repo),
-                                     name=label))
+                                     name=label, store=store))
 
     async def run() -> None:
         worker = Worker(scheduler, nthreads=nthreads, resources=resources or None, name=label,
@@ -76,3 +82,5 @@ def serve_worker(scheduler: str, *, repo: Path, remote: str, nthreads: int,
         asyncio.run(run())
     finally:
         set_worker_context(None)
+        if store is not None:
+            store.close()
