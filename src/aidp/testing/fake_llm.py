@@ -350,7 +350,6 @@ class FakeLLM:
         self._connections = Connections()
         self._stopping = threading.Event()
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._record_file: IO[str] | None = None
         #: Called with ``host:port`` of each refused connection (e.g. to print a warning).
         self.on_stray: Callable[[str], None] | None = None
@@ -370,9 +369,7 @@ class FakeLLM:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*self._tls)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={
-            "poll_interval": 0.05}, name=f"fake-llm:{self._port}", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background(f"fake-llm:{self._port}")
         return self
 
     def stop(self) -> None:
@@ -381,11 +378,7 @@ class FakeLLM:
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
-        self._connections.shut_all()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        server.close()
         with self._lock:
             if self._record_file is not None:
                 self._record_file.close()

@@ -312,7 +312,6 @@ class Recorder:
         self._connections = Connections()
         self._stopping = threading.Event()
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
         #: Called with a one-line message for each request that recorded no step.
         self.on_problem: Callable[[str], None] | None = None
@@ -335,9 +334,7 @@ class Recorder:
             self._client = None
             raise
         self._port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={
-            "poll_interval": 0.05}, name=f"fake-llm-recorder:{self._port}", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background(f"fake-llm-recorder:{self._port}")
         return self
 
     def stop(self) -> None:
@@ -347,11 +344,7 @@ class Recorder:
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
-        self._connections.shut_all()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        server.close()
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -45,11 +45,27 @@ class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    _serving: threading.Thread | None = None
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  connections: Connections) -> None:
         self.connections = connections
         super().__init__(address, handler)
+
+    def serve_in_background(self, name: str) -> None:
+        """Serve on a daemon thread named ``name`` until :meth:`close`."""
+        self._serving = threading.Thread(target=self.serve_forever,
+                                         kwargs={"poll_interval": 0.05}, name=name, daemon=True)
+        self._serving.start()
+
+    def close(self) -> None:
+        """Stop serving, shut every open connection (ending hangs and streams at once),
+        release the port and wait (bounded) for the serving thread."""
+        self.shutdown()
+        self.connections.shut_all()
+        self.server_close()
+        if self._serving is not None:
+            self._serving.join(timeout=5)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up (a pooled keep-alive connection closed, a killed tool) is
