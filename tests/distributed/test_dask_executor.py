@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.distributed.cluster import Cluster, can_make_namespaces, cluster, network
+from tests.distributed.cluster import Cluster, Network, can_make_namespaces, cluster, network
 from tests.helpers import Cli, commit_files, git
 
 pytest.importorskip("distributed")
@@ -186,32 +186,14 @@ def _kill_one_worker_mid_run(made: Cluster, cli: Cli, parallel: int, markers: Pa
     return run_id, running
 
 
-def test_kill_9_of_a_worker_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    """Three workers on the loopback; one is killed with kill -9 while it runs attempts: the
-    run completes, every step has exactly one checkpoint, the trees equal a local run's."""
+def _kill_trial(tmp_path: Path, workstreams: int, *, sleep: float, width: int,
+                net: Network | None = None) -> dict[str, str]:
+    """Three workers (on ``net``'s hosts, else the loopback) run the plan while one is killed
+    mid-attempt; every step has one checkpoint. Returns the branches' trees."""
     markers = tmp_path / "markers"
-    files = {"README.md": "x\n", "plan.yaml": _plan(12, sleep=0.5, width=4, markers=markers)}
-    with cluster(tmp_path / "c", files) as made:
-        for name in ("w1", "w2", "w3"):
-            made.add_worker(name)
-        made.wait_for_workers(3)
-        cli = Cli(made.clone)
-        run_id, interrupted = _kill_one_worker_mid_run(made, cli, 6, markers)
-        assert interrupted
-        _steps_once(made.clone, run_id)
-        trees = _trees(made.clone, run_id)
-    assert trees == _local_trees(tmp_path, files, "plan.yaml")
-
-
-@pytest.mark.skipif(can_make_namespaces() is not None, reason=str(can_make_namespaces()))
-def test_three_hosts_run_sixty_workstreams_and_survive_a_kill_9(tmp_path: Path) -> None:
-    """The must-show: a scheduler and 3 workers, each worker in its own network namespace with
-    its own clone, run a 60-workstream plan (6 layers of 10, each workstream merging 3 of
-    the layer before); kill -9 of one worker mid-run loses and
-    duplicates nothing; the branches' trees equal a local run's."""
-    markers = tmp_path / "markers"
-    files = {"README.md": "x\n", "plan.yaml": _plan(60, sleep=0.2, width=10, markers=markers)}
-    with network() as net, cluster(tmp_path / "c", files, net=net) as made:
+    files = {"README.md": "x\n",
+             "plan.yaml": _plan(workstreams, sleep=sleep, width=width, markers=markers)}
+    with cluster(tmp_path / "c", files, net=net) as made:
         for name in ("h1", "h2", "h3"):
             made.add_worker(name)
         made.wait_for_workers(3)
@@ -220,8 +202,28 @@ def test_three_hosts_run_sixty_workstreams_and_survive_a_kill_9(tmp_path: Path) 
         assert interrupted
         _steps_once(made.clone, run_id)
         trees = _trees(made.clone, run_id)
-        assert len(trees) == 60
+        assert len(trees) == workstreams
     assert trees == _local_trees(tmp_path, files, "plan.yaml")
+    return trees
+
+
+def test_kill_9_of_a_worker_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """Three workers on the loopback; one is killed with kill -9 while it runs attempts: the
+    run completes, every step has exactly one checkpoint, the trees equal a local run's."""
+    _kill_trial(tmp_path, 12, sleep=0.5, width=4)
+
+
+_NO_NAMESPACES = can_make_namespaces()
+
+
+@pytest.mark.skipif(_NO_NAMESPACES is not None, reason=str(_NO_NAMESPACES))
+def test_three_hosts_run_sixty_workstreams_and_survive_a_kill_9(tmp_path: Path) -> None:
+    """The must-show: a scheduler and 3 workers, each worker in its own network namespace with
+    its own clone, run a 60-workstream plan (6 layers of 10, each workstream merging 3 of
+    the layer before); kill -9 of one worker mid-run loses and
+    duplicates nothing; the branches' trees equal a local run's."""
+    with network() as net:
+        _kill_trial(tmp_path, 60, sleep=0.2, width=10, net=net)
 
 
 def test_a_workers_output_reaches_the_orchestrators_log_while_the_step_runs(
