@@ -26,14 +26,14 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aidp.core.states import AttemptKind, AttemptOutcome, StepState, WorkstreamState
 from aidp.engine.distributed.remote import (
     RemoteBranch,
-    commit_info,
     drop_branch,
     fetch_branch,
+    is_checkpoint_of,
     push_branch,
 )
 from aidp.engine.executor import Executor, _Admitted, _Claim, _Invoked
@@ -53,8 +53,8 @@ if TYPE_CHECKING:
     from aidp.tools.gateway.grant import Live
     from aidp.workspace.worktrees import WorktreePool
 
-__all__ = ["AttemptSpec", "RemoteResult", "WorkerContext", "log_topic", "run_remote_attempt",
-           "set_worker_context"]
+__all__ = ["AttemptSpec", "RemoteResult", "WorkerContext", "failed_invoked", "log_topic",
+           "run_remote_attempt", "set_worker_context"]
 
 #: Log bytes an answer carries at most (the tail; the worker's own file keeps what the cap kept).
 LOG_ANSWER_BYTES = 4 * 2**20
@@ -170,17 +170,18 @@ class WorkerExecutor(Executor):
 
 def _adoptable(clone: Path, spec: AttemptSpec, tip: str) -> bool:
     """The remote's head is a checkpoint of this very step on top of the attempt's start."""
-    parents, trailers = commit_info(clone, tip)
-    return (parents == [spec.start_sha] and trailers.get("Aidp-Run") == spec.run_id
-            and trailers.get("Aidp-Workstream") == spec.ws.id
-            and trailers.get("Aidp-Step") == spec.step.id)
+    return is_checkpoint_of(clone, tip, spec.start_sha, spec.run_id, spec.ws.id, spec.step.id)
+
+
+def failed_invoked(outcome: AttemptOutcome, reason: str) -> _Invoked:
+    """An invoke phase that ran no tool: ``outcome`` for ``reason``."""
+    return _Invoked(AdapterResult(None, error=reason), [], [], [], [], outcome, reason, None, 0,
+                    [], [], ())
 
 
 def _failed(reason: str, context: WorkerContext) -> RemoteResult:
-    result = AdapterResult(None, error=reason)
-    invoked = _Invoked(result, [], [], [], [], AttemptOutcome.FAILED_TRANSIENT, reason, None, 0,
-                       [], [], ())
-    return RemoteResult(invoked, f"[aidp] {reason}\n".encode(), context.name)
+    return RemoteResult(failed_invoked(AttemptOutcome.FAILED_TRANSIENT, reason),
+                        f"[aidp] {reason}\n".encode(), context.name)
 
 
 def _adopted(clone: Path, spec: AttemptSpec, tip: str, context: WorkerContext) -> RemoteResult:
@@ -285,8 +286,3 @@ def _tail(path: Path) -> bytes:
     except OSError:
         return b""
 
-
-def describe(result: RemoteResult) -> dict[str, Any]:
-    """A short summary of an answer, for the orchestrator's log."""
-    return {"worker": result.worker, "adopted": result.adopted,
-            "outcome": result.invoked.outcome.value, "sha": result.invoked.sha}

@@ -22,20 +22,26 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aidp.core.states import AttemptOutcome
 from aidp.engine.distributed.attempt import (
     AttemptSpec,
     RemoteResult,
+    failed_invoked,
     log_topic,
     run_remote_attempt,
 )
-from aidp.engine.distributed.remote import RemoteBranch, commit_info, fetch_branch, push_branch
+from aidp.engine.distributed.remote import (
+    RemoteBranch,
+    fetch_branch,
+    is_checkpoint_of,
+    push_branch,
+)
 from aidp.engine.executor import Executor, _Admitted, _Claim, _Invoked
 from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
 from aidp.exceptions import AidpError, ConfigError
-from aidp.tools.adapter import AdapterResult
 from aidp.workspace.checkpoint import RefUpdate
 
 if TYPE_CHECKING:
@@ -103,7 +109,7 @@ class DaskExecutor(Executor):
             self._publish(where, start, sr)
             answer = self._submit(wsr, sr, admitted, claim, start)
         except AidpError as exc:
-            return _failed(AttemptOutcome.FAILED_TRANSIENT, exc.message)
+            return failed_invoked(AttemptOutcome.FAILED_TRANSIENT, exc.message)
         # the whole log (what was streamed is its beginning), after the worker's name
         claim.log_path.write_bytes(f"[aidp] ran on worker {answer.worker}\n".encode()
                                    + answer.log)
@@ -121,18 +127,18 @@ class DaskExecutor(Executor):
         try:
             fetched = fetch_branch(where)
         except AidpError as exc:
-            return _failed(AttemptOutcome.FAILED_TRANSIENT,
+            return failed_invoked(AttemptOutcome.FAILED_TRANSIENT,
                            f"the checkpoint {invoked.sha[:12]} could not be fetched: "
                            f"{exc.message}")
         if fetched != invoked.sha:
-            return _failed(AttemptOutcome.FAILED_TRANSIENT,
+            return failed_invoked(AttemptOutcome.FAILED_TRANSIENT,
                            f"the remote's {wsr.branch} is at {(fetched or 'nothing')[:12]}, not "
                            f"at the worker's checkpoint {invoked.sha[:12]}")
         with self._lock:
             self._published[wsr.branch] = invoked.sha
         move = RefUpdate(wsr.worktree.path, wsr.branch, invoked.sha, start,
                          f"aidp: checkpoint {wsr.ws.id}/{sr.step.id} from {answer.worker}")
-        return _with_checkpoint(invoked, move)
+        return replace(invoked, checkpoint=move)
 
     def _publish(self, where: RemoteBranch, start: str, sr: StepRuntime) -> None:
         """Make the remote's branch hold ``start`` (a compare-and-swap push) -- unless it
@@ -148,7 +154,8 @@ class DaskExecutor(Executor):
         current = fetch_branch(where)
         if current == start:
             pass
-        elif current is not None and _checkpoint_of(self.repo, current, start, where, sr):
+        elif current is not None and is_checkpoint_of(self.repo, current, start, self.run_id,
+                                                      sr.ws_id, sr.step.id):
             return  # a worker pushed it and its answer was lost: the next attempt adopts it
         elif not push_branch(where, start, current):
             raise AidpError(f"the remote's {where.branch} moved while it was published")
@@ -196,14 +203,14 @@ class DaskExecutor(Executor):
             if (cancelled_at is not None and time.monotonic() - cancelled_at
                     > self.settings.run.kill_grace + 10):
                 future.cancel()
-                return RemoteResult(_failed(AttemptOutcome.CANCELLED, "cancelled"), b"", "?")
+                return _unanswered(AttemptOutcome.CANCELLED, "cancelled")
             try:
                 answer = future.result(timeout=0.25)
             except TimeoutError:
                 continue
             except KilledWorker as exc:
-                return RemoteResult(_failed(AttemptOutcome.CRASHED, f"the Dask workers running "
-                                            f"it died: {exc}"), b"", "?")
+                return _unanswered(AttemptOutcome.CRASHED,
+                                   f"the Dask workers running it died: {exc}")
             except Exception as exc:  # noqa: BLE001 -- the cluster's failure, not the tool's
                 if future.status not in ("error", "cancelled") and hiccups < _HICCUPS:
                     # not the task's own failure: the worker holding the answer died before it
@@ -212,9 +219,9 @@ class DaskExecutor(Executor):
                     hiccups += 1
                     time.sleep(0.1)
                     continue
-                return RemoteResult(_failed(AttemptOutcome.FAILED_TRANSIENT,
-                                            f"the Dask cluster failed the attempt: "
-                                            f"{type(exc).__name__}: {exc}"), b"", "?")
+                return _unanswered(AttemptOutcome.FAILED_TRANSIENT,
+                                   f"the Dask cluster failed the attempt: "
+                                   f"{type(exc).__name__}: {exc}")
             assert isinstance(answer, RemoteResult)
             return answer
 
@@ -223,19 +230,6 @@ class DaskExecutor(Executor):
 _HICCUPS = 20
 
 
-def _checkpoint_of(clone: Any, sha: str, start: str, where: RemoteBranch,
-                   sr: StepRuntime) -> bool:
-    parents, trailers = commit_info(clone, sha)
-    return (parents == [start] and trailers.get("Aidp-Step") == sr.step.id
-            and trailers.get("Aidp-Workstream") == sr.ws_id)
-
-
-def _failed(outcome: AttemptOutcome, reason: str) -> _Invoked:
-    return _Invoked(AdapterResult(None, error=reason), [], [], [], [], outcome, reason, None, 0,
-                    [], [], ())
-
-
-def _with_checkpoint(invoked: _Invoked, move: RefUpdate) -> _Invoked:
-    from dataclasses import replace
-
-    return replace(invoked, checkpoint=move)
+def _unanswered(outcome: AttemptOutcome, reason: str) -> RemoteResult:
+    """No worker answered the attempt: ``outcome`` for ``reason``, no log, no worker."""
+    return RemoteResult(failed_invoked(outcome, reason), b"", "?")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from aidp.workspace.git import run_git
 
-__all__ = ["RemoteBranch", "commit_info", "drop_branch", "fetch_branch", "push_branch"]
+__all__ = ["RemoteBranch", "commit_info", "drop_branch", "fetch_branch", "is_checkpoint_of",
+           "push_branch"]
 
 _TIMEOUT_S = 120.0
 
@@ -98,3 +99,12 @@ def commit_info(clone: Path, sha: str) -> tuple[list[str], dict[str, str]]:
         if key.startswith("Aidp-"):
             trailers[key] = value.strip()
     return parents, trailers
+
+
+def is_checkpoint_of(clone: Path, sha: str, start: str, run_id: str, ws_id: str,
+                     step_id: str) -> bool:
+    """``sha`` is a checkpoint of step ``ws_id/step_id`` of run ``run_id`` made on top of
+    ``start`` (what a worker pushed): the one test adoption uses, on both sides."""
+    parents, trailers = commit_info(clone, sha)
+    return (parents == [start] and trailers.get("Aidp-Run") == run_id
+            and trailers.get("Aidp-Workstream") == ws_id and trailers.get("Aidp-Step") == step_id)
