@@ -264,7 +264,8 @@ class Executor(Preparation, Admission, Invoker):
                 run_id=self.run_id, ws_id=wsr.ws.id, step_id=step.id, number=number,
                 host=self.host, token=token, log_path=str(log_path), kind=kind.value,
                 profile=profile_name, adapter=profile.adapter if profile else None,
-                choice_reason=admitted.choice_reason,
+                choice_reason=admitted.choice_reason, capability=step.capability,
+                language=step.language,
             )
             tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.RUNNING.value,
                            reason=None, next_attempt_at=None,

@@ -41,7 +41,7 @@ __all__ = [
     "sqlite_url",
 ]
 
-HEAD_REVISION = "0009"  # a test proves it equals the newest migration's revision
+HEAD_REVISION = "0010"  # a test proves it equals the newest migration's revision
 BUSY_TIMEOUT_MS = 30_000
 _SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 

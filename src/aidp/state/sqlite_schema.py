@@ -305,12 +305,22 @@ DDL: tuple[str, ...] = (
         '\tdiagnostics_path TEXT, \n'
         "\tcached_tokens INTEGER DEFAULT '0' NOT NULL, \n"
         "\tlatency_ms INTEGER DEFAULT '0' NOT NULL, \n"
+        '\tcapability VARCHAR(64), \n'
+        '\tlanguage VARCHAR(64), \n'
+        '\tround INTEGER, \n'
+        '\tcandidate INTEGER, \n'
+        '\tverdict VARCHAR(16), \n'
+        '\tverdict_reason TEXT, \n'
+        '\tcandidate_sha VARCHAR(64), \n'
+        '\tdiff_files INTEGER, \n'
+        '\tdiff_lines INTEGER, \n'
         '\tCONSTRAINT pk_attempts PRIMARY KEY (id), \n'
         '\tCONSTRAINT uq_attempts_run_id UNIQUE (run_id, ws_id, step_id, number), \n'
         '\tCONSTRAINT fk_attempts_run_id FOREIGN KEY(run_id, ws_id, step_id) REFERENCES steps (run_id, ws_id, step_id) ON DELETE CASCADE, \n'
         "\tCONSTRAINT ck_attempts_outcome CHECK (outcome IN ('succeeded', 'failed_transient', 'failed_permanent', 'timed_out', 'crashed', 'cancelled', 'no_change', 'budget_exceeded', 'circuit_open')), \n"
         "\tCONSTRAINT ck_attempts_failure_class CHECK (failure_class IN ('transient', 'permanent', 'unknown')), \n"
-        "\tCONSTRAINT ck_attempts_kind CHECK (kind IN ('first', 'retry', 'fix', 'escalate', 'approval'))\n"
+        "\tCONSTRAINT ck_attempts_kind CHECK (kind IN ('first', 'retry', 'fix', 'escalate', 'approval')), \n"
+        "\tCONSTRAINT ck_attempts_verdict CHECK (verdict IN ('won', 'lost', 'failed'))\n"
         ')'
     ),
     (

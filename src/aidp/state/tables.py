@@ -91,6 +91,7 @@ ALLOWED: dict[tuple[str, str], tuple[str, ...]] = {
     ("attempts", "outcome"): values_of(AttemptOutcome),
     ("attempts", "failure_class"): values_of(FailureClass),
     ("attempts", "kind"): values_of(AttemptKind),
+    ("attempts", "verdict"): ("won", "lost", "failed"),
     ("findings", "severity"): values_of(Severity),
     ("findings", "failure_class"): values_of(FailureClass),
     ("compensations", "status"): ("succeeded", "failed"),
@@ -217,6 +218,17 @@ attempts = Table(
     # the model gateway (migration 0008): cached input tokens, time waiting for the provider
     Column("cached_tokens", Integer, nullable=False, server_default="0"),
     Column("latency_ms", Integer, nullable=False, server_default="0"),
+    # routing and best-of-N (migration 0010): what the step asked for; as one of N candidates,
+    # its round (the number of the round's first attempt), its place, verdict and diff
+    Column("capability", String(64)),
+    Column("language", String(64)),
+    Column("round", Integer),
+    Column("candidate", Integer),
+    Column("verdict", String(16)),
+    Column("verdict_reason", Text),
+    Column("candidate_sha", String(64)),
+    Column("diff_files", Integer),
+    Column("diff_lines", Integer),
     UniqueConstraint("run_id", "ws_id", "step_id", "number"),
     ForeignKeyConstraint(
         ["run_id", "ws_id", "step_id"],
