@@ -80,7 +80,7 @@ from aidp.process.runner import CappedLog, build_env
 from aidp.resilience.recovery import Action, History, decide, failure_class
 from aidp.state.breakers import BreakerBook, Permit
 from aidp.state.store import Store
-from aidp.state.tx import Fence
+from aidp.state.tx import Fence, Tx
 from aidp.tools.adapter import AdapterResult
 from aidp.tools.edits import DETECTOR as EDITS_DETECTOR
 from aidp.workspace.checkpoint import RefUpdate, discard_unstaged, prepare_checkpoint, stage_all
@@ -207,6 +207,10 @@ class Executor(Preparation, Admission, Invoker):
         of on the orchestrator's thread (their states cannot change meanwhile: a workstream
         runs one step at a time).
         """
+        if sr.step.best_of is not None and sr.next_kind is not AttemptKind.APPROVAL:
+            from aidp.engine.best_of import run_round
+
+            return run_round(self, wsr, sr, may_close)
         admitted = self._admission(wsr, sr)
         if isinstance(admitted, AttemptReport):
             return admitted
@@ -249,8 +253,12 @@ class Executor(Preparation, Admission, Invoker):
             return self._await_approval(wsr, sr)
         return _Admitted(number, kind, profile_name, profile, permit, choice_reason)
 
-    def _claim(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted) -> _Claim:
-        """The first write transaction: the attempt row and the step running."""
+    def _claim(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
+               candidate: tuple[int, int] | None = None) -> _Claim:
+        """The first write transaction: the attempt row and the step running.
+
+        ``candidate``: (round, place) of a best-of-N candidate (the round is the number of its
+        first attempt)."""
         step, number, kind = sr.step, admitted.number, admitted.kind
         profile_name, profile = admitted.profile_name, admitted.profile
         assert wsr.worktree is not None
@@ -266,6 +274,7 @@ class Executor(Preparation, Admission, Invoker):
                 profile=profile_name, adapter=profile.adapter if profile else None,
                 choice_reason=admitted.choice_reason, capability=step.capability,
                 language=step.language,
+                **({"round": candidate[0], "candidate": candidate[1]} if candidate else {}),
             )
             tx.update_step(self.run_id, wsr.ws.id, step.id, status=StepState.RUNNING.value,
                            reason=None, next_attempt_at=None,
@@ -275,9 +284,12 @@ class Executor(Preparation, Admission, Invoker):
         return _Claim(attempt_id, token, log_path, worktree, started_at)
 
     def _invoke(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
-                claim: _Claim) -> _Invoked:
+                claim: _Claim, candidate: int | None = None) -> _Invoked:
         """Phase 2: run the tool, stage its changes, run the checks, decide the outcome and
-        commit the checkpoint on success (git only: the store learns it in :meth:`_record`)."""
+        commit the checkpoint on success (git only: the store learns it in :meth:`_record`).
+
+        ``candidate``: a best-of-N candidate's place (1..N): ``{candidate}`` and
+        ``$AIDP_CANDIDATE`` tell the tool (empty otherwise)."""
         step, number, kind = sr.step, admitted.number, admitted.kind
         profile_name, profile = admitted.profile_name, admitted.profile
         worktree, token, log_path = claim.worktree, claim.token, claim.log_path
@@ -300,7 +312,9 @@ class Executor(Preparation, Admission, Invoker):
             findings_file = str(path)
         values["findings_file"] = findings_file
         values["attempt_kind"] = kind.value
+        values["candidate"] = str(candidate or "")
         env = build_env(self.base_env, names, {
+            "AIDP_CANDIDATE": str(candidate or ""),
             "AIDP_RUN_ID": self.run_id, "AIDP_WORKSTREAM": wsr.ws.id, "AIDP_STEP": step.id,
             "AIDP_ATTEMPT": str(number), "AIDP_WORKTREE": str(worktree),
             "AIDP_PROMPT_FILE": str(values["prompt_file"]), "AIDP_ATTEMPT_KIND": kind.value,
@@ -459,54 +473,34 @@ class Executor(Preparation, Admission, Invoker):
 
     def _record(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
                 claim: _Claim, invoked: _Invoked, judgement: _Judgement,
-                may_close: bool) -> AttemptReport:
+                may_close: bool, *, verdict: dict[str, Any] | None = None,
+                also: Callable[[Tx], None] | None = None) -> AttemptReport:
         """Phase 4: tell the breakers, keep a failed attempt's diagnostics, then write the
-        outcome in one transaction (see the module docstring) and report it."""
-        step, number, kind = sr.step, admitted.number, admitted.kind
-        profile_name, permit = admitted.profile_name, admitted.permit
-        worktree, log_path, attempt_id = claim.worktree, claim.log_path, claim.attempt_id
-        result, changed, names = invoked.result, invoked.changed, invoked.env_names
+        outcome in one transaction (see the module docstring) and report it.
+
+        Best-of-N: ``verdict`` holds the kept candidate's verdict columns, and ``also`` writes
+        the other candidates' rows in the same transaction."""
+        step, number = sr.step, admitted.number
+        profile_name, attempt_id = admitted.profile_name, claim.attempt_id
         outcome, sha = invoked.outcome, invoked.sha
-        interrupted, sourced, findings = (judgement.interrupted, judgement.sourced,
-                                          judgement.findings)
+        sourced, findings = judgement.sourced, judgement.findings
         failure, state, reason = judgement.failure, judgement.state, judgement.reason
         history, counted, step_class = judgement.history, judgement.counted, judgement.step_class
         next_kind, next_profile, next_at = (judgement.next_kind, judgement.next_profile,
                                             judgement.next_at)
-        fix_findings, detector_failures = judgement.fix_findings, judgement.detector_failures
-        breaker_state = self._settle_breaker(permit, profile_name, outcome, failure, findings)
-        diagnostics = None
-        if outcome not in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
-            diagnostics = self._write_diagnostics(
-                wsr, step, number, kind, profile_name, result, outcome, reason, step_class,
-                findings, detector_failures, names, log_path, worktree, breaker_state)
+        fix_findings = judgement.fix_findings
+        diagnostics = self._settle(wsr, sr, admitted, claim, invoked, judgement)
         # The workstream's last step completed: it ends in this transaction too (unless it
         # merges, which the orchestrator does), one commit less per workstream.
         others_done = sha is not None and may_close and wsr.only_open(sr)
         closes = others_done and (
             wsr.ws.merge is None or wsr.ws.merge.strategy is MergeStrategy.NONE)
         with self.store.write(self.fence) as tx:
-            tx.update_attempt(
-                attempt_id, outcome=outcome.value, finished_at=tx.now, interrupted=interrupted,
-                exit_code=result.exit_code, signal=result.signal,
-                pid=result.pid, output_bytes=invoked.output_bytes, error=reason,
-                changed_files="\n".join(changed) if changed else None,
-                failure_class=failure.value if failure else None,
-                tool_version=result.version, input_tokens=result.usage.input_tokens,
-                output_tokens=result.usage.output_tokens, cost_usd=result.usage.cost_usd,
-                requests=result.usage.requests, cached_tokens=result.usage.cached_tokens,
-                latency_ms=round(result.latency_s * 1000),
-                diagnostics_path=str(diagnostics) if diagnostics else None,
-            )
-            tx.insert_findings([
-                {"run_id": self.run_id, "ws_id": wsr.ws.id, "step_id": step.id,
-                 "attempt": number, "source": source[:255],
-                 "detector": f.detector, "file": f.file, "line": f.line, "col": f.column,
-                 "code": f.code, "message": f.message[:4000], "severity": f.severity.value,
-                 "failure_class": f.failure_class.value, "fingerprint": f.fingerprint,
-                 "retry_after": f.retry_after}
-                for source, f in sourced
-            ])
+            if also is not None:
+                also(tx)
+            tx.update_attempt(attempt_id, finished_at=tx.now, **self._attempt_values(
+                invoked, judgement, diagnostics), **(verdict or {}))
+            tx.insert_findings(self._finding_rows(wsr.ws.id, step.id, number, sourced))
             tx.update_step(
                 self.run_id, wsr.ws.id, step.id, status=state.value, attempts=counted,
                 reason=reason, next_attempt_at=next_at, checkpoint_sha=sha,
@@ -548,6 +542,54 @@ class Executor(Preparation, Admission, Invoker):
                              next_at, history=history, next_kind=next_kind,
                              profile=next_profile, fix_findings=fix_findings,
                              failure_class=step_class, closed_workstream=closes)
+
+
+    def _settle(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
+                claim: _Claim, invoked: _Invoked, judgement: _Judgement) -> Path | None:
+        """Tell the breakers how the attempt went; keep a failed attempt's diagnostics bundle
+        (its path; None for a success, a cancellation, or a bundle that could not be
+        written)."""
+        outcome = invoked.outcome
+        breaker_state = self._settle_breaker(admitted.permit, admitted.profile_name, outcome,
+                                             judgement.failure, judgement.findings)
+        if outcome in (AttemptOutcome.SUCCEEDED, AttemptOutcome.CANCELLED):
+            return None
+        return self._write_diagnostics(
+            wsr, sr.step, admitted.number, admitted.kind, admitted.profile_name, invoked.result,
+            outcome, judgement.reason, judgement.step_class, judgement.findings,
+            judgement.detector_failures, invoked.env_names, claim.log_path, claim.worktree,
+            breaker_state)
+
+    @staticmethod
+    def _attempt_values(invoked: _Invoked, judgement: _Judgement,
+                        diagnostics: Path | None) -> dict[str, Any]:
+        """The attempt row's columns once it finished (``finished_at`` apart)."""
+        result, failure = invoked.result, judgement.failure
+        return {
+            "outcome": invoked.outcome.value, "interrupted": judgement.interrupted,
+            "exit_code": result.exit_code, "signal": result.signal, "pid": result.pid,
+            "output_bytes": invoked.output_bytes, "error": judgement.reason,
+            "changed_files": "\n".join(invoked.changed) if invoked.changed else None,
+            "failure_class": failure.value if failure else None,
+            "tool_version": result.version, "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens, "cost_usd": result.usage.cost_usd,
+            "requests": result.usage.requests, "cached_tokens": result.usage.cached_tokens,
+            "latency_ms": round(result.latency_s * 1000),
+            "diagnostics_path": str(diagnostics) if diagnostics else None,
+        }
+
+    def _finding_rows(self, ws_id: str, step_id: str, number: int,
+                      sourced: Sequence[tuple[str, Finding]]) -> list[dict[str, Any]]:
+        """The findings table's rows of one attempt (``created_at`` apart)."""
+        return [
+            {"run_id": self.run_id, "ws_id": ws_id, "step_id": step_id,
+             "attempt": number, "source": source[:255],
+             "detector": f.detector, "file": f.file, "line": f.line, "col": f.column,
+             "code": f.code, "message": f.message[:4000], "severity": f.severity.value,
+             "failure_class": f.failure_class.value, "fingerprint": f.fingerprint,
+             "retry_after": f.retry_after}
+            for source, f in sourced
+        ]
 
 
 def make_executor(**kwargs: Any) -> Executor:

@@ -80,7 +80,10 @@ class Invoker:
     ) -> dict[str, str | list[str]]:
         prompt_file = ""
         if prompt is not None:
-            name = f"{step.id}.md" if prompt is step.prompt else f"{step.id}.{number}.md"
+            # one file per attempt where attempts run at once (best-of-N candidates) or the
+            # prompt differs (a fix attempt's)
+            shared = prompt is step.prompt and step.best_of is None
+            name = f"{step.id}.md" if shared else f"{step.id}.{number}.md"
             path = self.run_dir / "prompts" / wsr.ws.id / name
             self._mkdir(path.parent)
             path.write_text(prompt, encoding="utf-8")

@@ -119,7 +119,9 @@ class Resume(RunLedger):
         if self.run_state is not RunState.PENDING:
             self.pool.detach_idle([wsr.branch for wsr in self.ws.values()])
         adopted = self._adopt_checkpoints()
-        crashed = Counter(f"{a.ws_id}/{a.step_id}" for a in in_flight)
+        # a best-of round's candidates in flight are one crash of their step
+        crashed = Counter(f"{ws_id}/{step_id}" for ws_id, step_id, _ in {
+            (a.ws_id, a.step_id, a.round or a.number) for a in in_flight})
         with self.store.write(self.fence) as tx:
             for sr in self.steps.values():
                 if sr.state in (StepState.RUNNING, StepState.VALIDATING):

@@ -318,7 +318,8 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> li
                         id=ident,
                     )
                 )
-        if step.tool == "shell" and step.capability is None and not _templates(step.run):
+        own_tool = step.capability is None and not (step.best_of and step.best_of.profiles)
+        if step.tool == "shell" and own_tool and not _templates(step.run):
             problems.append(
                 item.problem(
                     "missing-run",

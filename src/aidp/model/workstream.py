@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 __all__ = [
+    "BestOf",
     "Budget",
     "Check",
     "Compensation",
@@ -181,6 +182,30 @@ class MergeSpec(_Model):
     strategy: MergeStrategy = MergeStrategy.MERGE
 
 
+class BestOf(_Model):
+    """Best-of-N: each attempt of the step is a round of ``n`` candidate attempts run in
+    parallel, each in its own worktree from the same checkpoint; the judge keeps one."""
+
+    n: int = Field(ge=2, le=8, description="candidate attempts per round, run in parallel")
+    profiles: list[str] = Field(
+        default_factory=list,
+        description="tool profiles of the candidates, in turn (candidate i gets profile "
+        "i mod len); empty: every candidate gets the step's own profile (they tell themselves "
+        "apart by {candidate} and $AIDP_CANDIDATE, e.g. to vary a seed or temperature)",
+    )
+    judge: Literal["checks"] = Field(
+        "checks",
+        description="checks: every acceptance check must pass; then the fewest findings, the "
+        "smallest diff, the lowest cost, the first candidate win, in that order",
+    )
+
+    @model_validator(mode="after")
+    def _no_gate(self) -> BestOf:
+        if "manual" in self.profiles:
+            raise ValueError("a human gate (manual) cannot be a best-of candidate")
+        return self
+
+
 class Step(_Model):
     """One tool invocation (or human gate) plus its acceptance checks."""
 
@@ -209,11 +234,17 @@ class Step(_Model):
         default_factory=list, description="run when the step ends failed or cancelled"
     )
     budget: Budget | None = Field(None, description="what this step's attempts may spend")
+    best_of: BestOf | None = Field(
+        None, description="run N candidate attempts in parallel and keep the best (their "
+        "budgets count together)"
+    )
 
     @model_validator(mode="after")
     def _one_prompt(self) -> Step:
         if self.prompt is not None and self.prompt_file is not None:
             raise ValueError("give either prompt or prompt_file, not both")
+        if self.best_of is not None and self.tool == "manual" and not self.best_of.profiles:
+            raise ValueError("a human gate (tool: manual) cannot have best_of candidates")
         return self
 
     def check_list(self) -> list[Check]:

@@ -101,7 +101,9 @@ class DaskExecutor(Executor):
     # -- the invoke phase, on a worker -------------------------------------------------------
 
     def _invoke(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
-                claim: _Claim) -> _Invoked:
+                claim: _Claim, candidate: int | None = None) -> _Invoked:
+        # a best-of candidate runs on its own branch (``wsr`` is the candidate's); the worker
+        # is not told its place ($AIDP_CANDIDATE stays empty there)
         assert wsr.worktree is not None
         start = str(wsr.worktree.pygit.head.target)
         where = RemoteBranch(self.repo, self.remote, wsr.branch)
