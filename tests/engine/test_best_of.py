@@ -3,12 +3,14 @@ then the findings, the diff and the cost; every candidate recorded; usage summed
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from aidp.testing import FakeLLM
+from tests.conftest import Cli, git
 from tests.engine.test_honest_outcomes import drive
 from tests.engine.test_providers import profile
 
@@ -37,11 +39,6 @@ workstreams:
         depends_on: [s]
         run: "test \\"$(cat notes/a.md)\\" = ok"
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def test_the_smallest_passing_candidate_wins_and_every_candidate_is_recorded(
@@ -87,12 +84,12 @@ def test_the_smallest_passing_candidate_wins_and_every_candidate_is_recorded(
         (step,) = [s for s in store.steps(run_id) if s.step_id == "s"]
         assert step.checkpoint_sha == rows["gamma"].candidate_sha
         branch = f"aidp/{run_id}/w"
-        assert git(repo, "show", f"{branch}:notes/a.md") == "ok"
+        assert git(repo, "show", f"{branch}:notes/a.md").strip() == "ok"
         assert "notes/extra.md" not in git(repo, "ls-tree", "-r", "--name-only", branch)
         assert git(repo, "rev-parse", f"{step.checkpoint_sha}^") == git(
             repo, "rev-parse", f"{branch}~2")  # the winner's parent is the round's start
         # the losers' commits stay on their own branches, to compare
-        assert git(repo, "rev-parse", f"{branch}+s.{rows['beta'].number}") == \
+        assert git(repo, "rev-parse", f"{branch}+s.{rows['beta'].number}").strip() == \
             rows["beta"].candidate_sha
         # usage: the run's is the sum of the three candidates'
         total_in = sum(a.input_tokens for a in store.attempts(run_id))
@@ -104,3 +101,115 @@ def test_the_smallest_passing_candidate_wins_and_every_candidate_is_recorded(
         assert len(judged) == 1
     finally:
         store.close()
+
+
+SEEDED = """version: 1
+workstreams:
+  - id: w
+    steps:
+      - id: s
+        # one profile, three candidates told apart by $AIDP_CANDIDATE: the first writes a
+        # line the check refuses, the others 2 and 3 lines
+        run: >-
+          if [ $AIDP_CANDIDATE = 1 ]; then echo bad > out.txt;
+          else seq {candidate} > out.txt; fi
+        best_of: {n: 3}
+        checks: ["! grep -q bad out.txt"]
+"""
+
+
+def test_status_shows_the_candidates_side_by_side(cli_inproc: Cli, tmp_path: Path) -> None:
+    plan_path = tmp_path / "p.yaml"
+    plan_path.write_text(SEEDED)
+    result = cli_inproc("run", "--json", str(plan_path))
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads(result.stdout)["run_id"]
+    data = json.loads(cli_inproc("status", run_id, "--json", check=True).stdout)
+    (step,) = data["workstreams"][0]["steps"]
+    candidates = {a["candidate"]["place"]: a for a in step["attempt_list"]}
+    assert [candidates[p]["candidate"]["verdict"] for p in (1, 2, 3)] == [
+        "failed", "won", "lost"]
+    assert candidates[3]["candidate"]["reason"] == \
+        "lost to candidate 2: larger diff (3 vs 2 lines)"
+    assert step["checkpoint"] == candidates[2]["candidate"]["commit"]
+    assert subprocess.run(["git", "show", f"{step['checkpoint']}:out.txt"], cwd=cli_inproc.cwd,
+                          capture_output=True, text=True, check=True).stdout == "1\n2\n"
+    text = cli_inproc("status", run_id, check=True).stdout
+    assert "#2 shell" in text and "won" in text and "lost to candidate 2" in text
+
+
+def test_a_round_where_none_passes_is_one_attempt_and_fixes_as_a_round(
+        cli_inproc: Cli, tmp_path: Path) -> None:
+    """No candidate passes: the round counts once against the retry policy, and the fix round
+    feeds the findings back; its candidates pass."""
+    plan_path = tmp_path / "p.yaml"
+    plan_path.write_text("""version: 1
+workstreams:
+  - id: w
+    steps:
+      - id: s
+        run: >-
+          if [ -n "$AIDP_FINDINGS_FILE" ]; then echo fixed{candidate} > out.txt;
+          else echo bad > out.txt; fi
+        best_of: {n: 2}
+        checks: ["! grep -q bad out.txt"]
+        fix: {max: 1}
+""")
+    result = cli_inproc("run", "--json", str(plan_path))
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads(result.stdout)["run_id"]
+    data = json.loads(cli_inproc("status", run_id, "--json", check=True).stdout)
+    (step,) = data["workstreams"][0]["steps"]
+    attempts = step["attempt_list"]
+    assert [(a["number"], a["kind"], a["candidate"]["round"], a["candidate"]["verdict"])
+            for a in attempts] == [(1, "first", 1, "failed"), (2, "first", 1, "failed"),
+                                   (3, "fix", 3, "won"), (4, "fix", 3, "lost")]
+    assert attempts[3]["candidate"]["reason"] == "lost to candidate 1: a tie, decided by order"
+
+
+def test_kill_9_during_a_round_is_one_crash_and_resume_finishes_it(
+        cli: Cli, tmp_path: Path) -> None:
+    """aidp dies while three candidates run: resume kills them, counts one crash for the
+    step (not three: max_crashes 2 still allows a new round), runs a new round, and the
+    workstream's branch holds one checkpoint of the step."""
+    from tests.engine.test_crash_resume import kill9, kill_leftovers, wait_for
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    plan_path = tmp_path / "p.yaml"
+    plan_path.write_text(f"""version: 1
+workstreams:
+  - id: w
+    steps:
+      - id: s
+        run: >-
+          if [ -e {marks}/resumed ]; then seq {{candidate}} > out.txt;
+          else touch {marks}/c{{candidate}}; sleep 60; fi
+        best_of: {{n: 3}}
+        retry: {{max_crashes: 2}}
+""")
+    proc = cli.popen("run", "--json", str(plan_path))
+    run_id = None
+    try:
+        wait_for(lambda: len(list(marks.glob("c*"))) == 3, "three candidates running")
+        kill9(proc)
+        (marks / "resumed").touch()
+        runs_out = json.loads(cli("runs", "--json", check=True).stdout)
+        run_id = runs_out[0]["run_id"]
+        result = cli("resume", run_id, timeout=120)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(cli("status", run_id, "--json", check=True).stdout)
+        (step,) = data["workstreams"][0]["steps"]
+        attempts = step["attempt_list"]
+        assert [(a["number"], a["outcome"]) for a in attempts[:3]] == [
+            (1, "crashed"), (2, "crashed"), (3, "crashed")]
+        assert [a["candidate"]["verdict"] for a in attempts[3:]] == ["won", "lost", "lost"]
+        assert step["status"] == "completed"
+        log = git(cli.cwd, "log", "--format=%(trailers:key=Aidp-Step,valueonly)",
+                  f"aidp/{run_id}/w")
+        assert [line for line in log.splitlines() if line.strip()] == ["s"]
+    finally:
+        if proc.poll() is None:
+            kill9(proc)
+        if run_id is not None:
+            kill_leftovers(run_id)

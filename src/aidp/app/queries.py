@@ -111,7 +111,10 @@ def _attempt(row: Any, found: tuple[FindingView, ...] = ()) -> AttemptView:
         finished_at=row.finished_at, choice_reason=row.choice_reason,
         tool_version=row.tool_version, input_tokens=row.input_tokens,
         output_tokens=row.output_tokens, cost_usd=row.cost_usd, requests=row.requests,
-        diagnostics_path=row.diagnostics_path, log_path=row.log_path, findings=found)
+        diagnostics_path=row.diagnostics_path, log_path=row.log_path, findings=found,
+        round=row.round, candidate=row.candidate, verdict=row.verdict,
+        verdict_reason=row.verdict_reason, candidate_sha=row.candidate_sha,
+        diff_files=row.diff_files, diff_lines=row.diff_lines)
 
 
 def get_run(app: AppContext, run_id: str) -> RunView:

@@ -185,6 +185,8 @@ def attempt_diff(app: AppContext, step: StepRef, number: int) -> dict[str, Any]:
             or ended without a checkpoint or diagnostics).
     """
     chosen = queries.get_attempt(app, step, number)
+    if chosen.candidate_sha:  # a best-of candidate's commit, on its own branch: its own diff
+        return _commit_diff(app, step, number, f"{chosen.candidate_sha}^", chosen.candidate_sha)
     if chosen.diagnostics_path:
         bundle = queries.get_diagnostics(app, step, number).bundle
         git = bundle.get("git") or {}
@@ -197,15 +199,19 @@ def attempt_diff(app: AppContext, step: StepRef, number: int) -> dict[str, Any]:
         raise StateError(f"attempt {number} of {step.ws_id}/{step.step_id} has no diff: "
                          f"it is {'running' if not chosen.finished else chosen.outcome} and "
                          "made neither the step's checkpoint nor a diagnostics bundle")
-    base = _previous_checkpoint(app, step)
+    return _commit_diff(app, step, number, _previous_checkpoint(app, step), view.checkpoint)
+
+
+def _commit_diff(app: AppContext, step: StepRef, number: int, base: str, commit: str
+                 ) -> dict[str, Any]:
     from aidp.app.masking import mask_text, run_secret_names
     from aidp.workspace.git import run_git
 
-    diff = run_git(["diff", "--stat", "--patch", base, view.checkpoint], app.repo).stdout
+    diff = run_git(["diff", "--stat", "--patch", base, commit], app.repo).stdout
     names = run_secret_names(app.store().run(step.run_id).plan_json, app.settings)
     diff = mask_text(diff, names)  # the step's output is the user's; aidp shows it masked
     return {"kind": "checkpoint", "attempt": number, "base": base,
-            "checkpoint": view.checkpoint, "diff": diff, "cut": False}
+            "checkpoint": commit, "diff": diff, "cut": False}
 
 
 def _previous_checkpoint(app: AppContext, step: StepRef) -> str:

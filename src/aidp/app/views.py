@@ -101,6 +101,14 @@ class AttemptView:
     diagnostics_path: str | None
     log_path: str | None
     findings: tuple[FindingView, ...] = ()
+    # as one of a best-of-N round's candidates (round None: an ordinary attempt)
+    round: int | None = None
+    candidate: int | None = None
+    verdict: str | None = None
+    verdict_reason: str | None = None
+    candidate_sha: str | None = None
+    diff_files: int | None = None
+    diff_lines: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -121,6 +129,10 @@ class AttemptView:
                       "cost_usd": self.cost_usd, "requests": self.requests},
             "diagnostics": self.diagnostics_path,
             "findings": [f.detail_dict() for f in self.findings],
+            "candidate": None if self.round is None else {
+                "round": self.round, "place": self.candidate, "verdict": self.verdict,
+                "reason": self.verdict_reason, "commit": self.candidate_sha,
+                "diff_files": self.diff_files, "diff_lines": self.diff_lines},
         }
 
 

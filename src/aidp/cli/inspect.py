@@ -63,7 +63,33 @@ def status(run_ref: str | None, repo: Path | None, config_path: Path | None, as_
             table.add_row(f"  {step['id']}", _state(step["status"]),
                           str(step["attempts_total"] or ""),
                           (step["checkpoint"] or "")[:10], escape(note))
+            for row in _candidate_rows(step["attempt_list"]):
+                table.add_row(*row)
     out.print(table)
+
+
+def _candidate_rows(attempts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The last best-of round's candidates, side by side under their step."""
+    from rich.markup import escape
+
+    rounds = [a for a in attempts if a.get("candidate")]
+    if not rounds:
+        return []
+    last = rounds[-1]["candidate"]["round"]
+    rows = []
+    for a in rounds:
+        c = a["candidate"]
+        if c["round"] != last:
+            continue
+        usage = a["usage"]
+        figures = (f"{c['diff_lines']} line(s) in {c['diff_files']} file(s), "
+                   if c["diff_lines"] is not None else "")
+        figures += (f"{len(a['findings'])} finding(s), {usage['input_tokens']}/"
+                    f"{usage['output_tokens']} tokens, ${usage['cost_usd'] or 0:.4f}")
+        rows.append((f"    #{c['place']} {a['profile'] or ''}", c["verdict"] or a["outcome"]
+                     or "running", str(a["number"]), (c["commit"] or "")[:10],
+                     escape(f"{c['reason'] or ''} [{figures}]")))
+    return rows
 
 
 def _gate_note(gate: dict[str, Any], note: str) -> str:

@@ -34,8 +34,10 @@ __all__ = [
     "validate_workstreams",
 ]
 
+#: What a command template may name (the executor fills in each, for every attempt).
 PLACEHOLDERS = frozenset(
-    {"worktree", "prompt_file", "run_id", "workstream", "step", "attempt", "repo", "context_files"}
+    {"worktree", "prompt_file", "run_id", "workstream", "step", "attempt", "repo", "context_files",
+     "attempt_kind", "findings_file", "candidate"}
 )
 SAMPLE_RUN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # a ULID, as in generated branch names
 _MAX_CYCLES = 20

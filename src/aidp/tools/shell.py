@@ -1,9 +1,9 @@
 """The ``shell`` adapter's command building: argv lists or ``/bin/sh -c`` templates.
 
-Placeholders: ``{worktree}``, ``{prompt_file}``, ``{run_id}``, ``{workstream}``, ``{step}``,
-``{attempt}``, ``{repo}``, ``{context_files}``. In a string template each value is shell-quoted
-(``{context_files}`` expands to several quoted words), so a value can never inject shell syntax;
-in an argv list each element is formatted on its own.
+Placeholders: those :data:`aidp.model.validate.PLACEHOLDERS` names (``{worktree}``,
+``{attempt}``, ``{candidate}`` ...), filled in by the executor. In a string template each value
+is shell-quoted (``{context_files}`` expands to several quoted words), so a value can never
+inject shell syntax; in an argv list each element is formatted on its own.
 """
 
 from __future__ import annotations
@@ -11,11 +11,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
-__all__ = ["PLACEHOLDERS", "build_argv"]
+__all__ = ["build_argv"]
 
-PLACEHOLDERS = (
-    "worktree", "prompt_file", "run_id", "workstream", "step", "attempt", "repo", "context_files"
-)
 
 
 def build_argv(command: str | Sequence[str], values: Mapping[str, str | Sequence[str]]
