@@ -327,3 +327,41 @@ def test_a_model_step_on_a_worker_with_the_database_uses_its_gateway_fully(
                 for path in root.rglob("*"):
                     if path.is_file():
                         assert key.encode() not in path.read_bytes(), path
+
+
+def test_best_of_candidates_run_on_the_workers_and_the_winner_is_kept(tmp_path: Path) -> None:
+    """A best-of-3 step on two workers: each candidate ran on a worker with its place, the
+    smallest passing one won, and the next step (on a worker too) builds on its commit."""
+    plan = """version: 1
+workstreams:
+  - id: w
+    steps:
+      - id: s
+        run: >-
+          if [ "$AIDP_CANDIDATE" = 1 ]; then echo bad > out.txt;
+          else seq {candidate} > out.txt; fi
+        best_of: {n: 3}
+        checks: ["! grep -q bad out.txt"]
+      - id: after
+        depends_on: [s]
+        run: "grep -qx 2 out.txt && ! grep -q 3 out.txt && echo built > after.txt"
+"""
+    with cluster(tmp_path / "c", {"README.md": "x\n", "plan.yaml": plan}) as made:
+        made.add_worker("w1")
+        made.add_worker("w2")
+        made.wait_for_workers(2)
+        cli = Cli(made.clone)
+        done = cli("run", "plan.yaml", "--executor", "dask", "--scheduler", made.address,
+                   timeout=300)
+        assert done.returncode == 0, done.stderr + made.log("w1") + made.log("w2")
+        run_id = _run_id(cli)
+        data = json.loads(cli("status", run_id, "--json", check=True).stdout)
+        step, after = data["workstreams"][0]["steps"]
+        assert after["status"] == "completed"
+        verdicts = [a["candidate"]["verdict"] for a in step["attempt_list"]]
+        assert verdicts == ["failed", "won", "lost"]
+        branch = f"aidp/{run_id}/w"
+        assert git(made.clone, "show", f"{branch}:out.txt") == "1\n2\n"
+        assert git(made.clone, "rev-parse", f"{branch}^").strip() == step["checkpoint"]
+        assert git(made.clone, "show", f"{branch}:after.txt") == "built\n"
+        assert _workers_used(made, run_id) <= {"w1", "w2"} and _workers_used(made, run_id)

@@ -76,7 +76,7 @@ def _candidate_rows(attempts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     if not rounds:
         return []
     last = rounds[-1]["candidate"]["round"]
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for a in rounds:
         c = a["candidate"]
         if c["round"] != last:

@@ -84,6 +84,7 @@ class AttemptSpec:
     token: str
     settings: Settings
     started_at: float
+    candidate: int | None = None  # a best-of candidate's place
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def run_remote_attempt(spec: AttemptSpec) -> RemoteResult:
                          spec.settings.profile(spec.profile_name), None, None)
     claim = _Claim(0, spec.token, log_path, wt.path, spec.started_at)
     try:
-        invoked = executor._invoke(wsr, sr, admitted, claim)
+        invoked = executor._invoke(wsr, sr, admitted, claim, spec.candidate)
         if invoked.checkpoint is not None:
             invoked.checkpoint.apply()
             if not push_branch(where, invoked.checkpoint.new, spec.start_sha):

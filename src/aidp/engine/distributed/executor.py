@@ -102,14 +102,13 @@ class DaskExecutor(Executor):
 
     def _invoke(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
                 claim: _Claim, candidate: int | None = None) -> _Invoked:
-        # a best-of candidate runs on its own branch (``wsr`` is the candidate's); the worker
-        # is not told its place ($AIDP_CANDIDATE stays empty there)
+        # a best-of candidate runs on its own branch (``wsr`` is the candidate's)
         assert wsr.worktree is not None
         start = str(wsr.worktree.pygit.head.target)
         where = RemoteBranch(self.repo, self.remote, wsr.branch)
         try:
             self._publish(where, start, sr)
-            answer = self._submit(wsr, sr, admitted, claim, start)
+            answer = self._submit(wsr, sr, admitted, claim, start, candidate)
         except AidpError as exc:
             return failed_invoked(AttemptOutcome.FAILED_TRANSIENT, exc.message)
         # the whole log (what was streamed is its beginning), after the worker's name
@@ -165,12 +164,12 @@ class DaskExecutor(Executor):
             self._published[where.branch] = start
 
     def _submit(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
-                claim: _Claim, start: str) -> RemoteResult:
+                claim: _Claim, start: str, candidate: int | None) -> RemoteResult:
         spec = AttemptSpec(
             run_id=self.run_id, ws=wsr.ws, branch=wsr.branch, start_sha=start, step=sr.step,
             number=admitted.number, kind=admitted.kind, profile_name=admitted.profile_name,
             fix_findings=sr.fix_findings, token=claim.token, settings=self.settings,
-            started_at=claim.started_at)
+            started_at=claim.started_at, candidate=candidate)
         profile = admitted.profile
         topic = log_topic(claim.token)
         live = claim.log_path.open("ab")
