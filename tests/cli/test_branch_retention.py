@@ -93,3 +93,21 @@ def test_keep_branches_comes_from_aidp_toml(cli_inproc: Cli, tmp_path: Path) -> 
     (repo / "aidp.toml").write_text("[run]\nkeep_branches = 1\n")
     out = cli("worktrees", "prune", check=True).stdout
     assert f"deleted branch aidp/{first}/m" in out
+
+
+def test_prune_deletes_best_of_candidate_branches_with_their_workstream(
+        cli_inproc: Cli, tmp_path: Path) -> None:
+    cli, repo = cli_inproc, cli_inproc.cwd
+    run_id = _run(cli, tmp_path, """
+version: 1
+workstreams:
+  - id: b
+    merge: {into: integration}
+    steps: [{id: s, run: "seq {candidate} > b.txt", best_of: {n: 2}}]
+""", 0)
+    assert _branches(repo) == {f"aidp/{run_id}/b", f"aidp/{run_id}/b+s.1",
+                               f"aidp/{run_id}/b+s.2"}
+    out = cli("worktrees", "prune", "--keep-branches", "0", check=True).stdout
+    assert f"deleted branch aidp/{run_id}/b+s.2" in out
+    assert _branches(repo) == set()
+    assert git(repo, "show", "integration:b.txt") == "1\n"

@@ -213,3 +213,33 @@ workstreams:
             kill9(proc)
         if run_id is not None:
             kill_leftovers(run_id)
+
+
+def test_the_budget_counts_every_candidate(repo: Path, db_url: str, tmp_path: Path) -> None:
+    """Three candidates of 600 tokens each fail the checks: 1,800 tokens spent against a
+    budget of 1,000, so no fix round starts, though each candidate alone stayed under it."""
+    script = [{"reply": edit("broken"), "usage": {"input_tokens": 500, "output_tokens": 100}}]
+    with FakeLLM(script, api_key=KEY) as llm:
+        toml = profile("llm", llm.base_url, api_key_env="AIDP_TEST_BO_KEY")
+        summary, store, run_id = drive(repo, db_url, tmp_path, toml, """version: 1
+workstreams:
+  - id: w
+    scope: ["notes/**"]
+    steps:
+      - id: s
+        tool: llm
+        prompt: Write notes/a.md; it must say ok.
+        best_of: {n: 3}
+        checks: ["grep -qx ok notes/a.md"]
+        fix: {max: 2}
+        budget: {tokens: 1000}
+""")
+        requests = len(llm.requests)
+    try:
+        assert not summary.ok
+        (step,) = store.steps(run_id)
+        assert step.outcome == "budget_exceeded", step.reason
+        assert "budget of 1000 tokens is spent (1800)" in (step.reason or "")
+        assert requests == 3
+    finally:
+        store.close()

@@ -58,8 +58,13 @@ def prune_branches(store: Store, repo: Path, *, keep_runs: int, force: bool = Fa
             if sha is None or row.branch in held:
                 continue
             if force or _merged(repo, row, sha, targets.get(row.ws_id)):
-                run_git(["branch", "-D", row.branch], repo)
-                deleted.append(row.branch)
+                # with its best-of candidates' branches (``BRANCH+STEP.ATTEMPT``): the kept
+                # candidate is the workstream's checkpoint, the others were judged
+                gone = [row.branch, *sorted(name for name in heads
+                                            if name.startswith(row.branch + "+")
+                                            and name not in held)]
+                run_git(["branch", "-D", *gone], repo)
+                deleted += gone
             else:
                 unmerged.append(row.branch)
     return BranchPrune(tuple(deleted), tuple(unmerged))
