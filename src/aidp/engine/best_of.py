@@ -15,7 +15,10 @@ moves to it by compare-and-swap, in the transaction that records the round. Ever
 keeps its verdict (``won``, ``lost``, ``failed``) and the reason, its commit on its branch and
 its diff size. When none passes, the candidate with the fewest findings stands for the round:
 its failure decides what follows (retry, fix, escalate, fail: a round counts as one attempt of
-the step's retry policy, and a fix round feeds each candidate that candidate's findings).
+the step's retry policy, and a fix round feeds every candidate the findings of the one that
+stood for it).
+
+Candidates run beside the run's ``--parallel`` slots (the step holds one slot for its round).
 
 Budgets count every candidate: admission checks them once for the round, and the model gateway
 asks before each request what all live attempts spent. After a crash, the round's attempts in
