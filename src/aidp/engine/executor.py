@@ -543,7 +543,6 @@ class Executor(Preparation, Admission, Invoker):
                              profile=next_profile, fix_findings=fix_findings,
                              failure_class=step_class, closed_workstream=closes)
 
-
     def _settle(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
                 claim: _Claim, invoked: _Invoked, judgement: _Judgement) -> Path | None:
         """Tell the breakers how the attempt went; keep a failed attempt's diagnostics bundle
