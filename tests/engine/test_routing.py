@@ -87,6 +87,10 @@ def test_best_success_routes_to_the_profile_that_succeeds_more(
         assert best.choice_reason == (
             "select best_success: chose steady (success 14/15 = 93% for all its work) "
             "over flaky (success 6/15 = 40% for all its work)")
+        (started,) = [json.loads(e.data) for e in store.events(run_id)
+                      if e.kind == "step.started" and e.ws_id == "best"]
+        assert started["profile"] == "steady"
+        assert started["choice_reason"] == best.choice_reason  # aidp events, the dashboard
         plain = routed_attempt(store, run_id, "plain")
         assert plain.profile == "flaky" and "select" not in plain.choice_reason
     finally:
