@@ -141,6 +141,9 @@ def test_usage_and_breakers(spec_served: Served) -> None:
         usage = client.get("/usage", params={"run": run}).json()
         assert usage == json.loads(cli("usage", run, "--json").stdout)
         assert usage["total"]["attempts"] == 2
+        stats = client.get("/tools/stats").json()
+        assert stats == json.loads(cli("tools", "stats", "--json").stdout)
+        assert sum(row["finished"] for row in stats) == 2
         assert client.get("/usage", params={"run": "NOPE"}).status_code == 404
         unknown = client.post("/breakers/profile:impl/reset",
                               headers={"Idempotency-Key": "r-1"})
@@ -168,6 +171,8 @@ def test_tools_and_specs_answer_as_the_cli(spec_served: Served) -> None:
         stored = {t["name"]: t["last_check"] for t in client.get("/tools").json()}
         assert stored["impl"]["ok"] is True  # kept for `aidp tools list`
         assert client.post("/tools/check", params={"profile": "nope"}).status_code == 404
+        assert client.get("/tools/stats").json() == json.loads(
+            cli("tools", "stats", "--json").stdout)
 
         specs = client.get("/specs").json()
         assert specs == json.loads(cli("specs", "list", "--specs", "--json").stdout)

@@ -75,8 +75,8 @@ def _get_all(client: httpx.Client, run_id: str) -> list[httpx.Response]:
     webhooks and deliveries."""
     got = [client.get(path) for path in (
         "/runs", f"/runs/{run_id}", f"/runs/{run_id}/workstreams", f"/runs/{run_id}/findings",
-        f"/runs/{run_id}/events", "/usage", f"/usage?run={run_id}", "/tools", "/breakers",
-        "/webhooks", "/webhooks/deliveries", "/version", "/health/ready")]
+        f"/runs/{run_id}/events", "/usage", f"/usage?run={run_id}", "/tools", "/tools/stats",
+        "/breakers", "/webhooks", "/webhooks/deliveries", "/version", "/health/ready")]
     for ws in got[2].json():
         got.append(client.get(f"/runs/{run_id}/workstreams/{ws['id']}"))
         for step in ws["steps"]:

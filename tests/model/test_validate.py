@@ -189,6 +189,27 @@ def test_non_shell_step_needs_no_run(tmp_path: Path) -> None:
     assert [(p.id, p.code) for p in problems] == [("a/t", "missing-run")]
 
 
+def test_select_needs_a_capability(tmp_path: Path) -> None:
+    """select other than score on a step without a capability is refused, naming the step, the
+    file and the line of its select; with a capability (or select: score) it is fine."""
+    text = ("version: 1\nworkstreams:\n  - id: a\n    steps:\n"
+            "      - id: s\n        run: 'true'\n        select: best_success\n"
+            "      - {id: t, capability: code_edit, select: cheapest_passing, run: 'true'}\n"
+            "      - {id: u, select: score, run: 'true'}\n")
+    problems = load_text(tmp_path, text)
+    assert [(p.id, p.code, p.line) for p in problems] == [
+        ("a/s", "select-without-capability", 7)]
+    assert problems[0].file is not None and problems[0].file.endswith("p.yaml")
+    assert "select: best_success" in problems[0].message and "capability" in problems[0].message
+
+
+def test_select_outside_its_values_is_a_shape_error(tmp_path: Path) -> None:
+    """select: fastest is not one of score, best_success, cheapest_passing."""
+    steps = "[{id: s, capability: code_edit, select: fastest, run: 'true'}]"
+    problems = load_text(tmp_path, plan(ws("a", "", steps)))
+    assert len(problems) == 1 and "select" in problems[0].message
+
+
 SCOPE_SHAPES = ["src/a/**", "src/b/**", "src/**", "docs/*.md", "*.md", "**", "src/a/x.py",
                 "docs/**", "lib/[ab]/*", "?rc/**"]
 

@@ -55,7 +55,8 @@ CATALOGUE: dict[str, str] = {
     "workstream.skipped": "a dependency failed or a step was skipped by the user",
     "workstream.reopened": "a rollback reopened the workstream: it runs again",
     "workstream.rolled_back": "the workstream went back to a checkpoint",
-    "step.started": "an attempt of the step began (data.attempt, data.profile)",
+    "step.started": "an attempt of the step began (data.attempt, data.profile; "
+    "data.choice_reason when the profile was chosen, not named)",
     "step.running": "the step's recorded state became running",
     "step.validating": "the tool finished; the step's checks run",
     "step.completed": "the step's checkpoint commit was made (data.sha)",

@@ -1,9 +1,12 @@
-"""Tool profiles and whether their tools can run: ``aidp tools list|check`` and the API's
-``/tools`` and ``/tools/check``.
+"""Tool profiles, whether their tools can run and how they did: ``aidp tools list|check|stats``
+and the API's ``/tools``, ``/tools/check`` and ``/tools/stats``.
 
 ``check`` runs each profile's adapter ``probe()`` (the binary is there, its version, a canary
 request to the profile's endpoint when it has one) and stores the results, timestamped, in
 ``<repo>/.aidp/tool-checks.json``; ``list`` shows the last result beside each profile.
+``stats`` sums the finished attempts of every run in the database per profile, capability and
+language (:mod:`aidp.tools.stats` says what counts): the figures ``select: best_success`` and
+``select: cheapest_passing`` route by.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ if TYPE_CHECKING:
     from aidp.config import ToolProfile
     from aidp.tools.adapter import ProbeResult
 
-__all__ = ["CHECKS_FILE", "check_state", "check_tools", "list_tools", "load_checks"]
+__all__ = ["CHECKS_FILE", "check_state", "check_tools", "list_tools", "load_checks",
+           "tool_stats"]
 
 #: Where ``aidp tools check`` keeps its results, relative to the repository.
 CHECKS_FILE = Path(".aidp") / "tool-checks.json"
@@ -123,3 +127,35 @@ def check_tools(app: AppContext, profile_name: str | None = None, *, offline: bo
     _save_checks(app, results)
     return [{"profile": name, "status": check_state(entry).lower(), **entry}
             for name, entry in results.items()]
+
+
+def tool_stats(app: AppContext, *, capability: str | None = None, language: str | None = None
+               ) -> list[dict[str, Any]]:
+    """The finished attempts of every run per (profile, capability, language), as ``tools stats
+    --json`` prints them, optionally of one capability and / or language (compared without
+    case); empty when there is no database yet.
+
+    Each row: the counts (``finished``, ``succeeded``, ``steps``, ``fix_attempts``, ``wins``,
+    ``losses``), the sums (``cost_usd``, ``latency_ms``, ``duration_s``) and the figures derived
+    from them (``success_rate`` 0..1, ``fix_loop`` per step, ``mean_cost_usd``,
+    ``cost_per_success`` in US dollars, ``mean_latency_ms``, ``mean_duration_s``; None where
+    nothing was counted). ``capability`` / ``language`` None: attempts of steps that named
+    their profile with ``tool:`` (or asked for no language).
+    """
+    from aidp.tools.stats import ProfileStats
+
+    if not app.has_database():
+        return []
+    rows = [ProfileStats.of_row(row) for row in app.store().profile_stats()]
+    return [
+        {"profile": s.profile, "capability": s.capability, "language": s.language,
+         "finished": s.finished, "succeeded": s.succeeded, "success_rate": s.success_rate,
+         "steps": s.steps, "fix_attempts": s.fix_attempts, "fix_loop": s.fix_loop,
+         "cost_usd": s.cost_usd, "mean_cost_usd": s.mean_cost_usd,
+         "cost_per_success": s.cost_per_success, "latency_ms": s.latency_ms,
+         "mean_latency_ms": s.mean_latency_ms, "duration_s": s.duration_s,
+         "mean_duration_s": s.mean_duration_s, "wins": s.wins, "losses": s.losses}
+        for s in rows
+        if (capability is None or (s.capability or "").lower() == capability.lower())
+        and (language is None or (s.language or "").lower() == language.lower())
+    ]

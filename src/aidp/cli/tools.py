@@ -1,7 +1,8 @@
-"""``aidp tools list|check``: the tool profiles of aidp.toml, and whether each tool can run.
+"""``aidp tools list|check|stats``: the tool profiles of aidp.toml, whether each tool can run,
+and how each profile's attempts went.
 
-The profiles, the probes and the stored results (``<repo>/.aidp/tool-checks.json``) are the
-application layer's (:mod:`aidp.app.tools`); this module parses and prints.
+The profiles, the probes, the stored results (``<repo>/.aidp/tool-checks.json``) and the
+statistics are the application layer's (:mod:`aidp.app.tools`); this module parses and prints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __all__ = ["tools"]
 
 @click.group()
 def tools() -> None:
-    """List tool profiles, or check that their tools can run."""
+    """List tool profiles, check that their tools can run, or show how their attempts went."""
 
 
 @tools.command("list")
@@ -80,3 +81,49 @@ def check(profile_name: str | None, repo: Path | None, config_path: Path | None,
         for row in rows:
             click.echo(f"{row['profile']:<{width}}  {check_state(row):<6}  {row['detail']}")
     return 0 if all(row["ok"] for row in rows) else 1
+
+
+@tools.command()
+@click.option("--capability", metavar="C", help="Only attempts of steps asking for capability C.")
+@click.option("--language", metavar="L", help="Only attempts of steps asking for language L.")
+@repo_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(capability: str | None, language: str | None, repo: Path | None,
+          config_path: Path | None, as_json: bool) -> None:
+    """How each profile's finished attempts went, in every run of the database, per capability
+    and language: attempts, successes and success rate, fix attempts per step (FIX LOOP), mean
+    cost, cost per success, mean provider latency, mean duration, best-of-N wins and losses.
+    A capability step with `select: best_success` or `select: cheapest_passing` is routed by
+    these figures. CAPABILITY '-': steps that named their profile with `tool:`."""
+    from aidp.app.tools import tool_stats
+
+    ctx = Context(repo, config_path)
+    rows = tool_stats(ctx.app, capability=capability, language=language)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no finished attempts yet")
+        return
+    header = ("PROFILE", "CAPABILITY", "LANGUAGE", "ATTEMPTS", "SUCCEEDED", "RATE", "FIX LOOP",
+              "COST/ATTEMPT", "COST/SUCCESS", "LATENCY", "DURATION", "WON", "LOST")
+    table = [header] + [
+        (row["profile"], row["capability"] or "-", row["language"] or "-",
+         str(row["finished"]), str(row["succeeded"]), _percent(row["success_rate"]),
+         _number(row["fix_loop"], "{:.2f}"), _number(row["mean_cost_usd"], "${:.4f}"),
+         _number(row["cost_per_success"], "${:.4f}"), _number(row["mean_latency_ms"], "{:.0f} ms"),
+         _number(row["mean_duration_s"], "{:.2f} s"), str(row["wins"]), str(row["losses"]))
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
+                   .rstrip())
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
+
+
+def _number(value: float | None, form: str) -> str:
+    return "-" if value is None else form.format(value)

@@ -33,6 +33,7 @@ from aidp.tools.registry import (
     choose_profile,
     fallback_chain,
 )
+from aidp.tools.stats import ProfileStats
 
 __all__ = ["Admission"]
 
@@ -110,7 +111,9 @@ class Admission:
 
     def _choose(self, step: Step) -> Choice:
         """The profile for a step asking for a capability: the registry scores the matching
-        profiles (capability, language, environment, priority, recent success, breakers)."""
+        profiles (capability, language, environment, priority, recent success, breakers), or,
+        with ``select``, ranks them by the statistics of every finished attempt in the
+        database (one aggregate query, made only for such a step)."""
         health: dict[str, ProfileHealth] = {}
         rates = self._success_rates()
         for name, profile in self.settings.tools.items():
@@ -119,9 +122,12 @@ class Admission:
                 snap = self.breakers.snapshot(profile_key(name), now=self.clock.now())
                 open_ = snap is not None and snap.state is BreakerState.OPEN
             health[name] = ProfileHealth(breaker_open=open_, success_rate=rates.get(name))
+        stats = ([ProfileStats.of_row(row) for row in self.store.profile_stats()]
+                 if step.select != "score" else [])
         return choose_profile(
             self.settings, tool=None, capability=step.capability, language=step.language,
-            environment=self.base_env.get("AIDP_ENVIRONMENT"), health=health)
+            environment=self.base_env.get("AIDP_ENVIRONMENT"), health=health,
+            select=step.select, stats=stats)
 
     def _success_rates(self) -> dict[str, float]:
         """Share of succeeded attempts per profile in this run (recent success)."""

@@ -280,7 +280,9 @@ class Executor(Preparation, Admission, Invoker):
                            reason=None, next_attempt_at=None,
                            **({"started_at": tx.now} if sr.last_number == 0 else {}))
             tx.event(self.run_id, "step.started", wsr.ws.id, step.id, attempt=number,
-                     attempt_kind=kind.value, profile=profile_name)
+                     attempt_kind=kind.value, profile=profile_name,
+                     **({"choice_reason": admitted.choice_reason}
+                        if admitted.choice_reason else {}))
         return _Claim(attempt_id, token, log_path, worktree, started_at)
 
     def _invoke(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,

@@ -1,10 +1,11 @@
 """Semantic validation of parsed workstreams: everything a single pydantic model cannot see.
 
 Checks: duplicate ids, unknown or self dependencies and conflicts, dependency cycles, unsafe
-paths, branch names, command placeholders, shell steps without a command, and overlapping scopes
-of workstreams that may run in parallel. Every check is a pure function of the models plus a
-:class:`SourceMap` (the line of every node), returning :class:`~aidp.exceptions.Problem` objects;
-only the inside-the-repository check resolves paths on disk.
+paths, branch names, command placeholders, shell steps without a command, ``select`` without a
+capability, and overlapping scopes of workstreams that may run in parallel. Every check is a
+pure function of the models plus a :class:`SourceMap` (the line of every node), returning
+:class:`~aidp.exceptions.Problem` objects; only the inside-the-repository check resolves paths
+on disk.
 """
 
 from __future__ import annotations
@@ -328,6 +329,18 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> li
                     "a shell step needs a non-empty 'run' command",
                     "steps",
                     i,
+                    id=ident,
+                )
+            )
+        if step.select != "score" and step.capability is None:
+            problems.append(
+                item.problem(
+                    "select-without-capability",
+                    f"select: {step.select} picks among the profiles offering a capability; "
+                    "give the step a 'capability' (or drop 'select')",
+                    "steps",
+                    i,
+                    "select",
                     id=ident,
                 )
             )

@@ -218,6 +218,12 @@ class Step(_Model):
         "the registry picks the best healthy profile that has it"
     )
     language: str | None = Field(None, description="with capability: the language of the work")
+    select: Literal["score", "best_success", "cheapest_passing"] = Field(
+        "score", description="with capability: how the profile is picked -- score (priority, "
+        "language, environment, recent success), best_success (the best success rate of the "
+        "finished attempts of every run) or cheapest_passing (the lowest cost per success among "
+        "the profiles that succeed often enough); see `aidp tools stats`"
+    )
     run: Command | None = Field(None, description="the command for the shell adapter")
     prompt: str | None = None
     prompt_file: str | None = Field(None, description="path relative to the workstream file")

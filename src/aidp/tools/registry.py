@@ -17,20 +17,33 @@ each profile (breaker state, recent success rate), which the caller reads from t
   language + 0.25 if it names the environment + 0.2 x recent success rate (0.1 when unknown);
   ties go by name. If the best one's breaker is open, its fallback chain is tried, then the
   next candidate.
+* A capability step may instead be routed by results (``select``), from the statistics of every
+  finished attempt in the database (:mod:`aidp.tools.stats`, read by the caller):
+  ``best_success`` ranks the matching profiles by the lower bound of the Wilson interval of their
+  success rate (:func:`~aidp.tools.stats.wilson_lower_bound`: 14/15 beats 3/3), for the
+  capability in the language, else the capability, else all their work, whichever first has
+  :data:`~aidp.tools.stats.MIN_SAMPLES` finished attempts; profiles with fewer come after, by
+  score. ``cheapest_passing`` ranks the profiles whose success rate reaches
+  :data:`PASSING_RATE` (with enough samples) by their cost per succeeded attempt, the others
+  after, by score. Equal figures go by score; when no profile has figures (or none passes),
+  the order is the score's and the reason says so. Breakers and fallbacks apply as above.
 
 Every choice carries a readable reason, e.g.
-``aider: breaker open; codex: breaker open; chose openai (fallback of codex)``.
+``aider: breaker open; codex: breaker open; chose openai (fallback of codex)``, or, routed by
+results, ``select best_success: chose codex (success 14/15 = 93% for code_edit/python) over
+aider (success 6/15 = 40% for code_edit)``.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aidp.exceptions import ToolError
+from aidp.tools.stats import Figures, ProfileStats, figures_for, wilson_lower_bound
 
 if TYPE_CHECKING:
     from aidp.config import Settings, ToolProfile
@@ -44,10 +57,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_ADAPTER_MODULES",
+    "PASSING_RATE",
     "Candidate",
     "Choice",
     "NoProfileError",
     "ProfileHealth",
+    "Select",
     "choose_profile",
     "fallback_chain",
     "get_adapter",
@@ -69,6 +84,11 @@ _LANGUAGE_BONUS = 0.5
 _ENVIRONMENT_BONUS = 0.25
 _SUCCESS_WEIGHT = 0.2
 _UNKNOWN_SUCCESS_RATE = 0.5
+
+#: How a capability step picks among the matching profiles (the workstream's ``select``).
+Select = Literal["score", "best_success", "cheapest_passing"]
+#: ``cheapest_passing``: the success rate a profile must reach to be considered.
+PASSING_RATE = 0.8
 
 _adapters: dict[str, Adapter] = {}
 _adapters_lock = threading.Lock()
@@ -277,6 +297,8 @@ def choose_profile(
     language: str | None = None,
     environment: str | None = None,
     health: Mapping[str, ProfileHealth],
+    select: Select = "score",
+    stats: Sequence[ProfileStats] = (),
 ) -> Choice:
     """Pick the profile for one step (pure: no I/O, no clock).
 
@@ -291,6 +313,10 @@ def choose_profile(
             ``environments``.
         health: per profile name, its breaker state and recent success rate; a profile missing
             here counts as healthy with an unknown success rate.
+        select: with ``capability``: ``score`` (the default), or route by results,
+            ``best_success`` or ``cheapest_passing`` (see the module's docstring).
+        stats: for ``select`` other than ``score``: the finished attempts' sums per (profile,
+            capability, language) of every run (:meth:`aidp.state.store.Store.profile_stats`).
 
     Returns:
         the :class:`Choice`, with a readable reason and every candidate considered.
@@ -339,12 +365,92 @@ def choose_profile(
             f"no tool profile offers {wanted}" + (f" ({detail})" if detail else ""),
             candidates=candidates, retryable=False,
             hint=f"add {capability!r} to the capabilities of a profile in aidp.toml")
+    routed: _Routed | None = None
+    if select != "score":
+        routed = _route_by_results(select, ranked, stats, capability, language)
+        ranked = routed.ranked
+        candidates = [(name, score, why + "; " + routed.describe(name))
+                      for score, name, why in ranked] + rejected
     for score, name, _ in ranked:
         chosen = _walk_fallbacks(settings, name, health, notes, noted)
         if chosen is not None:
-            if chosen == name:
+            if routed is not None:
+                notes.append(routed.note(chosen, name, wanted, score))
+            elif chosen == name:
                 notes.append(f"chose {name} ({wanted}, score {score:g})")
             return Choice(chosen, "; ".join(notes), candidates)
     raise NoProfileError("; ".join([*notes, f"no healthy profile offers {wanted}"]),
                          candidates=candidates, retryable=True,
                          hint="wait for a breaker to close, or add a fallback profile")
+
+
+@dataclass(frozen=True)
+class _Routed:
+    """The matching profiles in the order ``select`` put them, with their figures."""
+
+    select: Select
+    ranked: list[tuple[float, str, str]]
+    figures: dict[str, Figures]
+    decided: bool  # False: no figures to go by, the order is the score's
+    why_not: str = ""
+
+    def describe(self, name: str) -> str:
+        figures = self.figures[name]
+        success = f"success {figures.success}"
+        if self.select != "cheapest_passing" or not figures.known:
+            return success
+        per_success = figures.stats.cost_per_success
+        if figures.stats.success_rate is None or figures.stats.success_rate < PASSING_RATE:
+            return f"{success}, under {PASSING_RATE:.0%}"
+        return f"${per_success or 0.0:.4f} per success, {success}"
+
+    def note(self, chosen: str, first: str, wanted: str, score: float) -> str:
+        """The reason's last part: the choice and the figures of every ranked profile."""
+        head = f"select {self.select}: "
+        if not self.decided:
+            base = f"chose {first} ({wanted}, score {score:g})" if chosen == first else ""
+            return head + self.why_not + (f"; {base}" if base else "")
+        if chosen not in self.figures:  # a fallback that does not offer the capability
+            return head + f"{first} was first ({self.describe(first)})"
+        others = [name for _, name, _ in self.ranked if name != chosen]
+        text = head + f"chose {chosen} ({self.describe(chosen)})"
+        if others:
+            text += " over " + ", ".join(f"{name} ({self.describe(name)})" for name in others)
+        return text
+
+
+def _route_by_results(
+    select: Select, ranked: list[tuple[float, str, str]], stats: Sequence[ProfileStats],
+    capability: str, language: str | None,
+) -> _Routed:
+    """``ranked`` (in score order) reordered by the figures of each profile."""
+    figures = {name: figures_for(stats, name, capability, language) for _, name, _ in ranked}
+    by_score = {name: i for i, (_, name, _) in enumerate(ranked)}
+
+    def passing(name: str) -> bool:
+        rate = figures[name].stats.success_rate
+        return figures[name].known and rate is not None and rate >= PASSING_RATE
+
+    if select == "best_success":
+        if not any(f.known for f in figures.values()):
+            return _Routed(select, ranked, figures, decided=False,
+                           why_not="no matching profile has enough finished attempts")
+
+        def key(item: tuple[float, str, str]) -> tuple[int, float, int]:
+            f = figures[item[1]]
+            if not f.known:
+                return (1, 0.0, by_score[item[1]])
+            bound = wilson_lower_bound(f.stats.succeeded, f.stats.finished)
+            return (0, -round(bound, 9), by_score[item[1]])
+    else:
+        if not any(passing(name) for name in figures):
+            return _Routed(select, ranked, figures, decided=False,
+                           why_not=f"no matching profile succeeds in {PASSING_RATE:.0%} of "
+                           "enough finished attempts")
+
+        def key(item: tuple[float, str, str]) -> tuple[int, float, int]:
+            if not passing(item[1]):
+                return (1, 0.0, by_score[item[1]])
+            return (0, round(figures[item[1]].stats.cost_per_success or 0.0, 9),
+                    by_score[item[1]])
+    return _Routed(select, sorted(ranked, key=key), figures, decided=True)

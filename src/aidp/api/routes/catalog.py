@@ -104,6 +104,18 @@ def list_tools(request: Request) -> list[dict[str, Any]]:
     return tools.list_tools(request.app.state.ctx)
 
 
+@router.get("/tools/stats", summary="How each tool profile's finished attempts went, over every "
+            "run, per capability and language (as `aidp tools stats --json`)")
+@read_on_loop
+def tool_stats(request: Request,
+               capability: str | None = Query(None, max_length=64,
+                                              description="only steps asking for it"),
+               language: str | None = Query(None, max_length=64,
+                                            description="only steps asking for it")
+               ) -> list[dict[str, Any]]:
+    return tools.tool_stats(request.app.state.ctx, capability=capability, language=language)
+
+
 @router.post("/tools/check", summary="Probe tool profiles: binary, version, a canary request "
              "(results stored as by `aidp tools check`)",
              responses={404: {"description": "no such profile"},
