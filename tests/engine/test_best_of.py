@@ -74,7 +74,9 @@ def test_the_smallest_passing_candidate_wins_and_every_candidate_is_recorded(
         assert rows["alpha"].verdict == "failed"
         assert "larger diff" in rows["beta"].verdict_reason
         assert "lost to candidate 3" in rows["beta"].verdict_reason
-        assert "checks passed" in rows["gamma"].verdict_reason
+        assert rows["gamma"].verdict_reason == (
+            "checks passed; the best of 2 passing of 3 (fewest findings, smallest diff, "
+            "lowest cost)")
         assert "failed_permanent" in rows["alpha"].verdict_reason
         assert rows["gamma"].diff_lines < rows["beta"].diff_lines
         # the failing candidate's findings name its check

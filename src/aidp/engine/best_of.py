@@ -78,12 +78,6 @@ class _Candidate:
     def rank(self) -> tuple[int, int, float, int]:
         return (self.findings, self.diff_lines or 0, self.cost, self.place)
 
-    def figures(self) -> str:
-        if not self.passed:
-            return f"findings {self.findings}"
-        return (f"{self.findings} finding(s), {self.diff_lines} line(s) in {self.diff_files} "
-                f"file(s), ${self.cost:.4f}")
-
 
 def _profiles(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime
               ) -> tuple[list[str], str | None] | AttemptReport:
@@ -173,9 +167,8 @@ def _judge(candidates: list[_Candidate]) -> _Candidate:
     if passing:
         winner = passing[0]
         winner.verdict = "won"
-        beaten = len(candidates) - 1
-        winner.reason = (f"checks passed; {winner.figures()}"
-                         + (f"; best of {len(candidates)}" if beaten else ""))
+        winner.reason = (f"checks passed; the best of {len(passing)} passing of "
+                         f"{len(candidates)} (fewest findings, smallest diff, lowest cost)")
         for cand in passing[1:]:
             cand.verdict = "lost"
             cand.reason = f"lost to candidate {winner.place}: " + _why_lost(cand, winner)
@@ -292,4 +285,4 @@ def run_round(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
         elif wsr.worktree is not None:
             reset_worktree(wsr.worktree)  # onto the branch's new head
     # the next round numbers its attempts after every candidate of this one
-    return dataclasses.replace(report, number=candidates[-1].admitted.number)
+    return dataclasses.replace(report, last_number=candidates[-1].admitted.number)

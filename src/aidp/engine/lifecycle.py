@@ -103,7 +103,7 @@ class Lifecycle(RunLedger):
         """Copy what an attempt left for the next one into the step's runtime."""
         sr.state = check(STEP_TRANSITIONS, sr.state, report.state)
         sr.attempts = report.counted
-        sr.last_number = report.number
+        sr.last_number = max(report.number, report.last_number)
         sr.reason = report.reason
         sr.next_attempt_at = report.next_attempt_at
         sr.history = report.history

@@ -125,3 +125,4 @@ class AttemptReport:
     fix_findings: tuple[Finding, ...] = ()
     failure_class: str | None = None
     closed_workstream: bool = False  # the workstream's completion was recorded with it
+    last_number: int = 0  # the highest attempt number used, when above ``number`` (best-of)
