@@ -124,6 +124,9 @@ def test_the_text_summary_names_the_rejected_and_counts_check_runs(
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("merge queue "))
     assert line.startswith("merge queue integration: 4 queued, 3 landed, 1 rejected (ws3), ")
     assert "integration checks failed when merged onto integration" in result.stdout
+    progress = result.stdout + result.stderr
+    assert "members=ws1,ws2,ws3,ws4 verdict=failed" in progress  # the progress lines
+    assert "merge.rejected" in progress
 
 
 @SQLITE_ONLY

@@ -8,7 +8,7 @@ import time
 from typing import IO, Any
 
 __all__ = ["LiveReporter", "LogReporter", "PlainReporter", "gate_lines", "merge_note",
-           "queue_line", "render_summary"]
+           "queue_details", "queue_line", "render_summary"]
 
 _ICONS = {
     "completed": "✔", "failed": "✘", "timeout": "⏱", "skipped": "↷", "cancelled": "■",
@@ -51,8 +51,15 @@ def queue_line(queue: dict[str, Any]) -> str:
 
 
 #: Event data a progress line shows (PlainReporter) or a log record carries (LogReporter).
-_SHOWN = ("attempt", "outcome", "reason", "branch", "adopted", "into", "members", "passed",
-          "check_runs")
+_SHOWN = ("attempt", "outcome", "reason", "branch", "adopted", "into", "check_runs")
+
+
+def queue_details(kind: str, data: dict[str, Any]) -> dict[str, str]:
+    """What a merge queue's check run adds to its progress line: the batch and the verdict."""
+    if kind != "merge.checked":
+        return {}
+    return {"members": ",".join(data.get("members") or ()),
+            "verdict": "passed" if data.get("passed") else "failed"}
 
 
 class PlainReporter:
@@ -71,6 +78,7 @@ class PlainReporter:
         for key in _SHOWN:
             if data.get(key) not in (None, "", 0):
                 details.append(f"{key}={data[key]}")
+        details += [f"{k}={v}" for k, v in queue_details(kind, data).items()]
         if data.get("sha"):
             details.append(f"checkpoint={str(data['sha'])[:10]}")
         if data.get("next_attempt_at"):
@@ -106,6 +114,7 @@ class LogReporter:
         if kind == "run.finished":
             return
         fields: dict[str, Any] = {k: data[k] for k in _SHOWN if data.get(k) not in (None, "", 0)}
+        fields.update(queue_details(kind, data))
         if data.get("sha"):
             fields["checkpoint"] = str(data["sha"])[:10]
         if data.get("next_attempt_at"):

@@ -181,8 +181,8 @@ class MergeSpec(_Model):
     the other finished workstreams of the queue (up to ``batch`` at a time) onto the target in
     a scratch worktree, the checks run on that merged tree, and the target moves only when they
     pass; a failing batch is bisected to the first workstream that breaks them, which is taken
-    out of the queue (see docs/formats.md, "Merge queue"). Every workstream merging into one
-    branch declares the same ``checks`` and ``batch``.
+    out of the queue (README, "Merge queue"; :mod:`aidp.engine.mergequeue`). Every workstream
+    merging into one branch declares the same ``checks`` and ``batch``.
     """
 
     into: str = Field(min_length=1)
