@@ -180,27 +180,36 @@ def test_dependants_of_a_rejected_workstream_are_skipped(cli: Cli, tmp_path: Pat
 
 
 @SQLITE_ONLY
+@pytest.mark.parametrize("kill_at", [
+    pytest.param(1, id="before-anything-landed"),
+    pytest.param(4, id="after-a-landing-and-a-rejection"),
+])
 def test_a_crash_mid_queue_resumes_without_landing_a_failing_tree(
-        cli: Cli, tmp_path: Path) -> None:
+        cli: Cli, tmp_path: Path, kill_at: int) -> None:
     """Rule: aidp killed while the integration checks run: resume re-queues the unmerged
-    finished workstreams, lands the good ones once and never the failing tree."""
+    finished workstreams, keeps what landed, lands each once and never the failing tree."""
     repo = cli.cwd
-    marker = tmp_path / "killed-once"
-    # the first check run kills its orchestrator (the check's parent) with SIGKILL
-    check = f"if [ ! -e {marker} ]; then touch {marker}; kill -9 $PPID; sleep 5; fi; {CLASH}"
-    result = cli("run", "--parallel", "1", plan_file(tmp_path, queue_plan(4, check=check)))
-    assert result.returncode == -9 and marker.exists(), result.stderr
+    git(repo, "branch", "integration")
+    counter = tmp_path / "check-runs"
+    # check run number ``kill_at`` kills its orchestrator (the check's parent) with SIGKILL
+    check = (f"n=$(($(cat {counter} 2>/dev/null || echo 0) + 1)); echo $n > {counter}; "
+             f"if [ $n -eq {kill_at} ]; then kill -9 $PPID; sleep 2; fi; {CLASH}")
+    result = cli("run", "--parallel", "1", plan_file(tmp_path, queue_plan(8, check=check)))
+    assert result.returncode == -9, result.stderr
+    landed_before = held(repo, "integration")
     branch = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/aidp/").split()[0]
     run_id = branch.split("/")[3]
     done = cli("resume", "--json", run_id)
     assert done.returncode == 1, done.stderr
-    summary = json.loads(done.stdout)
-    queue = queue_of(summary)
-    assert queue["rejected"] == ["ws3"] and sorted(queue["landed"]) == ["ws1", "ws2", "ws4"]
-    assert all(tree_passes(repo, sha) for sha in held(repo, "integration"))
+    queue = queue_of(json.loads(done.stdout))
+    assert queue["rejected"] == ["ws3"]
+    assert sorted(queue["landed"]) == [f"ws{n}" for n in (1, 2, 4, 5, 6, 7, 8)]
+    shas = held(repo, "integration")
+    assert shas[-len(landed_before):] == landed_before  # nothing that landed was undone
+    assert all(tree_passes(repo, sha) for sha in shas)
     merged = git(repo, "log", "--first-parent", "--merges", "--format=%(trailers:key="
                  "Aidp-Workstream,valueonly)", "integration").split()
-    assert sorted(merged) == ["ws1", "ws2", "ws4"]  # each landed once
+    assert sorted(merged) == [f"ws{n}" for n in (1, 2, 4, 5, 6, 7, 8)]  # each landed once
 
 
 def test_without_checks_a_merge_lands_at_once(cli_inproc: Cli, tmp_path: Path) -> None:
