@@ -116,6 +116,22 @@ def test_a_queue_without_failures_runs_the_checks_once_per_batch(
 
 
 @SQLITE_ONLY
+def test_a_squash_queue_lands_one_commit_per_workstream(cli: Cli, tmp_path: Path) -> None:
+    """Rule: with strategy squash the queue lands one single-parent commit per workstream,
+    each workstream's merged_sha being its own commit."""
+    repo = cli.cwd
+    text = queue_plan(3, check="true").replace("      batch: 4", "      strategy: squash\n"
+                                               "      batch: 4")
+    result, summary = run_json(cli, "--parallel", "3", plan_file(tmp_path, text))
+    assert result.returncode == 0, result.stderr
+    commits = git(repo, "rev-list", "--first-parent", "main..integration").split()
+    assert len(commits) == 3 and not git(repo, "rev-list", "--merges", "main..integration")
+    merged = {w["id"]: w["merged_sha"] for w in summary["workstreams"]}
+    assert sorted(merged.values()) == sorted(commits)
+    assert queue_of(summary)["check_runs"] == 1
+
+
+@SQLITE_ONLY
 def test_the_text_summary_names_the_rejected_and_counts_check_runs(
         cli: Cli, tmp_path: Path) -> None:
     """Rule: ``aidp run`` prints the queue's line: queued, landed, rejected, check runs."""
