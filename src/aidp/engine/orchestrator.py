@@ -4,10 +4,11 @@ One orchestrator drives a run at a time (it holds the run's lease, renewed by
 :func:`aidp.state.lease.keep_lease` on a heartbeat thread). It loads the run and recovers what a
 crash left behind (:mod:`~aidp.engine.resume`), then loops: ask the scheduler
 (:mod:`~aidp.engine.scheduler`) for ready steps, hand them to worker threads that run attempts
-through the executor (:mod:`~aidp.engine.executor`), and act on each finished attempt
-(:mod:`~aidp.engine.lifecycle`). This module owns the loop, the worker threads, the run slots
-and human-gate decisions; creating a run is :mod:`~aidp.engine.run`'s, and it never runs a tool
-itself.
+through the executor (:mod:`~aidp.engine.executor`), act on each finished attempt
+(:mod:`~aidp.engine.lifecycle`), and drain the merge queues of targets with integration checks
+(:mod:`~aidp.engine.mergequeue`) between rounds. This module owns the loop, the worker threads,
+the run slots and human-gate decisions; creating a run is :mod:`~aidp.engine.run`'s, and it never
+runs a tool itself.
 """
 
 from __future__ import annotations
