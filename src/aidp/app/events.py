@@ -74,6 +74,11 @@ CATALOGUE: dict[str, str] = {
     "step.approved": "a human gate was approved (data.by)",
     "step.rejected": "a human gate was rejected (data.by)",
     "attempt.interrupted": "an attempt died with its orchestrator; resume redoes it",
+    "merge.queued": "a finished workstream joined its target's merge queue (data.into)",
+    "merge.checked": "the integration checks ran on a batch merged onto its target "
+                     "(data.into, data.members, data.passed, data.check_runs: the running count)",
+    "merge.rejected": "the integration checks failed with the workstream's merge: it leaves "
+                      "the queue (data.into, data.findings)",
     "compensation.succeeded": "a compensation action ran",
     "compensation.failed": "a compensation action failed",
     "breaker.opened": "a circuit breaker opened (data.key, data.from, data.to)",
@@ -92,7 +97,7 @@ CATALOGUE: dict[str, str] = {
 
 _GATE = {"step.awaiting_approval", "step.approved", "step.rejected"}
 CATEGORIES = ("run", "workstream", "step", "attempt", "gate", "breaker", "budget", "proposal",
-              "webhook", "lease", "compensation", "token")
+              "webhook", "lease", "compensation", "token", "merge")
 
 
 def type_of(kind: str) -> str:

@@ -8,7 +8,7 @@ import time
 from typing import IO, Any
 
 __all__ = ["LiveReporter", "LogReporter", "PlainReporter", "gate_lines", "merge_note",
-           "render_summary"]
+           "queue_details", "queue_line", "render_summary"]
 
 _ICONS = {
     "completed": "✔", "failed": "✘", "timeout": "⏱", "skipped": "↷", "cancelled": "■",
@@ -38,8 +38,28 @@ def merge_note(ws_id: str, data: dict[str, Any]) -> str | None:
     return f"{verb} {ws_id} into {into} ({str(sha)[:7]})"
 
 
+def queue_line(queue: dict[str, Any]) -> str:
+    """A merge queue in the run's summary: ``merge queue integration: 8 queued, 7 landed,
+    1 rejected (ws3), 5 check runs``."""
+    parts = [f"{queue['queued']} queued", f"{len(queue['landed'])} landed"]
+    for key, word in (("rejected", "rejected"), ("not_merged", "not merged")):
+        if queue.get(key):
+            parts.append(f"{len(queue[key])} {word} ({', '.join(queue[key])})")
+    runs = queue["check_runs"]
+    parts.append(f"{runs} check run{'' if runs == 1 else 's'}")
+    return f"merge queue {queue['into']}: {', '.join(parts)}"
+
+
 #: Event data a progress line shows (PlainReporter) or a log record carries (LogReporter).
-_SHOWN = ("attempt", "outcome", "reason", "branch", "adopted")
+_SHOWN = ("attempt", "outcome", "reason", "branch", "adopted", "into", "check_runs")
+
+
+def queue_details(kind: str, data: dict[str, Any]) -> dict[str, str]:
+    """What a merge queue's check run adds to its progress line: the batch and the verdict."""
+    if kind != "merge.checked":
+        return {}
+    return {"members": ",".join(data.get("members") or ()),
+            "verdict": "passed" if data.get("passed") else "failed"}
 
 
 class PlainReporter:
@@ -58,6 +78,7 @@ class PlainReporter:
         for key in _SHOWN:
             if data.get(key) not in (None, "", 0):
                 details.append(f"{key}={data[key]}")
+        details += [f"{k}={v}" for k, v in queue_details(kind, data).items()]
         if data.get("sha"):
             details.append(f"checkpoint={str(data['sha'])[:10]}")
         if data.get("next_attempt_at"):
@@ -93,6 +114,7 @@ class LogReporter:
         if kind == "run.finished":
             return
         fields: dict[str, Any] = {k: data[k] for k in _SHOWN if data.get(k) not in (None, "", 0)}
+        fields.update(queue_details(kind, data))
         if data.get("sha"):
             fields["checkpoint"] = str(data["sha"])[:10]
         if data.get("next_attempt_at"):
@@ -191,5 +213,7 @@ def render_summary(summary: dict[str, Any], stream: IO[str]) -> None:
         if note:
             line += f"\n      {note}"
         stream.write(line + "\n")
+    for queue in summary.get("merge_queues", ()):
+        stream.write(queue_line(queue) + "\n")
     stream.write(f"run {summary['run_id']} {summary['status']} in {summary['duration_s']:.2f}s\n")
     stream.flush()

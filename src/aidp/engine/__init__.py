@@ -5,7 +5,8 @@
   what driving one reports (``Reporter``, ``RunSummary``).
 - the **Orchestrator** (:mod:`~aidp.engine.orchestrator`, ``drive_run``): one run's lease,
   worker threads and scheduling loop, with its ledger (:mod:`~aidp.engine.ledger`), resume path
-  (:mod:`~aidp.engine.resume`) and workstream lifecycle (:mod:`~aidp.engine.lifecycle`).
+  (:mod:`~aidp.engine.resume`), workstream lifecycle (:mod:`~aidp.engine.lifecycle`) and
+  merge queues (:mod:`~aidp.engine.mergequeue`: integration checks before a target moves).
 - the **Scheduler** (:mod:`~aidp.engine.scheduler`): which steps may start now; pure.
 - the **Executor** (:mod:`~aidp.engine.executor`): one attempt, in phases -- admission
   (:mod:`~aidp.engine.admission`), invocation (:mod:`~aidp.engine.invocation`), judgement

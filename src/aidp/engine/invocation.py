@@ -22,7 +22,7 @@ from aidp.engine.outcome import CheckResult
 from aidp.engine.runtime import StepRuntime, WorkstreamRuntime
 from aidp.errors.finding import CheckEvidence, Finding
 from aidp.exceptions import ToolError
-from aidp.model.workstream import Step
+from aidp.model.workstream import Check, Step
 from aidp.process.runner import CappedLog, run_process
 from aidp.tools.adapter import AdapterResult, Invocation, Usage
 from aidp.tools.exchanges import recording_path
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from aidp.tools.gateway import Grant, Ticket, Traffic
     from aidp.tools.gateway.grant import Live
 
-__all__ = ["CHECK_OUTPUT_BYTES", "Invoker", "prompt_text"]
+__all__ = ["CHECK_OUTPUT_BYTES", "Invoker", "prompt_text", "run_checks"]
 
 #: Exchanges of a failed attempt summed up in its diagnostics (the last ones).
 DIAGNOSTIC_EXCHANGES = 20
@@ -219,31 +219,8 @@ class Invoker:
         token: str,
     ) -> tuple[list[CheckResult], list[CheckEvidence]]:
         """Run the acceptance checks in order until one fails; their results and output."""
-        results: list[CheckResult] = []
-        evidence: list[CheckEvidence] = []
-        for index, check in enumerate(step.check_list(), 1):
-            command = check.run if isinstance(check.run, str) else " ".join(check.run)
-            name = check.name or command
-            log.note(f"check {index}: {name}")
-            output = _Tail(CHECK_OUTPUT_BYTES)
-            try:
-                res = run_process(
-                    build_argv(check.run, values), cwd=worktree, env=env, timeout_s=check.timeout,
-                    log=log, grace_s=self.settings.run.kill_grace, mask=secrets,
-                    cancel=self.cancel, token=token,  # resume finds a check by the same token
-                    on_output=output.feed,
-                )
-            except ToolError as exc:
-                results.append(CheckResult(name, None, error=exc.message))
-                break
-            result = CheckResult(name, res.exit_code, res.signal, res.timed_out, res.cancelled)
-            results.append(result)
-            evidence.append(CheckEvidence(
-                name=name, command=command, exit_code=res.exit_code, signal=res.signal,
-                timed_out=res.timed_out, output=output.text(), worktree=worktree))
-            if res.exit_code != 0:
-                break
-        return results, evidence
+        return run_checks(step.check_list(), values, env, secrets, log, worktree, token,
+                          grace_s=self.settings.run.kill_grace, cancel=self.cancel)
 
     def _write_diagnostics(
         self, wsr: WorkstreamRuntime, step: Step, number: int, kind: AttemptKind, profile_name: str,
@@ -278,6 +255,51 @@ class Invoker:
             return write_bundle(path, data, worktree=worktree, log_path=log_path)
         except OSError:
             return None
+
+
+def run_checks(
+    checks: Sequence[Check],
+    values: dict[str, str | list[str]],
+    env: dict[str, str],
+    secrets: list[str],
+    log: CappedLog,
+    worktree: Path,
+    token: str,
+    *,
+    grace_s: float,
+    cancel: threading.Event,
+) -> tuple[list[CheckResult], list[CheckEvidence]]:
+    """Run ``checks`` in ``worktree`` in order until one fails; their results and output.
+
+    Each runs through the one process runner (its own session, killed as a group at its
+    ``timeout`` or on ``cancel``, output masked of ``secrets`` into ``log``); the last
+    :data:`CHECK_OUTPUT_BYTES` of each one's output are kept for the detectors. A step's
+    acceptance checks and a merge queue's integration checks both run here."""
+    results: list[CheckResult] = []
+    evidence: list[CheckEvidence] = []
+    for index, check in enumerate(checks, 1):
+        command = check.run if isinstance(check.run, str) else " ".join(check.run)
+        name = check.name or command
+        log.note(f"check {index}: {name}")
+        output = _Tail(CHECK_OUTPUT_BYTES)
+        try:
+            res = run_process(
+                build_argv(check.run, values), cwd=worktree, env=env, timeout_s=check.timeout,
+                log=log, grace_s=grace_s, mask=secrets,
+                cancel=cancel, token=token,  # resume finds a check by the same token
+                on_output=output.feed,
+            )
+        except ToolError as exc:
+            results.append(CheckResult(name, None, error=exc.message))
+            break
+        result = CheckResult(name, res.exit_code, res.signal, res.timed_out, res.cancelled)
+        results.append(result)
+        evidence.append(CheckEvidence(
+            name=name, command=command, exit_code=res.exit_code, signal=res.signal,
+            timed_out=res.timed_out, output=output.text(), worktree=worktree))
+        if res.exit_code != 0:
+            break
+    return results, evidence
 
 
 class _Stop(threading.Event):

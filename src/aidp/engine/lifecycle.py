@@ -150,6 +150,9 @@ class Lifecycle(RunLedger):
             self._end_ws_skipped(wsr, f"step {waived[0].step.id} skipped by the user")
             return
         landing, merge = None, wsr.ws.merge
+        if merge is not None and merge.strategy is not MergeStrategy.NONE and merge.checks:
+            self._queue_merge(wsr)  # lands (or is rejected) when its batch has been checked
+            return
         if merge is not None and merge.strategy is not MergeStrategy.NONE:
             try:
                 landing = plan_merge(
@@ -197,6 +200,15 @@ class Lifecycle(RunLedger):
                 else None,
                 "merge_changed": wsr.merge_changed if merged else None}
 
+    def _queue_merge(self, wsr: WorkstreamRuntime) -> None:
+        """Put finished ``wsr`` in its target's merge queue (``merge.checks``): see
+        :class:`~aidp.engine.mergequeue.MergeQueue`, which the orchestrator mixes in."""
+        raise NotImplementedError
+
+    def _queue_summaries(self) -> list[dict[str, Any]]:
+        """What the run's summary says of its merge queues (none without ``merge.checks``)."""
+        return []
+
     def _merge_failed(self, wsr: WorkstreamRuntime, into: str, exc: AidpError) -> None:
         wsr.merge_failed = True
         self._fail_ws(wsr, f"all steps completed; merging into {into} failed: {exc.message}")
@@ -220,7 +232,10 @@ class Lifecycle(RunLedger):
                 {"action": result.kind, "detail": result.detail})
 
     def _fail_ws(self, wsr: WorkstreamRuntime, reason: str) -> None:
-        if not wsr.merge_failed and (wsr.base_sha is not None or wsr.worktree is not None):
+        # work that completed and only failed to land (refused, conflicting, or rejected by
+        # the integration checks) is kept as it is: no compensation
+        if (not wsr.merge_failed and not wsr.merge_rejected
+                and (wsr.base_sha is not None or wsr.worktree is not None)):
             self._compensate(wsr, None)
         self._release(wsr)
         with self.store.write(self.fence) as tx:
@@ -232,7 +247,8 @@ class Lifecycle(RunLedger):
                          head_sha=wsr.head_sha)
             tx.event(self.run_id, "workstream.failed", wsr.ws.id, reason=reason)
             # a workstream whose steps completed and only its merge failed still delivers its
-            # branch: its dependants build on that and run
+            # branch: its dependants build on that and run (not one the integration checks
+            # rejected: its dependants' branches hold its work, which would land with theirs)
             skipped = ([] if wsr.delivered
                        else self._skip_dependants(tx, wsr, f"dependency {wsr.ws.id} failed"))
         self.reporter.event("workstream.failed", wsr.ws.id, None, {"reason": reason})
@@ -309,7 +325,7 @@ class Lifecycle(RunLedger):
                 "steps": {s: self.steps[f"{wsr.ws.id}/{s}"].state.value for s in wsr.step_order},
             }
             for wsr in self.ws.values()
-        ], time.monotonic() - self.started)
+        ], time.monotonic() - self.started, self._queue_summaries())
         self.reporter.event("run.finished", None, None, summary.to_dict())
         return summary
 

@@ -4,10 +4,11 @@ One orchestrator drives a run at a time (it holds the run's lease, renewed by
 :func:`aidp.state.lease.keep_lease` on a heartbeat thread). It loads the run and recovers what a
 crash left behind (:mod:`~aidp.engine.resume`), then loops: ask the scheduler
 (:mod:`~aidp.engine.scheduler`) for ready steps, hand them to worker threads that run attempts
-through the executor (:mod:`~aidp.engine.executor`), and act on each finished attempt
-(:mod:`~aidp.engine.lifecycle`). This module owns the loop, the worker threads, the run slots
-and human-gate decisions; creating a run is :mod:`~aidp.engine.run`'s, and it never runs a tool
-itself.
+through the executor (:mod:`~aidp.engine.executor`), act on each finished attempt
+(:mod:`~aidp.engine.lifecycle`), and drain the merge queues of targets with integration checks
+(:mod:`~aidp.engine.mergequeue`) between rounds. This module owns the loop, the worker threads,
+the run slots and human-gate decisions; creating a run is :mod:`~aidp.engine.run`'s, and it never
+runs a tool itself.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from aidp.core.states import (
 )
 from aidp.engine.executor import make_executor
 from aidp.engine.ledger import HELD, WAITING
-from aidp.engine.lifecycle import Lifecycle
+from aidp.engine.mergequeue import MergeQueue
 from aidp.engine.resume import Resume
 from aidp.engine.run import Decision, Reporter, RunSummary, SilentReporter
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
@@ -73,7 +74,7 @@ def drive_run(
                          parallel, clock or SystemClock()).run()
 
 
-class Orchestrator(Resume, Lifecycle):
+class Orchestrator(Resume, MergeQueue):
     """Drives one run: the lease, the worker threads and the scheduling loop (see the module
     docstring); :func:`drive_run` is its door."""
 
@@ -114,6 +115,9 @@ class Orchestrator(Resume, Lifecycle):
                                      StepRuntime | None]] = queue.Queue()
         self.ahead = 0
         self.run_slots = threading.BoundedSemaphore(1)
+        self.merge_queues = {}
+        self.check_runs = None
+        self.scratch_trees = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -150,6 +154,7 @@ class Orchestrator(Resume, Lifecycle):
                 if wsr.worktree is not None:
                     self._release(wsr)
             self.pool.detach_released()
+            self._close_merge_queues()
             heartbeat.join(timeout=5)
             if getattr(self, "executor", None) is not None:
                 self.executor.close()
@@ -186,6 +191,7 @@ class Orchestrator(Resume, Lifecycle):
             self._cancel_rest()
         else:
             self._skip_unreachable()
+            self._drain_merges(())  # what ending the unreachable ones may have queued
 
     def _schedule(self, pool: ThreadPoolExecutor) -> None:
         """Start ready steps and act on finished attempts until nothing is left to do.
@@ -228,7 +234,12 @@ class Orchestrator(Resume, Lifecycle):
                     tools[sr.step.tool] += 1
                     deps = self._dep_starts(wsr)
                     pool.submit(self._work, wsr, sr, deps)
-            if not in_flight and (self.cancelling or not self._retry_pending()):
+                # after starting what is ready, so that batches fill meanwhile; what lands (or
+                # fails to) may make dependants ready: look again before anything else
+                if self.merge_queues and self._drain_merges(in_flight.keys()):
+                    continue
+            if not in_flight and (self.cancelling or (not self._retry_pending()
+                                                      and not self._merges_queued())):
                 return
             if not in_flight:  # only retries due later: let the clock pass the time
                 self.clock.idle(self._wait_timeout(now), self.cancel)

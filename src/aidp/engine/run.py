@@ -77,6 +77,8 @@ class RunSummary:
     state: RunState
     workstreams: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
+    # per target with integration checks: into, queued, landed, rejected, not_merged, check_runs
+    merge_queues: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -89,6 +91,7 @@ class RunSummary:
             "ok": self.ok,
             "duration_s": round(self.duration_s, 3),
             "workstreams": self.workstreams,
+            **({"merge_queues": self.merge_queues} if self.merge_queues else {}),
         }
 
 

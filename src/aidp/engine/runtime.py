@@ -70,6 +70,8 @@ class WorkstreamRuntime:
     step_order: list[str] = field(default_factory=list)
     steps: list[StepRuntime] = field(default_factory=list)  # in ``step_order``
     merge_failed: bool = False  # every step completed; only merging into the target failed
+    # every step completed; the target's integration checks failed with its merge (merge queue)
+    merge_rejected: bool = False
     # How many of ``steps``, from the first, are known to be completed: the scans below start
     # there, so that a step costs the same at the end of a long workstream as at its start.
     # Whoever moves a step out of COMPLETED (a rollback) calls :meth:`reopened`.

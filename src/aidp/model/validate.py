@@ -21,7 +21,7 @@ from aidp.core.dag import all_descendants, find_cycle
 from aidp.exceptions import Problem
 from aidp.model.refname import check_ref_name
 from aidp.model.scope import glob_literal_prefix, globs_overlap
-from aidp.model.workstream import Workstream
+from aidp.model.workstream import MergeStrategy, Workstream
 
 __all__ = [
     "PLACEHOLDERS",
@@ -40,6 +40,9 @@ PLACEHOLDERS = frozenset(
     {"worktree", "prompt_file", "run_id", "workstream", "step", "attempt", "repo", "context_files",
      "attempt_kind", "findings_file", "candidate"}
 )
+#: What an integration check of a merge queue (``merge.checks``) may name: it runs in a scratch
+#: worktree holding the merged tree, for no one workstream or step.
+MERGE_PLACEHOLDERS = frozenset({"worktree", "run_id", "repo"})
 SAMPLE_RUN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # a ULID, as in generated branch names
 _MAX_CYCLES = 20
 
@@ -142,8 +145,9 @@ def _may_link(root: Path, relative: str) -> bool:
     return False
 
 
-def check_placeholders(template: str) -> list[str]:
-    """Check a command template's ``{placeholders}`` (``{{`` and ``}}`` are literal braces).
+def check_placeholders(template: str, known_names: frozenset[str] = PLACEHOLDERS) -> list[str]:
+    """Check a command template's ``{placeholders}`` (``{{`` and ``}}`` are literal braces)
+    against ``known_names`` (a step's commands by default).
 
     Returns:
         One message per problem: malformed braces, or an unknown / indexed / formatted field.
@@ -153,11 +157,11 @@ def check_placeholders(template: str) -> list[str]:
     except ValueError as exc:
         return [f"malformed braces in command ({exc}); write {{{{ and }}}} for literal braces"]
     problems = []
-    known = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+    known = ", ".join("{" + p + "}" for p in sorted(known_names))
     for name, spec, conv in parsed:
         if name is None:
             continue
-        if name not in PLACEHOLDERS:
+        if name not in known_names:
             problems.append(
                 f"unknown placeholder {{{name}}} (known: {known}; write {{{{ and }}}} for a "
                 "literal brace)"
@@ -273,6 +277,16 @@ def check_workstream(item: SourcedWorkstream, *, repo: Path | None = None) -> li
                     "into",
                 )
             )
+    if ws.merge is not None and ws.merge.checks:
+        if ws.merge.strategy is MergeStrategy.NONE:
+            problems.append(item.problem(
+                "merge-checks", "merge.checks need a strategy that lands the work "
+                "(merge or squash), not none", "merge", "checks"))
+        for c, check in enumerate(ws.merge.checks):
+            run = check if isinstance(check, str) else check.run
+            for template in _templates(run):
+                for message in check_placeholders(template, MERGE_PLACEHOLDERS):
+                    problems.append(item.problem("placeholder", message, "merge", "checks", c))
     for k, glob in enumerate(ws.scope):
         if (reason := check_path(glob, repo=repo, resolved=True)) is not None:
             problems.append(item.problem("unsafe-path", f"scope {glob!r} {reason}", "scope", k))
@@ -428,6 +442,30 @@ def check_plan(items: Sequence[SourcedWorkstream]) -> list[Problem]:
     problems += cycles
     if not cycles:
         problems += _scope_conflicts(list(first.values()), edges)
+    return problems + _queue_mismatches(list(first.values()))
+
+
+def _queue_mismatches(items: list[SourcedWorkstream]) -> list[Problem]:
+    """Workstreams landing on one branch whose ``merge.checks`` or ``merge.batch`` differ from
+    the first one's: a branch has one merge queue, and an unchecked merge would put an
+    untested tree on a branch whose other merges are checked."""
+    problems = []
+    first: dict[str, SourcedWorkstream] = {}
+    for item in items:
+        merge = item.ws.merge
+        if merge is None or merge.strategy is MergeStrategy.NONE:
+            continue
+        earlier = first.setdefault(merge.into, item)
+        other = earlier.ws.merge
+        assert other is not None
+        if merge.checks == other.checks and (not merge.checks or merge.batch == other.batch):
+            continue
+        problems.append(item.problem(
+            "merge-checks",
+            f"merge.checks/batch differ from those of workstream {earlier.ws.id!r} "
+            f"({earlier.where()}), which also merges into {merge.into!r}: every workstream "
+            "merging into one branch goes through its one merge queue and declares the same "
+            "checks and batch", "merge"))
     return problems
 
 

@@ -176,10 +176,32 @@ class Check(_Model):
 
 
 class MergeSpec(_Model):
-    """Where a finished workstream's branch goes: ``into`` a branch, with ``strategy``."""
+    """Where a finished workstream's branch goes: ``into`` a branch, with ``strategy``.
+
+    With ``checks``, the workstream lands through the target's merge queue: it is merged with
+    the other finished workstreams of the queue (up to ``batch`` at a time) onto the target in
+    a scratch worktree, the checks run on that merged tree, and the target moves only when they
+    pass; a failing batch is bisected to the first workstream that breaks them, which is taken
+    out of the queue (README, "Merge queue"; :mod:`aidp.engine.mergequeue`). Every workstream
+    merging into one branch declares the same ``checks`` and ``batch``.
+    """
 
     into: str = Field(min_length=1)
     strategy: MergeStrategy = MergeStrategy.MERGE
+    checks: list[Check | str] = Field(
+        default_factory=list,
+        description="integration checks run on the merged tree before the target moves "
+        "(commands, as a step's checks; none: the workstream lands at once, unchecked)",
+    )
+    batch: int = Field(
+        4, ge=1, le=64,
+        description="with checks: most queued merges tested together by one run of the checks "
+        "(a failing batch is bisected)",
+    )
+
+    def check_list(self) -> list[Check]:
+        """The integration checks, with plain strings turned into :class:`Check`."""
+        return [Check(run=c) if isinstance(c, str) else c for c in self.checks]
 
 
 class BestOf(_Model):

@@ -9,6 +9,9 @@
   ``git update-ref NEW OLD`` moves the branch only if nobody else moved it meanwhile.
   :func:`plan_merge` does the same but leaves the move to the caller (the engine makes it in the
   fenced transaction that records the merge).
+* :func:`merge_commit` -- one such merge commit on any base commit: the merge queue chains them
+  to build the tree its integration checks run on before the target moves
+  (:mod:`aidp.workspace.scratch` checks it out).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "contains",
     "drop_contained",
     "is_merged",
+    "merge_commit",
     "merge_dependencies",
     "merge_into_target",
     "merge_into_worktree",
@@ -198,24 +202,49 @@ def plan_merge(
             raise InputError(f"cannot create branch {target} from {create_from!r}: no such commit")
     else:
         base = old
-    if strategy == "merge" and _is_ancestor(repo, source_sha, base):
-        new = base
-    else:
-        tree, conflicts = _merge_tree(repo, base, source_sha)
-        if conflicts is not None:
-            raise MergeConflictError(into=target, branch=source, files=conflicts)
-        base_tree = run_git(["rev-parse", f"{base}^{{tree}}"], repo).stdout.strip()
-        if strategy == "squash" and tree == base_tree:
-            new = base
-        else:
-            parents = ["-p", base] + (["-p", source_sha] if strategy == "merge" else [])
-            new = run_git(
-                ["commit-tree", tree, *parents, "-F", "-"],
-                repo,
-                input=format_message(message, None, trailers),
-                env=git_identity_env(repo),
-            ).stdout.strip()
+    new = merge_commit(repo, base, source_sha, strategy=strategy, message=message,
+                       trailers=trailers, into=target, name=source)
     return RefUpdate(repo, target, new, old, f"aidp: {strategy} {source}")
+
+
+def merge_commit(
+    repo: Path,
+    base: str,
+    source: str,
+    *,
+    strategy: Literal["merge", "squash"],
+    message: str,
+    trailers: Mapping[str, str],
+    into: str,
+    name: str,
+) -> str:
+    """Write the commit landing commit ``source`` on commit ``base`` (no branch moves, no
+    worktree): a two-parent merge commit, or with ``"squash"`` a one-parent commit of the
+    merged tree. Returns ``base`` itself when there is nothing to land (``source`` already in
+    ``base``, or a squash that changes no file). ``into`` and ``name`` (the target branch and
+    the source's name) only word a conflict.
+
+    The merge queue chains these (each workstream's merge on the previous one) to build the
+    tree its integration checks run on, one merge commit per workstream.
+
+    Raises:
+        MergeConflictError: the merge conflicts (files named).
+    """
+    if strategy == "merge" and _is_ancestor(repo, source, base):
+        return base
+    tree, conflicts = _merge_tree(repo, base, source)
+    if conflicts is not None:
+        raise MergeConflictError(into=into, branch=name, files=conflicts)
+    base_tree = run_git(["rev-parse", f"{base}^{{tree}}"], repo).stdout.strip()
+    if strategy == "squash" and tree == base_tree:
+        return base
+    parents = ["-p", base] + (["-p", source] if strategy == "merge" else [])
+    return run_git(
+        ["commit-tree", tree, *parents, "-F", "-"],
+        repo,
+        input=format_message(message, None, trailers),
+        env=git_identity_env(repo),
+    ).stdout.strip()
 
 
 def merge_into_target(
