@@ -59,6 +59,8 @@ CATALOGUE: dict[str, str] = {
     "data.choice_reason when the profile was chosen, not named)",
     "step.running": "the step's recorded state became running",
     "step.validating": "the tool finished; the step's checks run",
+    "step.judged": "a best-of round's candidates were judged (data.kept, data.winner, "
+                   "data.candidates: each one's attempt, profile, verdict and reason)",
     "step.completed": "the step's checkpoint commit was made (data.sha)",
     "step.pending": "the step will be tried again (data.next_attempt_at, data.reason)",
     "step.retrying": "the step waits for its next attempt (data.next_attempt_at, data.delay_s)",

@@ -255,10 +255,8 @@ class Executor(Preparation, Admission, Invoker):
 
     def _claim(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
                candidate: tuple[int, int] | None = None) -> _Claim:
-        """The first write transaction: the attempt row and the step running.
-
-        ``candidate``: (round, place) of a best-of-N candidate (the round is the number of its
-        first attempt)."""
+        """The first write transaction: the attempt row and the step running. ``candidate``:
+        (round, place) of a best-of-N candidate (the round: the number of its first attempt)."""
         step, number, kind = sr.step, admitted.number, admitted.kind
         profile_name, profile = admitted.profile_name, admitted.profile
         assert wsr.worktree is not None
@@ -482,10 +480,9 @@ class Executor(Preparation, Admission, Invoker):
 
         Best-of-N: ``verdict`` holds the kept candidate's verdict columns, and ``also`` writes
         the other candidates' rows in the same transaction."""
-        step, number = sr.step, admitted.number
-        profile_name, attempt_id = admitted.profile_name, claim.attempt_id
-        outcome, sha = invoked.outcome, invoked.sha
-        sourced, findings = judgement.sourced, judgement.findings
+        step, number, profile_name = sr.step, admitted.number, admitted.profile_name
+        outcome, sha, sourced, findings = (invoked.outcome, invoked.sha, judgement.sourced,
+                                           judgement.findings)
         failure, state, reason = judgement.failure, judgement.state, judgement.reason
         history, counted, step_class = judgement.history, judgement.counted, judgement.step_class
         next_kind, next_profile, next_at = (judgement.next_kind, judgement.next_profile,
@@ -500,7 +497,7 @@ class Executor(Preparation, Admission, Invoker):
         with self.store.write(self.fence) as tx:
             if also is not None:
                 also(tx)
-            tx.update_attempt(attempt_id, finished_at=tx.now, **self._attempt_values(
+            tx.update_attempt(claim.attempt_id, finished_at=tx.now, **self._attempt_values(
                 invoked, judgement, diagnostics), **(verdict or {}))
             tx.insert_findings(self._finding_rows(wsr.ws.id, step.id, number, sourced))
             tx.update_step(
@@ -548,8 +545,7 @@ class Executor(Preparation, Admission, Invoker):
     def _settle(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
                 claim: _Claim, invoked: _Invoked, judgement: _Judgement) -> Path | None:
         """Tell the breakers how the attempt went; keep a failed attempt's diagnostics bundle
-        (its path; None for a success, a cancellation, or a bundle that could not be
-        written)."""
+        (its path; None for a success, a cancellation, or a bundle not written)."""
         outcome = invoked.outcome
         breaker_state = self._settle_breaker(admitted.permit, admitted.profile_name, outcome,
                                              judgement.failure, judgement.findings)
