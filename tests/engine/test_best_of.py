@@ -245,3 +245,64 @@ workstreams:
         assert requests == 3
     finally:
         store.close()
+
+
+JUDGED = """version: 1
+workstreams:
+  - id: w
+    steps:
+      - id: s
+        prompt: Write the numbers up to your candidate number into out.txt.
+        run: "seq {candidate} > out.txt"
+        best_of: {n: 3, judge: referee}
+        checks: ["test -s out.txt"]
+"""
+
+
+def test_a_judge_profile_compares_the_diffs_and_its_choice_wins(
+        repo: Path, db_url: str, tmp_path: Path) -> None:
+    """Three candidates pass; the ranking would keep the smallest (1), the judge (a model
+    profile against the fake provider) is shown every diff and picks 3: 3 is kept, the others
+    lose to it citing the judge, and the judge's attempt and usage are recorded."""
+    reply = "VERDICT.md\n```\nWINNER: 3\nREASON: it counts furthest\n```\n"
+    with FakeLLM([{"reply": reply, "usage": {"input_tokens": 700, "output_tokens": 20}}],
+                 api_key=KEY) as llm:
+        toml = profile("referee", llm.base_url, api_key_env="AIDP_TEST_BO_KEY")
+        summary, store, run_id = drive(repo, db_url, tmp_path, toml, JUDGED)
+        asked = [r["body"]["messages"][-1]["content"] for r in llm.requests]
+    try:
+        assert summary.ok, summary
+        rows = {a.number: a for a in store.attempts(run_id)}
+        assert [(n, rows[n].kind, rows[n].candidate, rows[n].verdict) for n in sorted(rows)] == [
+            (1, "first", 1, "lost"), (2, "first", 2, "lost"), (3, "first", 3, "won"),
+            (4, "judge", None, None)]
+        assert rows[3].verdict_reason == "chosen by judge referee: it counts furthest"
+        assert rows[1].verdict_reason == "lost to candidate 3: judge referee: it counts furthest"
+        assert rows[4].verdict_reason == "WINNER: 3; it counts furthest"
+        assert (rows[4].profile, rows[4].input_tokens, rows[4].round) == ("referee", 700, 1)
+        (step,) = store.steps(run_id)
+        assert step.checkpoint_sha == rows[3].candidate_sha
+        # the judge was shown the task and every passing candidate's diff
+        (prompt,) = asked
+        assert "Write the numbers up to your candidate number" in prompt
+        for place in (1, 2, 3):
+            assert f"### Candidate {place} (shell)" in prompt
+        assert "+3" in prompt and "WINNER: <the candidate's number>" in prompt
+    finally:
+        store.close()
+
+
+def test_a_judge_without_a_verdict_leaves_the_ranking_and_says_so(
+        repo: Path, db_url: str, tmp_path: Path) -> None:
+    with FakeLLM([{"reply": "VERDICT.md\n```\nI like them all.\n```\n"}], api_key=KEY) as llm:
+        toml = profile("referee", llm.base_url, api_key_env="AIDP_TEST_BO_KEY")
+        summary, store, run_id = drive(repo, db_url, tmp_path, toml, JUDGED)
+    try:
+        assert summary.ok, summary
+        rows = {a.number: a for a in store.attempts(run_id)}
+        assert rows[1].verdict == "won"
+        assert rows[1].verdict_reason.endswith(
+            "; judge referee gave no verdict (VERDICT.md names no passing candidate "
+            "(WINNER: one of 1, 2, 3)), so the ranking stands")
+    finally:
+        store.close()

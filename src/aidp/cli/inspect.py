@@ -86,7 +86,8 @@ def _candidate_rows(attempts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
                    if c["diff_lines"] is not None else "")
         figures += (f"{len(a['findings'])} finding(s), {usage['input_tokens']}/"
                     f"{usage['output_tokens']} tokens, ${usage['cost_usd'] or 0:.4f}")
-        rows.append((f"    #{c['place']} {a['profile'] or ''}", c["verdict"] or a["outcome"]
+        who = f"#{c['place']}" if c["place"] is not None else "judge"  # the round's judge
+        rows.append((f"    {who} {a['profile'] or ''}", c["verdict"] or a["outcome"]
                      or "running", str(a["number"]), (c["commit"] or "")[:10],
                      escape(f"{c['reason'] or ''} [{figures}]")))
     return rows

@@ -130,6 +130,7 @@ class AttemptKind(str, Enum):
     FIX = "fix"  # the same profile, fed the findings of the failed attempt
     ESCALATE = "escalate"  # the next profile of the escalation chain, fed the findings
     APPROVAL = "approval"  # a human approved a gate: stage, check and commit their work
+    JUDGE = "judge"  # a best-of round's judge profile compared the passing candidates
 
 
 class ProposalState(str, Enum):

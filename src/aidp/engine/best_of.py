@@ -9,7 +9,12 @@ checkpoint commits are the executor's (:meth:`~aidp.engine.executor.Executor._in
 
 The judge (``checks``): a candidate whose acceptance checks all passed beats one that failed;
 among those, the fewest findings, then the smallest diff (lines added + removed against the
-round's start), then the lowest cost, then the first. The winner's checkpoint commit -- whose
+round's start), then the lowest cost, then the first. ``judge: PROFILE`` asks that tool profile
+instead when two or more candidates passed: one more attempt of the round (kind ``judge``), in
+a worktree of its own at the round's start, prompted with the task and each passing
+candidate's figures and diff, which writes ``VERDICT.md`` (``WINNER: N`` and ``REASON: ...``);
+a judge that fails or names no passing candidate leaves the ranking above in force, and says
+so in the winner's reason. The winner's checkpoint commit -- whose
 parent is the workstream's head -- becomes the step's checkpoint: the workstream's branch
 moves to it by compare-and-swap, in the transaction that records the round. Every candidate
 keeps its verdict (``won``, ``lost``, ``failed``) and the reason, its commit on its branch and
@@ -28,12 +33,14 @@ flight count as one crash.
 from __future__ import annotations
 
 import dataclasses
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from aidp.core.states import AttemptKind, AttemptOutcome
 from aidp.engine.runtime import AttemptReport, StepRuntime, WorkstreamRuntime
 from aidp.exceptions import AidpError, ToolError
+from aidp.model.scope import compile_scope
 from aidp.workspace.checkpoint import RefUpdate
 from aidp.workspace.worktrees import reset_worktree
 
@@ -42,7 +49,13 @@ if TYPE_CHECKING:
     from aidp.state.tx import Tx
     from aidp.workspace.worktrees import Worktree
 
-__all__ = ["candidate_branch", "run_round"]
+__all__ = ["VERDICT_FILE", "candidate_branch", "run_round"]
+
+#: Where a judge profile writes its choice, at the top of its worktree.
+VERDICT_FILE = "VERDICT.md"
+_DIFF_SHOWN = 30_000  # characters of each candidate's diff in the judge's prompt
+_WINNER = re.compile(r"^\W*WINNER\W*:?\s*#?\s*(\d+)", re.IGNORECASE | re.MULTILINE)
+_REASON = re.compile(r"^\W*REASON\W*:?\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 
 
 def candidate_branch(run_id: str, ws_id: str, step_id: str, number: int) -> str:
@@ -190,6 +203,95 @@ def _why_lost(cand: _Candidate, winner: _Candidate) -> str:
     return "a tie, decided by order"
 
 
+@dataclasses.dataclass
+class _Judge:
+    """The judge profile's attempt: what it ran as, and the choice it wrote."""
+
+    attempt: _Candidate
+    choice: int | None = None  # a passing candidate's place
+    why: str = ""  # its reason, or why there is no choice
+
+
+def _judge_prompt(sr: StepRuntime, passing: list[_Candidate], start: str) -> str:
+    step = sr.step
+    task = step.prompt or (step.run if isinstance(step.run, str) else " ".join(step.run or ()))
+    parts = [
+        "You judge several candidate changes made for one task, and choose the best: the one "
+        "that does the task most correctly, clearly and simply.", "", "## The task", "",
+        task or f"(step {step.id} of workstream {sr.ws_id})", "",
+        f"## The candidates ({len(passing)}; each passed the acceptance checks)"]
+    for cand in passing:
+        assert cand.wsr.worktree is not None and cand.invoked is not None
+        diff = cand.wsr.worktree.pygit.diff(start, cand.invoked.sha).patch or ""
+        cut = len(diff) > _DIFF_SHOWN
+        parts += ["", f"### Candidate {cand.place} ({cand.admitted.profile_name}): "
+                  f"{cand.diff_lines} line(s) in {cand.diff_files} file(s), "
+                  f"{cand.findings} finding(s)", "", "```diff", diff[:_DIFF_SHOWN].rstrip(),
+                  "```" + ("\n(the diff goes on; only its start is shown)" if cut else "")]
+    parts += ["", "## Your answer", "",
+              f"Write your choice to the file {VERDICT_FILE}, in exactly two lines, and change "
+              "no other file:", "", "WINNER: <the candidate's number>",
+              "REASON: <one sentence>"]
+    return "\n".join(parts) + "\n"
+
+
+def _ask_judge(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
+               candidates: list[_Candidate], start: str, round_: int) -> _Judge | None:
+    """Run the round's judge profile on the passing candidates (None: it was not asked, its
+    budget being spent -- the ranking stands)."""
+    from aidp.engine.executor import _Admitted
+
+    spec = sr.step.best_of
+    assert spec is not None
+    passing = [c for c in candidates if c.passed]
+    name = spec.judge
+    number = candidates[-1].admitted.number + 1
+    step = sr.step.model_copy(update={
+        "prompt": _judge_prompt(sr, passing, start), "prompt_file": None, "run": None,
+        "checks": [], "requires_change": False, "tool": name, "capability": None,
+        "context": []})
+    judge_sr = dataclasses.replace(sr, step=step, fix_findings=())
+    admitted = _Admitted(number, AttemptKind.JUDGE, name, ex.settings.profile(name), None,
+                         f"judge of best-of round {round_}")
+    branch = candidate_branch(ex.run_id, wsr.ws.id, sr.step.id, number)
+    attempt = _Candidate(0, admitted, dataclasses.replace(
+        wsr, branch=branch, scope=compile_scope([VERDICT_FILE])))
+    if ex._budget_spent(wsr, sr.step, name) is not None:
+        return None
+    wt = ex.pool.acquire(branch, start)
+    attempt.wsr.worktree, attempt.wsr.worktree_path = wt, str(wt.path)
+    attempt.claim = ex._claim(attempt.wsr, judge_sr, admitted, (round_, None))
+    attempt.invoked = ex._invoke(attempt.wsr, judge_sr, admitted, attempt.claim)
+    attempt.judgement = ex._judge(judge_sr, admitted, attempt.claim, attempt.invoked)
+    verdict = wt.path / VERDICT_FILE
+    text = verdict.read_text("utf-8", "replace")[:10_000] if verdict.is_file() else ""
+    places = {c.place for c in passing}
+    found = [int(m) for m in _WINNER.findall(text)]
+    reason = _REASON.search(text)
+    if not attempt.passed:
+        return _Judge(attempt, None, f"its attempt {attempt.invoked.outcome.value}")
+    if not found or found[-1] not in places:
+        return _Judge(attempt, None, f"{VERDICT_FILE} names no passing candidate "
+                      f"(WINNER: one of {', '.join(map(str, sorted(places)))})")
+    return _Judge(attempt, found[-1], reason.group(1).strip()[:500] if reason else "")
+
+
+def _heed(judge: _Judge, candidates: list[_Candidate], ranked: _Candidate) -> _Candidate:
+    """The winner once the judge spoke: its choice, or the ranking's (said in the reason)."""
+    name = judge.attempt.admitted.profile_name
+    if judge.choice is None:
+        ranked.reason += f"; judge {name} gave no verdict ({judge.why}), so the ranking stands"
+        return ranked
+    winner = next(c for c in candidates if c.place == judge.choice)
+    for cand in candidates:
+        if cand.passed:
+            cand.verdict = "won" if cand is winner else "lost"
+            cand.reason = (f"chosen by judge {name}" if cand is winner
+                           else f"lost to candidate {winner.place}: judge {name}") + (
+                               f": {judge.why}" if judge.why else "")
+    return winner
+
+
 def _verdict(cand: _Candidate) -> dict[str, Any]:
     invoked = cand.invoked
     return {"verdict": cand.verdict, "verdict_reason": cand.reason,
@@ -219,6 +321,7 @@ def run_round(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
                                AttemptOutcome.CANCELLED, None, [])
         return AttemptReport(wsr.ws.id, step.id, sr.last_number, sr.attempts, None,
                              sr.state, prepare_error=exc.message)
+    judge: _Judge | None = None
     try:
         round_ = candidates[0].admitted.number
         for cand in candidates:  # one thread: the first claim carries the deferred preparation
@@ -239,7 +342,14 @@ def run_round(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
             for future in [threads.submit(attempt, cand) for cand in candidates]:
                 future.result()
         kept = _judge(candidates)
+        spec = step.best_of
+        assert spec is not None
+        if spec.judge != "checks" and sum(c.passed for c in candidates) > 1:
+            judge = _ask_judge(ex, wsr, sr, candidates, start, round_)
+            if judge is not None:
+                kept = _heed(judge, candidates, kept)
         others = [c for c in candidates if c is not kept]
+        settled = [*others, *([judge.attempt] if judge is not None else [])]
         assert kept.claim is not None and kept.invoked is not None and kept.judgement is not None
         invoked = kept.invoked
         if invoked.sha is not None:  # the workstream's branch moves to the winner's commit
@@ -257,6 +367,17 @@ def run_round(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
                                   **_verdict(cand))
                 tx.insert_findings(ex._finding_rows(wsr.ws.id, step.id, number,
                                                     cand.judgement.sourced))
+            if judge is not None:
+                cand = judge.attempt
+                assert cand.claim and cand.invoked and cand.judgement
+                number = cand.admitted.number
+                tx.update_attempt(cand.claim.attempt_id, finished_at=tx.now,
+                                  **ex._attempt_values(cand.invoked, cand.judgement,
+                                                       diagnostics[number]),
+                                  verdict_reason=(f"WINNER: {judge.choice}; {judge.why}"
+                                                  if judge.choice else judge.why))
+                tx.insert_findings(ex._finding_rows(wsr.ws.id, step.id, number,
+                                                    cand.judgement.sourced))
             tx.event(ex.run_id, "step.judged", wsr.ws.id, step.id, round=round_,
                      kept=kept.admitted.number, winner=kept.place if kept.passed else None,
                      candidates=[{"attempt": c.admitted.number, "place": c.place,
@@ -264,16 +385,20 @@ def run_round(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
                                   "outcome": c.invoked.outcome.value if c.invoked else None,
                                   "verdict": c.verdict, "reason": c.reason,
                                   "findings": c.findings, "diff_lines": c.diff_lines,
-                                  "cost_usd": c.cost} for c in candidates])
+                                  "cost_usd": c.cost} for c in candidates],
+                     judge=None if judge is None else {
+                         "attempt": judge.attempt.admitted.number,
+                         "profile": judge.attempt.admitted.profile_name,
+                         "choice": judge.choice, "reason": judge.why})
 
         diagnostics = {
             cand.admitted.number: ex._settle(cand.wsr, sr, cand.admitted, cand.claim,
                                              cand.invoked, cand.judgement)
-            for cand in others if cand.claim and cand.invoked and cand.judgement}
+            for cand in settled if cand.claim and cand.invoked and cand.judgement}
         report = ex._record(kept.wsr, sr, kept.admitted, kept.claim, invoked, kept.judgement,
                             may_close, verdict=_verdict(kept), also=record_others)
     finally:
-        for cand in candidates:
+        for cand in [*candidates, *([judge.attempt] if judge is not None else [])]:
             if cand.wsr.worktree is not None:
                 ex.pool.release(cand.wsr.worktree)
     if report.checkpoint_sha is not None:
@@ -284,5 +409,6 @@ def run_round(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
             wsr.worktree = None
         elif wsr.worktree is not None:
             reset_worktree(wsr.worktree)  # onto the branch's new head
-    # the next round numbers its attempts after every candidate of this one
-    return dataclasses.replace(report, last_number=candidates[-1].admitted.number)
+    # the next round numbers its attempts after every candidate (and the judge) of this one
+    last = judge.attempt.admitted.number if judge is not None else candidates[-1].admitted.number
+    return dataclasses.replace(report, last_number=last)

@@ -254,7 +254,7 @@ class Executor(Preparation, Admission, Invoker):
         return _Admitted(number, kind, profile_name, profile, permit, choice_reason)
 
     def _claim(self, wsr: WorkstreamRuntime, sr: StepRuntime, admitted: _Admitted,
-               candidate: tuple[int, int] | None = None) -> _Claim:
+               candidate: tuple[int, int | None] | None = None) -> _Claim:
         """The first write transaction: the attempt row and the step running. ``candidate``:
         (round, place) of a best-of-N candidate (the round: the number of its first attempt)."""
         step, number, kind = sr.step, admitted.number, admitted.kind

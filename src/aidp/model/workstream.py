@@ -215,16 +215,18 @@ class BestOf(_Model):
         "i mod len); empty: every candidate gets the step's own profile (they tell themselves "
         "apart by {candidate} and $AIDP_CANDIDATE, e.g. to vary a seed or temperature)",
     )
-    judge: Literal["checks"] = Field(
-        "checks",
+    judge: str = Field(
+        "checks", min_length=1,
         description="checks: every acceptance check must pass; then the fewest findings, the "
-        "smallest diff, the lowest cost, the first candidate win, in that order",
+        "smallest diff, the lowest cost, the first candidate win, in that order. Or the name "
+        "of a tool profile: when two or more candidates pass, it is shown their diffs and "
+        "writes its choice to VERDICT.md ('WINNER: N' and 'REASON: ...')",
     )
 
     @model_validator(mode="after")
     def _no_gate(self) -> BestOf:
-        if "manual" in self.profiles:
-            raise ValueError("a human gate (manual) cannot be a best-of candidate")
+        if "manual" in self.profiles or self.judge == "manual":
+            raise ValueError("a human gate (manual) cannot be a best-of candidate or judge")
         return self
 
 

@@ -319,7 +319,7 @@ DDL: tuple[str, ...] = (
         '\tCONSTRAINT fk_attempts_run_id FOREIGN KEY(run_id, ws_id, step_id) REFERENCES steps (run_id, ws_id, step_id) ON DELETE CASCADE, \n'
         "\tCONSTRAINT ck_attempts_outcome CHECK (outcome IN ('succeeded', 'failed_transient', 'failed_permanent', 'timed_out', 'crashed', 'cancelled', 'no_change', 'budget_exceeded', 'circuit_open')), \n"
         "\tCONSTRAINT ck_attempts_failure_class CHECK (failure_class IN ('transient', 'permanent', 'unknown')), \n"
-        "\tCONSTRAINT ck_attempts_kind CHECK (kind IN ('first', 'retry', 'fix', 'escalate', 'approval')), \n"
+        "\tCONSTRAINT ck_attempts_kind CHECK (kind IN ('first', 'retry', 'fix', 'escalate', 'approval', 'judge')), \n"
         "\tCONSTRAINT ck_attempts_verdict CHECK (verdict IN ('won', 'lost', 'failed'))\n"
         ')'
     ),

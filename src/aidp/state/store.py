@@ -325,4 +325,5 @@ class Store:
             "FROM attempts WHERE profile IS NOT NULL AND outcome IS NOT NULL "
             "AND NOT interrupted "
             f"AND outcome NOT IN ({_NOT_RUN}) "
+            f"AND kind != '{AttemptKind.JUDGE.value}' "  # a judge's verdict is not the task's
             "GROUP BY profile, capability, language ORDER BY profile, capability, language")
