@@ -34,6 +34,7 @@ __all__ = [
     "detect",
     "detect_tool",
     "detector_text",
+    "finding_rows",
     "no_change_finding",
     "read_log_text",
     "scope_findings",
@@ -153,6 +154,19 @@ def dedupe_sourced(pairs: Iterable[tuple[str, Finding]]) -> list[tuple[str, Find
             seen.add(finding.fingerprint)
             unique.append((source, finding))
     return unique
+
+
+def finding_rows(run_id: str, ws_id: str, step_id: str, attempt: int,
+                 sourced: Iterable[tuple[str, Finding]]) -> list[dict[str, Any]]:
+    """The findings table's rows of one attempt (``created_at`` apart)."""
+    return [
+        {"run_id": run_id, "ws_id": ws_id, "step_id": step_id, "attempt": attempt,
+         "source": source[:255], "detector": f.detector, "file": f.file, "line": f.line,
+         "col": f.column, "code": f.code, "message": f.message[:4000],
+         "severity": f.severity.value, "failure_class": f.failure_class.value,
+         "fingerprint": f.fingerprint, "retry_after": f.retry_after}
+        for source, f in sourced
+    ]
 
 
 def dedupe(findings: Iterable[Finding]) -> list[Finding]:

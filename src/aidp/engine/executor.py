@@ -60,6 +60,7 @@ from aidp.engine.diagnosis import (
     dedupe_sourced,
     detect,
     detect_tool,
+    finding_rows,
     no_change_finding,
     scope_findings,
 )
@@ -577,16 +578,7 @@ class Executor(Preparation, Admission, Invoker):
 
     def _finding_rows(self, ws_id: str, step_id: str, number: int,
                       sourced: Sequence[tuple[str, Finding]]) -> list[dict[str, Any]]:
-        """The findings table's rows of one attempt (``created_at`` apart)."""
-        return [
-            {"run_id": self.run_id, "ws_id": ws_id, "step_id": step_id,
-             "attempt": number, "source": source[:255],
-             "detector": f.detector, "file": f.file, "line": f.line, "col": f.column,
-             "code": f.code, "message": f.message[:4000], "severity": f.severity.value,
-             "failure_class": f.failure_class.value, "fingerprint": f.fingerprint,
-             "retry_after": f.retry_after}
-            for source, f in sourced
-        ]
+        return finding_rows(self.run_id, ws_id, step_id, number, sourced)
 
 
 def make_executor(**kwargs: Any) -> Executor:

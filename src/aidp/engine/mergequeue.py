@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aidp.core.states import WorkstreamState
-from aidp.engine.diagnosis import check_finding, dedupe_sourced, detect
+from aidp.engine.diagnosis import check_finding, dedupe_sourced, detect, finding_rows
 from aidp.engine.invocation import run_checks
 from aidp.engine.lifecycle import Lifecycle
 from aidp.engine.runtime import WorkstreamRuntime
@@ -278,14 +278,8 @@ class MergeQueue(Lifecycle):
         first = verdict.findings[0][1].message.splitlines()[0] if verdict.findings else \
             "no finding"
         with self.store.write(self.fence) as tx:
-            tx.insert_findings([
-                {"run_id": self.run_id, "ws_id": wsr.ws.id, "step_id": MERGE_STEP,
-                 "attempt": verdict.number, "source": source[:255],
-                 "detector": f.detector, "file": f.file, "line": f.line, "col": f.column,
-                 "code": f.code, "message": f.message[:4000], "severity": f.severity.value,
-                 "failure_class": f.failure_class.value, "fingerprint": f.fingerprint,
-                 "retry_after": f.retry_after}
-                for source, f in verdict.findings])
+            tx.insert_findings(finding_rows(self.run_id, wsr.ws.id, MERGE_STEP,
+                                            verdict.number, verdict.findings))
             tx.event(self.run_id, "merge.rejected", wsr.ws.id, into=into, log=verdict.log_path,
                      findings=[_brief(f) for _, f in verdict.findings])
         self.reporter.event("merge.rejected", wsr.ws.id, None,
