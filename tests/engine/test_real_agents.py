@@ -243,3 +243,64 @@ def test_aider_401_is_permanent_and_opens_the_breaker(cli: Cli, tmp_path: Path) 
     listed = json.loads(cli("breakers", "list", "--json", check=True).stdout)
     items = listed if isinstance(listed, list) else listed.get("breakers", [])
     assert {i["key"]: i["state"] for i in items}.get("profile:aider") == "open", items
+
+
+def test_best_of_aider_codex_and_openai_keeps_the_smallest_passing_edit(
+        cli: Cli, tmp_path: Path) -> None:
+    """One best-of-3 round of the real Aider, the real Codex and the openai adapter, each
+    against its own fake provider, at once: openai's edit fails the check, Codex's passes with
+    a docstring more, Aider's passes with the smallest diff and wins; every provider saw its
+    own requests only, and the run's usage is the three candidates'."""
+    (cli.cwd / "hello.py").write_text('def greet():\n    return "hello"\n')
+    git(cli.cwd, "add", "-A")
+    git(cli.cwd, "commit", "-qm", "hello")
+    wordy = ("apply_patch <<'EOF'\n*** Begin Patch\n*** Update File: hello.py\n@@\n def greet():\n"
+             "+    \"\"\"Greet the world.\"\"\"\n-    return \"hello\"\n"
+             "+    return \"hello, world\"\n*** End Patch\nEOF\n")
+    scripts = {
+        "aider": [{"reply": AIDER_DIFF, "usage": {"input_tokens": 120, "output_tokens": 30}}],
+        "codex": [{"tool_calls": [{"name": "exec_command", "arguments": {"cmd": wordy}}]},
+                  {"reply": "Done.", "usage": {"input_tokens": 200, "output_tokens": 10}}],
+        "llm": [{"reply": "hello.py\n```\ndef greet():\n    return 1\n```\n",
+                 "usage": {"input_tokens": 90, "output_tokens": 15}}],
+    }
+    servers = {name: FakeLLM(script) for name, script in scripts.items()}
+    for server in servers.values():
+        server.__enter__()
+    try:
+        toml = profiles("AIDER_URL").replace('base_url = "AIDER_URL"',
+                                             f'base_url = "{servers["aider"].base_url}"', 1)
+        toml = toml.replace('base_url = "AIDER_URL"', f'base_url = "{servers["codex"].base_url}"')
+        toml += (f'\n[tools.llm]\nadapter = "openai"\nmodel = "fake-model"\nedit_format = "whole"'
+                 f'\nbase_url = "{servers["llm"].base_url}"\napi_key_env = "AIDP_TEST_LLM_KEY"\n')
+        (cli.cwd / "aidp.toml").write_text(toml)
+        plan = tmp_path / "plan.yaml"
+        plan.write_text("""version: 1
+workstreams:
+  - id: greet
+    scope: ["hello.py"]
+    steps:
+      - id: world
+        prompt: "Make greet() say hello, world."
+        best_of: {n: 3, profiles: [aider, codex, llm]}
+        checks: ["python3 -c 'import hello; assert hello.greet() == \\"hello, world\\"'"]
+""")
+        code, status, stderr = run(cli, servers["aider"], plan)
+        requests = {name: len(server.requests) for name, server in servers.items()}
+        stray = [s for server in servers.values() for s in server.stray]
+    finally:
+        for server in servers.values():
+            server.__exit__(None, None, None)
+    assert code == 0, stderr
+    assert stray == []
+    assert requests["aider"] == 1 and requests["codex"] == 2 and requests["llm"] == 1
+    (step,) = status["workstreams"][0]["steps"]
+    verdicts = {a["profile"]: (a["candidate"]["verdict"], a["candidate"]["reason"])
+                for a in step["attempt_list"]}
+    assert verdicts["aider"][0] == "won", verdicts
+    assert verdicts["codex"] == ("lost", "lost to candidate 1: larger diff (3 vs 2 lines)")
+    assert verdicts["llm"][0] == "failed"
+    branch = status["workstreams"][0]["branch"]
+    assert git(cli.cwd, "show", f"{branch}:hello.py") == 'def greet():\n    return "hello, world"\n'
+    usage = json.loads(cli("usage", status["run_id"], "--json", check=True).stdout)
+    assert set(usage["profiles"]) == {"aider", "codex", "llm"}
