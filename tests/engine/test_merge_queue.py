@@ -115,6 +115,37 @@ def test_a_queue_without_failures_runs_the_checks_once_per_batch(
         (repo / ".aidp" / "merge-queue").iterdir())  # the scratch worktree is gone
 
 
+def test_steps_go_on_starting_while_a_batch_is_checked(cli: Cli, tmp_path: Path) -> None:
+    """Rule: integration checks run beside the run, not in its way: while ``a``'s slow check
+    runs, ``c`` (ready only once ``b`` ends, and started by the orchestrator) starts and ends;
+    the target moves only after the check passed."""
+    plan = """version: 1
+workstreams:
+  - id: a
+    scope: ["a.txt"]
+    merge: {into: integration, batch: 1, checks: ["sleep 3"]}
+    steps: [{id: s, run: "echo a > a.txt"}]
+  - id: b
+    scope: ["b.txt"]
+    steps: [{id: s, run: "sleep 0.5; echo b > b.txt"}]
+  - id: c
+    scope: ["c.txt"]
+    depends_on: [b]
+    steps: [{id: s, run: "echo c > c.txt"}]
+"""
+    result, summary = run_json(cli, "--parallel", "2", plan_file(tmp_path, plan))
+    assert result.returncode == 0, result.stderr
+    journal = events(cli, summary["run_id"])
+    checked = [e for e in journal if e.kind == "merge.checked"]
+    assert len(checked) == 1 and json.loads(checked[0].data)["passed"]
+    c_done = next(e for e in journal if e.kind == "step.completed" and e.ws_id == "c")
+    queued = next(e for e in journal if e.kind == "merge.queued")
+    landed = next(e for e in journal if e.kind == "workstream.completed" and e.ws_id == "a")
+    assert queued.ts < c_done.ts < checked[0].ts, (queued.ts, c_done.ts, checked[0].ts)
+    assert checked[0].ts <= landed.ts
+    assert git(cli.cwd, "show", "integration:a.txt").strip() == "a"
+
+
 @SQLITE_ONLY
 def test_a_squash_queue_lands_one_commit_per_workstream(cli: Cli, tmp_path: Path) -> None:
     """Rule: with strategy squash the queue lands one single-parent commit per workstream,

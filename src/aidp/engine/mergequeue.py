@@ -2,10 +2,11 @@
 
 A workstream whose ``merge`` declares ``checks`` does not land when its steps complete: it is
 queued for its target (``merge.queued``), in DAG order -- plan order, as a dependant starts only
-once its dependencies have landed, so the two are never queued together. The queue is drained
-on the orchestrator's thread, a batch of up to ``merge.batch`` entries at a time, when the batch
-is full or when no workstream merging into that target has a step running (nothing more will
-join soon):
+once its dependencies have landed, so the two are never queued together. A batch of up to
+``merge.batch`` entries is taken when the batch is full or when no workstream merging into that
+target has a step running (nothing more will join soon); it is merged and checked on a thread
+of its own (one batch per target at a time), so that steps go on starting meanwhile, and what
+it decided -- land, reject, conflict -- is applied on the orchestrator's thread:
 
 1. The batch's merged tree is built in memory on the target's head: one merge commit per
    workstream (:func:`~aidp.workspace.merge.merge_commit`, the commit an unchecked merge would
@@ -41,9 +42,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aidp.core.states import WorkstreamState
@@ -96,6 +99,20 @@ class _Verdict:
     log_path: str | None = None
 
 
+@dataclass
+class _Decided:
+    """What testing one batch decided, off the orchestrator's thread (nothing applied yet)."""
+
+    batch: list[WorkstreamRuntime]
+    refusal: StateError | None = None  # the target is checked out: the batch is not merged
+    conflicts: list[tuple[WorkstreamRuntime, AidpError]] = field(default_factory=list)
+    chain: list[tuple[WorkstreamRuntime, str]] = field(default_factory=list)  # (entry, prefix)
+    old: str | None = None  # the target's head when the batch was built
+    base: str = ""
+    bad: int | None = None  # the first failing prefix (None: the whole chain passed)
+    verdict: _Verdict | None = None  # the failing prefix's check run
+
+
 class MergeQueue(Lifecycle):
     """The orchestrator's merge queues, one per target branch (a mixin of
     :class:`~aidp.engine.orchestrator.Orchestrator`; see the module docstring)."""
@@ -103,6 +120,9 @@ class MergeQueue(Lifecycle):
     merge_queues: dict[str, list[WorkstreamRuntime]]  # target -> its queue, in DAG order
     check_runs: Counter[str] | None  # target -> check runs so far (None: not read yet)
     scratch_trees: dict[str, ScratchTree]  # target -> where its checks run
+    merge_jobs: dict[str, Future[_Decided]]  # target -> the batch being tested
+    merge_threads: ThreadPoolExecutor | None
+    merge_tested: threading.Event  # set when a batch's test ends
 
     def _queue_merge(self, wsr: WorkstreamRuntime) -> None:
         merge = wsr.ws.merge
@@ -123,39 +143,55 @@ class MergeQueue(Lifecycle):
     def _merges_queued(self) -> bool:
         return any(self.merge_queues.values())
 
-    def _drain_merges(self, busy: Collection[str]) -> bool:
-        """Test and land (or reject) queued merges: for each target, batches while its queue
-        holds a full batch, or all of it when none of ``busy`` (workstream ids with a step
-        running) merges into it. Stops when the run is stopping. Whether any batch was
-        tested (workstreams ended)."""
-        tested = False
+    def _drain_merges(self, busy: Collection[str], *, wait: bool = False) -> bool:
+        """Apply what tested batches decided, and start testing the next: for each target, a
+        batch when its queue holds a full one, or all of it when none of ``busy`` (workstream
+        ids with a step running) merges into it. ``wait``: test (and wait for) every batch
+        until the queues are empty. Nothing new starts while the run is stopping. Whether
+        any batch was applied (workstreams ended)."""
+        applied = False
         for into, queue in self.merge_queues.items():
-            while queue and not self.cancel.is_set():
+            while True:
+                job = self.merge_jobs.get(into)
+                if job is not None:
+                    if not (wait or job.done()):
+                        break
+                    del self.merge_jobs[into]
+                    self._apply_batch(into, queue, job.result())  # its exception surfaces here
+                    applied = True
+                if not queue or self.cancel.is_set():
+                    break
                 spec = _spec(queue[0])
                 running = any(_into(self.ws[ws_id]) == into for ws_id in busy)
                 if running and len(queue) < spec.batch:
                     break
-                self._test_batch(into, spec, queue)
-                tested = True
-        return tested
+                if self.merge_threads is None:
+                    self.merge_threads = ThreadPoolExecutor(thread_name_prefix="aidp-merge")
+                self.merge_tested.clear()
+                job = self.merge_threads.submit(self._test_batch, into, spec,
+                                                queue[: spec.batch])
+                job.add_done_callback(lambda _: self.merge_tested.set())
+                self.merge_jobs[into] = job
+                if not wait:
+                    break
+        return applied
 
-    def _test_batch(self, into: str, spec: MergeSpec, queue: list[WorkstreamRuntime]) -> None:
-        """Check the first ``spec.batch`` entries of ``queue`` merged onto ``into``; land what
-        passes, reject the first entry that fails; drop what was decided from ``queue``."""
-        batch = queue[: spec.batch]
+    def _test_batch(self, into: str, spec: MergeSpec, batch: list[WorkstreamRuntime]
+                    ) -> _Decided:
+        """On a merge thread: merge ``batch`` onto ``into`` in memory, run the checks on the
+        result, and bisect a failure to its first failing entry. Changes no runtime record
+        (:meth:`_apply_batch` does, on the orchestrator's thread)."""
+        decided = _Decided(list(batch))
         holders = checked_out_branches(self.repo)
         if into in holders:
-            refusal = StateError(
+            decided.refusal = StateError(
                 f"branch {into} is checked out in {holders[into]}; "
                 "aidp will not move a checked-out branch")
-            for wsr in batch:
-                queue.remove(wsr)
-                self._merge_failed(wsr, into, refusal)
-            return
+            return decided
         old = rev_parse(self.repo, f"refs/heads/{into}")
         base = old or rev_parse(self.repo, f"{batch[0].base_ref}^{{commit}}")
         assert base is not None  # a base_ref is a resolved commit of the repository
-        chain: list[tuple[WorkstreamRuntime, str]] = []  # (entry, the prefix's merge commit)
+        decided.old, decided.base = old, base
         tip = base
         strategy: Literal["merge", "squash"] = (
             "squash" if spec.strategy is MergeStrategy.SQUASH else "merge")
@@ -167,12 +203,12 @@ class MergeQueue(Lifecycle):
                     trailers={"Aidp-Run": self.run_id, "Aidp-Workstream": wsr.ws.id},
                     into=into, name=wsr.branch)
             except AidpError as exc:  # a conflict: out of the queue, its work delivered
-                queue.remove(wsr)
-                self._merge_failed(wsr, into, exc)
+                decided.conflicts.append((wsr, exc))
                 continue
-            chain.append((wsr, tip))
+            decided.chain.append((wsr, tip))
+        chain = decided.chain
         if not chain:
-            return
+            return decided
         members = [w.ws.id for w, _ in chain]
         verdicts: dict[int, _Verdict] = {}
 
@@ -184,19 +220,34 @@ class MergeQueue(Lifecycle):
             verdicts[prefix] = verdict
             return verdict.passed
 
-        if passes(len(chain)):
-            self._land(into, old, base, chain)
-            del queue[: queue.index(chain[-1][0]) + 1]
+        if not passes(len(chain)):
+            decided.bad = first_failing(len(chain), passes)
+            decided.verdict = verdicts[decided.bad]
+        return decided
+
+    def _apply_batch(self, into: str, queue: list[WorkstreamRuntime], decided: _Decided
+                     ) -> None:
+        """On the orchestrator's thread: land what passed, reject the first entry that
+        failed, fail the conflicts; drop what was decided from ``queue``."""
+        if decided.refusal is not None:
+            for wsr in decided.batch:
+                queue.remove(wsr)
+                self._merge_failed(wsr, into, decided.refusal)
             return
-        bad = first_failing(len(chain), passes)
-        culprit = chain[bad - 1][0]
-        landed = chain[: bad - 1]
+        for wsr, exc in decided.conflicts:
+            queue.remove(wsr)
+            self._merge_failed(wsr, into, exc)
+        chain = decided.chain
+        landed = chain if decided.bad is None else chain[: decided.bad - 1]
         if landed:
-            self._land(into, old, base, landed)
+            self._land(into, decided.old, decided.base, landed)
         for wsr, _ in landed:
             queue.remove(wsr)
-        queue.remove(culprit)
-        self._reject(culprit, into, verdicts[bad])
+        if decided.bad is not None:
+            assert decided.verdict is not None
+            culprit = chain[decided.bad - 1][0]
+            queue.remove(culprit)
+            self._reject(culprit, into, decided.verdict)
 
     def _check(self, into: str, spec: MergeSpec, sha: str, members: list[str]) -> _Verdict:
         """Run the integration checks on commit ``sha`` (``members`` merged onto ``into``) in
@@ -288,7 +339,12 @@ class MergeQueue(Lifecycle):
         self._fail_ws(wsr, f"integration checks failed when merged onto {into}: {first}")
 
     def _close_merge_queues(self) -> None:
-        """Remove the scratch worktrees (at the end of the orchestrator's run)."""
+        """Wait for the batches still being tested (the run is stopping: their checks are
+        cancelled, what they decided is dropped: resume queues them again), then remove the
+        scratch worktrees (at the end of the orchestrator's run)."""
+        if self.merge_threads is not None:
+            self.merge_threads.shutdown(wait=True)
+        self.merge_jobs.clear()
         for scratch in self.scratch_trees.values():
             scratch.remove()
 

@@ -118,6 +118,9 @@ class Orchestrator(Resume, MergeQueue):
         self.merge_queues = {}
         self.check_runs = None
         self.scratch_trees = {}
+        self.merge_jobs = {}
+        self.merge_threads = None
+        self.merge_tested = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -191,7 +194,7 @@ class Orchestrator(Resume, MergeQueue):
             self._cancel_rest()
         else:
             self._skip_unreachable()
-            self._drain_merges(())  # what ending the unreachable ones may have queued
+            self._drain_merges((), wait=True)  # what ending the unreachable ones queued
 
     def _schedule(self, pool: ThreadPoolExecutor) -> None:
         """Start ready steps and act on finished attempts until nothing is left to do.
@@ -241,6 +244,9 @@ class Orchestrator(Resume, MergeQueue):
             if not in_flight and (self.cancelling or (not self._retry_pending()
                                                       and not self._merges_queued())):
                 return
+            if not in_flight and self.merge_jobs:  # only batches under test: wait for one
+                self.merge_tested.wait(0.5)
+                continue
             if not in_flight:  # only retries due later: let the clock pass the time
                 self.clock.idle(self._wait_timeout(now), self.cancel)
                 continue
