@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -233,15 +234,20 @@ def test_dependants_of_a_rejected_workstream_are_skipped(cli: Cli, tmp_path: Pat
 ])
 def test_a_crash_mid_queue_resumes_without_landing_a_failing_tree(
         cli: Cli, tmp_path: Path, kill_at: int) -> None:
-    """Rule: aidp killed while the integration checks run: resume re-queues the unmerged
-    finished workstreams, keeps what landed, lands each once and never the failing tree."""
+    """Rule: aidp killed while the integration checks run: resume kills the check it left
+    running, re-queues the unmerged finished workstreams, keeps what landed, lands each once
+    and never the failing tree."""
     repo = cli.cwd
     git(repo, "branch", "integration")
     counter = tmp_path / "check-runs"
-    # check run number ``kill_at`` kills its orchestrator (the check's parent) with SIGKILL
+    orphan = tmp_path / "orphan-finished"
+    # check run number ``kill_at`` kills its orchestrator (the check's parent) with SIGKILL,
+    # then lives on, orphaned, unless resume kills it
     check = (f"n=$(($(cat {counter} 2>/dev/null || echo 0) + 1)); echo $n > {counter}; "
-             f"if [ $n -eq {kill_at} ]; then kill -9 $PPID; sleep 2; fi; {CLASH}")
+             f"if [ $n -eq {kill_at} ]; then kill -9 $PPID; sleep 4; touch {orphan}; fi; "
+             f"{CLASH}")
     result = cli("run", "--parallel", "1", plan_file(tmp_path, queue_plan(8, check=check)))
+    killed = time.monotonic()
     assert result.returncode == -9, result.stderr
     landed_before = held(repo, "integration")
     branch = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/aidp/").split()[0]
@@ -257,6 +263,8 @@ def test_a_crash_mid_queue_resumes_without_landing_a_failing_tree(
     merged = git(repo, "log", "--first-parent", "--merges", "--format=%(trailers:key="
                  "Aidp-Workstream,valueonly)", "integration").split()
     assert sorted(merged) == [f"ws{n}" for n in (1, 2, 4, 5, 6, 7, 8)]  # each landed once
+    time.sleep(max(0.0, killed + 5 - time.monotonic()))
+    assert not orphan.exists()  # resume killed the check the dead orchestrator left running
 
 
 def test_without_checks_a_merge_lands_at_once(cli_inproc: Cli, tmp_path: Path) -> None:

@@ -77,6 +77,9 @@ CATALOGUE: dict[str, str] = {
     "step.rejected": "a human gate was rejected (data.by)",
     "attempt.interrupted": "an attempt died with its orchestrator; resume redoes it",
     "merge.queued": "a finished workstream joined its target's merge queue (data.into)",
+    "merge.checking": "the integration checks start on a batch merged onto its target "
+                      "(data.into, data.members, data.sha, data.token: what resume kills "
+                      "if aidp dies meanwhile)",
     "merge.checked": "the integration checks ran on a batch merged onto its target "
                      "(data.into, data.members, data.passed, data.check_runs: the running count)",
     "merge.rejected": "the integration checks failed with the workstream's merge: it leaves "

@@ -269,9 +269,13 @@ class MergeQueue(Lifecycle):
             "worktree": str(path), "run_id": self.run_id, "repo": str(self.repo)}
         env = build_env(dict(os.environ), (), {
             "AIDP_RUN_ID": self.run_id, "AIDP_WORKTREE": str(path), "AIDP_MERGE_INTO": into})
+        token = new_token()  # journaled first: a resume after a crash kills what it left running
+        with self.store.write(self.fence) as tx:
+            tx.event(self.run_id, "merge.checking", None, into=into, members=members, sha=sha,
+                     token=token)
         try:
             results, evidence = run_checks(
-                spec.check_list(), values, env, [], log, path, new_token(),
+                spec.check_list(), values, env, [], log, path, token,
                 grace_s=self.settings.run.kill_grace, cancel=self.cancel)
         finally:
             log.close()
@@ -289,7 +293,7 @@ class MergeQueue(Lifecycle):
                   for r in results if r.error is not None)])
         with self.store.write(self.fence) as tx:
             tx.event(self.run_id, "merge.checked", None, into=into, members=members,
-                     sha=sha, passed=passed, check_runs=number, log=str(log_path))
+                     sha=sha, passed=passed, check_runs=number, log=str(log_path), token=token)
         self.reporter.event("merge.checked", None, None, {
             "into": into, "members": members, "passed": passed, "check_runs": number})
         return _Verdict(passed, number, tuple(sourced), str(log_path))

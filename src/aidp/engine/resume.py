@@ -94,12 +94,27 @@ class Resume(RunLedger):
 
     # -- recovery ----------------------------------------------------------------------------
 
+    def _unfinished_merge_checks(self) -> set[str]:
+        """The tokens of integration checks the journal saw start but not end."""
+        started: set[str] = set()
+        for row in self.store.read(
+                "SELECT kind, data FROM events WHERE run_id = :run_id "
+                "AND kind IN ('merge.checking', 'merge.checked')", {"run_id": self.run_id}):
+            token = json.loads(row.data or "{}").get("token")
+            if token and row.kind == "merge.checking":
+                started.add(token)
+            elif token:
+                started.discard(token)
+        return started
+
     def _recover(self) -> None:
         """Make the run consistent after a crash or for a resume of a failed run."""
         in_flight = [a for a in self.attempt_rows if a.outcome is None]
         for attempt in in_flight:  # the dead orchestrator's tools may still be running
             if attempt.token:
                 kill_by_token(attempt.token, pid_hint=attempt.pid)
+        for token in self._unfinished_merge_checks():  # and its integration checks
+            kill_by_token(token)
         with self.store.write(self.fence) as tx:
             for attempt in in_flight:
                 tx.update_attempt(attempt.id, outcome=AttemptOutcome.CRASHED.value,
