@@ -148,6 +148,45 @@ workstreams:
 
 
 @SQLITE_ONLY
+def test_cancel_during_an_integration_check_stops_it_and_moves_nothing(
+        cli: Cli, tmp_path: Path) -> None:
+    """Rule: ``aidp cancel`` while a batch is checked kills the check at once; the run ends
+    cancelled and the target never moved."""
+    repo = cli.cwd
+    git(repo, "branch", "integration")
+    before = git(repo, "rev-parse", "integration")
+    plan = """version: 1
+workstreams:
+  - id: a
+    scope: ["a.txt"]
+    merge: {into: integration, batch: 1, checks: ["sleep 60"]}
+    steps: [{id: s, run: "echo a > a.txt"}]
+"""
+    proc = cli.popen("run", "--json", plan_file(tmp_path, plan))
+    try:
+        deadline = time.monotonic() + 60
+        run_id = None
+        while time.monotonic() < deadline:
+            runs = json.loads(cli("runs", "--json", check=True).stdout)
+            if runs and any(e.kind == "merge.checking" for e in events(cli, runs[0]["run_id"])):
+                run_id = runs[0]["run_id"]
+                break
+            time.sleep(0.1)
+        assert run_id is not None, "the check never started"
+        cancelled = time.monotonic()
+        cli("cancel", run_id, check=True)
+        proc.communicate(timeout=30)
+        took = time.monotonic() - cancelled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert took < 15, took
+    assert status(cli, run_id)["status"] == "cancelled"
+    assert git(repo, "rev-parse", "integration") == before
+
+
+@SQLITE_ONLY
 def test_a_squash_queue_lands_one_commit_per_workstream(cli: Cli, tmp_path: Path) -> None:
     """Rule: with strategy squash the queue lands one single-parent commit per workstream,
     each workstream's merged_sha being its own commit."""

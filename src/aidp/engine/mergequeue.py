@@ -342,13 +342,18 @@ class MergeQueue(Lifecycle):
         wsr.merge_rejected = True
         self._fail_ws(wsr, f"integration checks failed when merged onto {into}: {first}")
 
-    def _close_merge_queues(self) -> None:
-        """Wait for the batches still being tested (the run is stopping: their checks are
-        cancelled, what they decided is dropped: resume queues them again), then remove the
-        scratch worktrees (at the end of the orchestrator's run)."""
+    def _drop_merge_jobs(self) -> None:
+        """Wait for the batches still being tested -- the run is stopping: their checks are
+        cancelled -- and drop what they decided (resume queues those workstreams again)."""
         if self.merge_threads is not None:
             self.merge_threads.shutdown(wait=True)
+            self.merge_threads = None
         self.merge_jobs.clear()
+
+    def _close_merge_queues(self) -> None:
+        """:meth:`_drop_merge_jobs`, then remove the scratch worktrees (at the end of the
+        orchestrator's run)."""
+        self._drop_merge_jobs()
         for scratch in self.scratch_trees.values():
             scratch.remove()
 

@@ -191,6 +191,7 @@ class Orchestrator(Resume, MergeQueue):
                 self.cancel.set()
                 raise
         if self.cancelling:
+            self._drop_merge_jobs()  # before the run's end is written
             self._cancel_rest()
         else:
             self._skip_unreachable()
