@@ -95,13 +95,13 @@ def test_a_retry_after_holds_every_gateway_on_the_store(db_url: str) -> None:
                                  holds=StoreHolds(one)))
             b = second.open(Grant(upstream=llm.base_url, key="k", profile="p",
                                   holds=StoreHolds(two)))
-            try:
-                OpenAI(base_url=a.base_url, api_key=a.token, max_retries=0
-                       ).chat.completions.create(model=llm.model, messages=hi)  # type: ignore[arg-type]
-            except RateLimitError:
-                refused_at = time.monotonic()
-            OpenAI(base_url=b.base_url, api_key=b.token, max_retries=0
-                   ).chat.completions.create(model=llm.model, messages=hi)  # type: ignore[arg-type]
+            with OpenAI(base_url=a.base_url, api_key=a.token, max_retries=0) as sdk:
+                try:
+                    sdk.chat.completions.create(model=llm.model, messages=hi)  # type: ignore[arg-type]
+                except RateLimitError:
+                    refused_at = time.monotonic()
+            with OpenAI(base_url=b.base_url, api_key=b.token, max_retries=0) as sdk:
+                sdk.chat.completions.create(model=llm.model, messages=hi)  # type: ignore[arg-type]
             waited = time.monotonic() - refused_at
             first.close(a)
             second.close(b)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,22 @@ def gateway() -> Any:
         yield gw
 
 
+_CLIENTS: list[OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every client a test made is closed when it ends (an unclosed one's socket would warn,
+    at garbage collection, inside whichever test runs then)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def client(ticket: Any) -> OpenAI:
-    return OpenAI(base_url=ticket.base_url, api_key=ticket.token, max_retries=0, timeout=30)
+    made = OpenAI(base_url=ticket.base_url, api_key=ticket.token, max_retries=0, timeout=30)
+    _CLIENTS.append(made)
+    return made
 
 
 def test_usage_is_exact_for_plain_streamed_and_responses_requests(gateway: Gateway) -> None:
