@@ -26,7 +26,8 @@ CODEX_PATCH = (
 )
 
 
-def profiles(base_url: str) -> str:
+def profiles(base_url: str, codex_url: str | None = None) -> str:
+    """Profiles ``aider`` and ``codex`` on ``base_url`` (codex on ``codex_url`` if given)."""
     return f"""
 [tools.aider]
 adapter = "aider"
@@ -41,7 +42,7 @@ timeout = "90s"
 adapter = "codex"
 command = "{require('codex')}"
 model = "fake-model"
-base_url = "{base_url}"
+base_url = "{codex_url or base_url}"
 api_key_env = "AIDP_TEST_LLM_KEY"
 env = {PROXY_NAMES}
 timeout = "90s"
@@ -69,9 +70,7 @@ def run(cli: Cli, llm: FakeLLM, plan: Path) -> tuple[int, dict[str, Any], str]:
 def test_aider_then_codex_edit_and_checkpoint(cli: Cli, tmp_path: Path) -> None:
     """Step one on Aider, step two on Codex: each edit lands in its own checkpoint commit with
     trailers, usage is recorded per profile, the key stays out of logs, no stray request."""
-    (cli.cwd / "hello.py").write_text('def greet():\n    return "hello"\n')
-    git(cli.cwd, "add", "-A")
-    git(cli.cwd, "commit", "-qm", "hello")
+    hello(cli)
     script = [{"reply": AIDER_DIFF, "usage": {"input_tokens": 120, "output_tokens": 30}},
               {"tool_calls": [{"name": "exec_command", "arguments": {"cmd": CODEX_PATCH}}]},
               {"reply": "Done.", "usage": {"input_tokens": 200, "output_tokens": 10}}]
@@ -161,9 +160,7 @@ def test_aider_reply_quoting_errors_still_succeeds(cli: Cli, tmp_path: Path) -> 
     """A model reply that quotes a 401, Aider's authentication message, a failed SEARCH block
     and the reflection limit (Aider echoes the reply into its output) is the model's text, not
     Aider's error: the edit is applied, the attempt succeeds, no error finding is recorded."""
-    (cli.cwd / "hello.py").write_text('def greet():\n    return "hello"\n')
-    git(cli.cwd, "add", "-A")
-    git(cli.cwd, "commit", "-qm", "hello")
+    hello(cli)
     with FakeLLM([{"reply": QUOTED_ERRORS + AIDER_DIFF}]) as llm:
         (cli.cwd / "aidp.toml").write_text(profiles(llm.base_url))
         plan = tmp_path / "plan.yaml"
@@ -251,9 +248,7 @@ def test_best_of_aider_codex_and_openai_keeps_the_smallest_passing_edit(
     against its own fake provider, at once: openai's edit fails the check, Codex's passes with
     a docstring more, Aider's passes with the smallest diff and wins; every provider saw its
     own requests only, and the run's usage is the three candidates'."""
-    (cli.cwd / "hello.py").write_text('def greet():\n    return "hello"\n')
-    git(cli.cwd, "add", "-A")
-    git(cli.cwd, "commit", "-qm", "hello")
+    hello(cli)
     wordy = ("apply_patch <<'EOF'\n*** Begin Patch\n*** Update File: hello.py\n@@\n def greet():\n"
              "+    \"\"\"Greet the world.\"\"\"\n-    return \"hello\"\n"
              "+    return \"hello, world\"\n*** End Patch\nEOF\n")
@@ -268,11 +263,9 @@ def test_best_of_aider_codex_and_openai_keeps_the_smallest_passing_edit(
     for server in servers.values():
         server.__enter__()
     try:
-        toml = profiles("AIDER_URL").replace('base_url = "AIDER_URL"',
-                                             f'base_url = "{servers["aider"].base_url}"', 1)
-        toml = toml.replace('base_url = "AIDER_URL"', f'base_url = "{servers["codex"].base_url}"')
-        toml += (f'\n[tools.llm]\nadapter = "openai"\nmodel = "fake-model"\nedit_format = "whole"'
-                 f'\nbase_url = "{servers["llm"].base_url}"\napi_key_env = "AIDP_TEST_LLM_KEY"\n')
+        toml = profiles(servers["aider"].base_url, servers["codex"].base_url) + (
+            f'\n[tools.llm]\nadapter = "openai"\nmodel = "fake-model"\nedit_format = "whole"'
+            f'\nbase_url = "{servers["llm"].base_url}"\napi_key_env = "AIDP_TEST_LLM_KEY"\n')
         (cli.cwd / "aidp.toml").write_text(toml)
         plan = tmp_path / "plan.yaml"
         plan.write_text("""version: 1
