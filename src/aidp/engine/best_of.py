@@ -168,7 +168,7 @@ def _diff_size(wt: Worktree, base: str, sha: str) -> tuple[int, int]:
     return stats.files_changed, stats.insertions + stats.deletions
 
 
-def _judge(candidates: list[_Candidate]) -> _Candidate:
+def _give_verdicts(candidates: list[_Candidate]) -> _Candidate:
     """Give each candidate its verdict and reason; return the one the round keeps."""
     passing = sorted((c for c in candidates if c.passed), key=_Candidate.rank)
     for cand in candidates:
@@ -269,11 +269,14 @@ def _ask_judge(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
     found = [int(m) for m in _WINNER.findall(text)]
     reason = _REASON.search(text)
     if not attempt.passed:
-        return _Judge(attempt, None, f"its attempt {attempt.invoked.outcome.value}")
-    if not found or found[-1] not in places:
-        return _Judge(attempt, None, f"{VERDICT_FILE} names no passing candidate "
-                      f"(WINNER: one of {', '.join(map(str, sorted(places)))})")
-    return _Judge(attempt, found[-1], reason.group(1).strip()[:500] if reason else "")
+        judge = _Judge(attempt, None, f"its attempt {attempt.invoked.outcome.value}")
+    elif not found or found[-1] not in places:
+        judge = _Judge(attempt, None, f"{VERDICT_FILE} names no passing candidate "
+                       f"(WINNER: one of {', '.join(map(str, sorted(places)))})")
+    else:
+        judge = _Judge(attempt, found[-1], reason.group(1).strip()[:500] if reason else "")
+    attempt.reason = f"WINNER: {judge.choice}; {judge.why}" if judge.choice else judge.why
+    return judge
 
 
 def _heed(judge: _Judge, candidates: list[_Candidate], ranked: _Candidate) -> _Candidate:
@@ -293,6 +296,9 @@ def _heed(judge: _Judge, candidates: list[_Candidate], ranked: _Candidate) -> _C
 
 
 def _verdict(cand: _Candidate) -> dict[str, Any]:
+    """The attempt row's best-of columns (a judge's: its reason only)."""
+    if not cand.place:
+        return {"verdict_reason": cand.reason}
     invoked = cand.invoked
     return {"verdict": cand.verdict, "verdict_reason": cand.reason,
             "candidate_sha": invoked.sha if invoked is not None else None,
@@ -341,15 +347,15 @@ def run_round(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
                                 thread_name_prefix=f"aidp-best-of-{step.id}") as threads:
             for future in [threads.submit(attempt, cand) for cand in candidates]:
                 future.result()
-        kept = _judge(candidates)
+        kept = _give_verdicts(candidates)
         spec = step.best_of
         assert spec is not None
         if spec.judge != "checks" and sum(c.passed for c in candidates) > 1:
             judge = _ask_judge(ex, wsr, sr, candidates, start, round_)
             if judge is not None:
                 kept = _heed(judge, candidates, kept)
-        others = [c for c in candidates if c is not kept]
-        settled = [*others, *([judge.attempt] if judge is not None else [])]
+        settled = [*(c for c in candidates if c is not kept),  # recorded beside the kept one
+                   *([judge.attempt] if judge is not None else [])]
         assert kept.claim is not None and kept.invoked is not None and kept.judgement is not None
         invoked = kept.invoked
         if invoked.sha is not None:  # the workstream's branch moves to the winner's commit
@@ -357,25 +363,14 @@ def run_round(ex: Executor, wsr: WorkstreamRuntime, sr: StepRuntime,
                 ex.repo, wsr.branch, invoked.sha, start,
                 f"aidp: best of {len(candidates)}: {wsr.ws.id}/{step.id} candidate {kept.place}"))
 
-        def record_others(tx: Tx) -> None:
-            for cand in others:
+        def record_others(tx: Tx) -> None:  # the other candidates' rows, and the judge's
+            for cand in settled:
                 assert cand.claim and cand.invoked and cand.judgement
                 number = cand.admitted.number
                 tx.update_attempt(cand.claim.attempt_id, finished_at=tx.now,
                                   **ex._attempt_values(cand.invoked, cand.judgement,
                                                        diagnostics[number]),
                                   **_verdict(cand))
-                tx.insert_findings(ex._finding_rows(wsr.ws.id, step.id, number,
-                                                    cand.judgement.sourced))
-            if judge is not None:
-                cand = judge.attempt
-                assert cand.claim and cand.invoked and cand.judgement
-                number = cand.admitted.number
-                tx.update_attempt(cand.claim.attempt_id, finished_at=tx.now,
-                                  **ex._attempt_values(cand.invoked, cand.judgement,
-                                                       diagnostics[number]),
-                                  verdict_reason=(f"WINNER: {judge.choice}; {judge.why}"
-                                                  if judge.choice else judge.why))
                 tx.insert_findings(ex._finding_rows(wsr.ws.id, step.id, number,
                                                     cand.judgement.sourced))
             tx.event(ex.run_id, "step.judged", wsr.ws.id, step.id, round=round_,

@@ -95,8 +95,11 @@ class Resume(RunLedger):
     # -- recovery ----------------------------------------------------------------------------
 
     def _unfinished_merge_checks(self) -> set[str]:
-        """The tokens of integration checks the journal saw start but not end."""
+        """The tokens of integration checks the journal saw start but not end (no query for a
+        plan without any)."""
         started: set[str] = set()
+        if not any(w.ws.merge is not None and w.ws.merge.checks for w in self.ws.values()):
+            return started
         for row in self.store.read(
                 "SELECT kind, data FROM events WHERE run_id = :run_id "
                 "AND kind IN ('merge.checking', 'merge.checked')", {"run_id": self.run_id}):
